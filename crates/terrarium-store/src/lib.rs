@@ -1,0 +1,1 @@
+//! terrarium-store
