@@ -1,1 +1,166 @@
-//! terrarium-store
+//! Workspace metadata: environments, their immutable versions, labels and history.
+//!
+//! [`Store`] is the backend-agnostic interface; [`SqliteStore`] is the embedded default. The
+//! versioning rules (Azure ML compatible) are part of the contract every backend implements:
+//! - register without a version: identical content to the latest version returns it; otherwise
+//!   version = highest automatic version + 1, never reusing a number;
+//! - register with a version: same content is a no-op, other content is an error;
+//! - `latest` is the most recently created version that is not archived;
+//! - `curated/` names are written only by curated seeding.
+//!
+//! Every mutation is one transaction, so concurrent processes never lose or duplicate versions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use terrarium_spec::names::Reference;
+use terrarium_spec::Definition;
+
+mod error;
+mod sqlite;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+/// Where a version came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// `manual`, `import`, `run`, `clone`, `curated`, `relock`.
+    pub kind: String,
+    /// The file it was imported from, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The format of that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl Source {
+    pub fn new(kind: &str) -> Self {
+        Self {
+            kind: kind.to_string(),
+            file: None,
+            format: None,
+        }
+    }
+}
+
+/// One version of an environment, as commands print it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub name: String,
+    pub version: String,
+    pub content_hash: String,
+    /// User labels pointing here, plus `latest` when this is the latest version.
+    pub labels: Vec<String>,
+    /// True when the version or its whole environment is archived.
+    pub archived: bool,
+    pub created_at: String,
+    pub created_by: String,
+    pub source: Source,
+    /// `NAME:VERSION` this version was cloned or modified from.
+    pub parent: Option<String>,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub curated: bool,
+    pub definition: Definition,
+}
+
+/// What to register.
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    /// Must have a name; `version` is optional.
+    pub definition: Definition,
+    pub source: Source,
+    /// Overrides the default parent (the latest version at registration time).
+    pub parent: Option<String>,
+    pub actor: String,
+    /// Only curated seeding may write `curated/` names.
+    pub allow_curated: bool,
+}
+
+/// The result of registering.
+#[derive(Debug, Clone)]
+pub struct RegisterOutcome {
+    pub record: VersionRecord,
+    /// False when an existing version had the same content.
+    pub created: bool,
+}
+
+/// A history entry that is not a version: label moves, archive, metadata updates, deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub name: String,
+    pub version: Option<String>,
+    pub action: String,
+    pub detail: Option<String>,
+    pub actor: String,
+    pub at: String,
+}
+
+/// Changes to a version's metadata, which do not make a new version.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataUpdate {
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub set_tags: BTreeMap<String, String>,
+    pub remove_tags: Vec<String>,
+}
+
+/// The workspace metadata store.
+pub trait Store: Send + Sync {
+    /// Register a definition, applying the versioning rules above.
+    fn register(&self, request: RegisterRequest) -> Result<RegisterOutcome, StoreError>;
+
+    /// Resolve `NAME`, `NAME:VERSION` or `NAME@LABEL`.
+    fn resolve(&self, reference: &Reference) -> Result<VersionRecord, StoreError>;
+
+    /// The latest version of every environment; archived environments only when asked.
+    fn list(&self, include_archived: bool) -> Result<Vec<VersionRecord>, StoreError>;
+
+    /// Every version of one environment, oldest first, archived ones included.
+    fn versions(&self, name: &str) -> Result<Vec<VersionRecord>, StoreError>;
+
+    /// The non-version history of one environment, oldest first.
+    fn events(&self, name: &str) -> Result<Vec<Event>, StoreError>;
+
+    /// Point a user label at a version (moving it if it exists).
+    fn set_label(&self, name: &str, version: &str, label: &str, actor: &str) -> Result<(), StoreError>;
+
+    /// Remove a user label.
+    fn remove_label(&self, name: &str, label: &str, actor: &str) -> Result<(), StoreError>;
+
+    /// Change description and tags without a new version.
+    fn update_metadata(
+        &self,
+        name: &str,
+        version: &str,
+        update: &MetadataUpdate,
+        actor: &str,
+    ) -> Result<VersionRecord, StoreError>;
+
+    /// Archive or restore one version, or with `version: None` the whole environment.
+    fn set_archived(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        archived: bool,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Delete a version that nothing references.
+    fn delete_version(&self, name: &str, version: &str, actor: &str) -> Result<(), StoreError>;
+
+    /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
+    fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    now.format(&format).expect("formattable time")
+}

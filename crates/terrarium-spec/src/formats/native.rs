@@ -21,7 +21,13 @@ use crate::yaml::{self, MapBuilder, Node, Reader, Value, Y};
 const AML_SCHEMA: &str = "https://azuremlschemas.azureedge.net/latest/environment.schema.json";
 
 pub fn import(path: &Path) -> Result<Imported, SpecError> {
-    let source = SourceFile::read(path)?;
+    import_source(&SourceFile::read(path)?)
+}
+
+/// Import from text already read; relative paths resolve against `source.path`.
+pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
+    let path = source.path.as_path();
+    let source = source.clone();
     let root = yaml::parse(&source)?;
     let mut reader = Reader::new(&source);
     let mut files = vec![path.to_path_buf()];

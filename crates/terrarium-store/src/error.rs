@@ -1,0 +1,54 @@
+//! Store errors.
+
+/// Errors from a workspace store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No environment, version or label by that reference.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Versions are immutable: the explicit version exists with other content.
+    #[error("{name}:{version} already exists with different content (content hash {existing}); versions are immutable, register without a version to get a new one")]
+    VersionConflict {
+        name: String,
+        version: String,
+        existing: String,
+    },
+    /// `curated/` names are read-only.
+    #[error("`{0}` is a curated environment and is read-only; use `terrarium env clone {0} NEW-NAME` to make an editable copy")]
+    Curated(String),
+    /// A version cannot be deleted while something refers to it.
+    #[error("{reference} cannot be deleted: {reason}")]
+    Referenced { reference: String, reason: String },
+    /// The request is not valid (bad name, label, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Every version of the environment is archived (or the environment is).
+    #[error("{0}")]
+    Archived(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The workspace directory could not be created or opened.
+    #[error("cannot open the workspace at {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Database(Box::new(err))
+    }
+}
+
+impl StoreError {
+    /// Errors caused by the request rather than by the system.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Self::Database(_) | Self::Corrupt(_) | Self::Open { .. })
+    }
+}

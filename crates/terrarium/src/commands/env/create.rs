@@ -1,0 +1,102 @@
+//! `terrarium env create`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use terrarium_spec::{formats, Format};
+use terrarium_store::{RegisterRequest, Source, Store};
+
+use crate::commands::Context;
+use crate::printer::{self, user_error};
+use crate::workspace;
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The definition: a file (native/Azure ML v2 YAML, conda environment.yml,
+    /// requirements.txt, Dockerfile) or a directory (Azure ML v1, conda prefix, virtualenv).
+    #[arg(short = 'f', long = "file", value_name = "PATH", required_unless_present = "image", conflicts_with = "image")]
+    file: Option<PathBuf>,
+    /// Create a docker-runtime, user-managed environment from an existing image.
+    #[arg(long, value_name = "REFERENCE")]
+    image: Option<String>,
+    /// The name (required when the file has none).
+    #[arg(long)]
+    name: Option<String>,
+    /// An explicit version; registering different content under an existing version fails.
+    #[arg(long)]
+    version: Option<String>,
+    /// The input format (detected when omitted).
+    #[arg(long, value_parser = super::parse_format)]
+    format: Option<Format>,
+    /// Set the description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Add a tag KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    tags: Vec<(String, String)>,
+    /// Print the version as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
+    let (mut definition, source, warnings) = if let Some(image) = &args.image {
+        let definition = formats::from_image(image).map_err(|e| user_error(e, None))?;
+        (definition, Source { kind: "import".into(), file: None, format: Some(format!("image:{image}")) }, Vec::new())
+    } else {
+        let file = args.file.as_ref().expect("clap requires --file or --image");
+        let imported = formats::import(file, args.format)?;
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+        let source = Source {
+            kind: "import".into(),
+            file: Some(absolute.display().to_string()),
+            format: Some(imported.format.name().to_string()),
+        };
+        (imported.definition, source, imported.warnings)
+    };
+    printer::warnings(&warnings);
+    if let Some(name) = args.name {
+        definition.name = name;
+    }
+    if definition.name.is_empty() {
+        return Err(user_error(
+            "the definition has no name",
+            Some("pass --name NAME"),
+        ));
+    }
+    if let Some(version) = args.version {
+        definition.version = Some(version);
+    }
+    if let Some(description) = args.description {
+        definition.description = Some(description);
+    }
+    definition.tags.extend(args.tags);
+    let store = context.store()?;
+    let name = definition.name.clone();
+    let outcome = store
+        .register(RegisterRequest {
+            definition,
+            source,
+            parent: None,
+            actor: workspace::actor(),
+            allow_curated: false,
+        })
+        .with_context(|| format!("cannot register `{name}`"))?;
+    let record = &outcome.record;
+    if args.json {
+        printer::json(record)?;
+    } else {
+        println!("{}:{}", record.name, record.version);
+        if outcome.created {
+            printer::status(&format!("created {}:{} ({})", record.name, record.version, record.content_hash));
+        } else {
+            printer::status(&format!(
+                "unchanged: {}:{} already has this content ({})",
+                record.name, record.version, record.content_hash
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

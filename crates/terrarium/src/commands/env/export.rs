@@ -1,0 +1,129 @@
+//! `terrarium env export`
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use terrarium_spec::Format;
+use terrarium_store::Store;
+
+use crate::commands::Context;
+use crate::printer::{self, user_error};
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// NAME, NAME:VERSION or NAME@LABEL.
+    reference: String,
+    /// native, aml-v2, aml-v1, conda, requirements or dockerfile.
+    #[arg(long, value_parser = super::parse_format)]
+    format: Format,
+    /// Where to write: a file, or a directory for aml-v1 and aml-v2. Single-file formats go to
+    /// stdout when omitted.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Replace an existing output.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn export(context: &Context, args: ExportArgs) -> Result<ExitCode> {
+    if !args.format.can_export() {
+        return Err(user_error(format!("`{}` is an import-only format", args.format), None));
+    }
+    let reference = super::parse_reference(&args.reference)?;
+    let store = context.store()?;
+    let record = store.resolve(&reference)?;
+    let exported = terrarium_spec::export(&record.definition, args.format)?;
+    if !exported.dropped.is_empty() {
+        eprintln!(
+            "warning: the {} format cannot carry these fields of {}:{}, which were not written: {}",
+            args.format,
+            record.name,
+            record.version,
+            exported.dropped.join(", ")
+        );
+    }
+    for note in &exported.notes {
+        eprintln!("note: {note}");
+    }
+    match (&args.output, args.format.exports_directory()) {
+        (None, true) => {
+            return Err(user_error(
+                format!("the {} format writes a directory", args.format),
+                Some("pass -o DIR"),
+            ))
+        }
+        (None, false) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(exported.files[0].1.as_bytes())?;
+        }
+        (Some(path), false) => write_file_atomic(path, &exported.files[0].1, args.force)?,
+        (Some(path), true) => write_dir_atomic(path, &exported.files, args.force)?,
+    }
+    if let Some(path) = &args.output {
+        printer::status(&format!("wrote {}:{} as {} to {}", record.name, record.version, args.format, path.display()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        return Err(user_error(
+            format!("{} already exists", path.display()),
+            Some("pass --force to replace it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Write to a temporary file beside `path`, then rename: readers never see half a file.
+fn write_file_atomic(path: &Path, text: &str, force: bool) -> Result<()> {
+    refuse_existing(path, force)?;
+    let dir = parent(path);
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Build the directory beside `path`, then rename it into place.
+fn write_dir_atomic(path: &Path, files: &[(String, String)], force: bool) -> Result<()> {
+    refuse_existing(path, force)?;
+    let dir = parent(path);
+    let tmp = tempfile::Builder::new()
+        .prefix(".terrarium-export-")
+        .tempdir_in(&dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    for (name, text) in files {
+        let file = tmp.path().join(name);
+        if let Some(p) = file.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    if path.exists() {
+        let old = tempfile::Builder::new().prefix(".terrarium-old-").tempdir_in(&dir)?;
+        let parked = old.path().join("old");
+        std::fs::rename(path, &parked)?;
+        if let Err(err) = std::fs::rename(tmp.path(), path) {
+            std::fs::rename(&parked, path)?;
+            return Err(err.into());
+        }
+        let _ = tmp.keep();
+    } else {
+        std::fs::rename(tmp.path(), path).with_context(|| format!("cannot write {}", path.display()))?;
+        let _ = tmp.keep();
+    }
+    Ok(())
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

@@ -1,0 +1,71 @@
+//! `terrarium env list`
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use terrarium_store::{Store, VersionRecord};
+
+use crate::commands::Context;
+use crate::printer;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Include archived environments.
+    #[arg(long)]
+    archived: bool,
+    /// Only environments with this tag KEY=VALUE (or KEY).
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    tag: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let mut records = store.list(args.archived)?;
+    if let Some(tag) = &args.tag {
+        records.retain(|r| match tag.split_once('=') {
+            Some((k, v)) => r.tags.get(k).is_some_and(|x| x == v),
+            None => r.tags.contains_key(tag),
+        });
+    }
+    if args.json {
+        printer::json(&records)?;
+    } else {
+        print_table(&records);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_table(records: &[VersionRecord]) {
+    let rows: Vec<[String; 5]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.version.clone(),
+                if r.archived { "(archived)".into() } else { r.labels.join(",") },
+                r.created_at.get(..10).unwrap_or(&r.created_at).to_string(),
+                r.description.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "VERSION", "LABELS", "CREATED", "DESCRIPTION"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, w))| if i == 4 { cell.clone() } else { format!("{cell:w$}") })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}

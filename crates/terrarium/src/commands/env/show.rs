@@ -1,0 +1,55 @@
+//! `terrarium env show`
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use terrarium_store::Store;
+
+use crate::commands::Context;
+use crate::printer;
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// NAME, NAME:VERSION or NAME@LABEL.
+    reference: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn show(context: &Context, args: ShowArgs) -> Result<ExitCode> {
+    let reference = super::parse_reference(&args.reference)?;
+    let store = context.store()?;
+    let record = store.resolve(&reference)?;
+    if args.json {
+        printer::json(&record)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("name:         {}", record.name);
+    println!("version:      {}", record.version);
+    println!("labels:       {}", record.labels.join(", "));
+    println!("content hash: {}", record.content_hash);
+    println!("created:      {} by {}", record.created_at, record.created_by);
+    let mut source = record.source.kind.clone();
+    if let Some(file) = &record.source.file {
+        source.push_str(&format!(" from {file}"));
+    }
+    if let Some(format) = &record.source.format {
+        source.push_str(&format!(" ({format})"));
+    }
+    println!("source:       {source}");
+    if let Some(parent) = &record.parent {
+        println!("parent:       {parent}");
+    }
+    if record.archived {
+        println!("archived:     yes");
+    }
+    if record.curated {
+        println!("curated:      yes (read-only)");
+    }
+    println!();
+    let exported = terrarium_spec::export(&record.definition, terrarium_spec::Format::Native)?;
+    print!("{}", exported.files[0].1);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,18 @@
+//! One module per command group; one file per command.
+
+use std::path::PathBuf;
+
+pub mod curated;
+pub mod env;
+
+/// What every command gets: the global options.
+#[derive(Debug)]
+pub struct Context {
+    pub workspace: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn store(&self) -> anyhow::Result<terrarium_store::SqliteStore> {
+        crate::workspace::open(self.workspace.clone())
+    }
+}

@@ -1,0 +1,14 @@
+//! Every environment variable Terrarium reads, in one place.
+
+/// The workspace to use: a directory (later also an `https://` server). Same as `--workspace`.
+pub const TERRARIUM_WORKSPACE: &str = "TERRARIUM_WORKSPACE";
+
+/// Terrarium's home directory: the default workspace lives here. Defaults to the platform's
+/// data directory (`~/.local/share/terrarium` on Linux).
+pub const TERRARIUM_HOME: &str = "TERRARIUM_HOME";
+
+/// Who is acting, as recorded in history. Defaults to `$USER`.
+pub const TERRARIUM_USER: &str = "TERRARIUM_USER";
+
+/// The login name, used when `TERRARIUM_USER` is unset.
+pub const USER: &str = "USER";

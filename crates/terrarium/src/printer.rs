@@ -1,0 +1,77 @@
+//! Output: data to stdout, status, warnings and errors to stderr.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+use terrarium_spec::{SpecError, Warning};
+use terrarium_store::StoreError;
+
+/// Exit code for errors in the user's input or request.
+pub const EXIT_USER_ERROR: u8 = 2;
+/// Exit code for unexpected failures.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// An error with a hint for the user.
+#[derive(Debug)]
+pub struct UserError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Error {
+    UserError {
+        message: message.into(),
+        hint: hint.map(str::to_string),
+    }
+    .into()
+}
+
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn warnings(warnings: &[Warning]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+pub fn status(message: &str) {
+    eprintln!("{message}");
+}
+
+/// Print `error: ...`, each cause as `Caused by: ...`, then a hint, and pick the exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  Caused by: {cause}");
+    }
+    let mut user = false;
+    let mut hint = None;
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<UserError>() {
+            user = true;
+            hint = hint.or(e.hint.clone());
+        } else if let Some(e) = cause.downcast_ref::<SpecError>() {
+            user |= !matches!(e, SpecError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound);
+        } else if let Some(e) = cause.downcast_ref::<StoreError>() {
+            user |= e.is_user_error();
+            if let StoreError::NotFound(_) = e {
+                hint = hint.or(Some("`terrarium env list` shows the environments in this workspace".into()));
+            }
+        }
+    }
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::from(if user { EXIT_USER_ERROR } else { EXIT_FAILURE })
+}

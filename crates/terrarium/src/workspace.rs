@@ -1,0 +1,97 @@
+//! Finding and opening the workspace, and seeding curated environments into it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+use terrarium_store::{RegisterRequest, SqliteStore, Source, Store};
+
+use crate::env_vars;
+
+/// Curated definitions shipped inside the binary: (file name, YAML).
+pub const CURATED: &[(&str, &str)] = &[
+    ("python-minimal.yml", include_str!("../../../curated/python-minimal.yml")),
+    ("sklearn.yml", include_str!("../../../curated/sklearn.yml")),
+    ("pytorch-cpu.yml", include_str!("../../../curated/pytorch-cpu.yml")),
+    ("tensorflow-cpu.yml", include_str!("../../../curated/tensorflow-cpu.yml")),
+    ("lightgbm-xgboost.yml", include_str!("../../../curated/lightgbm-xgboost.yml")),
+    ("inference-minimal.yml", include_str!("../../../curated/inference-minimal.yml")),
+    ("spark.yml", include_str!("../../../curated/spark.yml")),
+];
+
+/// The workspace directory: `--workspace`, else `$TERRARIUM_WORKSPACE`, else `$TERRARIUM_HOME`,
+/// else the platform's data directory.
+pub fn workspace_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    if let Some(dir) = std::env::var_os(env_vars::TERRARIUM_WORKSPACE).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os(env_vars::TERRARIUM_HOME).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let data = dirs::data_dir().context("cannot find a data directory; set TERRARIUM_HOME")?;
+    Ok(data.join("terrarium"))
+}
+
+/// Who is acting.
+pub fn actor() -> String {
+    std::env::var(env_vars::TERRARIUM_USER)
+        .or_else(|_| std::env::var(env_vars::USER))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Open the workspace and make sure the curated environments of this binary are in it.
+pub fn open(flag: Option<PathBuf>) -> Result<SqliteStore> {
+    let dir = workspace_dir(flag)?;
+    let store = SqliteStore::open(&dir)
+        .with_context(|| format!("cannot open the workspace in {}", dir.display()))?;
+    seed_curated(&store)?;
+    Ok(store)
+}
+
+/// The curated definitions, parsed.
+pub fn curated_definitions() -> Result<Vec<terrarium_spec::Definition>> {
+    CURATED
+        .iter()
+        .map(|(file, text)| {
+            let path = PathBuf::from("curated").join(file);
+            let source = terrarium_spec::source::SourceFile::from_text(&path, text);
+            let imported = terrarium_spec::formats::native::import_source(&source)
+                .with_context(|| format!("curated definition {file} is invalid"))?;
+            let mut definition = imported.definition;
+            definition.normalize();
+            Ok(definition)
+        })
+        .collect()
+}
+
+/// Register curated definitions whose content changed. Cheap when nothing changed: one read of
+/// a stored hash of the whole bundle.
+fn seed_curated(store: &SqliteStore) -> Result<()> {
+    let mut hasher = Sha256::new();
+    for (file, text) in CURATED {
+        hasher.update(file.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    }
+    let bundle = hex::encode(hasher.finalize());
+    if store.meta_get("curated_bundle")?.as_deref() == Some(bundle.as_str()) {
+        return Ok(());
+    }
+    for definition in curated_definitions()? {
+        store.register(RegisterRequest {
+            definition,
+            source: Source::new("curated"),
+            parent: None,
+            actor: "terrarium".to_string(),
+            allow_curated: true,
+        })?;
+    }
+    store.meta_set("curated_bundle", &bundle)?;
+    Ok(())
+}
