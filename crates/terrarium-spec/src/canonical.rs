@@ -2,8 +2,11 @@
 //!
 //! The hash covers what changes the built environment, and nothing else:
 //! - included: runtime, Python version/interpreter/user-managed flag, pip requirements and index
-//!   options, conda channels and dependencies, environment variables, docker, spark, inference
-//!   routes and preserved foreign-format fields (`extensions`);
+//!   options, conda channels and dependencies, environment variables, docker (base image,
+//!   Dockerfile text, a digest of the build context's other files, shm size, gpu, platform),
+//!   spark, inference routes and preserved foreign-format fields (`extensions`);
+//! - the build context's path is not included (moving a context does not change it; changing
+//!   its files does, through the digest);
 //! - excluded: name, version, description, tags;
 //! - pip requirements, conda dependencies, spark packages and environment variables are sets:
 //!   their order does not matter, and each entry is normalized first (`Scikit_Learn>=1` equals
@@ -59,7 +62,14 @@ pub fn canonical_json(definition: &Definition) -> String {
         },
         "conda": conda,
         "environment_variables": d.environment_variables,
-        "docker": d.docker,
+        "docker": {
+            "base_image": d.docker.base_image,
+            "base_dockerfile": d.docker.base_dockerfile,
+            "build_context_digest": d.docker.build_context_digest,
+            "shm_size": d.docker.shm_size,
+            "gpu": d.docker.gpu,
+            "platform": d.docker.platform,
+        },
         "spark": {
             "repositories": d.spark.repositories,
             "packages": spark_packages,

@@ -84,6 +84,7 @@ pub fn diff(old: &Definition, new: &Definition) -> Diff {
         ("base_image", old.docker.base_image.clone(), new.docker.base_image.clone()),
         ("base_dockerfile", old.docker.base_dockerfile.clone(), new.docker.base_dockerfile.clone()),
         ("build_context", old.docker.build_context.clone(), new.docker.build_context.clone()),
+        ("build_context_digest", old.docker.build_context_digest.clone(), new.docker.build_context_digest.clone()),
         ("dockerfile_path", old.docker.dockerfile_path.clone(), new.docker.dockerfile_path.clone()),
         ("shm_size", old.docker.shm_size.clone(), new.docker.shm_size.clone()),
         ("gpu", Some(old.docker.gpu.to_string()), Some(new.docker.gpu.to_string())),

@@ -9,6 +9,7 @@
 
 pub mod canonical;
 pub mod conda;
+pub mod context;
 pub mod diff;
 pub mod error;
 pub mod formats;

@@ -182,6 +182,11 @@ pub struct Docker {
     /// The Dockerfile's path inside `build_context` (Azure ML v2 `build.dockerfile_path`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile_path: Option<String>,
+    /// SHA-256 over the build context's files other than the Dockerfile (see
+    /// [`crate::context::context_digest`]); `None` when there are none. The context's path is
+    /// not part of the content hash, this digest is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_context_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<String>,
     #[serde(skip_serializing_if = "is_false")]

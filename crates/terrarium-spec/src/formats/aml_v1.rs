@@ -105,7 +105,7 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
                 keep(&mut d, &format!("docker.baseImageRegistry.{key}"), registry.get(key), &Value::Null);
             }
             if registry.get("password").is_some_and(|p| !p.is_null()) {
-                cx.warn("password", "the registry password was not imported: Terrarium takes registry credentials from the docker config or environment, never from a definition");
+                cx.warn("docker.baseImageRegistry.password", "the registry password was not imported: Terrarium takes registry credentials from the docker config or environment, never from a definition");
             }
         }
         if let Some(platform) = docker.get("platform").filter(|v| !v.is_null()) {

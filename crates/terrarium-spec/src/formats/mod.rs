@@ -309,7 +309,10 @@ pub fn without_fields(d: &Definition, fields: &[String]) -> Definition {
             "environment_variables" => d.environment_variables.clear(),
             "docker.base_image" => d.docker.base_image = None,
             "docker.base_dockerfile" => d.docker.base_dockerfile = None,
-            "docker.build_context" => d.docker.build_context = None,
+            "docker.build_context" => {
+                d.docker.build_context = None;
+                d.docker.build_context_digest = None;
+            }
             "docker.dockerfile_path" => d.docker.dockerfile_path = None,
             "docker.shm_size" => d.docker.shm_size = None,
             "docker.gpu" => d.docker.gpu = false,

@@ -65,7 +65,29 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         let dockerfile = reader
             .opt_string(build.get("dockerfile_path"), "build.dockerfile_path")?;
         build.finish(&mut reader);
+        d.docker.build_context = Some(context.clone());
+        d.docker.dockerfile_path = dockerfile.clone();
+        // Terrarium's own export carries the Dockerfile's text inline as well; then the text is
+        // the definition and the context is only recorded.
+        let inline = root_has_inline_dockerfile(&root);
         let file = resolve(path, &context).join(dockerfile.as_deref().unwrap_or("Dockerfile"));
+        if inline {
+            // Written by Terrarium: the document carries the Dockerfile and the context digest.
+            let digest = root_docker_key(&root, "build_context_digest");
+            d.docker.build_context_digest = reader.opt_string(digest, "docker.build_context_digest")?;
+        } else {
+            let dir = resolve(path, &context);
+            let rel = Path::new(dockerfile.as_deref().unwrap_or("Dockerfile"));
+            d.docker.build_context_digest = crate::context::context_digest(&dir, rel).map_err(|e| match e {
+                SpecError::Io { source: io, path: p, .. } => reader.error(
+                    context_node.line,
+                    "build.path",
+                    format!("cannot read the build context {}: {io}", p.display()),
+                ),
+                other => other,
+            })?;
+        }
+        if !inline {
         let text = SourceFile::read(&file).map_err(|e| match e {
             SpecError::Io { source: io, .. } => reader.error(
                 context_node.line,
@@ -76,9 +98,8 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         })?;
         super::dockerfile::validate(&text)?;
         files.push(file);
-        d.docker.build_context = Some(context);
-        d.docker.dockerfile_path = dockerfile;
         d.docker.base_dockerfile = Some(text.text);
+        }
     }
     if let Some(node) = map.get("conda_file") {
         let file = match &node.value {
@@ -158,6 +179,8 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
             })?;
             d.docker.base_dockerfile = Some(text);
         }
+        // Read above, with `build`; marked as used here.
+        let _ = docker.get("build_context_digest");
         d.docker.shm_size = reader.opt_string(docker.get("shm_size"), "docker.shm_size")?;
         if let Some(n) = docker.get("gpu") {
             d.docker.gpu = reader.bool(n, "docker.gpu")?;
@@ -203,6 +226,18 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         warnings: reader.warnings,
         files,
     })
+}
+
+fn root_has_inline_dockerfile(root: &Node) -> bool {
+    root_docker_key(root, "base_dockerfile").is_some()
+}
+
+/// `docker.<key>` of the document, read before the `docker` section is walked.
+fn root_docker_key<'n>(root: &'n Node, key: &str) -> Option<&'n Node> {
+    let Value::Map(entries) = &root.value else { return None };
+    let (_, docker) = entries.iter().find(|(k, _)| k == "docker")?;
+    let Value::Map(docker) = &docker.value else { return None };
+    docker.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 fn resolve(base: &Path, rel: &str) -> PathBuf {
@@ -417,8 +452,9 @@ pub fn export(d: &Definition) -> Exported {
         );
     }
     let mut docker = MapBuilder::new();
-    if d.docker.build_context.is_none() {
-        docker.opt("base_dockerfile", d.docker.base_dockerfile.as_ref());
+    docker.opt("base_dockerfile", d.docker.base_dockerfile.as_ref());
+    if d.docker.build_context.is_some() {
+        docker.opt("build_context_digest", d.docker.build_context_digest.as_ref());
     }
     docker.opt("shm_size", d.docker.shm_size.as_ref());
     if d.docker.gpu {
@@ -468,17 +504,22 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
                     .to_string(),
             );
         }
-        files.push(("conda.yml".to_string(), yaml::render(&conda_env::conda_yaml(d, None, false))));
+        files.push(("conda.yml".to_string(), yaml::render(&conda_env::conda_yaml(d, None, true))));
     }
     let mut map = MapBuilder::new();
     aml_v2_fields(d, &mut map, needs_conda.then(|| Y::str("conda.yml")));
+    // Azure ML v2 has no runtime; importing infers docker for an image or Dockerfile without
+    // packages, so only other cases lose it.
+    let inferred = if !d.has_packages() && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) {
+        Runtime::Docker
+    } else {
+        Runtime::Python
+    };
     let mut dropped_fields = dropped(
         d,
         &[
-            "runtime",
             "python.interpreter",
             "python.user_managed",
-            "environment_variables",
             "docker.shm_size",
             "docker.gpu",
             "spark.repositories",
@@ -490,8 +531,21 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
     if d.docker.platform.as_deref().is_some_and(|p| p != "windows/amd64") {
         dropped_fields.push("docker.platform".to_string());
     }
+    if !needs_conda && !d.environment_variables.is_empty() {
+        dropped_fields.push("environment_variables".to_string());
+    }
+    if d.runtime != inferred {
+        dropped_fields.insert(0, "runtime".to_string());
+    }
     if d.conda.is_none() && d.python.version.is_some() {
         notes.push("the Python version of a pip-only environment is written as the conda dependency `python=VERSION`".into());
+    }
+    if let (Some(context), Some(text)) = (&d.docker.build_context, &d.docker.base_dockerfile) {
+        if Path::new(context).is_relative() && !context.split(['/', '\\']).any(|p| p == "..") {
+            let dockerfile = d.docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
+            files.push((format!("{}/{dockerfile}", context.trim_end_matches('/')), text.clone()));
+            notes.push(format!("only the Dockerfile of the build context `{context}` is written; copy the context's other files beside it"));
+        }
     }
     if d.docker.base_dockerfile.is_some() && d.docker.build_context.is_none() {
         files.push(("docker-context/Dockerfile".to_string(), d.docker.base_dockerfile.clone().unwrap_or_default()));
