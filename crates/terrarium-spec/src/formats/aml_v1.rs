@@ -365,9 +365,9 @@ pub fn export(d: &Definition) -> Exported {
     let mut files = vec![(DEFINITION_FILE.to_string(), serde_json::to_string_pretty(&doc).expect("json") + "\n")];
     let mut notes = Vec::new();
     let mut dropped_fields = dropped(d, &["runtime", "inference", "python.version"]);
-    if d.conda.is_some() || !d.python.pip.is_empty() {
+    if d.conda.is_some() || !d.python.pip.is_empty() || !d.python.index.is_empty() {
         files.push((CONDA_FILE.to_string(), yaml::render(&conda_env::conda_yaml(d, Some("project_environment"), false))));
-        if d.conda.is_none() {
+        if d.conda.is_none() && d.python.version.is_some() {
             notes.push("Azure ML v1 builds every environment with conda: this pip-only environment is written as a conda file, so importing it back gives a conda environment".into());
             dropped_fields.retain(|f| f != "python.version");
         }

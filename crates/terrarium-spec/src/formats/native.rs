@@ -147,19 +147,19 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
     }
 
     // Extension keys.
-    if let Some(node) = map.get("runtime") {
-        let text = reader.string(node, "runtime")?;
-        d.runtime = Runtime::parse(&text).ok_or_else(|| {
-            reader.error(
-                node.line,
-                "runtime",
-                format!("expected python, spark or docker, found `{text}`"),
-            )
-        })?;
-    } else if !d.has_packages() && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) {
-        // An image or Dockerfile with no packages is a docker environment (as Azure ML treats it).
-        d.runtime = Runtime::Docker;
-    }
+    let runtime = match map.get("runtime") {
+        Some(node) => {
+            let text = reader.string(node, "runtime")?;
+            Some(Runtime::parse(&text).ok_or_else(|| {
+                reader.error(
+                    node.line,
+                    "runtime",
+                    format!("expected python, spark or docker, found `{text}`"),
+                )
+            })?)
+        }
+        None => None,
+    };
     if let Some(node) = map.get("python") {
         read_python(&mut reader, node, &mut d)?;
     }
@@ -220,6 +220,12 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         drop(ext);
     }
     map.finish(&mut reader);
+    d.runtime = match runtime {
+        Some(runtime) => runtime,
+        // An image or Dockerfile with no packages is a docker environment (as Azure ML treats it).
+        None if !d.has_packages() && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) => Runtime::Docker,
+        None => Runtime::Python,
+    };
     Ok(Imported {
         definition: d,
         format: Format::Native,
@@ -494,16 +500,8 @@ pub fn export(d: &Definition) -> Exported {
 pub fn export_aml_v2(d: &Definition) -> Exported {
     let mut files = Vec::new();
     let mut notes = Vec::new();
-    let pip_only = d.conda.is_none() && !d.python.pip.is_empty();
-    let needs_conda = d.conda.is_some() || pip_only;
+    let needs_conda = d.conda.is_some() || !d.python.pip.is_empty() || !d.python.index.is_empty();
     if needs_conda {
-        if pip_only {
-            notes.push(
-                "Azure ML v2 carries packages in a conda file; this pip-only environment's \
-                 packages go there, so importing it back gives a conda environment"
-                    .to_string(),
-            );
-        }
         files.push(("conda.yml".to_string(), yaml::render(&conda_env::conda_yaml(d, None, true))));
     }
     let mut map = MapBuilder::new();
