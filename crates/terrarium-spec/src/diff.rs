@@ -98,9 +98,9 @@ pub fn diff(old: &Definition, new: &Definition) -> Diff {
 
     keyed(&mut changes, "pip", pip_entries(&old), pip_entries(&new));
     keyed(&mut changes, "conda", conda_entries(&old), conda_entries(&new));
-    keyed(&mut changes, "environment_variables", old.environment_variables.clone(), new.environment_variables.clone());
+    keyed(&mut changes, "environment_variables", plain(old.environment_variables.clone()), plain(new.environment_variables.clone()));
     keyed(&mut changes, "spark.packages", spark_entries(&old), spark_entries(&new));
-    let ext = |d: &Definition| d.extensions.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    let ext = |d: &Definition| plain(d.extensions.iter().map(|(k, v)| (k.clone(), v.to_string())));
     keyed(&mut changes, "extensions", ext(&old), ext(&new));
 
     Diff { changes }
@@ -119,72 +119,76 @@ fn list(items: &[String]) -> Option<String> {
     (!items.is_empty()).then(|| items.join(", "))
 }
 
-fn pip_entries(d: &Definition) -> BTreeMap<String, String> {
+/// Entries by key: (normalized form compared, text shown).
+type Entries = BTreeMap<String, (String, String)>;
+
+fn pip_entries(d: &Definition) -> Entries {
     d.python
         .pip
         .iter()
         .map(|r| {
             let normalized = crate::pip::normalize(r);
-            (crate::pip::package_name(r).unwrap_or_else(|| normalized.clone()), normalized)
+            let key = crate::pip::package_name(r).unwrap_or_else(|| normalized.clone());
+            (key, (normalized, r.to_line()))
         })
         .collect()
 }
 
-fn conda_entries(d: &Definition) -> BTreeMap<String, String> {
+fn conda_entries(d: &Definition) -> Entries {
     d.conda
         .iter()
         .flat_map(|c| &c.dependencies)
         .map(|s| {
             let normalized = crate::conda::normalize(s);
-            (crate::conda::package_name(s).unwrap_or_else(|| normalized.clone()), normalized)
+            let key = crate::conda::package_name(s).unwrap_or_else(|| normalized.clone());
+            (key, (normalized, s.clone()))
         })
         .collect()
 }
 
-fn spark_entries(d: &Definition) -> BTreeMap<String, String> {
+fn spark_entries(d: &Definition) -> Entries {
     d.spark
         .packages
         .iter()
         .map(|p| {
             let key = p.rsplit_once(':').map_or(p.as_str(), |(ga, _)| ga).to_string();
-            (key, p.clone())
+            (key, (p.clone(), p.clone()))
         })
         .collect()
 }
 
-fn keyed(
-    changes: &mut Vec<Change>,
-    section: &'static str,
-    old: BTreeMap<String, String>,
-    new: BTreeMap<String, String>,
-) {
-    for (key, a) in &old {
+fn plain(map: impl IntoIterator<Item = (String, String)>) -> Entries {
+    map.into_iter().map(|(k, v)| (k, (v.clone(), v))).collect()
+}
+
+fn keyed(changes: &mut Vec<Change>, section: &'static str, old: Entries, new: Entries) {
+    for (key, (a, shown_a)) in &old {
         match new.get(key) {
             None => changes.push(Change {
                 section,
                 key: key.clone(),
                 kind: ChangeKind::Removed,
-                old: Some(a.clone()),
+                old: Some(shown_a.clone()),
                 new: None,
             }),
-            Some(b) if a != b => changes.push(Change {
+            Some((b, shown_b)) if a != b => changes.push(Change {
                 section,
                 key: key.clone(),
                 kind: ChangeKind::Changed,
-                old: Some(a.clone()),
-                new: Some(b.clone()),
+                old: Some(shown_a.clone()),
+                new: Some(shown_b.clone()),
             }),
             Some(_) => {}
         }
     }
-    for (key, b) in &new {
+    for (key, (_, shown_b)) in &new {
         if !old.contains_key(key) {
             changes.push(Change {
                 section,
                 key: key.clone(),
                 kind: ChangeKind::Added,
                 old: None,
-                new: Some(b.clone()),
+                new: Some(shown_b.clone()),
             });
         }
     }

@@ -1,0 +1,110 @@
+//! A test context: a fresh workspace and the real `terrarium` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn user_error(self) -> Self {
+        assert_eq!(self.code, 2, "expected exit 2\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl TestContext {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn workspace(&self) -> PathBuf {
+        self.dir.path().join("workspace")
+    }
+
+    /// A file in the test's scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_terrarium"));
+        cmd.arg("--workspace").arg(self.workspace());
+        cmd.env("TERRARIUM_USER", "tester");
+        cmd.env_remove("TERRARIUM_WORKSPACE");
+        cmd.env_remove("TERRARIUM_HOME");
+        cmd.env("RUST_BACKTRACE", "0");
+        cmd.current_dir(self.dir.path());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command().args(args).output().unwrap().into()
+    }
+
+    pub fn run_path(&self, args: &[&str], path: &Path, rest: &[&str]) -> Run {
+        self.command().args(args).arg(path).args(rest).output().unwrap().into()
+    }
+
+    /// Everything a workspace holds, for "nothing changed" checks.
+    pub fn snapshot(&self) -> String {
+        let list = self.run(&["env", "list", "--archived", "--json"]).success();
+        let mut out = list.stdout.clone();
+        for record in list.json().as_array().unwrap() {
+            let name = record["name"].as_str().unwrap();
+            out.push_str(&self.run(&["env", "history", name, "--json"]).success().stdout);
+        }
+        out
+    }
+}
+
+pub const CONDA_ENV: &str = "\
+name: demo
+channels:
+  - conda-forge
+dependencies:
+  - python=3.11
+  - numpy=1.26
+  - pip
+  - pip:
+      - scikit-learn==1.5.2
+variables:
+  OMP_NUM_THREADS: \"4\"
+";
