@@ -35,7 +35,11 @@ pub fn canonical_json(definition: &Definition) -> String {
     pip.dedup();
 
     let conda = d.conda.as_ref().map(|c| {
-        let mut deps: Vec<String> = c.dependencies.iter().map(|s| crate::conda::normalize(s)).collect();
+        let mut deps: Vec<String> = c
+            .dependencies
+            .iter()
+            .map(|s| crate::conda::normalize(s))
+            .collect();
         deps.sort();
         deps.dedup();
         let channels: Vec<String> = c

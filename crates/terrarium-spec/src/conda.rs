@@ -9,7 +9,8 @@ pub fn parse(spec: &str) -> Result<MatchSpec, String> {
     if trimmed.is_empty() {
         return Err("empty match spec".to_string());
     }
-    let parsed = MatchSpec::from_str(trimmed, ParseStrictness::Lenient).map_err(|e| e.to_string())?;
+    let parsed =
+        MatchSpec::from_str(trimmed, ParseStrictness::Lenient).map_err(|e| e.to_string())?;
     match &parsed.name {
         PackageNameMatcher::Exact(_) => Ok(parsed),
         _ => Err("a dependency must name one package, not a pattern".to_string()),

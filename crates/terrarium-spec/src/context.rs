@@ -23,19 +23,24 @@ pub fn context_digest(dir: &Path, dockerfile: &Path) -> Result<Option<String>, S
     let mut hasher = Sha256::new();
     for rel in files {
         let path = dir.join(&rel);
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| SpecError::io(&path, "cannot read", e))?;
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| SpecError::io(&path, "cannot read", e))?;
         hasher.update(rel.to_string_lossy().as_bytes());
         hasher.update([0]);
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path).map_err(|e| SpecError::io(&path, "cannot read", e))?;
+            let target =
+                std::fs::read_link(&path).map_err(|e| SpecError::io(&path, "cannot read", e))?;
             hasher.update(b"l");
             hasher.update(target.to_string_lossy().as_bytes());
         } else {
             hasher.update(if is_executable(&meta) { b"x" } else { b"f" });
-            let mut file = std::fs::File::open(&path).map_err(|e| SpecError::io(&path, "cannot read", e))?;
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| SpecError::io(&path, "cannot read", e))?;
             let mut buf = [0u8; 64 * 1024];
             loop {
-                let n = file.read(&mut buf).map_err(|e| SpecError::io(&path, "cannot read", e))?;
+                let n = file
+                    .read(&mut buf)
+                    .map_err(|e| SpecError::io(&path, "cannot read", e))?;
                 if n == 0 {
                     break;
                 }
@@ -59,11 +64,14 @@ fn is_executable(_meta: &std::fs::Metadata) -> bool {
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SpecError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| SpecError::io(dir, "cannot read the build context", e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| SpecError::io(dir, "cannot read the build context", e))?;
     for entry in entries {
         let entry = entry.map_err(|e| SpecError::io(dir, "cannot read the build context", e))?;
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| SpecError::io(&path, "cannot read", e))?;
+        let file_type = entry
+            .file_type()
+            .map_err(|e| SpecError::io(&path, "cannot read", e))?;
         if entry.file_name() == ".git" {
             continue;
         }

@@ -64,42 +64,145 @@ pub fn diff(old: &Definition, new: &Definition) -> Diff {
     };
     let show = |v: &dyn fmt::Debug| Some(format!("{v:?}"));
 
-    scalar("general", "description", old.description.clone(), new.description.clone());
+    scalar(
+        "general",
+        "description",
+        old.description.clone(),
+        new.description.clone(),
+    );
     scalar("general", "tags", tags(&old.tags), tags(&new.tags));
-    scalar("general", "runtime", Some(old.runtime.as_str().into()), Some(new.runtime.as_str().into()));
-    scalar("python", "version", old.python.version.clone(), new.python.version.clone());
-    scalar("python", "interpreter", old.python.interpreter.clone(), new.python.interpreter.clone());
-    scalar("python", "user_managed", Some(old.python.user_managed.to_string()), Some(new.python.user_managed.to_string()));
+    scalar(
+        "general",
+        "runtime",
+        Some(old.runtime.as_str().into()),
+        Some(new.runtime.as_str().into()),
+    );
+    scalar(
+        "python",
+        "version",
+        old.python.version.clone(),
+        new.python.version.clone(),
+    );
+    scalar(
+        "python",
+        "interpreter",
+        old.python.interpreter.clone(),
+        new.python.interpreter.clone(),
+    );
+    scalar(
+        "python",
+        "user_managed",
+        Some(old.python.user_managed.to_string()),
+        Some(new.python.user_managed.to_string()),
+    );
     for (key, a, b) in [
-        ("index_url", old.python.index.index_url.clone(), new.python.index.index_url.clone()),
-        ("extra_index_urls", list(&old.python.index.extra_index_urls), list(&new.python.index.extra_index_urls)),
-        ("find_links", list(&old.python.index.find_links), list(&new.python.index.find_links)),
-        ("no_index", Some(old.python.index.no_index.to_string()), Some(new.python.index.no_index.to_string())),
+        (
+            "index_url",
+            old.python.index.index_url.clone(),
+            new.python.index.index_url.clone(),
+        ),
+        (
+            "extra_index_urls",
+            list(&old.python.index.extra_index_urls),
+            list(&new.python.index.extra_index_urls),
+        ),
+        (
+            "find_links",
+            list(&old.python.index.find_links),
+            list(&new.python.index.find_links),
+        ),
+        (
+            "no_index",
+            Some(old.python.index.no_index.to_string()),
+            Some(new.python.index.no_index.to_string()),
+        ),
     ] {
         scalar("python", key, a, b);
     }
     let channels = |d: &Definition| d.conda.as_ref().and_then(|c| list(&c.channels));
     scalar("conda", "channels", channels(&old), channels(&new));
     for (key, a, b) in [
-        ("base_image", old.docker.base_image.clone(), new.docker.base_image.clone()),
-        ("base_dockerfile", old.docker.base_dockerfile.clone(), new.docker.base_dockerfile.clone()),
-        ("build_context", old.docker.build_context.clone(), new.docker.build_context.clone()),
-        ("build_context_digest", old.docker.build_context_digest.clone(), new.docker.build_context_digest.clone()),
-        ("dockerfile_path", old.docker.dockerfile_path.clone(), new.docker.dockerfile_path.clone()),
-        ("shm_size", old.docker.shm_size.clone(), new.docker.shm_size.clone()),
-        ("gpu", Some(old.docker.gpu.to_string()), Some(new.docker.gpu.to_string())),
-        ("platform", old.docker.platform.clone(), new.docker.platform.clone()),
+        (
+            "base_image",
+            old.docker.base_image.clone(),
+            new.docker.base_image.clone(),
+        ),
+        (
+            "base_dockerfile",
+            old.docker.base_dockerfile.clone(),
+            new.docker.base_dockerfile.clone(),
+        ),
+        (
+            "build_context",
+            old.docker.build_context.clone(),
+            new.docker.build_context.clone(),
+        ),
+        (
+            "build_context_digest",
+            old.docker.build_context_digest.clone(),
+            new.docker.build_context_digest.clone(),
+        ),
+        (
+            "dockerfile_path",
+            old.docker.dockerfile_path.clone(),
+            new.docker.dockerfile_path.clone(),
+        ),
+        (
+            "shm_size",
+            old.docker.shm_size.clone(),
+            new.docker.shm_size.clone(),
+        ),
+        (
+            "gpu",
+            Some(old.docker.gpu.to_string()),
+            Some(new.docker.gpu.to_string()),
+        ),
+        (
+            "platform",
+            old.docker.platform.clone(),
+            new.docker.platform.clone(),
+        ),
     ] {
         scalar("docker", key, a, b);
     }
-    scalar("spark", "repositories", list(&old.spark.repositories), list(&new.spark.repositories));
-    scalar("spark", "precache", Some(old.spark.precache.to_string()), Some(new.spark.precache.to_string()));
-    scalar("inference", "routes", old.inference.as_ref().and_then(|i| show(i)), new.inference.as_ref().and_then(|i| show(i)));
+    scalar(
+        "spark",
+        "repositories",
+        list(&old.spark.repositories),
+        list(&new.spark.repositories),
+    );
+    scalar(
+        "spark",
+        "precache",
+        Some(old.spark.precache.to_string()),
+        Some(new.spark.precache.to_string()),
+    );
+    scalar(
+        "inference",
+        "routes",
+        old.inference.as_ref().and_then(|i| show(i)),
+        new.inference.as_ref().and_then(|i| show(i)),
+    );
 
     keyed(&mut changes, "pip", pip_entries(&old), pip_entries(&new));
-    keyed(&mut changes, "conda", conda_entries(&old), conda_entries(&new));
-    keyed(&mut changes, "environment_variables", plain(old.environment_variables.clone()), plain(new.environment_variables.clone()));
-    keyed(&mut changes, "spark.packages", spark_entries(&old), spark_entries(&new));
+    keyed(
+        &mut changes,
+        "conda",
+        conda_entries(&old),
+        conda_entries(&new),
+    );
+    keyed(
+        &mut changes,
+        "environment_variables",
+        plain(old.environment_variables.clone()),
+        plain(new.environment_variables.clone()),
+    );
+    keyed(
+        &mut changes,
+        "spark.packages",
+        spark_entries(&old),
+        spark_entries(&new),
+    );
     let ext = |d: &Definition| plain(d.extensions.iter().map(|(k, v)| (k.clone(), v.to_string())));
     keyed(&mut changes, "extensions", ext(&old), ext(&new));
 
@@ -151,7 +254,10 @@ fn spark_entries(d: &Definition) -> Entries {
         .packages
         .iter()
         .map(|p| {
-            let key = p.rsplit_once(':').map_or(p.as_str(), |(ga, _)| ga).to_string();
+            let key = p
+                .rsplit_once(':')
+                .map_or(p.as_str(), |(ga, _)| ga)
+                .to_string();
             (key, (p.clone(), p.clone()))
         })
         .collect()
@@ -205,12 +311,12 @@ impl fmt::Display for Diff {
                 section = change.section;
                 writeln!(f, "{section}:")?;
             }
-            let one_line = |s: &Option<String>| {
-                s.as_deref().unwrap_or("").replace('\n', "\\n")
-            };
+            let one_line = |s: &Option<String>| s.as_deref().unwrap_or("").replace('\n', "\\n");
             match change.kind {
                 ChangeKind::Added => writeln!(f, "  + {}: {}", change.key, one_line(&change.new))?,
-                ChangeKind::Removed => writeln!(f, "  - {}: {}", change.key, one_line(&change.old))?,
+                ChangeKind::Removed => {
+                    writeln!(f, "  - {}: {}", change.key, one_line(&change.old))?
+                }
                 ChangeKind::Changed => writeln!(
                     f,
                     "  ~ {}: {} -> {}",

@@ -14,7 +14,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     let body = name.strip_prefix(CURATED_PREFIX).unwrap_or(name);
     let ok = !body.is_empty()
         && body.len() <= 255
-        && body.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && body
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && body
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -34,7 +37,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 pub fn validate_version(version: &str) -> Result<(), String> {
     let ok = !version.is_empty()
         && version.len() <= 64
-        && version.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && version
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && version
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -52,9 +58,8 @@ pub fn validate_label(label: &str) -> Result<(), String> {
     if label == LATEST {
         return Err("`latest` is managed by Terrarium and cannot be set or removed".to_string());
     }
-    validate_version(label).map_err(|_| {
-        format!("invalid label `{label}`: use letters, digits, `.`, `_` or `-`")
-    })
+    validate_version(label)
+        .map_err(|_| format!("invalid label `{label}`: use letters, digits, `.`, `_` or `-`"))
 }
 
 pub fn is_curated(name: &str) -> bool {
@@ -114,10 +119,22 @@ mod tests {
 
     #[test]
     fn references() {
-        assert_eq!(Reference::parse("a").unwrap(), Reference::Latest("a".into()));
-        assert_eq!(Reference::parse("a:3").unwrap(), Reference::Version("a".into(), "3".into()));
-        assert_eq!(Reference::parse("a@prod").unwrap(), Reference::Label("a".into(), "prod".into()));
-        assert_eq!(Reference::parse("a@latest").unwrap(), Reference::Latest("a".into()));
+        assert_eq!(
+            Reference::parse("a").unwrap(),
+            Reference::Latest("a".into())
+        );
+        assert_eq!(
+            Reference::parse("a:3").unwrap(),
+            Reference::Version("a".into(), "3".into())
+        );
+        assert_eq!(
+            Reference::parse("a@prod").unwrap(),
+            Reference::Label("a".into(), "prod".into())
+        );
+        assert_eq!(
+            Reference::parse("a@latest").unwrap(),
+            Reference::Latest("a".into())
+        );
         assert_eq!(
             Reference::parse("curated/sklearn:1").unwrap(),
             Reference::Version("curated/sklearn".into(), "1".into())

@@ -63,9 +63,11 @@ fn first_line(text: &str) -> String {
 }
 
 fn looks_like_url(text: &str) -> bool {
-    ["http://", "https://", "file://", "git+", "hg+", "svn+", "bzr+"]
-        .iter()
-        .any(|p| text.starts_with(p))
+    [
+        "http://", "https://", "file://", "git+", "hg+", "svn+", "bzr+",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
 }
 
 /// `numpy-1.26.0-cp311-...whl` -> `numpy`; `pkg-1.0.tar.gz` -> `pkg`; `...#egg=name` -> `name`.
@@ -156,10 +158,14 @@ pub fn parse_lines(
                 }
                 let path = resolve(path, &target);
                 if out.files.contains(&path) {
-                    return Err(err(format!("`-r {target}` includes a file already read (a cycle)")));
+                    return Err(err(format!(
+                        "`-r {target}` includes a file already read (a cycle)"
+                    )));
                 }
                 let included = SourceFile::read(&path).map_err(|e| match e {
-                    SpecError::Io { source: io, .. } => err(format!("cannot read `-r {target}`: {io}")),
+                    SpecError::Io { source: io, .. } => {
+                        err(format!("cannot read `-r {target}`: {io}"))
+                    }
                     other => other,
                 })?;
                 parse_into(&included, out, depth + 1)?;
@@ -195,7 +201,9 @@ pub fn parse_lines(
                     if let Some(h) = word.strip_prefix("--hash=") {
                         hashes.push(validate_hash(h).map_err(&err)?);
                     } else if word == "--hash" {
-                        let h = rest.next().ok_or_else(|| err("option `--hash` needs a value".into()))?;
+                        let h = rest
+                            .next()
+                            .ok_or_else(|| err("option `--hash` needs a value".into()))?;
                         hashes.push(validate_hash(&h).map_err(&err)?);
                     } else if word.starts_with("--") {
                         return Err(err(format!("unknown option `{word}` after a requirement")));
@@ -226,7 +234,9 @@ fn validate_hash(hash: &str) -> Result<String, String> {
         {
             Ok(format!("{algo}:{}", digest.to_ascii_lowercase()))
         }
-        _ => Err(format!("invalid hash `{hash}`: expected ALGORITHM:HEXDIGEST")),
+        _ => Err(format!(
+            "invalid hash `{hash}`: expected ALGORITHM:HEXDIGEST"
+        )),
     }
 }
 
@@ -343,7 +353,10 @@ mod tests {
         assert_eq!(r.requirements.len(), 4);
         assert_eq!(r.requirements[0].spec, "numpy==1.26.0");
         assert_eq!(r.requirements[0].hashes, vec!["sha256:abcd", "sha256:ef01"]);
-        assert_eq!(r.requirements[1].spec, "requests[socks] >= 2 ; python_version >= \"3.8\"");
+        assert_eq!(
+            r.requirements[1].spec,
+            "requests[socks] >= 2 ; python_version >= \"3.8\""
+        );
         assert_eq!(package_name(&r.requirements[2]).as_deref(), Some("torch"));
         assert!(r.requirements[3].editable);
     }
@@ -351,7 +364,10 @@ mod tests {
     #[test]
     fn bad_line_names_line() {
         let err = parse("numpy\n\nscipy >=< 1\n").unwrap_err().to_string();
-        assert!(err.starts_with("requirements.txt:3: invalid requirement `scipy >=< 1`"), "{err}");
+        assert!(
+            err.starts_with("requirements.txt:3: invalid requirement `scipy >=< 1`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -64,7 +64,12 @@ impl SourceFile {
                 let valid = err.utf8_error().valid_up_to();
                 let bytes = err.as_bytes();
                 let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
-                let column = valid - bytes[..valid].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+                let column = valid
+                    - bytes[..valid]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |p| p + 1)
+                    + 1;
                 Err(SpecError::invalid(
                     Location::line(path, line),
                     format!(

@@ -237,7 +237,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A string, where YAML null means "absent".
-    pub fn opt_string(&self, node: Option<&Node>, field: &str) -> Result<Option<String>, SpecError> {
+    pub fn opt_string(
+        &self,
+        node: Option<&Node>,
+        field: &str,
+    ) -> Result<Option<String>, SpecError> {
         match node {
             None => Ok(None),
             Some(Node {

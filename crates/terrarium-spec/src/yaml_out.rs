@@ -184,20 +184,26 @@ fn needs_quotes(s: &str) -> bool {
     ) {
         return true;
     }
-    if s.parse::<f64>().is_ok() || s.starts_with(['0', '+', '.']) && s.chars().all(|c| c.is_ascii_digit() || "+-._oxXeE".contains(c)) {
+    if s.parse::<f64>().is_ok()
+        || s.starts_with(['0', '+', '.'])
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || "+-._oxXeE".contains(c))
+    {
         return true;
     }
-    if s.starts_with([
-        '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
-    ]) {
-        // `- foo` and `-e` style strings: only a dash followed by a space is special, but quoting
-        // every leading indicator is simpler and always safe.
-        return !(s.starts_with('-') && !s.starts_with("- ") && s.len() > 1 && !s.starts_with("---"));
+    // A leading dash is only special as `- ` (a list item) or `---`; `-e` and `--index-url`
+    // read back as plain text. Every other indicator character is quoted.
+    let plain_dash =
+        s.starts_with('-') && s.len() > 1 && !s.starts_with("- ") && !s.starts_with("---");
+    if !plain_dash
+        && s.starts_with([
+            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%',
+            '@', '`',
+        ])
+    {
+        return true;
     }
-    s.contains(": ")
-        || s.contains(" #")
-        || s.ends_with(':')
-        || s.chars().any(|c| c.is_control())
+    s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.chars().any(|c| c.is_control())
 }
 
 #[cfg(test)]
@@ -214,5 +220,7 @@ mod tests {
         assert_eq!(scalar("${secret:X}"), "${secret:X}");
         assert_eq!(scalar(""), "\"\"");
         assert_eq!(scalar("*"), "\"*\"");
+        assert_eq!(scalar("--opt a: b"), "\"--opt a: b\"");
+        assert_eq!(scalar("-"), "\"-\"");
     }
 }

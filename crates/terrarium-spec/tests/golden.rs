@@ -17,7 +17,11 @@ const CASES: &[(&str, &str, Format)] = &[
     ("aml-v1-rich", "aml-v1-rich", Format::AmlV1),
     ("aml-v1-dockerfile", "aml-v1-dockerfile", Format::AmlV1),
     ("conda", "conda/environment.yml", Format::Conda),
-    ("requirements", "requirements/requirements.txt", Format::Requirements),
+    (
+        "requirements",
+        "requirements/requirements.txt",
+        Format::Requirements,
+    ),
     ("dockerfile", "dockerfile/Dockerfile", Format::Dockerfile),
     ("conda-prefix", "conda-prefix", Format::CondaPrefix),
     ("venv", "venv", Format::Venv),
@@ -57,7 +61,10 @@ fn check(path: &Path, actual: &str, failures: &mut Vec<String>) {
             "{} differs:\n--- expected\n{expected}\n+++ actual\n{actual}",
             path.display()
         )),
-        Err(_) => failures.push(format!("{} is missing (run with TERRARIUM_UPDATE_GOLDEN=1)", path.display())),
+        Err(_) => failures.push(format!(
+            "{} is missing (run with TERRARIUM_UPDATE_GOLDEN=1)",
+            path.display()
+        )),
     }
 }
 
@@ -72,10 +79,15 @@ fn golden_imports_exports_and_round_trips() {
         let path = fixtures().join(input);
         // Detection must find the same format as the explicit one (aml-v2 reads as native).
         let detected = formats::detect(&path).unwrap();
-        let expected_detect = if *format == Format::AmlV2 { Format::Native } else { *format };
+        let expected_detect = if *format == Format::AmlV2 {
+            Format::Native
+        } else {
+            *format
+        };
         assert_eq!(detected, expected_detect, "detected format of {case}");
 
-        let imported = formats::import(&path, Some(*format)).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let imported =
+            formats::import(&path, Some(*format)).unwrap_or_else(|e| panic!("{case}: {e}"));
         let snapshot = serde_json::json!({
             "format": imported.format.name(),
             "content_hash": content_hash(&imported.definition),
@@ -83,14 +95,22 @@ fn golden_imports_exports_and_round_trips() {
             "definition": imported.definition,
         });
         let text = relative(&serde_json::to_string_pretty(&snapshot).unwrap()) + "\n";
-        check(&golden_dir().join(format!("{case}/import.json")), &text, &mut failures);
+        check(
+            &golden_dir().join(format!("{case}/import.json")),
+            &text,
+            &mut failures,
+        );
 
         for export_format in EXPORTS {
             let out = golden_dir().join(format!("{case}/export-{}", export_format.name()));
             let exported = match formats::export(&imported.definition, *export_format) {
                 Ok(exported) => exported,
                 Err(err) => {
-                    check(&out.with_extension("error"), &format!("{err}\n"), &mut failures);
+                    check(
+                        &out.with_extension("error"),
+                        &format!("{err}\n"),
+                        &mut failures,
+                    );
                     continue;
                 }
             };
@@ -106,11 +126,26 @@ fn golden_imports_exports_and_round_trips() {
                     summary.push('\n');
                 }
             }
-            check(&out.with_extension("txt"), &relative(&summary), &mut failures);
-            round_trip(case, &imported.definition, *export_format, &exported, &mut failures);
+            check(
+                &out.with_extension("txt"),
+                &relative(&summary),
+                &mut failures,
+            );
+            round_trip(
+                case,
+                &imported.definition,
+                *export_format,
+                &exported,
+                &mut failures,
+            );
         }
     }
-    assert!(failures.is_empty(), "{} golden mismatch(es):\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden mismatch(es):\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Write the export to disk, import it back, and compare hashes.
@@ -131,15 +166,25 @@ fn round_trip(
         _ => unreachable!(),
     };
     for (name, text) in &exported.files {
-        let path = if name.is_empty() { target.clone() } else { target.join(name) };
+        let path = if name.is_empty() {
+            target.clone()
+        } else {
+            target.join(name)
+        };
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
     }
-    let read_path = if format == Format::AmlV2 { target.join("environment.yml") } else { target.clone() };
+    let read_path = if format == Format::AmlV2 {
+        target.join("environment.yml")
+    } else {
+        target.clone()
+    };
     let back = match formats::import(&read_path, Some(format)) {
         Ok(back) => back.definition,
         Err(err) => {
-            failures.push(format!("{case} -> {format}: cannot import the export back: {err}"));
+            failures.push(format!(
+                "{case} -> {format}: cannot import the export back: {err}"
+            ));
             return;
         }
     };
@@ -159,5 +204,7 @@ fn round_trip(
 
 /// Notes that describe where something was written, not a change to the definition.
 fn notes_are_harmless(notes: &[String]) -> bool {
-    notes.iter().all(|n| n.starts_with("only the Dockerfile") || n.starts_with("the inline Dockerfile"))
+    notes
+        .iter()
+        .all(|n| n.starts_with("only the Dockerfile") || n.starts_with("the inline Dockerfile"))
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::sample::subsequence;
+use terrarium_spec::content_hash;
 use terrarium_spec::formats::{self, Format};
 use terrarium_spec::model::{Conda, Definition, Inference, PipRequirement, Route, Runtime};
-use terrarium_spec::content_hash;
 
 const PIP: &[&str] = &[
     "numpy==1.26.4",
@@ -32,7 +32,13 @@ const CONDA: &[&str] = &[
     "xgboost=2.1=cpu*",
 ];
 
-const CHANNELS: &[&str] = &["conda-forge", "defaults", "nodefaults", "pytorch", "https://repo.example.org/conda/main"];
+const CHANNELS: &[&str] = &[
+    "conda-forge",
+    "defaults",
+    "nodefaults",
+    "pytorch",
+    "https://repo.example.org/conda/main",
+];
 
 const IMAGES: &[&str] = &[
     "python:3.11-slim",
@@ -67,7 +73,13 @@ fn definition(with_conda: bool) -> impl Strategy<Value = Definition> {
         proptest::option::of(Just("linux/arm64")),
     );
     let spark = (
-        subsequence(&["io.delta:delta-spark_2.12:3.2.0", "org.apache.hadoop:hadoop-aws:3.3.4"][..], 0..=2),
+        subsequence(
+            &[
+                "io.delta:delta-spark_2.12:3.2.0",
+                "org.apache.hadoop:hadoop-aws:3.3.4",
+            ][..],
+            0..=2,
+        ),
         any::<bool>(),
     );
     let misc = (
@@ -105,7 +117,10 @@ fn definition(with_conda: bool) -> impl Strategy<Value = Definition> {
             d.spark.precache = spark.1;
             if inference {
                 d.inference = Some(Inference {
-                    scoring_route: Some(Route { path: "/score".into(), port: 5001 }),
+                    scoring_route: Some(Route {
+                        path: "/score".into(),
+                        port: 5001,
+                    }),
                     ..Inference::default()
                 });
             }
@@ -130,7 +145,10 @@ fn shuffled(d: &Definition, seed: u64) -> Definition {
     }
     // Spelling variants that mean the same thing.
     for r in &mut d.python.pip {
-        r.spec = r.spec.replace(">=", " >= ").replace("scikit-learn", "Scikit_Learn");
+        r.spec = r
+            .spec
+            .replace(">=", " >= ")
+            .replace("scikit-learn", "Scikit_Learn");
     }
     d.name = format!("other-{seed}");
     d.version = Some(seed.to_string());
@@ -148,13 +166,26 @@ fn write_and_import(exported: &formats::Exported, format: Format) -> Definition 
         _ => dir.path().join("environment.yml"),
     };
     for (name, text) in &exported.files {
-        let path = if name.is_empty() { target.clone() } else { target.join(name) };
+        let path = if name.is_empty() {
+            target.clone()
+        } else {
+            target.join(name)
+        };
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
     }
-    let read = if format == Format::AmlV2 { target.join("environment.yml") } else { target };
+    let read = if format == Format::AmlV2 {
+        target.join("environment.yml")
+    } else {
+        target
+    };
     formats::import(&read, Some(format))
-        .unwrap_or_else(|e| panic!("import of {format} export failed: {e}\n{:#?}", exported.files))
+        .unwrap_or_else(|e| {
+            panic!(
+                "import of {format} export failed: {e}\n{:#?}",
+                exported.files
+            )
+        })
         .definition
 }
 

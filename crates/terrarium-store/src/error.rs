@@ -49,6 +49,9 @@ impl From<rusqlite::Error> for StoreError {
 impl StoreError {
     /// Errors caused by the request rather than by the system.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Self::Database(_) | Self::Corrupt(_) | Self::Open { .. })
+        !matches!(
+            self,
+            Self::Database(_) | Self::Corrupt(_) | Self::Open { .. }
+        )
     }
 }

@@ -125,7 +125,13 @@ pub trait Store: Send + Sync {
     fn events(&self, name: &str) -> Result<Vec<Event>, StoreError>;
 
     /// Point a user label at a version (moving it if it exists).
-    fn set_label(&self, name: &str, version: &str, label: &str, actor: &str) -> Result<(), StoreError>;
+    fn set_label(
+        &self,
+        name: &str,
+        version: &str,
+        label: &str,
+        actor: &str,
+    ) -> Result<(), StoreError>;
 
     /// Remove a user label.
     fn remove_label(&self, name: &str, label: &str, actor: &str) -> Result<(), StoreError>;

@@ -12,3 +12,6 @@ pub const TERRARIUM_USER: &str = "TERRARIUM_USER";
 
 /// The login name, used when `TERRARIUM_USER` is unset.
 pub const USER: &str = "USER";
+
+/// The login name, used when `TERRARIUM_USER` and `USER` are unset.
+pub const LOGNAME: &str = "LOGNAME";

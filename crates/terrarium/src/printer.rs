@@ -66,7 +66,9 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         } else if let Some(e) = cause.downcast_ref::<StoreError>() {
             user |= e.is_user_error();
             if let StoreError::NotFound(_) = e {
-                hint = hint.or(Some("`terrarium env list` shows the environments in this workspace".into()));
+                hint = hint.or(Some(
+                    "`terrarium env list` shows the environments in this workspace".into(),
+                ));
             }
         }
     }

@@ -4,18 +4,33 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
-use terrarium_store::{RegisterRequest, SqliteStore, Source, Store};
+use terrarium_store::{RegisterRequest, Source, SqliteStore, Store};
 
 use crate::env_vars;
 
 /// Curated definitions shipped inside the binary: (file name, YAML).
 pub const CURATED: &[(&str, &str)] = &[
-    ("python-minimal.yml", include_str!("../../../curated/python-minimal.yml")),
+    (
+        "python-minimal.yml",
+        include_str!("../../../curated/python-minimal.yml"),
+    ),
     ("sklearn.yml", include_str!("../../../curated/sklearn.yml")),
-    ("pytorch-cpu.yml", include_str!("../../../curated/pytorch-cpu.yml")),
-    ("tensorflow-cpu.yml", include_str!("../../../curated/tensorflow-cpu.yml")),
-    ("lightgbm-xgboost.yml", include_str!("../../../curated/lightgbm-xgboost.yml")),
-    ("inference-minimal.yml", include_str!("../../../curated/inference-minimal.yml")),
+    (
+        "pytorch-cpu.yml",
+        include_str!("../../../curated/pytorch-cpu.yml"),
+    ),
+    (
+        "tensorflow-cpu.yml",
+        include_str!("../../../curated/tensorflow-cpu.yml"),
+    ),
+    (
+        "lightgbm-xgboost.yml",
+        include_str!("../../../curated/lightgbm-xgboost.yml"),
+    ),
+    (
+        "inference-minimal.yml",
+        include_str!("../../../curated/inference-minimal.yml"),
+    ),
     ("spark.yml", include_str!("../../../curated/spark.yml")),
 ];
 
@@ -35,13 +50,32 @@ pub fn workspace_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     Ok(data.join("terrarium"))
 }
 
-/// Who is acting.
+/// Who is acting: `$TERRARIUM_USER`, `$USER`, `$LOGNAME`, else the login name of this
+/// process's user id.
 pub fn actor() -> String {
-    std::env::var(env_vars::TERRARIUM_USER)
-        .or_else(|_| std::env::var(env_vars::USER))
-        .ok()
-        .filter(|u| !u.is_empty())
+    [env_vars::TERRARIUM_USER, env_vars::USER, env_vars::LOGNAME]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|u| !u.is_empty()))
+        .or_else(login_name)
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(unix)]
+fn login_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
+#[cfg(not(unix))]
+fn login_name() -> Option<String> {
+    None
 }
 
 /// Open the workspace and make sure the curated environments of this binary are in it.

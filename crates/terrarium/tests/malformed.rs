@@ -10,9 +10,17 @@ use common::{TestContext, CONDA_ENV};
 fn rejects(cx: &TestContext, file: &std::path::Path, extra: &[&str], expected: &[&str]) -> String {
     let before = cx.snapshot();
     let run = cx.run_path(&["env", "create", "--name", "bad", "-f"], file, extra);
-    assert_eq!(run.code, 2, "expected exit 2\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 2,
+        "expected exit 2\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     for part in expected {
-        assert!(run.stderr.contains(part), "stderr lacks `{part}`:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(part),
+            "stderr lacks `{part}`:\n{}",
+            run.stderr
+        );
     }
     assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
     assert_eq!(cx.snapshot(), before, "the workspace changed");
@@ -37,26 +45,60 @@ fn truncated_yaml() {
     let file = cx.write("truncated.yml", text);
     rejects(&cx, &file, &[], &["truncated.yml:", "invalid YAML"]);
     // Cut inside a quoted string.
-    let file = cx.write("truncated2.yml", "name: t\ndescription: \"an unterminated\n");
+    let file = cx.write(
+        "truncated2.yml",
+        "name: t\ndescription: \"an unterminated\n",
+    );
     rejects(&cx, &file, &[], &["truncated2.yml:", "invalid YAML"]);
 }
 
 #[test]
 fn unknown_key_warns_and_still_registers() {
     let cx = context();
-    let file = cx.write("extra.yml", "name: extra\nimage: python:3.11-slim\nimgae_typo: python:3.12\n");
+    let file = cx.write(
+        "extra.yml",
+        "name: extra\nimage: python:3.11-slim\nimgae_typo: python:3.12\n",
+    );
     let run = cx.run_path(&["env", "create", "-f"], &file, &[]).success();
-    assert!(run.stderr.contains("warning: ") && run.stderr.contains("extra.yml:3: field `imgae_typo`: unknown key"), "{}", run.stderr);
-    let nested = cx.write("nested.yml", "name: nested\npython:\n  version: \"3.11\"\n  pipp: [numpy]\n");
-    let run = cx.run_path(&["env", "create", "-f"], &nested, &[]).success();
-    assert!(run.stderr.contains("nested.yml:4: field `python.pipp`: unknown key"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("warning: ")
+            && run
+                .stderr
+                .contains("extra.yml:3: field `imgae_typo`: unknown key"),
+        "{}",
+        run.stderr
+    );
+    let nested = cx.write(
+        "nested.yml",
+        "name: nested\npython:\n  version: \"3.11\"\n  pipp: [numpy]\n",
+    );
+    let run = cx
+        .run_path(&["env", "create", "-f"], &nested, &[])
+        .success();
+    assert!(
+        run.stderr
+            .contains("nested.yml:4: field `python.pipp`: unknown key"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn bad_requirement_line() {
     let cx = context();
-    let file = cx.write("requirements.txt", "numpy==1.26.4\n# comment\n\nscikit-learn >=< 1.5\n");
-    rejects(&cx, &file, &[], &["requirements.txt:4:", "invalid requirement `scikit-learn >=< 1.5`"]);
+    let file = cx.write(
+        "requirements.txt",
+        "numpy==1.26.4\n# comment\n\nscikit-learn >=< 1.5\n",
+    );
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "requirements.txt:4:",
+            "invalid requirement `scikit-learn >=< 1.5`",
+        ],
+    );
     // In an included file: that file and its line.
     cx.write("base.txt", "pandas\nnot a valid requirement!!\n");
     let file = cx.write("top.txt", "-r base.txt\nnumpy\n");
@@ -70,18 +112,50 @@ fn bad_requirement_line() {
 fn bad_requirement_in_yaml_names_the_field() {
     let cx = context();
     let file = cx.write("env.yml", "name: t\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n  - pip:\n    - numpy\n    - \"torch ===\"\n");
-    rejects(&cx, &file, &[], &["env.yml:7:", "field `dependencies[1].pip`", "invalid requirement `torch ===`"]);
-    let file = cx.write("native.yml", "name: t\npython:\n  version: \"3.11\"\n  pip:\n    - numpy\n    - bad requirement here\n");
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "env.yml:7:",
+            "field `dependencies[1].pip`",
+            "invalid requirement `torch ===`",
+        ],
+    );
+    let file = cx.write(
+        "native.yml",
+        "name: t\npython:\n  version: \"3.11\"\n  pip:\n    - numpy\n    - bad requirement here\n",
+    );
     rejects(&cx, &file, &[], &["native.yml:6:", "field `python.pip`"]);
 }
 
 #[test]
 fn bad_match_spec() {
     let cx = context();
-    let file = cx.write("env.yml", "name: t\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - numpy >=<1.26\n");
-    rejects(&cx, &file, &[], &["env.yml:6:", "field `dependencies[1]`", "invalid conda match spec `numpy >=<1.26`"]);
-    let file = cx.write("v2.yml", "name: t\nconda_file:\n  channels: [conda-forge]\n  dependencies:\n    - \"*\"\n");
-    rejects(&cx, &file, &[], &["v2.yml:5:", "field `conda_file.dependencies[0]`"]);
+    let file = cx.write(
+        "env.yml",
+        "name: t\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - numpy >=<1.26\n",
+    );
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "env.yml:6:",
+            "field `dependencies[1]`",
+            "invalid conda match spec `numpy >=<1.26`",
+        ],
+    );
+    let file = cx.write(
+        "v2.yml",
+        "name: t\nconda_file:\n  channels: [conda-forge]\n  dependencies:\n    - \"*\"\n",
+    );
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &["v2.yml:5:", "field `conda_file.dependencies[0]`"],
+    );
 }
 
 #[test]
@@ -90,7 +164,12 @@ fn non_utf8_file() {
     let mut bytes = b"name: t\nchannels: [conda-forge]\ndependencies:\n  - caf".to_vec();
     bytes.extend([0xe9, b'\n']);
     let file = cx.write("latin1.yml", bytes);
-    rejects(&cx, &file, &[], &["latin1.yml:4:", "not valid UTF-8", "0xe9"]);
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &["latin1.yml:4:", "not valid UTF-8", "0xe9"],
+    );
 }
 
 #[test]
@@ -107,17 +186,64 @@ fn fifty_megabyte_file() {
 #[test]
 fn wrong_types_and_values() {
     let cx = context();
-    let file = cx.write("types.yml", "name: t\nimage: python:3.11\ndocker:\n  gpu: maybe\n");
-    rejects(&cx, &file, &[], &["types.yml:4:", "field `docker.gpu`", "expected true or false"]);
-    let file = cx.write("routes.yml", "name: t\ninference_config:\n  scoring_route:\n    path: /score\n    port: 99999\n");
-    rejects(&cx, &file, &[], &["routes.yml:5:", "field `inference_config.scoring_route.port`"]);
-    let file = cx.write("secret.yml", "name: t\nimage: python:3.11\nenvironment_variables:\n  TOKEN: ${secret:bad name}\n");
-    rejects(&cx, &file, &[], &["secret.yml:4:", "field `environment_variables.TOKEN`", "invalid secret reference"]);
+    let file = cx.write(
+        "types.yml",
+        "name: t\nimage: python:3.11\ndocker:\n  gpu: maybe\n",
+    );
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "types.yml:4:",
+            "field `docker.gpu`",
+            "expected true or false",
+        ],
+    );
+    let file = cx.write(
+        "routes.yml",
+        "name: t\ninference_config:\n  scoring_route:\n    path: /score\n    port: 99999\n",
+    );
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "routes.yml:5:",
+            "field `inference_config.scoring_route.port`",
+        ],
+    );
+    let file = cx.write(
+        "secret.yml",
+        "name: t\nimage: python:3.11\nenvironment_variables:\n  TOKEN: ${secret:bad name}\n",
+    );
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "secret.yml:4:",
+            "field `environment_variables.TOKEN`",
+            "invalid secret reference",
+        ],
+    );
     let file = cx.write("runtime.yml", "name: t\nruntime: ruby\n");
-    rejects(&cx, &file, &[], &["runtime.yml:2:", "field `runtime`", "expected python, spark or docker"]);
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "runtime.yml:2:",
+            "field `runtime`",
+            "expected python, spark or docker",
+        ],
+    );
     let file = cx.write("dup.yml", "name: t\nimage: a\nimage: b\n");
     rejects(&cx, &file, &[], &["dup.yml:3:", "duplicate key"]);
-    let file = cx.write("spark.yml", "name: t\nruntime: spark\nspark:\n  packages:\n    - io.delta:delta-spark\n");
+    let file = cx.write(
+        "spark.yml",
+        "name: t\nruntime: spark\nspark:\n  packages:\n    - io.delta:delta-spark\n",
+    );
     rejects(&cx, &file, &[], &["spark.yml:5:", "group:artifact:version"]);
 }
 
@@ -125,34 +251,79 @@ fn wrong_types_and_values() {
 fn bad_dockerfile_and_directories() {
     let cx = context();
     let file = cx.write("Dockerfile", "FROM python:3.11\nRUNN pip install numpy\n");
-    rejects(&cx, &file, &[], &["Dockerfile:2:", "unknown Dockerfile instruction `RUNN`"]);
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &["Dockerfile:2:", "unknown Dockerfile instruction `RUNN`"],
+    );
     // A broken Azure ML v1 directory: invalid JSON.
-    cx.write("v1/azureml_environment.json", "{\n  \"name\": \"x\",\n  \"python\": {\n}\n,}\n");
-    rejects(&cx, &cx.path("v1"), &[], &["azureml_environment.json:5:", "invalid JSON"]);
+    cx.write(
+        "v1/azureml_environment.json",
+        "{\n  \"name\": \"x\",\n  \"python\": {\n}\n,}\n",
+    );
+    rejects(
+        &cx,
+        &cx.path("v1"),
+        &[],
+        &["azureml_environment.json:5:", "invalid JSON"],
+    );
     // A directory that is no known format.
     std::fs::create_dir_all(cx.path("empty")).unwrap();
-    rejects(&cx, &cx.path("empty"), &[], &["cannot tell the format of this directory"]);
+    rejects(
+        &cx,
+        &cx.path("empty"),
+        &[],
+        &["cannot tell the format of this directory"],
+    );
     // A missing file.
     rejects(&cx, &cx.path("missing.yml"), &[], &["missing.yml"]);
     // A conda file referenced from an Azure ML v2 file that is missing.
     let file = cx.write("v2.yml", "name: t\nconda_file: conda.yml\n");
-    rejects(&cx, &file, &[], &["v2.yml:2:", "field `conda_file`", "cannot read"]);
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &["v2.yml:2:", "field `conda_file`", "cannot read"],
+    );
 }
 
 #[test]
 fn bad_names_and_references() {
     let cx = context();
     let file = cx.write("n.yml", "name: t\nimage: python:3.11\n");
-    let run = cx.run_path(&["env", "create", "--name", "has space", "-f"], &file, &[]).user_error();
-    assert!(run.stderr.contains("invalid name `has space`"), "{}", run.stderr);
+    let run = cx
+        .run_path(&["env", "create", "--name", "has space", "-f"], &file, &[])
+        .user_error();
+    assert!(
+        run.stderr.contains("invalid name `has space`"),
+        "{}",
+        run.stderr
+    );
     let run = cx.run(&["env", "show", "no-such-env"]).user_error();
-    assert!(run.stderr.contains("environment `no-such-env` not found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("environment `no-such-env` not found"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("hint: "), "{}", run.stderr);
     let run = cx.run(&["env", "show", "demo:99"]).user_error();
-    assert!(run.stderr.contains("version demo:99 not found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("version demo:99 not found"),
+        "{}",
+        run.stderr
+    );
     let run = cx.run(&["env", "show", "demo@nope"]).user_error();
-    assert!(run.stderr.contains("label demo@nope not found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("label demo@nope not found"),
+        "{}",
+        run.stderr
+    );
     let run = cx.run(&["env", "export", "demo", "--format", "yaml"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("unknown format `yaml`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown format `yaml`"),
+        "{}",
+        run.stderr
+    );
 }

@@ -33,7 +33,10 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
     let json_path = dir.join(DEFINITION_FILE);
     let source = SourceFile::read(&json_path)?;
     let root: Value = serde_json::from_str(&source.text).map_err(|e| {
-        SpecError::invalid(Location::line(&json_path, e.line().max(1)), format!("invalid JSON: {e}"))
+        SpecError::invalid(
+            Location::line(&json_path, e.line().max(1)),
+            format!("invalid JSON: {e}"),
+        )
     })?;
     let mut cx = Cx {
         source: &source,
@@ -62,19 +65,43 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
     let mut conda_inline = None;
     if let Some(python) = top.get("python").filter(|v| !v.is_null()) {
         let python = cx.object(python, "python")?;
-        if let Some(v) = python.get("userManagedDependencies").filter(|v| !v.is_null()) {
+        if let Some(v) = python
+            .get("userManagedDependencies")
+            .filter(|v| !v.is_null())
+        {
             d.python.user_managed = cx.bool(v, "python.userManagedDependencies")?;
         }
         d.python.interpreter = cx
             .opt_str(python.get("interpreterPath"), "python.interpreterPath")?
             .filter(|p| p != "python");
         for key in ["condaDependenciesFile", "baseCondaEnvironment"] {
-            keep(&mut d, &format!("python.{key}"), python.get(key), &Value::Null);
+            keep(
+                &mut d,
+                &format!("python.{key}"),
+                python.get(key),
+                &Value::Null,
+            );
         }
-        conda_inline = python.get("condaDependencies").filter(|v| !v.is_null()).cloned();
+        conda_inline = python
+            .get("condaDependencies")
+            .filter(|v| !v.is_null())
+            .cloned();
         for key in python.keys() {
-            if !["userManagedDependencies", "interpreterPath", "condaDependenciesFile", "baseCondaEnvironment", "condaDependencies"].contains(&key.as_str()) {
-                keep(&mut d, &format!("python.{key}"), python.get(key), &Value::Null);
+            if ![
+                "userManagedDependencies",
+                "interpreterPath",
+                "condaDependenciesFile",
+                "baseCondaEnvironment",
+                "condaDependencies",
+            ]
+            .contains(&key.as_str())
+            {
+                keep(
+                    &mut d,
+                    &format!("python.{key}"),
+                    python.get(key),
+                    &Value::Null,
+                );
             }
         }
     }
@@ -82,27 +109,57 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
     // docker
     if let Some(docker) = top.get("docker").filter(|v| !v.is_null()) {
         let docker = cx.object(docker, "docker")?;
-        keep(&mut d, "docker.enabled", docker.get("enabled"), &json!(false));
+        keep(
+            &mut d,
+            "docker.enabled",
+            docker.get("enabled"),
+            &json!(false),
+        );
         d.docker.base_image = cx.opt_str(docker.get("baseImage"), "docker.baseImage")?;
         if let Some(image) = &d.docker.base_image {
             super::validate_image_reference(image).map_err(|e| cx.error("docker.baseImage", e))?;
         }
-        d.docker.base_dockerfile = cx.opt_str(docker.get("baseDockerfile"), "docker.baseDockerfile")?;
+        d.docker.base_dockerfile =
+            cx.opt_str(docker.get("baseDockerfile"), "docker.baseDockerfile")?;
         if let Some(context) = docker.get("buildContext").filter(|v| !v.is_null()) {
             let context = cx.object(context, "docker.buildContext")?;
-            d.docker.build_context = cx.opt_str(context.get("location"), "docker.buildContext.location")?;
-            d.docker.dockerfile_path = cx.opt_str(context.get("dockerfilePath"), "docker.buildContext.dockerfilePath")?;
-            keep(&mut d, "docker.buildContext.locationType", context.get("locationType"), &Value::Null);
+            d.docker.build_context =
+                cx.opt_str(context.get("location"), "docker.buildContext.location")?;
+            d.docker.dockerfile_path = cx.opt_str(
+                context.get("dockerfilePath"),
+                "docker.buildContext.dockerfilePath",
+            )?;
+            keep(
+                &mut d,
+                "docker.buildContext.locationType",
+                context.get("locationType"),
+                &Value::Null,
+            );
         }
-        keep(&mut d, "docker.sharedVolumes", docker.get("sharedVolumes"), &json!(true));
+        keep(
+            &mut d,
+            "docker.sharedVolumes",
+            docker.get("sharedVolumes"),
+            &json!(true),
+        );
         d.docker.shm_size = cx
             .opt_str(docker.get("shmSize"), "docker.shmSize")?
             .filter(|s| s != DEFAULT_SHM_SIZE);
-        keep(&mut d, "docker.arguments", docker.get("arguments"), &json!([]));
+        keep(
+            &mut d,
+            "docker.arguments",
+            docker.get("arguments"),
+            &json!([]),
+        );
         if let Some(registry) = docker.get("baseImageRegistry").filter(|v| !v.is_null()) {
             let registry = cx.object(registry, "docker.baseImageRegistry")?;
             for key in ["address", "username", "registryIdentity"] {
-                keep(&mut d, &format!("docker.baseImageRegistry.{key}"), registry.get(key), &Value::Null);
+                keep(
+                    &mut d,
+                    &format!("docker.baseImageRegistry.{key}"),
+                    registry.get(key),
+                    &Value::Null,
+                );
             }
             if registry.get("password").is_some_and(|p| !p.is_null()) {
                 cx.warn("docker.baseImageRegistry.password", "the registry password was not imported: Terrarium takes registry credentials from the docker config or environment, never from a definition");
@@ -110,14 +167,36 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
         }
         if let Some(platform) = docker.get("platform").filter(|v| !v.is_null()) {
             let platform = cx.object(platform, "docker.platform")?;
-            let os = cx.opt_str(platform.get("os"), "docker.platform.os")?.unwrap_or_else(|| "Linux".into());
-            let arch = cx.opt_str(platform.get("architecture"), "docker.platform.architecture")?.unwrap_or_else(|| "amd64".into());
+            let os = cx
+                .opt_str(platform.get("os"), "docker.platform.os")?
+                .unwrap_or_else(|| "Linux".into());
+            let arch = cx
+                .opt_str(platform.get("architecture"), "docker.platform.architecture")?
+                .unwrap_or_else(|| "amd64".into());
             let joined = format!("{}/{}", os.to_ascii_lowercase(), arch);
             d.docker.platform = (joined != "linux/amd64").then_some(joined);
         }
         for key in docker.keys() {
-            if !["enabled", "baseImage", "baseDockerfile", "buildContext", "sharedVolumes", "shmSize", "arguments", "baseImageRegistry", "platform", "gpuSupport"].contains(&key.as_str()) {
-                keep(&mut d, &format!("docker.{key}"), docker.get(key), &Value::Null);
+            if ![
+                "enabled",
+                "baseImage",
+                "baseDockerfile",
+                "buildContext",
+                "sharedVolumes",
+                "shmSize",
+                "arguments",
+                "baseImageRegistry",
+                "platform",
+                "gpuSupport",
+            ]
+            .contains(&key.as_str())
+            {
+                keep(
+                    &mut d,
+                    &format!("docker.{key}"),
+                    docker.get(key),
+                    &Value::Null,
+                );
             }
         }
         if let Some(gpu) = docker.get("gpuSupport").filter(|v| !v.is_null()) {
@@ -137,19 +216,27 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
         let spark = cx.object(spark, "spark")?;
         if let Some(repos) = spark.get("repositories").filter(|v| !v.is_null()) {
             for repo in cx.array(repos, "spark.repositories")? {
-                d.spark.repositories.push(cx.str(repo, "spark.repositories")?);
+                d.spark
+                    .repositories
+                    .push(cx.str(repo, "spark.repositories")?);
             }
         }
         if let Some(packages) = spark.get("packages").filter(|v| !v.is_null()) {
             for package in cx.array(packages, "spark.packages")? {
                 let coordinate = match package {
                     Value::Object(p) => {
-                        let part = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                        let part = |k: &str| {
+                            p.get(k)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string()
+                        };
                         format!("{}:{}:{}", part("group"), part("artifact"), part("version"))
                     }
                     other => cx.str(other, "spark.packages")?,
                 };
-                super::native::validate_maven(&coordinate).map_err(|e| cx.error("spark.packages", e))?;
+                super::native::validate_maven(&coordinate)
+                    .map_err(|e| cx.error("spark.packages", e))?;
                 d.spark.packages.push(coordinate);
             }
         }
@@ -158,7 +245,12 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
         }
     }
 
-    keep(&mut d, "databricks", top.get("databricks"), &default_databricks());
+    keep(
+        &mut d,
+        "databricks",
+        top.get("databricks"),
+        &default_databricks(),
+    );
     for key in ["r", "inferencingStackVersion", "assetId"] {
         keep(&mut d, key, top.get(key), &Value::Null);
     }
@@ -201,8 +293,16 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
 }
 
 const KNOWN_TOP: &[&str] = &[
-    "name", "version", "environmentVariables", "python", "docker", "spark", "databricks", "r",
-    "inferencingStackVersion", "assetId",
+    "name",
+    "version",
+    "environmentVariables",
+    "python",
+    "docker",
+    "spark",
+    "databricks",
+    "r",
+    "inferencingStackVersion",
+    "assetId",
 ];
 
 fn default_databricks() -> Value {
@@ -237,7 +337,10 @@ impl Cx<'_> {
     }
 
     fn error(&self, field: &str, message: impl Into<String>) -> SpecError {
-        SpecError::invalid(Location::field(&self.source.path, self.line_of(field), field), message)
+        SpecError::invalid(
+            Location::field(&self.source.path, self.line_of(field), field),
+            message,
+        )
     }
 
     fn warn(&mut self, field: &str, message: &str) {
@@ -248,11 +351,17 @@ impl Cx<'_> {
     }
 
     fn object<'v>(&self, v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, SpecError> {
-        v.as_object().ok_or_else(|| self.error(if field.is_empty() { "(root)" } else { field }, "expected an object"))
+        v.as_object().ok_or_else(|| {
+            self.error(
+                if field.is_empty() { "(root)" } else { field },
+                "expected an object",
+            )
+        })
     }
 
     fn array<'v>(&self, v: &'v Value, field: &str) -> Result<&'v Vec<Value>, SpecError> {
-        v.as_array().ok_or_else(|| self.error(field, "expected an array"))
+        v.as_array()
+            .ok_or_else(|| self.error(field, "expected an array"))
     }
 
     fn str(&self, v: &Value, field: &str) -> Result<String, SpecError> {
@@ -271,7 +380,8 @@ impl Cx<'_> {
     }
 
     fn bool(&self, v: &Value, field: &str) -> Result<bool, SpecError> {
-        v.as_bool().ok_or_else(|| self.error(field, "expected true or false"))
+        v.as_bool()
+            .ok_or_else(|| self.error(field, "expected true or false"))
     }
 }
 
@@ -291,7 +401,12 @@ struct EnvironmentJson {
 }
 
 pub fn export(d: &Definition) -> Exported {
-    let ext = |path: &str, default: Value| d.extensions.get(&format!("aml_v1.{path}")).cloned().unwrap_or(default);
+    let ext = |path: &str, default: Value| {
+        d.extensions
+            .get(&format!("aml_v1.{path}"))
+            .cloned()
+            .unwrap_or(default)
+    };
     let (os, arch) = d
         .docker
         .platform
@@ -310,8 +425,18 @@ pub fn export(d: &Definition) -> Exported {
     docker.insert("enabled".into(), ext("docker.enabled", json!(false)));
     docker.insert("baseImage".into(), json!(d.docker.base_image));
     docker.insert("buildContext".into(), build_context.unwrap_or(Value::Null));
-    docker.insert("sharedVolumes".into(), ext("docker.sharedVolumes", json!(true)));
-    docker.insert("shmSize".into(), json!(d.docker.shm_size.clone().unwrap_or_else(|| DEFAULT_SHM_SIZE.into())));
+    docker.insert(
+        "sharedVolumes".into(),
+        ext("docker.sharedVolumes", json!(true)),
+    );
+    docker.insert(
+        "shmSize".into(),
+        json!(d
+            .docker
+            .shm_size
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SHM_SIZE.into())),
+    );
     docker.insert("arguments".into(), ext("docker.arguments", json!([])));
     docker.insert(
         "baseImageRegistry".into(),
@@ -327,12 +452,30 @@ pub fn export(d: &Definition) -> Exported {
         docker.insert("gpuSupport".into(), json!(true));
     }
     let mut python = serde_json::Map::new();
-    python.insert("userManagedDependencies".into(), json!(d.python.user_managed));
-    python.insert("interpreterPath".into(), json!(d.python.interpreter.clone().unwrap_or_else(|| "python".into())));
-    python.insert("condaDependenciesFile".into(), ext("python.condaDependenciesFile", Value::Null));
-    python.insert("baseCondaEnvironment".into(), ext("python.baseCondaEnvironment", Value::Null));
+    python.insert(
+        "userManagedDependencies".into(),
+        json!(d.python.user_managed),
+    );
+    python.insert(
+        "interpreterPath".into(),
+        json!(d
+            .python
+            .interpreter
+            .clone()
+            .unwrap_or_else(|| "python".into())),
+    );
+    python.insert(
+        "condaDependenciesFile".into(),
+        ext("python.condaDependenciesFile", Value::Null),
+    );
+    python.insert(
+        "baseCondaEnvironment".into(),
+        ext("python.baseCondaEnvironment", Value::Null),
+    );
     for (key, value) in &d.extensions {
-        let Some(rest) = key.strip_prefix("aml_v1.") else { continue };
+        let Some(rest) = key.strip_prefix("aml_v1.") else {
+            continue;
+        };
         if let Some(field) = rest.strip_prefix("python.") {
             python.entry(field.to_string()).or_insert(value.clone());
         } else if let Some(field) = rest.strip_prefix("docker.") {
@@ -362,11 +505,21 @@ pub fn export(d: &Definition) -> Exported {
         inferencing_stack_version: ext("inferencingStackVersion", Value::Null),
         asset_id: ext("assetId", Value::Null),
     };
-    let mut files = vec![(DEFINITION_FILE.to_string(), serde_json::to_string_pretty(&doc).expect("json") + "\n")];
+    let mut files = vec![(
+        DEFINITION_FILE.to_string(),
+        serde_json::to_string_pretty(&doc).expect("json") + "\n",
+    )];
     let mut notes = Vec::new();
     let mut dropped_fields = dropped(d, &["runtime", "inference", "python.version"]);
     if d.conda.is_some() || !d.python.pip.is_empty() || !d.python.index.is_empty() {
-        files.push((CONDA_FILE.to_string(), yaml::render(&conda_env::conda_yaml(d, Some("project_environment"), false))));
+        files.push((
+            CONDA_FILE.to_string(),
+            yaml::render(&conda_env::conda_yaml(
+                d,
+                Some("project_environment"),
+                false,
+            )),
+        ));
         if d.conda.is_none() && d.python.version.is_some() {
             notes.push("Azure ML v1 builds every environment with conda: this pip-only environment is written as a conda file, so importing it back gives a conda environment".into());
             dropped_fields.retain(|f| f != "python.version");

@@ -139,7 +139,11 @@ pub fn conda_yaml(definition: &Definition, name: Option<&str>, with_variables: b
     }
     let conda = definition.conda.clone().unwrap_or_default();
     map.put("channels", Y::strs(&conda.channels));
-    let mut deps: Vec<Y> = conda.dependencies.iter().map(|d| Y::str(d.clone())).collect();
+    let mut deps: Vec<Y> = conda
+        .dependencies
+        .iter()
+        .map(|d| Y::str(d.clone()))
+        .collect();
     if conda.dependencies.is_empty() {
         if let Some(version) = &definition.python.version {
             deps.push(Y::str(format!("python={version}")));

@@ -149,9 +149,16 @@ pub fn detect(path: &Path) -> Result<Format, SpecError> {
         if let crate::yaml::Value::Map(entries) = &root.value {
             let has = |k: &str| entries.iter().any(|(key, _)| key == k);
             if (has("dependencies") || has("channels"))
-                && !["conda_file", "image", "build", "python", "runtime", "docker"]
-                    .iter()
-                    .any(|k| has(k))
+                && ![
+                    "conda_file",
+                    "image",
+                    "build",
+                    "python",
+                    "runtime",
+                    "docker",
+                ]
+                .iter()
+                .any(|k| has(k))
             {
                 return Ok(Format::Conda);
             }
@@ -188,8 +195,10 @@ pub fn import(path: &Path, format: Option<Format>) -> Result<Imported, SpecError
 /// A docker-runtime, user-managed environment around an existing image.
 pub fn from_image(reference: &str) -> Result<Definition, String> {
     validate_image_reference(reference)?;
-    let mut definition = Definition::default();
-    definition.runtime = crate::model::Runtime::Docker;
+    let mut definition = Definition {
+        runtime: crate::model::Runtime::Docker,
+        ..Definition::default()
+    };
     definition.python.user_managed = true;
     definition.docker.base_image = Some(reference.to_string());
     Ok(definition)
@@ -197,7 +206,11 @@ pub fn from_image(reference: &str) -> Result<Definition, String> {
 
 /// A light check of `[registry/]repository[:tag][@digest]`.
 pub fn validate_image_reference(reference: &str) -> Result<(), String> {
-    if reference.is_empty() || reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if reference.is_empty()
+        || reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(format!("invalid image reference `{reference}`"));
     }
     let (name, digest) = match reference.split_once('@') {

@@ -37,7 +37,9 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
     }
     let mut map = reader.map(&root, "")?;
     let _ = map.get("$schema");
-    d.name = reader.opt_string(map.get("name"), "name")?.unwrap_or_default();
+    d.name = reader
+        .opt_string(map.get("name"), "name")?
+        .unwrap_or_default();
     if let Some(node) = map.get("version") {
         d.version = reader.opt_string(Some(node), "version")?;
         if let Some(v) = &d.version {
@@ -53,7 +55,8 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
     if let Some(node) = map.get("image") {
         d.docker.base_image = reader.opt_string(Some(node), "image")?;
         if let Some(image) = &d.docker.base_image {
-            super::validate_image_reference(image).map_err(|e| reader.error(node.line, "image", e))?;
+            super::validate_image_reference(image)
+                .map_err(|e| reader.error(node.line, "image", e))?;
         }
     }
     if let Some(node) = map.get("build") {
@@ -62,8 +65,8 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
             .get("path")
             .ok_or_else(|| reader.error(node.line, "build.path", "missing build context path"))?;
         let context = reader.string(context_node, "build.path")?;
-        let dockerfile = reader
-            .opt_string(build.get("dockerfile_path"), "build.dockerfile_path")?;
+        let dockerfile =
+            reader.opt_string(build.get("dockerfile_path"), "build.dockerfile_path")?;
         build.finish(&mut reader);
         d.docker.build_context = Some(context.clone());
         d.docker.dockerfile_path = dockerfile.clone();
@@ -74,31 +77,37 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         if inline {
             // Written by Terrarium: the document carries the Dockerfile and the context digest.
             let digest = root_docker_key(&root, "build_context_digest");
-            d.docker.build_context_digest = reader.opt_string(digest, "docker.build_context_digest")?;
+            d.docker.build_context_digest =
+                reader.opt_string(digest, "docker.build_context_digest")?;
         } else {
             let dir = resolve(path, &context);
             let rel = Path::new(dockerfile.as_deref().unwrap_or("Dockerfile"));
-            d.docker.build_context_digest = crate::context::context_digest(&dir, rel).map_err(|e| match e {
-                SpecError::Io { source: io, path: p, .. } => reader.error(
+            d.docker.build_context_digest =
+                crate::context::context_digest(&dir, rel).map_err(|e| match e {
+                    SpecError::Io {
+                        source: io,
+                        path: p,
+                        ..
+                    } => reader.error(
+                        context_node.line,
+                        "build.path",
+                        format!("cannot read the build context {}: {io}", p.display()),
+                    ),
+                    other => other,
+                })?;
+        }
+        if !inline {
+            let text = SourceFile::read(&file).map_err(|e| match e {
+                SpecError::Io { source: io, .. } => reader.error(
                     context_node.line,
                     "build.path",
-                    format!("cannot read the build context {}: {io}", p.display()),
+                    format!("cannot read the Dockerfile {}: {io}", file.display()),
                 ),
                 other => other,
             })?;
-        }
-        if !inline {
-        let text = SourceFile::read(&file).map_err(|e| match e {
-            SpecError::Io { source: io, .. } => reader.error(
-                context_node.line,
-                "build.path",
-                format!("cannot read the Dockerfile {}: {io}", file.display()),
-            ),
-            other => other,
-        })?;
-        super::dockerfile::validate(&text)?;
-        files.push(file);
-        d.docker.base_dockerfile = Some(text.text);
+            super::dockerfile::validate(&text)?;
+            files.push(file);
+            d.docker.base_dockerfile = Some(text.text);
         }
     }
     if let Some(node) = map.get("conda_file") {
@@ -174,9 +183,8 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         let mut docker = reader.map(node, "docker")?;
         if let Some(n) = docker.get("base_dockerfile") {
             let text = reader.string(n, "docker.base_dockerfile")?;
-            super::dockerfile::validate(&SourceFile::from_text(path, &text)).map_err(|e| {
-                reader.error(n.line, "docker.base_dockerfile", e.to_string())
-            })?;
+            super::dockerfile::validate(&SourceFile::from_text(path, &text))
+                .map_err(|e| reader.error(n.line, "docker.base_dockerfile", e.to_string()))?;
             d.docker.base_dockerfile = Some(text);
         }
         // Read above, with `build`; marked as used here.
@@ -188,7 +196,11 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         if let Some(n) = docker.get("platform") {
             let platform = reader.string(n, "docker.platform")?;
             if !platform.contains('/') {
-                return Err(reader.error(n.line, "docker.platform", "expected OS/ARCH, e.g. linux/arm64"));
+                return Err(reader.error(
+                    n.line,
+                    "docker.platform",
+                    "expected OS/ARCH, e.g. linux/arm64",
+                ));
             }
             d.docker.platform = (platform != "linux/amd64").then_some(platform);
         }
@@ -197,7 +209,11 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
     if let Some(node) = map.get("spark") {
         let mut spark = reader.map(node, "spark")?;
         if let Some(n) = spark.get("repositories") {
-            d.spark.repositories = reader.string_list(n, "spark.repositories")?.into_iter().map(|(_, s)| s).collect();
+            d.spark.repositories = reader
+                .string_list(n, "spark.repositories")?
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect();
         }
         if let Some(n) = spark.get("packages") {
             for (line, coordinate) in reader.string_list(n, "spark.packages")? {
@@ -223,7 +239,11 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
     d.runtime = match runtime {
         Some(runtime) => runtime,
         // An image or Dockerfile with no packages is a docker environment (as Azure ML treats it).
-        None if !d.has_packages() && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) => Runtime::Docker,
+        None if !d.has_packages()
+            && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) =>
+        {
+            Runtime::Docker
+        }
         None => Runtime::Python,
     };
     Ok(Imported {
@@ -240,9 +260,13 @@ fn root_has_inline_dockerfile(root: &Node) -> bool {
 
 /// `docker.<key>` of the document, read before the `docker` section is walked.
 fn root_docker_key<'n>(root: &'n Node, key: &str) -> Option<&'n Node> {
-    let Value::Map(entries) = &root.value else { return None };
+    let Value::Map(entries) = &root.value else {
+        return None;
+    };
     let (_, docker) = entries.iter().find(|(k, _)| k == "docker")?;
-    let Value::Map(docker) = &docker.value else { return None };
+    let Value::Map(docker) = &docker.value else {
+        return None;
+    };
     docker.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
@@ -259,9 +283,15 @@ fn read_python(reader: &mut Reader<'_>, node: &Node, d: &mut Definition) -> Resu
     let mut python = reader.map(node, "python")?;
     d.python.version = reader.opt_string(python.get("version"), "python.version")?;
     if let (Some(v), Some(n)) = (&d.python.version, python.get("version")) {
-        let ok = v.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '*'));
+        let ok = v
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '*'));
         if !ok {
-            return Err(reader.error(n.line, "python.version", format!("invalid Python version `{v}`; expected e.g. 3.11")));
+            return Err(reader.error(
+                n.line,
+                "python.version",
+                format!("invalid Python version `{v}`; expected e.g. 3.11"),
+            ));
         }
     }
     d.python.interpreter = reader.opt_string(python.get("interpreter"), "python.interpreter")?;
@@ -271,13 +301,18 @@ fn read_python(reader: &mut Reader<'_>, node: &Node, d: &mut Definition) -> Resu
     let mut requirements = Requirements::default();
     if let Some(n) = python.get("pip") {
         let lines = reader.string_list(n, "python.pip")?;
-        pip::parse_lines(&reader.source.path, lines, &mut requirements, 0).map_err(|e| match e {
-            SpecError::Invalid { mut location, message } => {
-                location.field.get_or_insert_with(|| "python.pip".into());
-                SpecError::Invalid { location, message }
-            }
-            other => other,
-        })?;
+        pip::parse_lines(&reader.source.path, lines, &mut requirements, 0).map_err(
+            |e| match e {
+                SpecError::Invalid {
+                    mut location,
+                    message,
+                } => {
+                    location.field.get_or_insert_with(|| "python.pip".into());
+                    SpecError::Invalid { location, message }
+                }
+                other => other,
+            },
+        )?;
     }
     reader.warnings.append(&mut requirements.warnings);
     d.python.pip.extend(requirements.requirements);
@@ -285,17 +320,29 @@ fn read_python(reader: &mut Reader<'_>, node: &Node, d: &mut Definition) -> Resu
     if requirements.index.index_url.is_some() {
         index.index_url = requirements.index.index_url;
     }
-    index.extra_index_urls.extend(requirements.index.extra_index_urls);
+    index
+        .extra_index_urls
+        .extend(requirements.index.extra_index_urls);
     index.find_links.extend(requirements.index.find_links);
     index.no_index |= requirements.index.no_index;
     if let Some(url) = reader.opt_string(python.get("index_url"), "python.index_url")? {
         index.index_url = Some(url);
     }
     if let Some(n) = python.get("extra_index_urls") {
-        index.extra_index_urls.extend(reader.string_list(n, "python.extra_index_urls")?.into_iter().map(|(_, s)| s));
+        index.extra_index_urls.extend(
+            reader
+                .string_list(n, "python.extra_index_urls")?
+                .into_iter()
+                .map(|(_, s)| s),
+        );
     }
     if let Some(n) = python.get("find_links") {
-        index.find_links.extend(reader.string_list(n, "python.find_links")?.into_iter().map(|(_, s)| s));
+        index.find_links.extend(
+            reader
+                .string_list(n, "python.find_links")?
+                .into_iter()
+                .map(|(_, s)| s),
+        );
     }
     if let Some(n) = python.get("no_index") {
         index.no_index |= reader.bool(n, "python.no_index")?;
@@ -308,14 +355,24 @@ fn read_inference(reader: &mut Reader<'_>, node: &Node) -> Result<Inference, Spe
     let mut map = reader.map(node, "inference_config")?;
     let mut route = |reader: &mut Reader<'_>, key: &str| -> Result<Option<Route>, SpecError> {
         let field = format!("inference_config.{key}");
-        let Some(n) = map.get(key) else { return Ok(None) };
+        let Some(n) = map.get(key) else {
+            return Ok(None);
+        };
         let mut r = reader.map(n, &field)?;
-        let path_node = r.get("path").ok_or_else(|| reader.error(n.line, &format!("{field}.path"), "missing route path"))?;
+        let path_node = r
+            .get("path")
+            .ok_or_else(|| reader.error(n.line, &format!("{field}.path"), "missing route path"))?;
         let path = reader.string(path_node, &format!("{field}.path"))?;
         if !path.starts_with('/') {
-            return Err(reader.error(path_node.line, &format!("{field}.path"), "a route path starts with `/`"));
+            return Err(reader.error(
+                path_node.line,
+                &format!("{field}.path"),
+                "a route path starts with `/`",
+            ));
         }
-        let port_node = r.get("port").ok_or_else(|| reader.error(n.line, &format!("{field}.port"), "missing route port"))?;
+        let port_node = r
+            .get("port")
+            .ok_or_else(|| reader.error(n.line, &format!("{field}.port"), "missing route port"))?;
         let port = reader.u16(port_node, &format!("{field}.port"))?;
         r.finish(reader);
         Ok(Some(Route { path, port }))
@@ -331,19 +388,28 @@ fn read_inference(reader: &mut Reader<'_>, node: &Node) -> Result<Inference, Spe
 
 /// Environment variable names are POSIX-ish; `${secret:NAME}` references must be well formed.
 pub fn validate_variable(name: &str, value: &str) -> Result<(), String> {
-    let name_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let name_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !name_ok {
-        return Err(format!("invalid variable name `{name}`: use letters, digits and `_`"));
+        return Err(format!(
+            "invalid variable name `{name}`: use letters, digits and `_`"
+        ));
     }
     let mut rest = value;
     while let Some(start) = rest.find("${secret:") {
         let after = &rest[start + "${secret:".len()..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated secret reference: expected `${secret:NAME}`".to_string())?;
+        let end = after.find('}').ok_or_else(|| {
+            "unterminated secret reference: expected `${secret:NAME}`".to_string()
+        })?;
         let secret = &after[..end];
-        if secret.is_empty() || !secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if secret.is_empty()
+            || !secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(format!("invalid secret reference `${{secret:{secret}}}`: names use letters, digits, `_` and `-`"));
         }
         rest = &after[end + 1..];
@@ -354,10 +420,16 @@ pub fn validate_variable(name: &str, value: &str) -> Result<(), String> {
 /// `group:artifact:version`.
 pub fn validate_maven(coordinate: &str) -> Result<(), String> {
     let parts: Vec<&str> = coordinate.split(':').collect();
-    if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && !p.contains(char::is_whitespace)) {
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
+    {
         Ok(())
     } else {
-        Err(format!("invalid Spark package `{coordinate}`: expected group:artifact:version"))
+        Err(format!(
+            "invalid Spark package `{coordinate}`: expected group:artifact:version"
+        ))
     }
 }
 
@@ -375,7 +447,12 @@ fn to_json(node: &Node) -> serde_json::Value {
                 .unwrap_or_else(|_| J::String(text.clone())),
         },
         Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -387,7 +464,13 @@ fn inference_yaml(inference: &Inference) -> Y {
         ("scoring_route", &inference.scoring_route),
     ] {
         if let Some(route) = route {
-            map.put(key, Y::Map(vec![("path".into(), Y::str(route.path.clone())), ("port".into(), Y::Int(route.port.into()))]));
+            map.put(
+                key,
+                Y::Map(vec![
+                    ("path".into(), Y::str(route.path.clone())),
+                    ("port".into(), Y::Int(route.port.into())),
+                ]),
+            );
         }
     }
     map.build()
@@ -400,7 +483,15 @@ fn aml_v2_fields(d: &Definition, map: &mut MapBuilder, conda_file: Option<Y>) {
     map.opt("version", d.version.as_ref());
     map.opt("description", d.description.as_ref());
     if !d.tags.is_empty() {
-        map.put("tags", Y::Map(d.tags.iter().map(|(k, v)| (k.clone(), Y::str(v.clone()))).collect()));
+        map.put(
+            "tags",
+            Y::Map(
+                d.tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Y::str(v.clone())))
+                    .collect(),
+            ),
+        );
     }
     map.opt("image", d.docker.base_image.as_ref());
     if let Some(context) = &d.docker.build_context {
@@ -412,7 +503,11 @@ fn aml_v2_fields(d: &Definition, map: &mut MapBuilder, conda_file: Option<Y>) {
     if let Some(conda_file) = conda_file {
         map.put("conda_file", conda_file);
     }
-    if d.docker.platform.as_deref().is_some_and(|p| p.starts_with("windows/")) {
+    if d.docker
+        .platform
+        .as_deref()
+        .is_some_and(|p| p.starts_with("windows/"))
+    {
         map.put("os_type", Y::str("windows"));
     }
     if let Some(inference) = &d.inference {
@@ -454,19 +549,31 @@ pub fn export(d: &Definition) -> Exported {
     if !d.environment_variables.is_empty() {
         map.put(
             "environment_variables",
-            Y::Map(d.environment_variables.iter().map(|(k, v)| (k.clone(), Y::str(v.clone()))).collect()),
+            Y::Map(
+                d.environment_variables
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Y::str(v.clone())))
+                    .collect(),
+            ),
         );
     }
     let mut docker = MapBuilder::new();
     docker.opt("base_dockerfile", d.docker.base_dockerfile.as_ref());
     if d.docker.build_context.is_some() {
-        docker.opt("build_context_digest", d.docker.build_context_digest.as_ref());
+        docker.opt(
+            "build_context_digest",
+            d.docker.build_context_digest.as_ref(),
+        );
     }
     docker.opt("shm_size", d.docker.shm_size.as_ref());
     if d.docker.gpu {
         docker.put("gpu", Y::Bool(true));
     }
-    if d.docker.platform.as_deref().is_some_and(|p| p != "windows/amd64") {
+    if d.docker
+        .platform
+        .as_deref()
+        .is_some_and(|p| p != "windows/amd64")
+    {
         docker.opt("platform", d.docker.platform.as_ref());
     }
     if !docker.is_empty() {
@@ -486,7 +593,12 @@ pub fn export(d: &Definition) -> Exported {
     if !d.extensions.is_empty() {
         map.put(
             "extensions",
-            Y::Map(d.extensions.iter().map(|(k, v)| (k.clone(), Y::Json(v.clone()))).collect()),
+            Y::Map(
+                d.extensions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Y::Json(v.clone())))
+                    .collect(),
+            ),
         );
     }
     Exported {
@@ -502,13 +614,18 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
     let mut notes = Vec::new();
     let needs_conda = d.conda.is_some() || !d.python.pip.is_empty() || !d.python.index.is_empty();
     if needs_conda {
-        files.push(("conda.yml".to_string(), yaml::render(&conda_env::conda_yaml(d, None, true))));
+        files.push((
+            "conda.yml".to_string(),
+            yaml::render(&conda_env::conda_yaml(d, None, true)),
+        ));
     }
     let mut map = MapBuilder::new();
     aml_v2_fields(d, &mut map, needs_conda.then(|| Y::str("conda.yml")));
     // Azure ML v2 has no runtime; importing infers docker for an image or Dockerfile without
     // packages, so only other cases lose it.
-    let inferred = if !d.has_packages() && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) {
+    let inferred = if !d.has_packages()
+        && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some())
+    {
         Runtime::Docker
     } else {
         Runtime::Python
@@ -526,7 +643,11 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
             "extensions",
         ],
     );
-    if d.docker.platform.as_deref().is_some_and(|p| p != "windows/amd64") {
+    if d.docker
+        .platform
+        .as_deref()
+        .is_some_and(|p| p != "windows/amd64")
+    {
         dropped_fields.push("docker.platform".to_string());
     }
     if !needs_conda && !d.environment_variables.is_empty() {
@@ -541,16 +662,28 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
     if let (Some(context), Some(text)) = (&d.docker.build_context, &d.docker.base_dockerfile) {
         if Path::new(context).is_relative() && !context.split(['/', '\\']).any(|p| p == "..") {
             let dockerfile = d.docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
-            files.push((format!("{}/{dockerfile}", context.trim_end_matches('/')), text.clone()));
+            files.push((
+                format!("{}/{dockerfile}", context.trim_end_matches('/')),
+                text.clone(),
+            ));
             notes.push(format!("only the Dockerfile of the build context `{context}` is written; copy the context's other files beside it"));
         }
     }
     if d.docker.base_dockerfile.is_some() && d.docker.build_context.is_none() {
-        files.push(("docker-context/Dockerfile".to_string(), d.docker.base_dockerfile.clone().unwrap_or_default()));
-        map.put("build", Y::Map(vec![("path".into(), Y::str("docker-context"))]));
+        files.push((
+            "docker-context/Dockerfile".to_string(),
+            d.docker.base_dockerfile.clone().unwrap_or_default(),
+        ));
+        map.put(
+            "build",
+            Y::Map(vec![("path".into(), Y::str("docker-context"))]),
+        );
         notes.push("the inline Dockerfile is written to docker-context/Dockerfile".into());
     }
-    files.insert(0, ("environment.yml".to_string(), yaml::render(&map.build())));
+    files.insert(
+        0,
+        ("environment.yml".to_string(), yaml::render(&map.build())),
+    );
     Exported {
         files,
         dropped: dropped_fields,

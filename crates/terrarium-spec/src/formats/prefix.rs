@@ -14,7 +14,8 @@ use crate::model::{Conda, Definition, PipRequirement};
 
 pub fn import_conda(prefix: &Path) -> Result<Imported, SpecError> {
     let meta = prefix.join("conda-meta");
-    let entries = std::fs::read_dir(&meta).map_err(|e| SpecError::io(&meta, "cannot read the conda-meta directory", e))?;
+    let entries = std::fs::read_dir(&meta)
+        .map_err(|e| SpecError::io(&meta, "cannot read the conda-meta directory", e))?;
     let mut records = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| SpecError::io(&meta, "cannot read", e))?;
@@ -25,21 +26,29 @@ pub fn import_conda(prefix: &Path) -> Result<Imported, SpecError> {
     }
     records.sort();
     if records.is_empty() {
-        return Err(SpecError::invalid(Location::file(&meta), "no package records (*.json): is this a conda environment?"));
+        return Err(SpecError::invalid(
+            Location::file(&meta),
+            "no package records (*.json): is this a conda environment?",
+        ));
     }
     let mut dependencies = Vec::new();
     let mut channel_use: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (order, path) in records.iter().enumerate() {
         let source = crate::source::SourceFile::read(path)?;
         let record: serde_json::Value = serde_json::from_str(&source.text).map_err(|e| {
-            SpecError::invalid(Location::line(path, e.line().max(1)), format!("invalid package record: {e}"))
+            SpecError::invalid(
+                Location::line(path, e.line().max(1)),
+                format!("invalid package record: {e}"),
+            )
         })?;
         let field = |key: &str| -> Result<String, SpecError> {
             record
                 .get(key)
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| SpecError::invalid(Location::field(path, 1, key), "missing in package record"))
+                .ok_or_else(|| {
+                    SpecError::invalid(Location::field(path, 1, key), "missing in package record")
+                })
         };
         let (name, version, build) = (field("name")?, field("version")?, field("build")?);
         dependencies.push(format!("{name}=={version}={build}"));
@@ -116,7 +125,10 @@ pub fn import_venv(venv: &Path) -> Result<Imported, SpecError> {
         }
     }
     let version = version.ok_or_else(|| {
-        SpecError::invalid(Location::field(&cfg_path, 1, "version"), "pyvenv.cfg has no Python version")
+        SpecError::invalid(
+            Location::field(&cfg_path, 1, "version"),
+            "pyvenv.cfg has no Python version",
+        )
     })?;
     // `3.11.7.final.0` (uv) -> `3.11.7`
     let version: String = version.split('.').take(3).collect::<Vec<_>>().join(".");
@@ -141,18 +153,26 @@ pub fn import_venv(venv: &Path) -> Result<Imported, SpecError> {
 fn find_site_packages(prefix: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for lib in ["lib", "lib64"] {
-        let Ok(entries) = std::fs::read_dir(prefix.join(lib)) else { continue };
+        let Ok(entries) = std::fs::read_dir(prefix.join(lib)) else {
+            continue;
+        };
         let mut dirs: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python")))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("python"))
+            })
             .map(|p| p.join("site-packages"))
             .filter(|p| p.is_dir())
             .collect();
         dirs.sort();
         for dir in dirs {
             let canonical = dir.canonicalize().unwrap_or(dir.clone());
-            if !out.iter().any(|o: &PathBuf| o.canonicalize().unwrap_or(o.clone()) == canonical) {
+            if !out
+                .iter()
+                .any(|o: &PathBuf| o.canonicalize().unwrap_or(o.clone()) == canonical)
+            {
                 out.push(dir);
             }
         }
@@ -171,7 +191,10 @@ struct Installed {
 
 /// Every `*.dist-info` in `site`, as an exact pin (`name==version`, or `name @ url` for
 /// direct-URL installs per PEP 610).
-fn installed_distributions(site: &Path, warnings: &mut Vec<Warning>) -> Result<Vec<Installed>, SpecError> {
+fn installed_distributions(
+    site: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<Installed>, SpecError> {
     let entries = std::fs::read_dir(site).map_err(|e| SpecError::io(site, "cannot read", e))?;
     let mut dists: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -194,7 +217,11 @@ fn installed_distributions(site: &Path, warnings: &mut Vec<Warning>) -> Result<V
             metadata
                 .lines()
                 .take_while(|l| !l.is_empty())
-                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+                .find_map(|l| {
+                    l.strip_prefix(key)
+                        .and_then(|r| r.strip_prefix(':'))
+                        .map(|v| v.trim().to_string())
+                })
         };
         let (Some(name), Some(version)) = (header("Name"), header("Version")) else {
             warnings.push(Warning {
@@ -203,7 +230,9 @@ fn installed_distributions(site: &Path, warnings: &mut Vec<Warning>) -> Result<V
             });
             continue;
         };
-        let installer = std::fs::read_to_string(dist.join("INSTALLER")).ok().map(|s| s.trim().to_string());
+        let installer = std::fs::read_to_string(dist.join("INSTALLER"))
+            .ok()
+            .map(|s| s.trim().to_string());
         let mut requirement = PipRequirement::new(format!("{name}=={version}"));
         if let Ok(direct) = std::fs::read_to_string(dist.join("direct_url.json")) {
             if let Ok(direct) = serde_json::from_str::<serde_json::Value>(&direct) {
@@ -212,21 +241,32 @@ fn installed_distributions(site: &Path, warnings: &mut Vec<Warning>) -> Result<V
                         .pointer("/dir_info/editable")
                         .and_then(serde_json::Value::as_bool)
                         .unwrap_or(false);
-                    let vcs = direct.pointer("/vcs_info/vcs").and_then(serde_json::Value::as_str);
-                    let commit = direct.pointer("/vcs_info/commit_id").and_then(serde_json::Value::as_str);
+                    let vcs = direct
+                        .pointer("/vcs_info/vcs")
+                        .and_then(serde_json::Value::as_str);
+                    let commit = direct
+                        .pointer("/vcs_info/commit_id")
+                        .and_then(serde_json::Value::as_str);
                     let url = match (vcs, commit) {
                         (Some(vcs), Some(commit)) => format!("{vcs}+{url}@{commit}"),
                         _ => url.to_string(),
                     };
                     if editable {
-                        requirement = PipRequirement { spec: url.trim_start_matches("file://").to_string(), hashes: Vec::new(), editable: true };
+                        requirement = PipRequirement {
+                            spec: url.trim_start_matches("file://").to_string(),
+                            hashes: Vec::new(),
+                            editable: true,
+                        };
                     } else if !url.starts_with("file://") || !url.ends_with(".whl") {
                         requirement = PipRequirement::new(format!("{name} @ {url}"));
                     }
                 }
             }
         }
-        out.push(Installed { requirement, installer });
+        out.push(Installed {
+            requirement,
+            installer,
+        });
     }
     Ok(out)
 }

@@ -25,7 +25,10 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
 
 pub fn export(d: &Definition) -> Exported {
     Exported {
-        files: vec![(String::new(), pip::write_requirements(&d.python.index, &d.python.pip))],
+        files: vec![(
+            String::new(),
+            pip::write_requirements(&d.python.index, &d.python.pip),
+        )],
         dropped: dropped(
             d,
             &[

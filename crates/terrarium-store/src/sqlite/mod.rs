@@ -31,7 +31,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -81,7 +83,10 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn.lock().expect("store mutex poisoned");
         // A deferred transaction gives a consistent snapshot across the several queries.
         let tx = conn.transaction()?;
@@ -173,7 +178,8 @@ fn require_version(conn: &Connection, name: &str, version: &str) -> Result<(), S
     }
 }
 
-const SELECT_VERSION: &str = "SELECT v.name, v.version, v.content_hash, v.definition, v.description, v.tags, \
+const SELECT_VERSION: &str =
+    "SELECT v.name, v.version, v.content_hash, v.definition, v.description, v.tags, \
      v.archived, e.archived, v.created_at, v.created_by, v.source, v.parent \
      FROM versions v JOIN environments e ON e.name = v.name";
 
@@ -235,7 +241,9 @@ fn query_records(
             }
         };
         let mut labels: Vec<String> = conn
-            .prepare_cached("SELECT label FROM labels WHERE name = ?1 AND version = ?2 ORDER BY label")?
+            .prepare_cached(
+                "SELECT label FROM labels WHERE name = ?1 AND version = ?2 ORDER BY label",
+            )?
             .query_map(params![row.name, row.version], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         if !row.env_archived && latest_version.as_deref() == Some(row.version.as_str()) {
@@ -482,7 +490,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn set_label(&self, name: &str, version: &str, label: &str, actor: &str) -> Result<(), StoreError> {
+    fn set_label(
+        &self,
+        name: &str,
+        version: &str,
+        label: &str,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         refuse_curated(name)?;
         names::validate_label(label).map_err(StoreError::Invalid)?;
         self.write(|tx| {
@@ -519,9 +533,20 @@ impl Store for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let version = version.ok_or_else(|| StoreError::NotFound(format!("label {name}@{label}")))?;
-            tx.execute("DELETE FROM labels WHERE name = ?1 AND label = ?2", params![name, label])?;
-            event(tx, name, Some(&version), "unlabel", Some(label.to_string()), actor)
+            let version =
+                version.ok_or_else(|| StoreError::NotFound(format!("label {name}@{label}")))?;
+            tx.execute(
+                "DELETE FROM labels WHERE name = ?1 AND label = ?2",
+                params![name, label],
+            )?;
+            event(
+                tx,
+                name,
+                Some(&version),
+                "unlabel",
+                Some(label.to_string()),
+                actor,
+            )
         })
     }
 
@@ -546,7 +571,12 @@ impl Store for SqliteStore {
             };
             tx.execute(
                 "UPDATE versions SET description = ?3, tags = ?4 WHERE name = ?1 AND version = ?2",
-                params![name, version, description, serde_json::to_string(&tags).expect("tags")],
+                params![
+                    name,
+                    version,
+                    description,
+                    serde_json::to_string(&tags).expect("tags")
+                ],
             )?;
             let mut what = Vec::new();
             if update.description.is_some() {
@@ -554,7 +584,14 @@ impl Store for SqliteStore {
             }
             what.extend(update.set_tags.keys().map(|k| format!("tag {k}")));
             what.extend(update.remove_tags.iter().map(|k| format!("untag {k}")));
-            event(tx, name, Some(version), "update", Some(what.join(", ")), actor)?;
+            event(
+                tx,
+                name,
+                Some(version),
+                "update",
+                Some(what.join(", ")),
+                actor,
+            )?;
             load(tx, name, version)
         })
     }
@@ -616,7 +653,9 @@ impl Store for SqliteStore {
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.read(|conn| {
             Ok(conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+                .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                    r.get(0)
+                })
                 .optional()?)
         })
     }

@@ -30,7 +30,11 @@ pub fn run(context: &Context, command: CuratedCommand) -> Result<ExitCode> {
 
 fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let records: Vec<_> = store.list(false)?.into_iter().filter(|r| r.curated).collect();
+    let records: Vec<_> = store
+        .list(false)?
+        .into_iter()
+        .filter(|r| r.curated)
+        .collect();
     if args.json {
         printer::json(&records)?;
     } else {

@@ -17,18 +17,31 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     #[track_caller]
     pub fn success(self) -> Self {
-        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub fn user_error(self) -> Self {
-        assert_eq!(self.code, 2, "expected exit 2\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 2,
+            "expected exit 2\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -45,7 +58,9 @@ impl From<Output> for Run {
 
 impl TestContext {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn workspace(&self) -> PathBuf {
@@ -80,7 +95,13 @@ impl TestContext {
     }
 
     pub fn run_path(&self, args: &[&str], path: &Path, rest: &[&str]) -> Run {
-        self.command().args(args).arg(path).args(rest).output().unwrap().into()
+        self.command()
+            .args(args)
+            .arg(path)
+            .args(rest)
+            .output()
+            .unwrap()
+            .into()
     }
 
     /// Everything a workspace holds, for "nothing changed" checks.
@@ -89,7 +110,12 @@ impl TestContext {
         let mut out = list.stdout.clone();
         for record in list.json().as_array().unwrap() {
             let name = record["name"].as_str().unwrap();
-            out.push_str(&self.run(&["env", "history", name, "--json"]).success().stdout);
+            out.push_str(
+                &self
+                    .run(&["env", "history", name, "--json"])
+                    .success()
+                    .stdout,
+            );
         }
         out
     }

@@ -27,7 +27,12 @@ pub fn archive(context: &Context, args: ArchiveArgs, archived: bool) -> Result<E
         }
         _ => {
             let record = store.resolve(&reference)?;
-            store.set_archived(&record.name, Some(&record.version), archived, &workspace::actor())?;
+            store.set_archived(
+                &record.name,
+                Some(&record.version),
+                archived,
+                &workspace::actor(),
+            )?;
             printer::status(&format!("{verb} {}:{}", record.name, record.version));
         }
     }

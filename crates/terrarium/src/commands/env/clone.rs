@@ -40,7 +40,11 @@ pub fn clone(context: &Context, args: CloneArgs) -> Result<ExitCode> {
         println!("{}:{}", outcome.record.name, outcome.record.version);
         printer::status(&format!(
             "{} {}:{} from {}:{}",
-            if outcome.created { "cloned" } else { "unchanged:" },
+            if outcome.created {
+                "cloned"
+            } else {
+                "unchanged:"
+            },
             outcome.record.name,
             outcome.record.version,
             record.name,

@@ -16,7 +16,13 @@ use crate::workspace;
 pub struct CreateArgs {
     /// The definition: a file (native/Azure ML v2 YAML, conda environment.yml,
     /// requirements.txt, Dockerfile) or a directory (Azure ML v1, conda prefix, virtualenv).
-    #[arg(short = 'f', long = "file", value_name = "PATH", required_unless_present = "image", conflicts_with = "image")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        required_unless_present = "image",
+        conflicts_with = "image"
+    )]
     file: Option<PathBuf>,
     /// Create a docker-runtime, user-managed environment from an existing image.
     #[arg(long, value_name = "REFERENCE")]
@@ -44,7 +50,15 @@ pub struct CreateArgs {
 pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
     let (mut definition, source, warnings) = if let Some(image) = &args.image {
         let definition = formats::from_image(image).map_err(|e| user_error(e, None))?;
-        (definition, Source { kind: "import".into(), file: None, format: Some(format!("image:{image}")) }, Vec::new())
+        (
+            definition,
+            Source {
+                kind: "import".into(),
+                file: None,
+                format: Some(format!("image:{image}")),
+            },
+            Vec::new(),
+        )
     } else {
         let file = args.file.as_ref().expect("clap requires --file or --image");
         let imported = formats::import(file, args.format)?;
@@ -90,7 +104,10 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
     } else {
         println!("{}:{}", record.name, record.version);
         if outcome.created {
-            printer::status(&format!("created {}:{} ({})", record.name, record.version, record.content_hash));
+            printer::status(&format!(
+                "created {}:{} ({})",
+                record.name, record.version, record.content_hash
+            ));
         } else {
             printer::status(&format!(
                 "unchanged: {}:{} already has this content ({})",

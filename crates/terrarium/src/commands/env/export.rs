@@ -30,7 +30,10 @@ pub struct ExportArgs {
 
 pub fn export(context: &Context, args: ExportArgs) -> Result<ExitCode> {
     if !args.format.can_export() {
-        return Err(user_error(format!("`{}` is an import-only format", args.format), None));
+        return Err(user_error(
+            format!("`{}` is an import-only format", args.format),
+            None,
+        ));
     }
     let reference = super::parse_reference(&args.reference)?;
     let store = context.store()?;
@@ -63,7 +66,13 @@ pub fn export(context: &Context, args: ExportArgs) -> Result<ExitCode> {
         (Some(path), true) => write_dir_atomic(path, &exported.files, args.force)?,
     }
     if let Some(path) = &args.output {
-        printer::status(&format!("wrote {}:{} as {} to {}", record.name, record.version, args.format, path.display()));
+        printer::status(&format!(
+            "wrote {}:{} as {} to {}",
+            record.name,
+            record.version,
+            args.format,
+            path.display()
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -86,7 +95,8 @@ fn write_file_atomic(path: &Path, text: &str, force: bool) -> Result<()> {
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -106,7 +116,9 @@ fn write_dir_atomic(path: &Path, files: &[(String, String)], force: bool) -> Res
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     }
     if path.exists() {
-        let old = tempfile::Builder::new().prefix(".terrarium-old-").tempdir_in(&dir)?;
+        let old = tempfile::Builder::new()
+            .prefix(".terrarium-old-")
+            .tempdir_in(&dir)?;
         let parked = old.path().join("old");
         std::fs::rename(path, &parked)?;
         if let Err(err) = std::fs::rename(tmp.path(), path) {
@@ -115,7 +127,8 @@ fn write_dir_atomic(path: &Path, files: &[(String, String)], force: bool) -> Res
         }
         let _ = tmp.keep();
     } else {
-        std::fs::rename(tmp.path(), path).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::rename(tmp.path(), path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         let _ = tmp.keep();
     }
     Ok(())

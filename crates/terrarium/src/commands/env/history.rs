@@ -46,7 +46,10 @@ pub fn history(context: &Context, args: HistoryArgs) -> Result<ExitCode> {
             v.created_at,
             v.created_by,
             source,
-            v.parent.as_ref().map(|p| format!("  parent {p}")).unwrap_or_default(),
+            v.parent
+                .as_ref()
+                .map(|p| format!("  parent {p}"))
+                .unwrap_or_default(),
             if v.archived { "  (archived)" } else { "" },
         );
     }
@@ -54,12 +57,17 @@ pub fn history(context: &Context, args: HistoryArgs) -> Result<ExitCode> {
         println!();
         for e in &events {
             println!(
-                "{}  {}{}  {}{}  by {}",
+                "{}  {}{}  {}  by {}",
                 e.at,
                 e.action,
-                e.version.as_ref().map(|v| format!(" {}:{v}", e.name)).unwrap_or_else(|| format!(" {}", e.name)),
-                "",
-                e.detail.as_ref().map(|d| format!("({d})")).unwrap_or_default(),
+                e.version
+                    .as_ref()
+                    .map(|v| format!(" {}:{v}", e.name))
+                    .unwrap_or_else(|| format!(" {}", e.name)),
+                e.detail
+                    .as_ref()
+                    .map(|d| format!("({d})"))
+                    .unwrap_or_default(),
                 e.actor
             );
         }

@@ -29,8 +29,16 @@ pub fn label(context: &Context, args: LabelArgs) -> Result<ExitCode> {
     let reference = super::parse_reference(&args.reference)?;
     let store = context.store()?;
     let record = store.resolve(&reference)?;
-    store.set_label(&record.name, &record.version, &args.label, &workspace::actor())?;
-    printer::status(&format!("{}@{} -> {}:{}", record.name, args.label, record.name, record.version));
+    store.set_label(
+        &record.name,
+        &record.version,
+        &args.label,
+        &workspace::actor(),
+    )?;
+    printer::status(&format!(
+        "{}@{} -> {}:{}",
+        record.name, args.label, record.name, record.version
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -39,7 +47,10 @@ pub fn unlabel(context: &Context, args: UnlabelArgs) -> Result<ExitCode> {
         (_, Some(label)) => (args.name.clone(), label),
         (Some((name, label)), None) => (name.to_string(), label.to_string()),
         (None, None) => {
-            return Err(printer::user_error("which label?", Some("terrarium env unlabel NAME LABEL")))
+            return Err(printer::user_error(
+                "which label?",
+                Some("terrarium env unlabel NAME LABEL"),
+            ))
         }
     };
     let store = context.store()?;

@@ -46,7 +46,11 @@ pub fn print_table(records: &[VersionRecord]) {
             [
                 r.name.clone(),
                 r.version.clone(),
-                if r.archived { "(archived)".into() } else { r.labels.join(",") },
+                if r.archived {
+                    "(archived)".into()
+                } else {
+                    r.labels.join(",")
+                },
                 r.created_at.get(..10).unwrap_or(&r.created_at).to_string(),
                 r.description.clone().unwrap_or_default(),
             ]
@@ -64,7 +68,13 @@ pub fn print_table(records: &[VersionRecord]) {
             .iter()
             .zip(widths)
             .enumerate()
-            .map(|(i, (cell, w))| if i == 4 { cell.clone() } else { format!("{cell:w$}") })
+            .map(|(i, (cell, w))| {
+                if i == 4 {
+                    cell.clone()
+                } else {
+                    format!("{cell:w$}")
+                }
+            })
             .collect();
         println!("{}", line.join("  ").trim_end());
     }

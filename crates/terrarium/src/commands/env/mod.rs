@@ -76,14 +76,18 @@ pub fn run(context: &Context, command: EnvCommand) -> Result<ExitCode> {
 
 /// Parse a `NAME`, `NAME:VERSION` or `NAME@LABEL` argument.
 pub fn parse_reference(text: &str) -> Result<Reference> {
-    Reference::parse(text).map_err(|e| user_error(e, Some("references are NAME, NAME:VERSION or NAME@LABEL")))
+    Reference::parse(text)
+        .map_err(|e| user_error(e, Some("references are NAME, NAME:VERSION or NAME@LABEL")))
 }
 
 /// Parse a `--format` value.
 pub fn parse_format(text: &str) -> Result<Format, String> {
     Format::parse(text).ok_or_else(|| {
         let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
-        format!("unknown format `{text}`; expected one of: {}", names.join(", "))
+        format!(
+            "unknown format `{text}`; expected one of: {}",
+            names.join(", ")
+        )
     })
 }
 

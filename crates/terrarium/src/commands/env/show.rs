@@ -30,7 +30,10 @@ pub fn show(context: &Context, args: ShowArgs) -> Result<ExitCode> {
     println!("version:      {}", record.version);
     println!("labels:       {}", record.labels.join(", "));
     println!("content hash: {}", record.content_hash);
-    println!("created:      {} by {}", record.created_at, record.created_by);
+    println!(
+        "created:      {} by {}",
+        record.created_at, record.created_by
+    );
     let mut source = record.source.kind.clone();
     if let Some(file) = &record.source.file {
         source.push_str(&format!(" from {file}"));

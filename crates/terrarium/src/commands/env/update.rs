@@ -29,7 +29,10 @@ pub struct UpdateArgs {
 
 pub fn update(context: &Context, args: UpdateArgs) -> Result<ExitCode> {
     if args.description.is_none() && args.tags.is_empty() && args.untag.is_empty() {
-        return Err(printer::user_error("nothing to update", Some("pass --description, --tag or --untag")));
+        return Err(printer::user_error(
+            "nothing to update",
+            Some("pass --description, --tag or --untag"),
+        ));
     }
     let reference = super::parse_reference(&args.reference)?;
     let store = context.store()?;
@@ -39,11 +42,15 @@ pub fn update(context: &Context, args: UpdateArgs) -> Result<ExitCode> {
         set_tags: args.tags.into_iter().collect(),
         remove_tags: args.untag,
     };
-    let updated = store.update_metadata(&record.name, &record.version, &update, &workspace::actor())?;
+    let updated =
+        store.update_metadata(&record.name, &record.version, &update, &workspace::actor())?;
     if args.json {
         printer::json(&updated)?;
     } else {
-        printer::status(&format!("updated {}:{} (same version, same content hash)", updated.name, updated.version));
+        printer::status(&format!(
+            "updated {}:{} (same version, same content hash)",
+            updated.name, updated.version
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

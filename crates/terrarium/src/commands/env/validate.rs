@@ -47,7 +47,11 @@ pub fn validate(_context: &Context, args: ValidateArgs) -> Result<ExitCode> {
         })?;
     } else {
         printer::warnings(&imported.warnings);
-        println!("{}: valid {} definition ({hash})", args.file.display(), imported.format);
+        println!(
+            "{}: valid {} definition ({hash})",
+            args.file.display(),
+            imported.format
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

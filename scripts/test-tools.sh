@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fetch, once, the peer tools the tests compare against, into a cache outside the checkout.
+# Prints the environment variables the tests read, for `eval`.
+set -euo pipefail
+
+cache="${TERRARIUM_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/terrarium-test-tools}"
+mkdir -p "$cache"
+
+# Microsoft's Azure ML SDK v1, to check that our aml-v1 directories load in it.
+aml="$cache/aml-sdk"
+if ! "$aml/bin/python" -c "import azureml.core" >/dev/null 2>&1; then
+    rm -rf "$aml"
+    python3 -m venv "$aml" >&2
+    "$aml/bin/pip" install --quiet --disable-pip-version-check "azureml-core==1.61.0.post4" >&2
+fi
+
+echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
