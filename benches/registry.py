@@ -60,8 +60,8 @@ def main():
         sdk.append(timed([python, "-c", SDK, FILE]))
     t, s = statistics.median(terrarium), statistics.median(sdk)
     print(f"define + read back, median of {RUNS}:")
-    print(f"  terrarium (create + show)          {t * 1000:8.1f} ms")
-    print(f"  azureml-core (from_conda + save + load) {s * 1000:8.1f} ms")
+    print(f"  terrarium (create + show)                {t * 1000:8.1f} ms")
+    print(f"  azureml-core (from_conda + save + load)  {s * 1000:8.1f} ms")
     print(f"  ratio: terrarium is {s / t:.1f}x faster")
 
 
