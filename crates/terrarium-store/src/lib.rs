@@ -63,6 +63,8 @@ pub struct VersionRecord {
     pub description: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub curated: bool,
+    /// The lock this version resolved to, once it has one; never changes afterwards.
+    pub lock_hash: Option<String>,
     pub definition: Definition,
 }
 
@@ -77,6 +79,10 @@ pub struct RegisterRequest {
     pub actor: String,
     /// Only curated seeding may write `curated/` names.
     pub allow_curated: bool,
+    /// Always create a new version, even for identical content (`relock`).
+    pub force_new: bool,
+    /// The lock to store with a new version, as (lock hash, lock JSON).
+    pub lock: Option<(String, String)>,
 }
 
 /// The result of registering.
@@ -105,6 +111,26 @@ pub struct MetadataUpdate {
     pub description: Option<Option<String>>,
     pub set_tags: BTreeMap<String, String>,
     pub remove_tags: Vec<String>,
+}
+
+/// One run of a command in an environment version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub experiment: String,
+    /// The environment's name.
+    pub environment: String,
+    pub version: String,
+    pub lock_hash: Option<String>,
+    pub command: Vec<String>,
+    pub cwd: String,
+    /// Where it ran: `local` (later `container`, `slurm`, ...).
+    pub target: String,
+    pub actor: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub log_path: Option<String>,
 }
 
 /// The workspace metadata store.
@@ -156,6 +182,34 @@ pub trait Store: Send + Sync {
 
     /// Delete a version that nothing references.
     fn delete_version(&self, name: &str, version: &str, actor: &str) -> Result<(), StoreError>;
+
+    /// Give a version its lock, if it has none yet. Returns the version's lock hash afterwards,
+    /// which is the existing one when another process locked it first.
+    fn set_lock(
+        &self,
+        name: &str,
+        version: &str,
+        lock_hash: &str,
+        lock: &str,
+    ) -> Result<String, StoreError>;
+
+    /// A stored lock's JSON.
+    fn get_lock(&self, lock_hash: &str) -> Result<String, StoreError>;
+
+    /// Record a run that is starting.
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// Record how a run ended.
+    fn finish_run(&self, id: &str, finished_at: &str, exit_code: i32) -> Result<(), StoreError>;
+
+    /// Runs, newest first, optionally of one experiment.
+    fn list_runs(
+        &self,
+        experiment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+
+    fn get_run(&self, id: &str) -> Result<RunRecord, StoreError>;
 
     /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;

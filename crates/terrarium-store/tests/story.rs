@@ -23,6 +23,8 @@ fn register(store: &dyn Store, d: Definition) -> Result<(String, bool), StoreErr
         parent: None,
         actor: "story".into(),
         allow_curated: false,
+        force_new: false,
+        lock: None,
     })?;
     Ok((outcome.record.version, outcome.created))
 }

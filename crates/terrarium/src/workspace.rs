@@ -124,6 +124,8 @@ fn seed_curated(store: &SqliteStore) -> Result<()> {
             parent: None,
             actor: "terrarium".to_string(),
             allow_curated: true,
+            force_new: false,
+            lock: None,
         })?;
     }
     store.meta_set("curated_bundle", &bundle)?;

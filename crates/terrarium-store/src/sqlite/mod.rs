@@ -14,12 +14,15 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::{content_hash, Definition};
 
 use crate::{
-    now, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, Source, Store, StoreError,
-    VersionRecord,
+    now, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Source, Store,
+    StoreError, VersionRecord,
 };
 
 /// Migrations, applied in order; an applied migration is never edited.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_registry.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_registry.sql"),
+    include_str!("../../migrations/sqlite/0002_locks_runs.sql"),
+];
 
 /// The database file inside a workspace directory.
 pub const DATABASE_FILE: &str = "workspace.db";
@@ -121,6 +124,37 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn insert_lock(tx: &Connection, lock_hash: &str, lock: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO locks (lock_hash, lock, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (lock_hash) DO NOTHING",
+        params![lock_hash, lock, now()],
+    )?;
+    Ok(())
+}
+
+const SELECT_RUN: &str =
+    "SELECT id, experiment, name, version, lock_hash, command, cwd, target, actor, \
+     started_at, finished_at, exit_code, log_path FROM runs";
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let command: String = r.get(5)?;
+    Ok(RunRecord {
+        id: r.get(0)?,
+        experiment: r.get(1)?,
+        environment: r.get(2)?,
+        version: r.get(3)?,
+        lock_hash: r.get(4)?,
+        command: serde_json::from_str(&command).unwrap_or_else(|_| vec![command]),
+        cwd: r.get(6)?,
+        target: r.get(7)?,
+        actor: r.get(8)?,
+        started_at: r.get(9)?,
+        finished_at: r.get(10)?,
+        exit_code: r.get(11)?,
+        log_path: r.get(12)?,
+    })
+}
+
 fn refuse_curated(name: &str) -> Result<(), StoreError> {
     if names::is_curated(name) {
         Err(StoreError::Curated(name.to_string()))
@@ -180,7 +214,7 @@ fn require_version(conn: &Connection, name: &str, version: &str) -> Result<(), S
 
 const SELECT_VERSION: &str =
     "SELECT v.name, v.version, v.content_hash, v.definition, v.description, v.tags, \
-     v.archived, e.archived, v.created_at, v.created_by, v.source, v.parent \
+     v.archived, e.archived, v.created_at, v.created_by, v.source, v.parent, v.lock_hash \
      FROM versions v JOIN environments e ON e.name = v.name";
 
 fn load(conn: &Connection, name: &str, version: &str) -> Result<VersionRecord, StoreError> {
@@ -209,6 +243,7 @@ fn query_records(
         created_by: String,
         source: String,
         parent: Option<String>,
+        lock_hash: Option<String>,
     }
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt
@@ -226,6 +261,7 @@ fn query_records(
                 created_by: r.get(9)?,
                 source: r.get(10)?,
                 parent: r.get(11)?,
+                lock_hash: r.get(12)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -270,6 +306,7 @@ fn query_records(
             created_by: row.created_by,
             source,
             parent: row.parent,
+            lock_hash: row.lock_hash,
             description: row.description,
             tags,
             definition,
@@ -333,7 +370,7 @@ impl Store for SqliteStore {
                     }
                 }
                 None => {
-                    if let Some((version, existing)) = &previous {
+                    if let Some((version, existing)) = previous.as_ref().filter(|_| !request.force_new) {
                         if *existing == hash {
                             let record = load(tx, &name, version)?;
                             // Same content: description and tags may still be new.
@@ -381,10 +418,17 @@ impl Store for SqliteStore {
             stored.version = Some(version.clone());
             let definition_json = serde_json::to_string(&stored).expect("definition serializes");
             let source_json = serde_json::to_string(&request.source).expect("source serializes");
+            let lock_hash = match &request.lock {
+                Some((lock_hash, lock)) => {
+                    insert_lock(tx, lock_hash, lock)?;
+                    Some(lock_hash.clone())
+                }
+                None => None,
+            };
             tx.execute(
-                "INSERT INTO versions (name, version, seq, content_hash, definition, description, tags, created_at, created_by, source, parent) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![name, version, seq, hash, definition_json, definition.description, tags_json, now(), request.actor, source_json, parent],
+                "INSERT INTO versions (name, version, seq, content_hash, definition, description, tags, created_at, created_by, source, parent, lock_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![name, version, seq, hash, definition_json, definition.description, tags_json, now(), request.actor, source_json, parent, lock_hash],
             )?;
             if env_state(tx, &name)? == Some(true) {
                 tx.execute("UPDATE environments SET archived = 0 WHERE name = ?1", params![name])?;
@@ -645,8 +689,113 @@ impl Store for SqliteStore {
                     ),
                 });
             }
+            let runs: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM runs WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                |r| r.get(0),
+            )?;
+            if runs > 0 {
+                return Err(StoreError::Referenced {
+                    reference: format!("{name}:{version}"),
+                    reason: format!("{runs} recorded run(s) used it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                });
+            }
             tx.execute("DELETE FROM versions WHERE name = ?1 AND version = ?2", params![name, version])?;
             event(tx, name, Some(version), "delete", None, actor)
+        })
+    }
+
+    fn set_lock(
+        &self,
+        name: &str,
+        version: &str,
+        lock_hash: &str,
+        lock: &str,
+    ) -> Result<String, StoreError> {
+        self.write(|tx| {
+            require_version(tx, name, version)?;
+            let existing: Option<String> = tx.query_row(
+                "SELECT lock_hash FROM versions WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                |r| r.get(0),
+            )?;
+            if let Some(existing) = existing {
+                return Ok(existing);
+            }
+            insert_lock(tx, lock_hash, lock)?;
+            tx.execute(
+                "UPDATE versions SET lock_hash = ?3 WHERE name = ?1 AND version = ?2 AND lock_hash IS NULL",
+                params![name, version, lock_hash],
+            )?;
+            Ok(lock_hash.to_string())
+        })
+    }
+
+    fn get_lock(&self, lock_hash: &str) -> Result<String, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT lock FROM locks WHERE lock_hash = ?1",
+                params![lock_hash],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("lock {lock_hash}")))
+        })
+    }
+
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            require_version(tx, &run.environment, &run.version)?;
+            let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs", [], |r| r.get(0))?;
+            tx.execute(
+                "INSERT INTO runs (id, seq, experiment, name, version, lock_hash, command, cwd, target, actor, started_at, log_path) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    run.id, seq, run.experiment, run.environment, run.version, run.lock_hash,
+                    serde_json::to_string(&run.command).expect("command serializes"),
+                    run.cwd, run.target, run.actor, run.started_at, run.log_path
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finish_run(&self, id: &str, finished_at: &str, exit_code: i32) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE runs SET finished_at = ?2, exit_code = ?3 WHERE id = ?1",
+                params![id, finished_at, exit_code],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("run {id}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn list_runs(
+        &self,
+        experiment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!(
+                "{SELECT_RUN} WHERE (?1 IS NULL OR experiment = ?1) ORDER BY seq DESC LIMIT ?2"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let runs = stmt
+                .query_map(params![experiment, limit as i64], run_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(runs)
+        })
+    }
+
+    fn get_run(&self, id: &str) -> Result<RunRecord, StoreError> {
+        self.read(|conn| {
+            let sql = format!("{SELECT_RUN} WHERE id = ?1");
+            conn.query_row(&sql, params![id], run_from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
         })
     }
 

@@ -33,6 +33,8 @@ pub fn clone(context: &Context, args: CloneArgs) -> Result<ExitCode> {
         parent: Some(format!("{}:{}", record.name, record.version)),
         actor: workspace::actor(),
         allow_curated: false,
+        force_new: false,
+        lock: None,
     })?;
     if args.json {
         printer::json(&outcome.record)?;

@@ -96,6 +96,8 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
             parent: None,
             actor: workspace::actor(),
             allow_curated: false,
+            force_new: false,
+            lock: None,
         })
         .with_context(|| format!("cannot register `{name}`"))?;
     let record = &outcome.record;

@@ -1,0 +1,548 @@
+//! Lock to prefix: a content-addressed cache of built environments.
+//!
+//! - Keyed by lock hash, platform and interpreter: identical locks share one prefix.
+//! - Built from the lock alone (never re-resolved). Files are hardlinked from the package
+//!   caches: rattler's for conda packages, uv's for wheels.
+//! - Atomic: a prefix is built in a temporary directory beside the cache and renamed into
+//!   place after its completion marker is written; a crash or `kill -9` leaves only a
+//!   temporary directory, which the next build removes. Conda files are patched for the final
+//!   path while being written to the temporary one (rattler's alternative target prefix).
+//! - Concurrent builders of one prefix serialize on a per-key file lock and the work is done
+//!   once. Processes using a prefix hold a shared lock on it, so `gc` never removes one in use.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use terrarium_resolve::uv::Uv;
+use terrarium_resolve::{Lock, LockKind, PlatformLock};
+
+mod error;
+mod verify;
+
+pub use error::EnvError;
+pub use verify::{verify, VerifyReport};
+
+/// Where the marker and metadata live inside a prefix.
+pub const META_DIR: &str = ".terrarium";
+const MARKER: &str = "env.json";
+const LAST_USED: &str = "last-used";
+
+/// What the completion marker records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvMeta {
+    pub key: String,
+    pub lock_hash: String,
+    pub platform: String,
+    pub prefix: String,
+    pub built_at_unix: u64,
+    pub build_seconds: f64,
+}
+
+/// A built environment, held in use until dropped.
+#[derive(Debug)]
+pub struct Env {
+    pub prefix: PathBuf,
+    pub key: String,
+    /// True when this call built it, false when it was already in the cache.
+    pub built: bool,
+    /// Shared lock that keeps `gc` away while the environment is in use.
+    _in_use: File,
+}
+
+impl Env {
+    /// The environment's `bin` directory (first on PATH when running in it).
+    pub fn bin_dir(&self) -> PathBuf {
+        self.prefix.join("bin")
+    }
+
+    pub fn python(&self) -> PathBuf {
+        self.prefix.join("bin").join("python")
+    }
+}
+
+/// Progress of a build, for a spinner or a log.
+pub trait Reporter {
+    fn step(&self, message: &str);
+}
+
+/// A reporter that says nothing.
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn step(&self, _message: &str) {}
+}
+
+/// The cache of built environments under `root` (usually `$TERRARIUM_CACHE_DIR/envs`).
+#[derive(Debug, Clone)]
+pub struct EnvCache {
+    root: PathBuf,
+    /// rattler's package cache.
+    pkgs: PathBuf,
+}
+
+/// One cached environment, for `cache list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheEntry {
+    pub key: String,
+    pub prefix: String,
+    pub lock_hash: Option<String>,
+    pub platform: Option<String>,
+    pub size_bytes: u64,
+    pub last_used_unix: u64,
+    pub in_use: bool,
+    pub complete: bool,
+}
+
+impl EnvCache {
+    pub fn new(cache_dir: &Path) -> Self {
+        Self {
+            root: cache_dir.join("envs"),
+            pkgs: cache_dir.join("pkgs"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cache key of a lock on a platform.
+    pub fn key(lock: &Lock, platform: &str) -> String {
+        let interpreter = lock
+            .platforms
+            .get(platform)
+            .and_then(|p| p.python.as_ref())
+            .and_then(|p| p.interpreter.clone())
+            .unwrap_or_default();
+        let mut hasher = Sha256::new();
+        for part in [lock.lock_hash().as_str(), platform, interpreter.as_str()] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())[..24].to_string()
+    }
+
+    fn lock_file(&self, key: &str) -> Result<File, EnvError> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| EnvError::io(&self.root, "cannot create", e))?;
+        let path = self.root.join(format!("{key}.lock"));
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| EnvError::io(&path, "cannot open", e))
+    }
+
+    /// The environment for `lock` on `platform`, building it if it is not cached.
+    pub fn get_or_build(
+        &self,
+        lock: &Lock,
+        platform: &str,
+        uv: Option<&Uv>,
+        reporter: &dyn Reporter,
+    ) -> Result<Env, EnvError> {
+        let key = Self::key(lock, platform);
+        let prefix = self.root.join(&key);
+        let guard = self.lock_file(&key)?;
+        // Fast path: hold it shared, then check that it is complete.
+        guard
+            .lock_shared()
+            .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
+        if is_complete(&prefix) {
+            touch(&prefix);
+            return Ok(Env {
+                prefix,
+                key,
+                built: false,
+                _in_use: guard,
+            });
+        }
+        guard
+            .unlock()
+            .map_err(|e| EnvError::io(&prefix, "cannot unlock", e))?;
+        guard
+            .lock()
+            .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
+        // Another process may have built it while we waited.
+        let built = if is_complete(&prefix) {
+            false
+        } else {
+            self.build(lock, platform, &key, uv, reporter)?;
+            true
+        };
+        guard
+            .unlock()
+            .map_err(|e| EnvError::io(&prefix, "cannot unlock", e))?;
+        guard
+            .lock_shared()
+            .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
+        if !is_complete(&prefix) {
+            return Err(EnvError::Build(format!(
+                "{} vanished after it was built",
+                prefix.display()
+            )));
+        }
+        touch(&prefix);
+        Ok(Env {
+            prefix,
+            key,
+            built,
+            _in_use: guard,
+        })
+    }
+
+    /// The environment if it is cached and complete, without building.
+    pub fn lookup(&self, lock: &Lock, platform: &str) -> Result<Option<Env>, EnvError> {
+        let key = Self::key(lock, platform);
+        let prefix = self.root.join(&key);
+        let guard = self.lock_file(&key)?;
+        guard
+            .lock_shared()
+            .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
+        Ok(is_complete(&prefix).then_some(Env {
+            prefix,
+            key,
+            built: false,
+            _in_use: guard,
+        }))
+    }
+
+    /// Build under the exclusive lock: temporary directory, install, marker, rename.
+    fn build(
+        &self,
+        lock: &Lock,
+        platform: &str,
+        key: &str,
+        uv: Option<&Uv>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), EnvError> {
+        let started = std::time::Instant::now();
+        let section = lock.platforms.get(platform).ok_or_else(|| {
+            EnvError::Build(format!("the lock has no packages for platform {platform}"))
+        })?;
+        if lock.kind == LockKind::UserManaged {
+            return Err(EnvError::Build(
+                "user-managed environments are not built by Terrarium".into(),
+            ));
+        }
+        let prefix = self.root.join(key);
+        // Leftovers of a crashed build: an incomplete prefix or temporary directories.
+        if prefix.exists() {
+            std::fs::remove_dir_all(&prefix)
+                .map_err(|e| EnvError::io(&prefix, "cannot remove the incomplete", e))?;
+        }
+        self.remove_temporaries(key);
+        let tmp = self.root.join(format!(".tmp-{key}-{}", std::process::id()));
+        let result = self.install(section, platform, &tmp, &prefix, uv, reporter);
+        if let Err(err) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(err);
+        }
+        let meta = EnvMeta {
+            key: key.to_string(),
+            lock_hash: lock.lock_hash(),
+            platform: platform.to_string(),
+            prefix: prefix.display().to_string(),
+            built_at_unix: unix_now(),
+            build_seconds: started.elapsed().as_secs_f64(),
+        };
+        let meta_dir = tmp.join(META_DIR);
+        std::fs::create_dir_all(&meta_dir)
+            .map_err(|e| EnvError::io(&meta_dir, "cannot create", e))?;
+        std::fs::write(meta_dir.join("lock.json"), lock.to_json())
+            .map_err(|e| EnvError::io(&meta_dir, "cannot write", e))?;
+        let marker = meta_dir.join(MARKER);
+        let file = File::create(&marker).map_err(|e| EnvError::io(&marker, "cannot write", e))?;
+        serde_json::to_writer_pretty(&file, &meta).map_err(|e| EnvError::Build(e.to_string()))?;
+        file.sync_all()
+            .map_err(|e| EnvError::io(&marker, "cannot sync", e))?;
+        std::fs::rename(&tmp, &prefix)
+            .map_err(|e| EnvError::io(&prefix, "cannot move the built environment into", e))?;
+        reporter.step(&format!(
+            "built {} in {:.2}s",
+            prefix.display(),
+            meta.build_seconds
+        ));
+        Ok(())
+    }
+
+    fn install(
+        &self,
+        section: &PlatformLock,
+        platform: &str,
+        tmp: &Path,
+        prefix: &Path,
+        uv: Option<&Uv>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), EnvError> {
+        let has_conda = !section.conda.is_empty();
+        if has_conda {
+            reporter.step(&format!("linking {} conda packages", section.conda.len()));
+            let records =
+                terrarium_resolve::conda::records(&section.conda).map_err(EnvError::Resolve)?;
+            let subdir: rattler_conda_types::Subdir = platform
+                .parse()
+                .map_err(|_| EnvError::Build(format!("unknown platform {platform}")))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| EnvError::io(tmp, "cannot start the async runtime for", e))?;
+            runtime
+                .block_on(
+                    rattler::install::Installer::new()
+                        .with_package_cache(rattler_cache::package_cache::PackageCache::new(
+                            &self.pkgs,
+                        ))
+                        .with_target_platform(subdir)
+                        .with_alternative_target_prefix(prefix)
+                        .with_execute_link_scripts(false)
+                        .install(tmp, records),
+                )
+                .map_err(|e| {
+                    EnvError::Build(format!("conda install failed: {}", error_chain(&e)))
+                })?;
+        } else {
+            let python = section
+                .python
+                .as_ref()
+                .and_then(|p| p.interpreter.clone())
+                .ok_or_else(|| EnvError::Build("the lock names no base interpreter".into()))?;
+            let uv =
+                uv.ok_or_else(|| EnvError::Build("uv is needed to create the environment".into()))?;
+            reporter.step("creating the virtual environment");
+            let output = uv
+                .command()
+                .args([
+                    "venv",
+                    "--quiet",
+                    "--relocatable",
+                    "--no-project",
+                    "--python",
+                ])
+                .arg(&python)
+                .arg(tmp)
+                .output()
+                .map_err(|e| EnvError::io(&uv.path, "cannot run", e))?;
+            if !output.status.success() {
+                return Err(EnvError::Build(format!(
+                    "uv venv failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+        }
+        if let Some(pylock) = &section.pylock {
+            let uv =
+                uv.ok_or_else(|| EnvError::Build("uv is needed to install PyPI packages".into()))?;
+            reporter.step(&format!("installing {} PyPI packages", section.pypi.len()));
+            let meta_dir = tmp.join(META_DIR);
+            std::fs::create_dir_all(&meta_dir)
+                .map_err(|e| EnvError::io(&meta_dir, "cannot create", e))?;
+            let pylock_path = meta_dir.join("pylock.toml");
+            std::fs::write(&pylock_path, pylock)
+                .map_err(|e| EnvError::io(&pylock_path, "cannot write", e))?;
+            let output = uv
+                .command()
+                .args([
+                    "pip",
+                    "sync",
+                    "--quiet",
+                    "--preview-features",
+                    "pylock",
+                    "--python",
+                ])
+                .arg(tmp.join("bin").join("python"))
+                .arg(&pylock_path)
+                .output()
+                .map_err(|e| EnvError::io(&uv.path, "cannot run", e))?;
+            if !output.status.success() {
+                return Err(EnvError::Build(format!(
+                    "installing the locked PyPI packages failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+            if has_conda {
+                // uv wrote entry points for the temporary path; point them at the final one.
+                verify::relocate_scripts(tmp, prefix)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_temporaries(&self, key: &str) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!(".tmp-{key}-"))
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Every cached environment.
+    pub fn list(&self) -> Result<Vec<CacheEntry>, EnvError> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Ok(out);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let path = entry.path();
+            if !path.is_dir() || name.starts_with('.') {
+                continue;
+            }
+            let meta: Option<EnvMeta> = std::fs::read(path.join(META_DIR).join(MARKER))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let in_use = match self.lock_file(&name) {
+                Ok(f) => match f.try_lock() {
+                    Ok(()) => {
+                        let _ = f.unlock();
+                        false
+                    }
+                    Err(_) => true,
+                },
+                Err(_) => false,
+            };
+            out.push(CacheEntry {
+                key: name,
+                prefix: path.display().to_string(),
+                lock_hash: meta.as_ref().map(|m| m.lock_hash.clone()),
+                platform: meta.as_ref().map(|m| m.platform.clone()),
+                size_bytes: disk_usage(&path),
+                last_used_unix: last_used(&path),
+                in_use,
+                complete: meta.is_some(),
+            });
+        }
+        out.sort_by(|a, b| {
+            b.last_used_unix
+                .cmp(&a.last_used_unix)
+                .then(a.key.cmp(&b.key))
+        });
+        Ok(out)
+    }
+
+    /// Remove least recently used environments until the cache fits `budget_bytes`; never one in
+    /// use. Incomplete prefixes and temporaries of dead builds go first. Returns what was removed.
+    pub fn gc(&self, budget_bytes: u64) -> Result<Vec<CacheEntry>, EnvError> {
+        let mut entries = self.list()?;
+        let mut total: u64 = entries.iter().map(|e| e.size_bytes).sum();
+        // Oldest first; incomplete ones before everything else.
+        entries.sort_by(|a, b| {
+            a.complete
+                .cmp(&b.complete)
+                .then(a.last_used_unix.cmp(&b.last_used_unix))
+        });
+        let mut removed = Vec::new();
+        for entry in entries {
+            if total <= budget_bytes && entry.complete {
+                break;
+            }
+            let guard = self.lock_file(&entry.key)?;
+            if guard.try_lock().is_err() {
+                continue; // in use or being built
+            }
+            let path = PathBuf::from(&entry.prefix);
+            // Move aside first so that a crash mid-delete never leaves a half prefix that
+            // still has its marker.
+            let doomed = self
+                .root
+                .join(format!(".gc-{}-{}", entry.key, std::process::id()));
+            std::fs::rename(&path, &doomed).map_err(|e| EnvError::io(&path, "cannot remove", e))?;
+            let _ = std::fs::remove_dir_all(&doomed);
+            let _ = guard.unlock();
+            total = total.saturating_sub(entry.size_bytes);
+            removed.push(entry);
+        }
+        // Temporaries of builds that died.
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.starts_with(".gc-") || name.starts_with(".tmp-") {
+                    let key = name
+                        .trim_start_matches(".tmp-")
+                        .trim_start_matches(".gc-")
+                        .split('-')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    if let Ok(guard) = self.lock_file(&key) {
+                        if guard.try_lock().is_ok() {
+                            let _ = std::fs::remove_dir_all(entry.path());
+                            let _ = guard.unlock();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn is_complete(prefix: &Path) -> bool {
+    prefix.join(META_DIR).join(MARKER).is_file()
+}
+
+fn touch(prefix: &Path) {
+    let _ = std::fs::write(
+        prefix.join(META_DIR).join(LAST_USED),
+        unix_now().to_string(),
+    );
+}
+
+fn last_used(prefix: &Path) -> u64 {
+    std::fs::read_to_string(prefix.join(META_DIR).join(LAST_USED))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Bytes on disk, counting each hardlinked inode once per environment.
+fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if seen.insert((meta.dev(), meta.ino())) {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
