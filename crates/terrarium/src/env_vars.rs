@@ -15,3 +15,15 @@ pub const USER: &str = "USER";
 
 /// The login name, used when `TERRARIUM_USER` and `USER` are unset.
 pub const LOGNAME: &str = "LOGNAME";
+
+/// Terrarium's cache (built environments, conda packages, repodata, tools). Defaults to the
+/// platform's cache directory (`~/.cache/terrarium` on Linux).
+pub const TERRARIUM_CACHE_DIR: &str = "TERRARIUM_CACHE_DIR";
+
+/// A file of `NAME=value` lines that `${secret:NAME}` references resolve from, after
+/// `TERRARIUM_SECRET_<NAME>` variables.
+pub const TERRARIUM_SECRETS_FILE: &str = "TERRARIUM_SECRETS_FILE";
+
+/// Prefix of the variables that hold secrets: `${secret:HF_TOKEN}` reads
+/// `TERRARIUM_SECRET_HF_TOKEN`.
+pub const TERRARIUM_SECRET_PREFIX: &str = "TERRARIUM_SECRET_";

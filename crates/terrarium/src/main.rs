@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod env_vars;
+mod environments;
 mod printer;
 mod workspace;
 
@@ -31,6 +32,14 @@ enum Command {
     /// The curated environments shipped with Terrarium.
     #[command(subcommand)]
     Curated(commands::curated::CuratedCommand),
+    /// Run a command in an environment version (registering a definition file first).
+    Run(commands::run::RunArgs),
+    /// Recorded runs.
+    #[command(subcommand)]
+    Runs(commands::runs::RunsCommand),
+    /// The cache of built environments.
+    #[command(subcommand)]
+    Cache(commands::cache::CacheCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +50,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Env(command) => commands::env::run(&context, command),
         Command::Curated(command) => commands::curated::run(&context, command),
+        Command::Run(args) => commands::run::run(&context, args),
+        Command::Runs(command) => commands::runs::run(&context, command),
+        Command::Cache(command) => commands::cache::run(&context, command),
     };
     match result {
         Ok(code) => code,

@@ -63,6 +63,8 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             hint = hint.or(e.hint.clone());
         } else if let Some(e) = cause.downcast_ref::<SpecError>() {
             user |= !matches!(e, SpecError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound);
+        } else if let Some(e) = cause.downcast_ref::<terrarium_resolve::ResolveError>() {
+            user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<StoreError>() {
             user |= e.is_user_error();
             if let StoreError::NotFound(_) = e {
@@ -76,4 +78,36 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(if user { EXIT_USER_ERROR } else { EXIT_FAILURE })
+}
+
+/// A spinner on stderr when it is a terminal; silent otherwise.
+pub struct Spinner {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Spinner {
+    pub fn start(message: &str) -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Self { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Self { bar: Some(bar) }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl terrarium_env::Reporter for Spinner {
+    fn step(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_string());
+        }
+    }
 }

@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+pub mod cache;
 pub mod curated;
 pub mod env;
+pub mod run;
+pub mod runs;
 
 /// What every command gets: the global options.
 #[derive(Debug)]
@@ -14,5 +17,9 @@ pub struct Context {
 impl Context {
     pub fn store(&self) -> anyhow::Result<terrarium_store::SqliteStore> {
         crate::workspace::open(self.workspace.clone())
+    }
+
+    pub fn workspace_dir(&self) -> anyhow::Result<PathBuf> {
+        crate::workspace::workspace_dir(self.workspace.clone())
     }
 }

@@ -42,6 +42,11 @@ pub struct CreateArgs {
     /// Add a tag KEY=VALUE (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
     tags: Vec<(String, String)>,
+    /// Register without locking; the lock is made (once) at first use.
+    #[arg(long)]
+    no_lock: bool,
+    #[command(flatten)]
+    lock: crate::environments::LockArgs,
     /// Print the version as JSON.
     #[arg(long)]
     json: bool,
@@ -89,6 +94,25 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
     definition.tags.extend(args.tags);
     let store = context.store()?;
     let name = definition.name.clone();
+    // Lock before registering, so that a definition that cannot be resolved leaves nothing
+    // behind, unless the same content is already registered (then its lock stands).
+    let lockable = !definition.python.user_managed
+        && !(definition.runtime == terrarium_spec::model::Runtime::Docker && !definition.has_packages());
+    let mut lock = None;
+    if !args.no_lock && lockable {
+        definition.normalize();
+        let hash = terrarium_spec::content_hash(&definition);
+        let existing = match &definition.version {
+            Some(v) => store.resolve(&terrarium_spec::names::Reference::Version(name.clone(), v.clone())).ok(),
+            None => store.resolve(&terrarium_spec::names::Reference::Latest(name.clone())).ok(),
+        };
+        let already_locked = existing.as_ref().is_some_and(|r| r.content_hash == hash && r.lock_hash.is_some());
+        if !already_locked {
+            let made = crate::environments::make_lock(&definition, &args.lock.options()?)
+                .with_context(|| format!("cannot lock `{name}` (register with --no-lock to lock at first use)"))?;
+            lock = Some((made.lock_hash(), made.to_json()));
+        }
+    }
     let outcome = store
         .register(RegisterRequest {
             definition,
@@ -97,9 +121,21 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
             actor: workspace::actor(),
             allow_curated: false,
             force_new: false,
-            lock: None,
+            lock: lock.clone(),
         })
         .with_context(|| format!("cannot register `{name}`"))?;
+    // Same content as an unlocked version: give that version this lock.
+    let outcome = match (&lock, &outcome.record.lock_hash) {
+        (Some((hash, json)), None) => {
+            store.set_lock(&outcome.record.name, &outcome.record.version, hash, json)?;
+            let record = store.resolve(&terrarium_spec::names::Reference::Version(
+                outcome.record.name.clone(),
+                outcome.record.version.clone(),
+            ))?;
+            terrarium_store::RegisterOutcome { record, created: outcome.created }
+        }
+        _ => outcome,
+    };
     let record = &outcome.record;
     if args.json {
         printer::json(record)?;

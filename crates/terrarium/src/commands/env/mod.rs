@@ -11,6 +11,7 @@ use super::Context;
 use crate::printer::user_error;
 
 mod archive;
+mod build;
 mod clone;
 mod create;
 mod delete;
@@ -19,6 +20,8 @@ mod export;
 mod history;
 mod label;
 pub mod list;
+mod lock;
+mod shell;
 mod show;
 mod update;
 mod validate;
@@ -53,6 +56,20 @@ pub enum EnvCommand {
     Export(export::ExportArgs),
     /// Check a definition file without registering it.
     Validate(validate::ValidateArgs),
+    /// Lock a version registered with --no-lock (or show its lock).
+    Lock(lock::LockCommandArgs),
+    /// Resolve again into a new version: same definition, fresh lock.
+    Relock(lock::RelockArgs),
+    /// Build the environment's prefix from its lock (cached by lock hash).
+    Build(build::BuildArgs),
+    /// Check every installed file of a built environment against the installers' records.
+    Verify(build::VerifyArgs),
+    /// Start a shell inside the environment.
+    Shell(shell::ShellArgs),
+    /// Print shell code that activates the environment: eval "$(terrarium env activate REF)".
+    Activate(shell::ShellArgs),
+    /// Install a Jupyter kernelspec for the environment.
+    Kernel(shell::KernelArgs),
 }
 
 pub fn run(context: &Context, command: EnvCommand) -> Result<ExitCode> {
@@ -71,6 +88,13 @@ pub fn run(context: &Context, command: EnvCommand) -> Result<ExitCode> {
         EnvCommand::Clone(args) => clone::clone(context, args),
         EnvCommand::Export(args) => export::export(context, args),
         EnvCommand::Validate(args) => validate::validate(context, args),
+        EnvCommand::Lock(args) => lock::lock(context, args),
+        EnvCommand::Relock(args) => lock::relock(context, args),
+        EnvCommand::Build(args) => build::build(context, args),
+        EnvCommand::Verify(args) => build::verify(context, args),
+        EnvCommand::Shell(args) => shell::shell(context, args),
+        EnvCommand::Activate(args) => shell::activate(context, args),
+        EnvCommand::Kernel(args) => shell::kernel(context, args),
     }
 }
 

@@ -1,0 +1,88 @@
+//! `terrarium env build` and `terrarium env verify`
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use terrarium_store::Store;
+
+use crate::commands::Context;
+use crate::environments::{self, LockArgs};
+use crate::printer::{self, user_error};
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// NAME, NAME:VERSION, NAME@LABEL, or a definition file (registered first).
+    reference: String,
+    #[command(flatten)]
+    lock: LockArgs,
+    /// Print the prefix as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// NAME, NAME:VERSION or NAME@LABEL.
+    reference: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let record = environments::resolve_or_register(context, &store, &args.reference, "import")?;
+    let (lock, hash) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    let env = environments::materialize(&lock)?;
+    let Some(env) = env else {
+        printer::status(&format!("{}:{} is user-managed: nothing to build", record.name, record.version));
+        return Ok(ExitCode::SUCCESS);
+    };
+    if args.json {
+        printer::json(&serde_json::json!({
+            "name": record.name, "version": record.version, "lock_hash": hash,
+            "prefix": env.prefix, "built": env.built,
+        }))?;
+    } else {
+        println!("{}", env.prefix.display());
+        printer::status(&format!(
+            "{} {}:{} ({hash})",
+            if env.built { "built" } else { "already built:" },
+            record.name,
+            record.version
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(context: &Context, args: VerifyArgs) -> Result<ExitCode> {
+    let reference = super::parse_reference(&args.reference)?;
+    let store = context.store()?;
+    let record = store.resolve(&reference)?;
+    let Some(hash) = &record.lock_hash else {
+        return Err(user_error(format!("{}:{} has no lock yet", record.name, record.version), Some("build it first with `terrarium env build`")));
+    };
+    let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)?;
+    let cache = terrarium_env::EnvCache::new(&environments::cache_dir()?);
+    let platform = terrarium_resolve::current_platform();
+    let Some(env) = cache.lookup(&lock, &platform)? else {
+        return Err(user_error(format!("{}:{} is not built on this machine", record.name, record.version), Some("build it first with `terrarium env build`")));
+    };
+    let report = terrarium_env::verify(&env.prefix, &lock, &platform)?;
+    if args.json {
+        printer::json(&report)?;
+    } else {
+        for problem in &report.problems {
+            println!("{problem}");
+        }
+        printer::status(&format!(
+            "{}: {} packages and {} files checked, {} problem(s)",
+            env.prefix.display(),
+            report.packages_checked,
+            report.files_checked,
+            report.problems.len()
+        ));
+    }
+    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,127 @@
+//! `terrarium run`: run a command in an environment version, and record the run.
+
+use std::io::{Read, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use terrarium_store::{RunRecord, Store};
+
+use super::Context;
+use crate::environments::{self, LockArgs};
+use crate::{printer, workspace};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The environment: NAME, NAME:VERSION, NAME@LABEL, or a definition file (registered first).
+    #[arg(long = "env", value_name = "REF|FILE")]
+    env: String,
+    /// The experiment the run belongs to.
+    #[arg(long, default_value = "default")]
+    experiment: String,
+    #[command(flatten)]
+    lock: LockArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let record = environments::resolve_or_register(context, &store, &args.env, "run")?;
+    let (lock, lock_hash) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    if lock.kind == terrarium_resolve::LockKind::UserManaged {
+        environments::check_user_managed(&lock, &record);
+    }
+    let env = environments::materialize(&lock)?;
+    let vars = environments::process_env(&record, &lock, env.as_ref())?;
+
+    let id = new_run_id();
+    let logs = context.workspace_dir()?.join("runs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let log_path = logs.join(format!("{id}.log"));
+    let cwd = std::env::current_dir()?;
+    let run = RunRecord {
+        id: id.clone(),
+        experiment: args.experiment.clone(),
+        environment: record.name.clone(),
+        version: record.version.clone(),
+        lock_hash: Some(lock_hash),
+        command: args.command.clone(),
+        cwd: cwd.display().to_string(),
+        target: "local".into(),
+        actor: workspace::actor(),
+        started_at: terrarium_store::now(),
+        finished_at: None,
+        exit_code: None,
+        log_path: Some(log_path.display().to_string()),
+    };
+    store.create_run(&run)?;
+    printer::status(&format!("run {id}: {}:{} ({})", record.name, record.version, args.command.join(" ")));
+
+    let mut command = Command::new(&args.command[0]);
+    command.args(&args.command[1..]).envs(vars).stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let code = match command.spawn() {
+        Ok(mut child) => {
+            let log = Arc::new(Mutex::new(std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?));
+            let out = child.stdout.take().map(|s| tee(s, std::io::stdout(), log.clone()));
+            let err = child.stderr.take().map(|s| tee(s, std::io::stderr(), log.clone()));
+            let status = child.wait()?;
+            for handle in [out, err].into_iter().flatten() {
+                let _ = handle.join();
+            }
+            exit_code(status)
+        }
+        Err(err) => {
+            let message = format!("cannot run `{}`: {err}\n", args.command[0]);
+            eprint!("error: {message}");
+            std::fs::write(&log_path, &message)?;
+            127
+        }
+    };
+    store.finish_run(&id, &terrarium_store::now(), code)?;
+    printer::status(&format!("run {id} finished with exit code {code}"));
+    drop(env);
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Copy a child's stream to ours and to the log as it arrives.
+fn tee(
+    mut source: impl Read + Send + 'static,
+    mut sink: impl Write + Send + 'static,
+    log: Arc<Mutex<std::fs::File>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match source.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = sink.write_all(&buf[..n]);
+                    let _ = sink.flush();
+                    if let Ok(mut file) = log.lock() {
+                        let _ = file.write_all(&buf[..n]);
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// `20261128T041530-3fa2`: sortable by time, unique per process and moment.
+fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
+    let stamp = now.format(&format).unwrap_or_default();
+    let mut seed = now.unix_timestamp_nanos() as u64 ^ (u64::from(std::process::id()) << 32);
+    seed ^= seed >> 33;
+    seed = seed.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    seed ^= seed >> 33;
+    format!("{stamp}-{:06x}", seed & 0xff_ffff)
+}

@@ -1,0 +1,235 @@
+//! The path from a reference (or a file) to a usable environment: resolve the version, make
+//! sure it has its lock (locking once, at first use, if it was registered with `--no-lock`),
+//! and build or find its prefix.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use terrarium_env::{Env, EnvCache};
+use terrarium_resolve::{Lock, LockKind, LockOptions};
+use terrarium_store::{RegisterRequest, SqliteStore, Source, Store, VersionRecord};
+
+use crate::commands::Context;
+use crate::printer::{self, user_error};
+use crate::{env_vars, workspace};
+
+/// Terrarium's cache directory.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(env_vars::TERRARIUM_CACHE_DIR).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    Ok(dirs::cache_dir().context("cannot find a cache directory; set TERRARIUM_CACHE_DIR")?.join("terrarium"))
+}
+
+/// Lock settings shared by `env create`, `env lock` and `env relock`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LockArgs {
+    /// Platforms to lock for, e.g. `linux-64,osx-arm64` [default: this machine's].
+    #[arg(long, value_delimiter = ',', value_name = "PLATFORMS")]
+    pub platform: Vec<String>,
+    /// Assume a virtual package, e.g. `__cuda=12.4` (repeatable).
+    #[arg(long = "virtual-package", value_name = "__NAME=VERSION")]
+    pub virtual_packages: Vec<String>,
+}
+
+impl LockArgs {
+    pub fn options(&self) -> Result<LockOptions> {
+        Ok(LockOptions {
+            platforms: self.platform.clone(),
+            virtual_packages: self.virtual_packages.clone(),
+            cache_dir: cache_dir()?,
+        })
+    }
+}
+
+/// A reference, or a definition file to register first (as Azure ML does at submission).
+pub fn resolve_or_register(context: &Context, store: &SqliteStore, text: &str, source_kind: &str) -> Result<VersionRecord> {
+    let path = Path::new(text);
+    if path.exists() {
+        let imported = terrarium_spec::import(path, None)?;
+        printer::warnings(&imported.warnings);
+        let mut definition = imported.definition;
+        if definition.name.is_empty() {
+            return Err(user_error(
+                format!("{} has no name", path.display()),
+                Some("add `name:` to the file, or register it with `terrarium env create -f FILE --name NAME`"),
+            ));
+        }
+        definition.version = None;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let outcome = store.register(RegisterRequest {
+            definition,
+            source: Source {
+                kind: source_kind.to_string(),
+                file: Some(absolute.display().to_string()),
+                format: Some(imported.format.name().to_string()),
+            },
+            parent: None,
+            actor: workspace::actor(),
+            allow_curated: false,
+            force_new: false,
+            lock: None,
+        })?;
+        if outcome.created {
+            printer::status(&format!("registered {}:{} from {}", outcome.record.name, outcome.record.version, path.display()));
+        }
+        let _ = context;
+        return Ok(outcome.record);
+    }
+    let reference = crate::commands::env::parse_reference(text)?;
+    Ok(store.resolve(&reference)?)
+}
+
+/// The version's lock, making it now if the version has none (it is then fixed).
+pub fn ensure_lock(store: &SqliteStore, record: &VersionRecord, options: &LockOptions) -> Result<(Lock, String)> {
+    if let Some(hash) = &record.lock_hash {
+        let text = store.get_lock(hash)?;
+        return Ok((Lock::from_json(&text)?, hash.clone()));
+    }
+    let lock = make_lock(&record.definition, options)
+        .with_context(|| format!("cannot lock {}:{}", record.name, record.version))?;
+    let hash = lock.lock_hash();
+    let stored = store.set_lock(&record.name, &record.version, &hash, &lock.to_json())?;
+    if stored != hash {
+        // Another process locked this version first: theirs is the version's lock.
+        let text = store.get_lock(&stored)?;
+        return Ok((Lock::from_json(&text)?, stored));
+    }
+    Ok((lock, hash))
+}
+
+/// Resolve (system-managed) or record (user-managed) a definition.
+pub fn make_lock(definition: &terrarium_spec::Definition, options: &LockOptions) -> Result<Lock> {
+    if definition.runtime == terrarium_spec::model::Runtime::Docker && !definition.has_packages() {
+        return Err(user_error(
+            "a docker-runtime environment without packages has nothing to lock or build here",
+            Some("it runs as a container image; see the images issue"),
+        ));
+    }
+    let spinner = printer::Spinner::start("resolving");
+    let result = if definition.python.user_managed {
+        terrarium_resolve::record_user_managed(definition)
+    } else {
+        terrarium_resolve::lock(definition, options)
+    };
+    spinner.finish();
+    Ok(result?)
+}
+
+/// The prefix of a locked version, built if needed.
+pub fn materialize(lock: &Lock) -> Result<Option<Env>> {
+    if lock.kind == LockKind::UserManaged {
+        return Ok(None);
+    }
+    let cache = cache_dir()?;
+    let platform = terrarium_resolve::current_platform();
+    if !lock.platforms.contains_key(&platform) {
+        return Err(user_error(
+            format!("the lock has no packages for this machine's platform ({platform})"),
+            Some("relock with --platform including it"),
+        ));
+    }
+    let envs = EnvCache::new(&cache);
+    if let Some(env) = envs.lookup(lock, &platform)? {
+        return Ok(Some(env));
+    }
+    let needs_uv = lock.platforms.get(&platform).is_some_and(|p| p.conda.is_empty() || p.pylock.is_some());
+    let uv = if needs_uv { Some(terrarium_resolve::uv::find(&cache.join("tools"))?) } else { None };
+    let spinner = printer::Spinner::start("building");
+    let env = envs.get_or_build(lock, &platform, uv.as_ref(), &spinner);
+    spinner.finish();
+    Ok(Some(env?))
+}
+
+/// For user-managed environments: warn when the interpreter's packages changed since the lock.
+pub fn check_user_managed(lock: &Lock, record: &VersionRecord) {
+    let platform = terrarium_resolve::current_platform();
+    let Some(section) = lock.platforms.get(&platform) else { return };
+    let Some(interpreter) = section.python.as_ref().and_then(|p| p.interpreter.as_ref()) else { return };
+    match terrarium_resolve::installed_distributions(Path::new(interpreter)) {
+        Ok(now) => {
+            let before: std::collections::BTreeSet<_> = section.pypi.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
+            let after: std::collections::BTreeSet<_> = now.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
+            if before != after {
+                let added: Vec<_> = after.difference(&before).map(|(n, v)| format!("{n}=={v}")).collect();
+                let removed: Vec<_> = before.difference(&after).map(|(n, v)| format!("{n}=={v}")).collect();
+                eprintln!(
+                    "warning: the user-managed environment {}:{} changed since it was recorded (added: {}; removed: {})",
+                    record.name,
+                    record.version,
+                    if added.is_empty() { "none".into() } else { added.join(", ") },
+                    if removed.is_empty() { "none".into() } else { removed.join(", ") },
+                );
+            }
+        }
+        Err(err) => eprintln!("warning: cannot check the user-managed interpreter {interpreter}: {err}"),
+    }
+}
+
+/// The variables a process in the environment gets: PATH first, the definition's variables
+/// with `${secret:NAME}` resolved (never printed).
+pub fn process_env(record: &VersionRecord, lock: &Lock, env: Option<&Env>) -> Result<Vec<(String, String)>> {
+    let mut vars = Vec::new();
+    let path = std::env::var("PATH").unwrap_or_default();
+    match env {
+        Some(env) => {
+            vars.push(("PATH".to_string(), format!("{}:{path}", env.bin_dir().display())));
+            let prefix = env.prefix.display().to_string();
+            if lock.platforms.values().any(|p| !p.conda.is_empty()) {
+                vars.push(("CONDA_PREFIX".to_string(), prefix));
+            } else {
+                vars.push(("VIRTUAL_ENV".to_string(), prefix));
+            }
+        }
+        None => {
+            let platform = terrarium_resolve::current_platform();
+            if let Some(interp) = lock.platforms.get(&platform).and_then(|p| p.python.as_ref()).and_then(|p| p.interpreter.as_ref()) {
+                if let Some(bin) = Path::new(interp).parent() {
+                    vars.push(("PATH".to_string(), format!("{}:{path}", bin.display())));
+                }
+            }
+        }
+    }
+    vars.push(("TERRARIUM_ENVIRONMENT".to_string(), format!("{}:{}", record.name, record.version)));
+    for (key, value) in &record.definition.environment_variables {
+        vars.push((key.clone(), resolve_secrets(value)?));
+    }
+    Ok(vars)
+}
+
+/// Replace `${secret:NAME}` with `$TERRARIUM_SECRET_NAME`, else the secrets file's NAME.
+pub fn resolve_secrets(value: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${secret:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "${secret:".len()..];
+        let end = after.find('}').context("unterminated secret reference")?;
+        let name = &after[..end];
+        out.push_str(&lookup_secret(name)?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn lookup_secret(name: &str) -> Result<String> {
+    let var = format!("{}{}", env_vars::TERRARIUM_SECRET_PREFIX, name.replace('-', "_"));
+    if let Ok(value) = std::env::var(&var) {
+        return Ok(value);
+    }
+    if let Some(file) = std::env::var_os(env_vars::TERRARIUM_SECRETS_FILE) {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read the secrets file {}", PathBuf::from(&file).display()))?;
+        for line in text.lines() {
+            if let Some((key, value)) = line.split_once('=') {
+                if key.trim() == name {
+                    return Ok(value.trim().to_string());
+                }
+            }
+        }
+    }
+    Err(user_error(
+        format!("secret `{name}` is not set"),
+        Some(&format!("set {var}, or put `{name}=...` in the file named by {}", env_vars::TERRARIUM_SECRETS_FILE)),
+    ))
+}
