@@ -18,6 +18,7 @@ use std::process::Command;
 use terrarium_spec::Definition;
 
 pub mod conda;
+pub mod formats;
 mod error;
 pub mod lock;
 pub mod pypi;

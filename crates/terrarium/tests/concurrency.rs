@@ -15,7 +15,7 @@ fn register_all(cx: &TestContext, files: &[std::path::PathBuf]) -> Vec<serde_jso
         .iter()
         .map(|file| {
             cx.command()
-                .args(["env", "create", "--json", "-f"])
+                .args(["env", "create", "--no-lock", "--json", "-f"])
                 .arg(file)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

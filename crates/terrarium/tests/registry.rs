@@ -9,7 +9,7 @@ fn register_is_idempotent_and_numbers_versions() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
     let first = cx
-        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file, &[])
         .success()
         .json();
     for key in [
@@ -36,7 +36,7 @@ fn register_is_idempotent_and_numbers_versions() {
 
     // Identical content: the same version, none created.
     let again = cx
-        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file, &[])
         .success()
         .json();
     assert_eq!(again["version"], "1");
@@ -49,7 +49,7 @@ fn register_is_idempotent_and_numbers_versions() {
     );
     let file2 = cx.write("reordered.yml", reordered);
     let same = cx
-        .run_path(&["env", "create", "--json", "-f"], &file2, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file2, &[])
         .success()
         .json();
     assert_eq!(same["version"], "1");
@@ -61,7 +61,7 @@ fn register_is_idempotent_and_numbers_versions() {
         CONDA_ENV.replace("numpy=1.26", "numpy=1.25"),
     );
     let second = cx
-        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file, &[])
         .success()
         .json();
     assert_eq!(second["version"], "2");
@@ -71,7 +71,7 @@ fn register_is_idempotent_and_numbers_versions() {
     // Going back to the first content is a new version (it is not the latest).
     cx.write("environment.yml", CONDA_ENV);
     let third = cx
-        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file, &[])
         .success()
         .json();
     assert_eq!(third["version"], "3");
@@ -84,7 +84,7 @@ fn explicit_versions_are_immutable() {
     let file = cx.write("environment.yml", CONDA_ENV);
     let v7 = cx
         .run_path(
-            &["env", "create", "--json", "--version", "7", "-f"],
+            &["env", "create", "--no-lock", "--json", "--version", "7", "-f"],
             &file,
             &[],
         )
@@ -92,7 +92,7 @@ fn explicit_versions_are_immutable() {
         .json();
     assert_eq!(v7["version"], "7");
     // Same content, same version: no-op.
-    cx.run_path(&["env", "create", "--version", "7", "-f"], &file, &[])
+    cx.run_path(&["env", "create", "--no-lock", "--version", "7", "-f"], &file, &[])
         .success();
     // Other content, same version: refused, nothing written.
     let before = cx.snapshot();
@@ -101,7 +101,7 @@ fn explicit_versions_are_immutable() {
         CONDA_ENV.replace("numpy=1.26", "numpy=1.25"),
     );
     let err = cx
-        .run_path(&["env", "create", "--version", "7", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--version", "7", "-f"], &file, &[])
         .user_error();
     assert!(
         err.stderr
@@ -113,7 +113,7 @@ fn explicit_versions_are_immutable() {
     assert_eq!(cx.snapshot(), before);
     // The next automatic version follows the highest number.
     let next = cx
-        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file, &[])
         .success()
         .json();
     assert_eq!(next["version"], "8");
@@ -124,7 +124,7 @@ fn explicit_versions_are_immutable() {
     );
     let named = cx
         .run_path(
-            &["env", "create", "--json", "--version", "2024.10-rc1", "-f"],
+            &["env", "create", "--no-lock", "--json", "--version", "2024.10-rc1", "-f"],
             &file,
             &[],
         )
@@ -137,12 +137,12 @@ fn explicit_versions_are_immutable() {
 fn labels_latest_archive_restore_delete() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
-    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
     cx.write(
         "environment.yml",
         CONDA_ENV.replace("numpy=1.26", "numpy=1.25"),
     );
-    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
 
     // Labels are movable.
     cx.run(&["env", "label", "demo:1", "production"]).success();
@@ -231,7 +231,7 @@ fn labels_latest_archive_restore_delete() {
         CONDA_ENV.replace("numpy=1.26", "numpy=1.23"),
     );
     let next = cx
-        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file, &[])
         .success()
         .json();
     assert_eq!(next["version"], "3");
@@ -272,7 +272,7 @@ fn metadata_changes_without_new_version() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
     let v1 = cx
-        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "--json", "-f"], &file, &[])
         .success()
         .json();
     let updated = cx
@@ -298,6 +298,7 @@ fn metadata_changes_without_new_version() {
             &[
                 "env",
                 "create",
+                "--no-lock",
                 "--json",
                 "--description",
                 "Churn model v2",
@@ -321,7 +322,7 @@ fn metadata_changes_without_new_version() {
 fn diff_between_versions() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
-    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
     cx.write(
         "environment.yml",
         CONDA_ENV
@@ -332,7 +333,7 @@ fn diff_between_versions() {
             )
             .replace("OMP_NUM_THREADS: \"4\"", "OMP_NUM_THREADS: \"8\""),
     );
-    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
     let diff = cx
         .run(&["env", "diff", "demo:1", "demo:2", "--json"])
         .success()
@@ -410,7 +411,7 @@ fn curated_are_read_only_and_clonable() {
         CONDA_ENV.replace("name: demo", "name: curated/mine"),
     );
     let err = cx
-        .run_path(&["env", "create", "-f"], &file, &[])
+        .run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
         .user_error();
     assert!(err.stderr.contains("read-only"), "{}", err.stderr);
 
@@ -435,11 +436,11 @@ fn curated_are_read_only_and_clonable() {
 fn import_from_every_source_kind() {
     let cx = TestContext::new();
     let req = cx.write("requirements.txt", "numpy==1.26.4\npandas>=2.2\n");
-    cx.run_path(&["env", "create", "--name", "pip-only", "-f"], &req, &[])
+    cx.run_path(&["env", "create", "--no-lock", "--name", "pip-only", "-f"], &req, &[])
         .success();
     // No name: a clear error.
     let err = cx
-        .run_path(&["env", "create", "-f"], &req, &[])
+        .run_path(&["env", "create", "--no-lock", "-f"], &req, &[])
         .user_error();
     assert!(
         err.stderr.contains("no name") && err.stderr.contains("--name"),
@@ -452,7 +453,7 @@ fn import_from_every_source_kind() {
     );
     let d = cx
         .run_path(
-            &["env", "create", "--json", "--name", "from-dockerfile", "-f"],
+            &["env", "create", "--no-lock", "--json", "--name", "from-dockerfile", "-f"],
             &docker,
             &[],
         )
@@ -502,7 +503,7 @@ fn import_from_every_source_kind() {
     assert!(status.success());
     let v = cx
         .run_path(
-            &["env", "create", "--json", "--name", "from-venv", "-f"],
+            &["env", "create", "--no-lock", "--json", "--name", "from-venv", "-f"],
             &venv,
             &[],
         )
@@ -521,7 +522,7 @@ fn import_from_every_source_kind() {
 fn export_writes_every_format_atomically() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
-    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
     for format in ["native", "conda", "requirements", "dockerfile"] {
         let out = cx.path(&format!("out-{format}"));
         let run = cx

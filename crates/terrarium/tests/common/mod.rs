@@ -86,6 +86,9 @@ impl TestContext {
         cmd.env_remove("TERRARIUM_WORKSPACE");
         cmd.env_remove("TERRARIUM_HOME");
         cmd.env("RUST_BACKTRACE", "0");
+        cmd.env("TERRARIUM_CACHE_DIR", self.dir.path().join("cache"));
+        cmd.env("UV_CACHE_DIR", self.dir.path().join("uv-cache"));
+        cmd.env_remove("TERRARIUM_SECRETS_FILE");
         cmd.current_dir(self.dir.path());
         cmd
     }
@@ -119,6 +122,26 @@ impl TestContext {
         }
         out
     }
+}
+
+/// The uv the tests use: `$TERRARIUM_UV` (set by scripts/test-tools.sh) or `uv` on PATH. Tests
+/// never download uv. Under CI a missing uv fails; elsewhere the test is skipped with a message.
+pub fn uv_available() -> bool {
+    let found = std::env::var_os("TERRARIUM_UV").is_some()
+        || std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("uv").is_file()));
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "uv is needed: run scripts/test-tools.sh and set TERRARIUM_UV");
+        eprintln!("skipped: no uv (set TERRARIUM_UV, see scripts/test-tools.sh)");
+    }
+    found
+}
+
+/// Write pure-Python wheels into `dir` with tests/fixtures/make_wheel.py
+/// (`alpha==1.0:beta>=2` means alpha 1.0 depends on beta>=2).
+pub fn make_wheels(dir: &Path, specs: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_wheel.py");
+    let status = Command::new("python3").arg(script).arg(dir).args(specs).stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(status.success(), "make_wheel.py failed");
 }
 
 pub const CONDA_ENV: &str = "\

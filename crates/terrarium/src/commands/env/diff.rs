@@ -21,6 +21,21 @@ pub struct DiffArgs {
     json: bool,
 }
 
+fn lock_change(
+    key: &str,
+    kind: terrarium_spec::diff::ChangeKind,
+    old: Option<&String>,
+    new: Option<&String>,
+) -> terrarium_spec::diff::Change {
+    terrarium_spec::diff::Change {
+        section: "locked",
+        key: key.to_string(),
+        kind,
+        old: old.cloned(),
+        new: new.cloned(),
+    }
+}
+
 #[derive(Serialize)]
 struct DiffOutput {
     old: String,
@@ -37,7 +52,34 @@ pub fn diff(context: &Context, args: DiffArgs) -> Result<ExitCode> {
     let store = context.store()?;
     let old = store.resolve(&old_ref)?;
     let new = store.resolve(&new_ref)?;
-    let diff = terrarium_spec::diff(&old.definition, &new.definition);
+    let mut diff = terrarium_spec::diff(&old.definition, &new.definition);
+    // With two locks, the resolved packages too (this machine's platform).
+    if let (Some(a), Some(b)) = (&old.lock_hash, &new.lock_hash) {
+        if a != b {
+            let platform = terrarium_resolve::current_platform();
+            let packages = |hash: &str| -> Result<std::collections::BTreeMap<String, (String, String)>> {
+                let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)?;
+                Ok(lock
+                    .packages(&platform)
+                    .into_iter()
+                    .map(|(name, version, source)| (format!("{source}:{name}"), (version.clone(), version)))
+                    .collect())
+            };
+            let (old_packages, new_packages) = (packages(a)?, packages(b)?);
+            for (key, (version, _)) in &old_packages {
+                match new_packages.get(key) {
+                    None => diff.changes.push(lock_change(key, terrarium_spec::diff::ChangeKind::Removed, Some(version), None)),
+                    Some((v, _)) if v != version => diff.changes.push(lock_change(key, terrarium_spec::diff::ChangeKind::Changed, Some(version), Some(v))),
+                    Some(_) => {}
+                }
+            }
+            for (key, (version, _)) in &new_packages {
+                if !old_packages.contains_key(key) {
+                    diff.changes.push(lock_change(key, terrarium_spec::diff::ChangeKind::Added, None, Some(version)));
+                }
+            }
+        }
+    }
     if args.json {
         printer::json(&DiffOutput {
             old: format!("{}:{}", old.name, old.version),

@@ -16,9 +16,12 @@ use crate::printer::{self, user_error};
 pub struct ExportArgs {
     /// NAME, NAME:VERSION or NAME@LABEL.
     reference: String,
-    /// native, aml-v2, aml-v1, conda, requirements or dockerfile.
-    #[arg(long, value_parser = super::parse_format)]
-    format: Format,
+    /// native, aml-v2, aml-v1, conda, requirements, dockerfile; or a lock format: pixi-lock, pylock.
+    #[arg(long, value_parser = parse_export_format)]
+    format: ExportFormat,
+    /// For `pylock`: the platform whose PyPI packages to write [default: this machine's].
+    #[arg(long)]
+    platform: Option<String>,
     /// Where to write: a file, or a directory for aml-v1 and aml-v2. Single-file formats go to
     /// stdout when omitted.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
@@ -28,7 +31,72 @@ pub struct ExportArgs {
     force: bool,
 }
 
+/// A definition format, or a format of the version's lock.
+#[derive(Debug, Clone, Copy)]
+pub enum ExportFormat {
+    Definition(Format),
+    PixiLock,
+    Pylock,
+}
+
+fn parse_export_format(text: &str) -> Result<ExportFormat, String> {
+    match text {
+        "pixi-lock" => Ok(ExportFormat::PixiLock),
+        "pylock" => Ok(ExportFormat::Pylock),
+        other => super::parse_format(other)
+            .map(ExportFormat::Definition)
+            .map_err(|e| format!("{e}, pixi-lock, pylock")),
+    }
+}
+
 pub fn export(context: &Context, args: ExportArgs) -> Result<ExitCode> {
+    let format = match args.format {
+        ExportFormat::Definition(format) => format,
+        lock_format => return export_lock(context, &args, lock_format),
+    };
+    let args = ExportArgsResolved { reference: args.reference, format, output: args.output, force: args.force };
+    export_definition(context, args)
+}
+
+struct ExportArgsResolved {
+    reference: String,
+    format: Format,
+    output: Option<PathBuf>,
+    force: bool,
+}
+
+fn export_lock(context: &Context, args: &ExportArgs, format: ExportFormat) -> Result<ExitCode> {
+    let reference = super::parse_reference(&args.reference)?;
+    let store = context.store()?;
+    let record = store.resolve(&reference)?;
+    let Some(hash) = &record.lock_hash else {
+        return Err(user_error(
+            format!("{}:{} has no lock yet", record.name, record.version),
+            Some("lock it with `terrarium env lock`"),
+        ));
+    };
+    let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)?;
+    let text = match format {
+        ExportFormat::PixiLock => terrarium_resolve::formats::pixi_lock(&lock, &record.definition)?,
+        ExportFormat::Pylock => {
+            let platform = args.platform.clone().unwrap_or_else(terrarium_resolve::current_platform);
+            terrarium_resolve::formats::pylock(&lock, &platform)?
+        }
+        ExportFormat::Definition(_) => unreachable!(),
+    };
+    match &args.output {
+        None => {
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+        }
+        Some(path) => {
+            write_file_atomic(path, &text, args.force)?;
+            printer::status(&format!("wrote the lock of {}:{} to {}", record.name, record.version, path.display()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_definition(context: &Context, args: ExportArgsResolved) -> Result<ExitCode> {
     if !args.format.can_export() {
         return Err(user_error(
             format!("`{}` is an import-only format", args.format),
