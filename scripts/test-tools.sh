@@ -14,4 +14,14 @@ if ! "$aml/bin/python" -c "import azureml.core" >/dev/null 2>&1; then
     "$aml/bin/pip" install --quiet --disable-pip-version-check "azureml-core==1.61.0.post4" >&2
 fi
 
+# uv, at the version Terrarium pins, so that tests never download it.
+uv_version=0.9.30
+uv="$cache/uv-$uv_version"
+if ! "$uv/bin/uv" --version 2>/dev/null | grep -q "$uv_version"; then
+    rm -rf "$uv"
+    python3 -m venv "$uv" >&2
+    "$uv/bin/pip" install --quiet --disable-pip-version-check "uv==$uv_version" >&2
+fi
+
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
+echo "export TERRARIUM_UV=$uv/bin/uv"

@@ -22,6 +22,26 @@ use terrarium_resolve::{Lock, LockKind, PlatformLock};
 mod error;
 mod verify;
 
+/// Make a helper process (uv) die with us: a `kill -9` of Terrarium mid-build must not leave
+/// an orphan still writing into the temporary prefix.
+fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
 pub use error::EnvError;
 pub use verify::{verify, VerifyReport};
 
@@ -313,8 +333,7 @@ impl EnvCache {
             let uv =
                 uv.ok_or_else(|| EnvError::Build("uv is needed to create the environment".into()))?;
             reporter.step("creating the virtual environment");
-            let output = uv
-                .command()
+            let output = die_with_parent(&mut uv.command())
                 .args([
                     "venv",
                     "--quiet",
@@ -343,8 +362,7 @@ impl EnvCache {
             let pylock_path = meta_dir.join("pylock.toml");
             std::fs::write(&pylock_path, pylock)
                 .map_err(|e| EnvError::io(&pylock_path, "cannot write", e))?;
-            let output = uv
-                .command()
+            let output = die_with_parent(&mut uv.command())
                 .args([
                     "pip",
                     "sync",

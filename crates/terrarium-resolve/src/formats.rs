@@ -5,7 +5,8 @@
 use std::str::FromStr;
 
 use rattler_lock::{
-    CondaPackageData, LockFileBuilder, PackageHashes, PlatformData, PlatformName, PypiDistributionData, UrlOrPath, Verbatim,
+    CondaPackageData, LockFileBuilder, PackageHashes, PlatformData, PlatformName,
+    PypiDistributionData, UrlOrPath, Verbatim,
 };
 use terrarium_spec::Definition;
 
@@ -23,14 +24,27 @@ pub fn pixi_lock(lock: &Lock, definition: &Definition) -> Result<String, Resolve
         .map(|p| {
             Ok(PlatformData {
                 name: PlatformName::try_from(p.as_str()).map_err(|e| err(&e))?,
-                subdir: p.parse().map_err(|_| ResolveError::Format(format!("unknown platform {p}")))?,
+                subdir: p
+                    .parse()
+                    .map_err(|_| ResolveError::Format(format!("unknown platform {p}")))?,
                 virtual_packages: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>, ResolveError>>()?;
-    let mut builder = LockFileBuilder::new().with_platforms(platforms).map_err(|e| err(&e))?;
-    let channels: Vec<String> = definition.conda.as_ref().map(|c| c.channels.clone()).unwrap_or_default();
-    builder.set_channels(PIXI_ENVIRONMENT, channels.iter().map(|c| rattler_lock::Channel::from(c.as_str())));
+    let mut builder = LockFileBuilder::new()
+        .with_platforms(platforms)
+        .map_err(|e| err(&e))?;
+    let channels: Vec<String> = definition
+        .conda
+        .as_ref()
+        .map(|c| c.channels.clone())
+        .unwrap_or_default();
+    builder.set_channels(
+        PIXI_ENVIRONMENT,
+        channels
+            .iter()
+            .map(|c| rattler_lock::Channel::from(c.as_str())),
+    );
     for (platform, section) in &lock.platforms {
         for record in crate::conda::records(&section.conda)? {
             builder
@@ -45,7 +59,8 @@ pub fn pixi_lock(lock: &Lock, definition: &Definition) -> Result<String, Resolve
             let hash = if package.sha256.is_empty() {
                 None
             } else {
-                rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(&package.sha256).map(PackageHashes::Sha256)
+                rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(&package.sha256)
+                    .map(PackageHashes::Sha256)
             };
             let data = PypiDistributionData {
                 name: pep508_rs::PackageName::from_str(&package.name).map_err(|e| err(&e))?,
@@ -56,7 +71,9 @@ pub fn pixi_lock(lock: &Lock, definition: &Definition) -> Result<String, Resolve
                 requires_dist: Vec::new(),
                 requires_python: None,
             };
-            builder.add_pypi_package(PIXI_ENVIRONMENT, platform, data.into()).map_err(|e| err(&e))?;
+            builder
+                .add_pypi_package(PIXI_ENVIRONMENT, platform, data.into())
+                .map_err(|e| err(&e))?;
         }
     }
     builder.finish().render_to_string().map_err(|e| err(&e))
@@ -68,8 +85,7 @@ pub fn pylock(lock: &Lock, platform: &str) -> Result<String, ResolveError> {
         .platforms
         .get(platform)
         .ok_or_else(|| ResolveError::Invalid(format!("the lock has no platform {platform}")))?;
-    section
-        .pylock
-        .clone()
-        .ok_or_else(|| ResolveError::Invalid(format!("the lock has no PyPI packages for {platform}")))
+    section.pylock.clone().ok_or_else(|| {
+        ResolveError::Invalid(format!("the lock has no PyPI packages for {platform}"))
+    })
 }

@@ -18,8 +18,8 @@ use std::process::Command;
 use terrarium_spec::Definition;
 
 pub mod conda;
-pub mod formats;
 mod error;
+pub mod formats;
 pub mod lock;
 pub mod pypi;
 pub mod python;

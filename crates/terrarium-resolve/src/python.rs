@@ -25,7 +25,9 @@ impl Interpreter {
             return None;
         }
         let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let path = path.canonicalize().unwrap_or(path);
+        // Absolute, but not canonical: a virtualenv's `bin/python` is a symlink whose target
+        // is the base interpreter, and the environment is the link's directory.
+        let path = std::path::absolute(&path).unwrap_or(path);
         Some(Interpreter { path, version })
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use terrarium_env::{Env, EnvCache};
 use terrarium_resolve::{Lock, LockKind, LockOptions};
-use terrarium_store::{RegisterRequest, SqliteStore, Source, Store, VersionRecord};
+use terrarium_store::{RegisterRequest, Source, SqliteStore, Store, VersionRecord};
 
 use crate::commands::Context;
 use crate::printer::{self, user_error};
@@ -18,7 +18,9 @@ pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(env_vars::TERRARIUM_CACHE_DIR).filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    Ok(dirs::cache_dir().context("cannot find a cache directory; set TERRARIUM_CACHE_DIR")?.join("terrarium"))
+    Ok(dirs::cache_dir()
+        .context("cannot find a cache directory; set TERRARIUM_CACHE_DIR")?
+        .join("terrarium"))
 }
 
 /// Lock settings shared by `env create`, `env lock` and `env relock`.
@@ -42,46 +44,68 @@ impl LockArgs {
     }
 }
 
-/// A reference, or a definition file to register first (as Azure ML does at submission).
-pub fn resolve_or_register(context: &Context, store: &SqliteStore, text: &str, source_kind: &str) -> Result<VersionRecord> {
+/// A reference, or a definition file to register first (as Azure ML does at submission). A
+/// text that names a registered environment is a reference, even if a file of that name exists.
+pub fn resolve_or_register(
+    context: &Context,
+    store: &SqliteStore,
+    text: &str,
+    source_kind: &str,
+) -> Result<VersionRecord> {
     let path = Path::new(text);
-    if path.exists() {
-        let imported = terrarium_spec::import(path, None)?;
-        printer::warnings(&imported.warnings);
-        let mut definition = imported.definition;
-        if definition.name.is_empty() {
-            return Err(user_error(
-                format!("{} has no name", path.display()),
-                Some("add `name:` to the file, or register it with `terrarium env create -f FILE --name NAME`"),
-            ));
+    if let Ok(reference) = terrarium_spec::names::Reference::parse(text) {
+        match store.resolve(&reference) {
+            Ok(record) => return Ok(record),
+            Err(err) if !path.exists() => return Err(err.into()),
+            Err(_) => {}
         }
-        definition.version = None;
-        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let outcome = store.register(RegisterRequest {
-            definition,
-            source: Source {
-                kind: source_kind.to_string(),
-                file: Some(absolute.display().to_string()),
-                format: Some(imported.format.name().to_string()),
-            },
-            parent: None,
-            actor: workspace::actor(),
-            allow_curated: false,
-            force_new: false,
-            lock: None,
-        })?;
-        if outcome.created {
-            printer::status(&format!("registered {}:{} from {}", outcome.record.name, outcome.record.version, path.display()));
-        }
-        let _ = context;
-        return Ok(outcome.record);
     }
-    let reference = crate::commands::env::parse_reference(text)?;
-    Ok(store.resolve(&reference)?)
+    if !path.exists() {
+        let reference = crate::commands::env::parse_reference(text)?;
+        return Ok(store.resolve(&reference)?);
+    }
+    let imported = terrarium_spec::import(path, None)?;
+    printer::warnings(&imported.warnings);
+    let mut definition = imported.definition;
+    if definition.name.is_empty() {
+        return Err(user_error(
+            format!("{} has no name", path.display()),
+            Some("add `name:` to the file, or register it with `terrarium env create -f FILE --name NAME`"),
+        ));
+    }
+    definition.version = None;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let outcome = store.register(RegisterRequest {
+        definition,
+        source: Source {
+            kind: source_kind.to_string(),
+            file: Some(absolute.display().to_string()),
+            format: Some(imported.format.name().to_string()),
+        },
+        parent: None,
+        actor: workspace::actor(),
+        allow_curated: false,
+        force_new: false,
+        lock: None,
+    })?;
+    if outcome.created {
+        printer::status(&format!(
+            "registered {}:{} from {}",
+            outcome.record.name,
+            outcome.record.version,
+            path.display()
+        ));
+    }
+    let _ = context;
+    Ok(outcome.record)
 }
 
 /// The version's lock, making it now if the version has none (it is then fixed).
-pub fn ensure_lock(store: &SqliteStore, record: &VersionRecord, options: &LockOptions) -> Result<(Lock, String)> {
+pub fn ensure_lock(
+    store: &SqliteStore,
+    record: &VersionRecord,
+    options: &LockOptions,
+) -> Result<(Lock, String)> {
     if let Some(hash) = &record.lock_hash {
         let text = store.get_lock(hash)?;
         return Ok((Lock::from_json(&text)?, hash.clone()));
@@ -133,8 +157,15 @@ pub fn materialize(lock: &Lock) -> Result<Option<Env>> {
     if let Some(env) = envs.lookup(lock, &platform)? {
         return Ok(Some(env));
     }
-    let needs_uv = lock.platforms.get(&platform).is_some_and(|p| p.conda.is_empty() || p.pylock.is_some());
-    let uv = if needs_uv { Some(terrarium_resolve::uv::find(&cache.join("tools"))?) } else { None };
+    let needs_uv = lock
+        .platforms
+        .get(&platform)
+        .is_some_and(|p| p.conda.is_empty() || p.pylock.is_some());
+    let uv = if needs_uv {
+        Some(terrarium_resolve::uv::find(&cache.join("tools"))?)
+    } else {
+        None
+    };
     let spinner = printer::Spinner::start("building");
     let env = envs.get_or_build(lock, &platform, uv.as_ref(), &spinner);
     spinner.finish();
@@ -144,15 +175,32 @@ pub fn materialize(lock: &Lock) -> Result<Option<Env>> {
 /// For user-managed environments: warn when the interpreter's packages changed since the lock.
 pub fn check_user_managed(lock: &Lock, record: &VersionRecord) {
     let platform = terrarium_resolve::current_platform();
-    let Some(section) = lock.platforms.get(&platform) else { return };
-    let Some(interpreter) = section.python.as_ref().and_then(|p| p.interpreter.as_ref()) else { return };
+    let Some(section) = lock.platforms.get(&platform) else {
+        return;
+    };
+    let Some(interpreter) = section.python.as_ref().and_then(|p| p.interpreter.as_ref()) else {
+        return;
+    };
     match terrarium_resolve::installed_distributions(Path::new(interpreter)) {
         Ok(now) => {
-            let before: std::collections::BTreeSet<_> = section.pypi.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
-            let after: std::collections::BTreeSet<_> = now.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
+            let before: std::collections::BTreeSet<_> = section
+                .pypi
+                .iter()
+                .map(|p| (p.name.clone(), p.version.clone()))
+                .collect();
+            let after: std::collections::BTreeSet<_> = now
+                .iter()
+                .map(|p| (p.name.clone(), p.version.clone()))
+                .collect();
             if before != after {
-                let added: Vec<_> = after.difference(&before).map(|(n, v)| format!("{n}=={v}")).collect();
-                let removed: Vec<_> = before.difference(&after).map(|(n, v)| format!("{n}=={v}")).collect();
+                let added: Vec<_> = after
+                    .difference(&before)
+                    .map(|(n, v)| format!("{n}=={v}"))
+                    .collect();
+                let removed: Vec<_> = before
+                    .difference(&after)
+                    .map(|(n, v)| format!("{n}=={v}"))
+                    .collect();
                 eprintln!(
                     "warning: the user-managed environment {}:{} changed since it was recorded (added: {}; removed: {})",
                     record.name,
@@ -162,18 +210,27 @@ pub fn check_user_managed(lock: &Lock, record: &VersionRecord) {
                 );
             }
         }
-        Err(err) => eprintln!("warning: cannot check the user-managed interpreter {interpreter}: {err}"),
+        Err(err) => {
+            eprintln!("warning: cannot check the user-managed interpreter {interpreter}: {err}")
+        }
     }
 }
 
 /// The variables a process in the environment gets: PATH first, the definition's variables
 /// with `${secret:NAME}` resolved (never printed).
-pub fn process_env(record: &VersionRecord, lock: &Lock, env: Option<&Env>) -> Result<Vec<(String, String)>> {
+pub fn process_env(
+    record: &VersionRecord,
+    lock: &Lock,
+    env: Option<&Env>,
+) -> Result<Vec<(String, String)>> {
     let mut vars = Vec::new();
     let path = std::env::var("PATH").unwrap_or_default();
     match env {
         Some(env) => {
-            vars.push(("PATH".to_string(), format!("{}:{path}", env.bin_dir().display())));
+            vars.push((
+                "PATH".to_string(),
+                format!("{}:{path}", env.bin_dir().display()),
+            ));
             let prefix = env.prefix.display().to_string();
             if lock.platforms.values().any(|p| !p.conda.is_empty()) {
                 vars.push(("CONDA_PREFIX".to_string(), prefix));
@@ -183,14 +240,22 @@ pub fn process_env(record: &VersionRecord, lock: &Lock, env: Option<&Env>) -> Re
         }
         None => {
             let platform = terrarium_resolve::current_platform();
-            if let Some(interp) = lock.platforms.get(&platform).and_then(|p| p.python.as_ref()).and_then(|p| p.interpreter.as_ref()) {
+            if let Some(interp) = lock
+                .platforms
+                .get(&platform)
+                .and_then(|p| p.python.as_ref())
+                .and_then(|p| p.interpreter.as_ref())
+            {
                 if let Some(bin) = Path::new(interp).parent() {
                     vars.push(("PATH".to_string(), format!("{}:{path}", bin.display())));
                 }
             }
         }
     }
-    vars.push(("TERRARIUM_ENVIRONMENT".to_string(), format!("{}:{}", record.name, record.version)));
+    vars.push((
+        "TERRARIUM_ENVIRONMENT".to_string(),
+        format!("{}:{}", record.name, record.version),
+    ));
     for (key, value) in &record.definition.environment_variables {
         vars.push((key.clone(), resolve_secrets(value)?));
     }
@@ -214,12 +279,21 @@ pub fn resolve_secrets(value: &str) -> Result<String> {
 }
 
 fn lookup_secret(name: &str) -> Result<String> {
-    let var = format!("{}{}", env_vars::TERRARIUM_SECRET_PREFIX, name.replace('-', "_"));
+    let var = format!(
+        "{}{}",
+        env_vars::TERRARIUM_SECRET_PREFIX,
+        name.replace('-', "_")
+    );
     if let Ok(value) = std::env::var(&var) {
         return Ok(value);
     }
     if let Some(file) = std::env::var_os(env_vars::TERRARIUM_SECRETS_FILE) {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read the secrets file {}", PathBuf::from(&file).display()))?;
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "cannot read the secrets file {}",
+                PathBuf::from(&file).display()
+            )
+        })?;
         for line in text.lines() {
             if let Some((key, value)) = line.split_once('=') {
                 if key.trim() == name {
@@ -230,6 +304,9 @@ fn lookup_secret(name: &str) -> Result<String> {
     }
     Err(user_error(
         format!("secret `{name}` is not set"),
-        Some(&format!("set {var}, or put `{name}=...` in the file named by {}", env_vars::TERRARIUM_SECRETS_FILE)),
+        Some(&format!(
+            "set {var}, or put `{name}=...` in the file named by {}",
+            env_vars::TERRARIUM_SECRETS_FILE
+        )),
     ))
 }

@@ -164,7 +164,8 @@ fn native_environment_exports_to_an_sdk_loadable_directory() {
         "env.yml",
         "name: native-env\nimage: python:3.11-slim\nconda_file:\n  channels: [conda-forge]\n  dependencies:\n    - python=3.11\n    - pip:\n        - numpy==1.26.4\nenvironment_variables:\n  A: \"1\"\ndocker:\n  shm_size: 4g\n",
     );
-    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
     let out = cx.path("v1");
     cx.run_path(
         &["env", "export", "native-env", "--format", "aml-v1", "-o"],

@@ -9,7 +9,11 @@ use common::{TestContext, CONDA_ENV};
 #[track_caller]
 fn rejects(cx: &TestContext, file: &std::path::Path, extra: &[&str], expected: &[&str]) -> String {
     let before = cx.snapshot();
-    let run = cx.run_path(&["env", "create", "--no-lock", "--name", "bad", "-f"], file, extra);
+    let run = cx.run_path(
+        &["env", "create", "--no-lock", "--name", "bad", "-f"],
+        file,
+        extra,
+    );
     assert_eq!(
         run.code, 2,
         "expected exit 2\nstdout:\n{}\nstderr:\n{}",
@@ -33,7 +37,8 @@ fn rejects(cx: &TestContext, file: &std::path::Path, extra: &[&str], expected: &
 fn context() -> TestContext {
     let cx = TestContext::new();
     let good = cx.write("good.yml", CONDA_ENV);
-    cx.run_path(&["env", "create", "--no-lock", "-f"], &good, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &good, &[])
+        .success();
     cx
 }
 
@@ -59,7 +64,9 @@ fn unknown_key_warns_and_still_registers() {
         "extra.yml",
         "name: extra\nimage: python:3.11-slim\nimgae_typo: python:3.12\n",
     );
-    let run = cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
+    let run = cx
+        .run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
     assert!(
         run.stderr.contains("warning: ")
             && run
@@ -293,7 +300,11 @@ fn bad_names_and_references() {
     let cx = context();
     let file = cx.write("n.yml", "name: t\nimage: python:3.11\n");
     let run = cx
-        .run_path(&["env", "create", "--no-lock", "--name", "has space", "-f"], &file, &[])
+        .run_path(
+            &["env", "create", "--no-lock", "--name", "has space", "-f"],
+            &file,
+            &[],
+        )
         .user_error();
     assert!(
         run.stderr.contains("invalid name `has space`"),

@@ -84,7 +84,15 @@ fn explicit_versions_are_immutable() {
     let file = cx.write("environment.yml", CONDA_ENV);
     let v7 = cx
         .run_path(
-            &["env", "create", "--no-lock", "--json", "--version", "7", "-f"],
+            &[
+                "env",
+                "create",
+                "--no-lock",
+                "--json",
+                "--version",
+                "7",
+                "-f",
+            ],
             &file,
             &[],
         )
@@ -92,8 +100,12 @@ fn explicit_versions_are_immutable() {
         .json();
     assert_eq!(v7["version"], "7");
     // Same content, same version: no-op.
-    cx.run_path(&["env", "create", "--no-lock", "--version", "7", "-f"], &file, &[])
-        .success();
+    cx.run_path(
+        &["env", "create", "--no-lock", "--version", "7", "-f"],
+        &file,
+        &[],
+    )
+    .success();
     // Other content, same version: refused, nothing written.
     let before = cx.snapshot();
     cx.write(
@@ -101,7 +113,11 @@ fn explicit_versions_are_immutable() {
         CONDA_ENV.replace("numpy=1.26", "numpy=1.25"),
     );
     let err = cx
-        .run_path(&["env", "create", "--no-lock", "--version", "7", "-f"], &file, &[])
+        .run_path(
+            &["env", "create", "--no-lock", "--version", "7", "-f"],
+            &file,
+            &[],
+        )
         .user_error();
     assert!(
         err.stderr
@@ -124,7 +140,15 @@ fn explicit_versions_are_immutable() {
     );
     let named = cx
         .run_path(
-            &["env", "create", "--no-lock", "--json", "--version", "2024.10-rc1", "-f"],
+            &[
+                "env",
+                "create",
+                "--no-lock",
+                "--json",
+                "--version",
+                "2024.10-rc1",
+                "-f",
+            ],
             &file,
             &[],
         )
@@ -137,12 +161,14 @@ fn explicit_versions_are_immutable() {
 fn labels_latest_archive_restore_delete() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
-    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
     cx.write(
         "environment.yml",
         CONDA_ENV.replace("numpy=1.26", "numpy=1.25"),
     );
-    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
 
     // Labels are movable.
     cx.run(&["env", "label", "demo:1", "production"]).success();
@@ -322,7 +348,8 @@ fn metadata_changes_without_new_version() {
 fn diff_between_versions() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
-    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
     cx.write(
         "environment.yml",
         CONDA_ENV
@@ -333,7 +360,8 @@ fn diff_between_versions() {
             )
             .replace("OMP_NUM_THREADS: \"4\"", "OMP_NUM_THREADS: \"8\""),
     );
-    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
     let diff = cx
         .run(&["env", "diff", "demo:1", "demo:2", "--json"])
         .success()
@@ -436,8 +464,12 @@ fn curated_are_read_only_and_clonable() {
 fn import_from_every_source_kind() {
     let cx = TestContext::new();
     let req = cx.write("requirements.txt", "numpy==1.26.4\npandas>=2.2\n");
-    cx.run_path(&["env", "create", "--no-lock", "--name", "pip-only", "-f"], &req, &[])
-        .success();
+    cx.run_path(
+        &["env", "create", "--no-lock", "--name", "pip-only", "-f"],
+        &req,
+        &[],
+    )
+    .success();
     // No name: a clear error.
     let err = cx
         .run_path(&["env", "create", "--no-lock", "-f"], &req, &[])
@@ -453,7 +485,15 @@ fn import_from_every_source_kind() {
     );
     let d = cx
         .run_path(
-            &["env", "create", "--no-lock", "--json", "--name", "from-dockerfile", "-f"],
+            &[
+                "env",
+                "create",
+                "--no-lock",
+                "--json",
+                "--name",
+                "from-dockerfile",
+                "-f",
+            ],
             &docker,
             &[],
         )
@@ -503,7 +543,15 @@ fn import_from_every_source_kind() {
     assert!(status.success());
     let v = cx
         .run_path(
-            &["env", "create", "--no-lock", "--json", "--name", "from-venv", "-f"],
+            &[
+                "env",
+                "create",
+                "--no-lock",
+                "--json",
+                "--name",
+                "from-venv",
+                "-f",
+            ],
             &venv,
             &[],
         )
@@ -522,7 +570,8 @@ fn import_from_every_source_kind() {
 fn export_writes_every_format_atomically() {
     let cx = TestContext::new();
     let file = cx.write("environment.yml", CONDA_ENV);
-    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[]).success();
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
     for format in ["native", "conda", "requirements", "dockerfile"] {
         let out = cx.path(&format!("out-{format}"));
         let run = cx

@@ -36,9 +36,19 @@ pub struct GcArgs {
 
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
-    let number: f64 = number.trim().parse().map_err(|_| format!("invalid size `{text}`"))?;
-    let factor = match unit.to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size `{text}`"))?;
+    let factor = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches('B')
+        .trim_end_matches('I')
+    {
         "" => 1.0,
         "K" => 1024.0,
         "M" => 1024.0 * 1024.0,
@@ -57,7 +67,10 @@ pub fn run(_context: &Context, command: CacheCommand) -> Result<ExitCode> {
             if args.json {
                 printer::json(&entries)?;
             } else {
-                println!("{:<24}  {:>10}  {:<8}  {:<6}  LOCK", "KEY", "SIZE", "PLATFORM", "IN USE");
+                println!(
+                    "{:<24}  {:>10}  {:<8}  {:<6}  LOCK",
+                    "KEY", "SIZE", "PLATFORM", "IN USE"
+                );
                 for e in &entries {
                     println!(
                         "{:<24}  {:>10}  {:<8}  {:<6}  {}",
@@ -76,7 +89,11 @@ pub fn run(_context: &Context, command: CacheCommand) -> Result<ExitCode> {
                 printer::json(&removed)?;
             } else {
                 let freed: u64 = removed.iter().map(|e| e.size_bytes).sum();
-                printer::status(&format!("removed {} environment(s), freed {}", removed.len(), human(freed)));
+                printer::status(&format!(
+                    "removed {} environment(s), freed {}",
+                    removed.len(),
+                    human(freed)
+                ));
             }
         }
     }

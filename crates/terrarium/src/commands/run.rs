@@ -58,15 +58,34 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         log_path: Some(log_path.display().to_string()),
     };
     store.create_run(&run)?;
-    printer::status(&format!("run {id}: {}:{} ({})", record.name, record.version, args.command.join(" ")));
+    printer::status(&format!(
+        "run {id}: {}:{} ({})",
+        record.name,
+        record.version,
+        args.command.join(" ")
+    ));
 
     let mut command = Command::new(&args.command[0]);
-    command.args(&args.command[1..]).envs(vars).stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .args(&args.command[1..])
+        .envs(vars)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let code = match command.spawn() {
         Ok(mut child) => {
-            let log = Arc::new(Mutex::new(std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?));
-            let out = child.stdout.take().map(|s| tee(s, std::io::stdout(), log.clone()));
-            let err = child.stderr.take().map(|s| tee(s, std::io::stderr(), log.clone()));
+            let log = Arc::new(Mutex::new(
+                std::fs::File::create(&log_path)
+                    .with_context(|| format!("cannot write {}", log_path.display()))?,
+            ));
+            let out = child
+                .stdout
+                .take()
+                .map(|s| tee(s, std::io::stdout(), log.clone()));
+            let err = child
+                .stderr
+                .take()
+                .map(|s| tee(s, std::io::stderr(), log.clone()));
             let status = child.wait()?;
             for handle in [out, err].into_iter().flatten() {
                 let _ = handle.join();
@@ -111,7 +130,9 @@ fn tee(
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// `20261128T041530-3fa2`: sortable by time, unique per process and moment.

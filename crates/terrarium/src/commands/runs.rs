@@ -53,7 +53,10 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             if args.json {
                 printer::json(&runs)?;
             } else {
-                println!("{:<24}  {:<12}  {:<28}  {:>4}  COMMAND", "ID", "EXPERIMENT", "ENVIRONMENT", "EXIT");
+                println!(
+                    "{:<24}  {:<12}  {:<28}  {:>4}  COMMAND",
+                    "ID", "EXPERIMENT", "ENVIRONMENT", "EXIT"
+                );
                 for r in runs {
                     println!(
                         "{:<24}  {:<12}  {:<28}  {:>4}  {}",
@@ -78,8 +81,14 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
                 println!("command:     {}", run.command.join(" "));
                 println!("directory:   {}", run.cwd);
                 println!("started:     {}", run.started_at);
-                println!("finished:    {}", run.finished_at.as_deref().unwrap_or("(running)"));
-                println!("exit code:   {}", run.exit_code.map_or("-".to_string(), |c| c.to_string()));
+                println!(
+                    "finished:    {}",
+                    run.finished_at.as_deref().unwrap_or("(running)")
+                );
+                println!(
+                    "exit code:   {}",
+                    run.exit_code.map_or("-".to_string(), |c| c.to_string())
+                );
                 println!("log:         {}", run.log_path.as_deref().unwrap_or("-"));
             }
         }

@@ -128,9 +128,13 @@ impl TestContext {
 /// never download uv. Under CI a missing uv fails; elsewhere the test is skipped with a message.
 pub fn uv_available() -> bool {
     let found = std::env::var_os("TERRARIUM_UV").is_some()
-        || std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("uv").is_file()));
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("uv").is_file()));
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "uv is needed: run scripts/test-tools.sh and set TERRARIUM_UV");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "uv is needed: run scripts/test-tools.sh and set TERRARIUM_UV"
+        );
         eprintln!("skipped: no uv (set TERRARIUM_UV, see scripts/test-tools.sh)");
     }
     found
@@ -140,7 +144,13 @@ pub fn uv_available() -> bool {
 /// (`alpha==1.0:beta>=2` means alpha 1.0 depends on beta>=2).
 pub fn make_wheels(dir: &Path, specs: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_wheel.py");
-    let status = Command::new("python3").arg(script).arg(dir).args(specs).stdout(std::process::Stdio::null()).status().unwrap();
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .args(specs)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success(), "make_wheel.py failed");
 }
 

@@ -36,7 +36,10 @@ pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let (lock, hash) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let Some(env) = env else {
-        printer::status(&format!("{}:{} is user-managed: nothing to build", record.name, record.version));
+        printer::status(&format!(
+            "{}:{} is user-managed: nothing to build",
+            record.name, record.version
+        ));
         return Ok(ExitCode::SUCCESS);
     };
     if args.json {
@@ -61,13 +64,22 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<ExitCode> {
     let store = context.store()?;
     let record = store.resolve(&reference)?;
     let Some(hash) = &record.lock_hash else {
-        return Err(user_error(format!("{}:{} has no lock yet", record.name, record.version), Some("build it first with `terrarium env build`")));
+        return Err(user_error(
+            format!("{}:{} has no lock yet", record.name, record.version),
+            Some("build it first with `terrarium env build`"),
+        ));
     };
     let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)?;
     let cache = terrarium_env::EnvCache::new(&environments::cache_dir()?);
     let platform = terrarium_resolve::current_platform();
     let Some(env) = cache.lookup(&lock, &platform)? else {
-        return Err(user_error(format!("{}:{} is not built on this machine", record.name, record.version), Some("build it first with `terrarium env build`")));
+        return Err(user_error(
+            format!(
+                "{}:{} is not built on this machine",
+                record.name, record.version
+            ),
+            Some("build it first with `terrarium env build`"),
+        ));
     };
     let report = terrarium_env::verify(&env.prefix, &lock, &platform)?;
     if args.json {
@@ -84,5 +96,9 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<ExitCode> {
             report.problems.len()
         ));
     }
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -97,19 +97,31 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
     // Lock before registering, so that a definition that cannot be resolved leaves nothing
     // behind, unless the same content is already registered (then its lock stands).
     let lockable = !definition.python.user_managed
-        && !(definition.runtime == terrarium_spec::model::Runtime::Docker && !definition.has_packages());
+        && (definition.runtime != terrarium_spec::model::Runtime::Docker
+            || definition.has_packages());
     let mut lock = None;
     if !args.no_lock && lockable {
         definition.normalize();
         let hash = terrarium_spec::content_hash(&definition);
         let existing = match &definition.version {
-            Some(v) => store.resolve(&terrarium_spec::names::Reference::Version(name.clone(), v.clone())).ok(),
-            None => store.resolve(&terrarium_spec::names::Reference::Latest(name.clone())).ok(),
+            Some(v) => store
+                .resolve(&terrarium_spec::names::Reference::Version(
+                    name.clone(),
+                    v.clone(),
+                ))
+                .ok(),
+            None => store
+                .resolve(&terrarium_spec::names::Reference::Latest(name.clone()))
+                .ok(),
         };
-        let already_locked = existing.as_ref().is_some_and(|r| r.content_hash == hash && r.lock_hash.is_some());
+        let already_locked = existing
+            .as_ref()
+            .is_some_and(|r| r.content_hash == hash && r.lock_hash.is_some());
         if !already_locked {
             let made = crate::environments::make_lock(&definition, &args.lock.options()?)
-                .with_context(|| format!("cannot lock `{name}` (register with --no-lock to lock at first use)"))?;
+                .with_context(|| {
+                    format!("cannot lock `{name}` (register with --no-lock to lock at first use)")
+                })?;
             lock = Some((made.lock_hash(), made.to_json()));
         }
     }
@@ -132,7 +144,10 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
                 outcome.record.name.clone(),
                 outcome.record.version.clone(),
             ))?;
-            terrarium_store::RegisterOutcome { record, created: outcome.created }
+            terrarium_store::RegisterOutcome {
+                record,
+                created: outcome.created,
+            }
         }
         _ => outcome,
     };

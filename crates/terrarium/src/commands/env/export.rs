@@ -54,7 +54,12 @@ pub fn export(context: &Context, args: ExportArgs) -> Result<ExitCode> {
         ExportFormat::Definition(format) => format,
         lock_format => return export_lock(context, &args, lock_format),
     };
-    let args = ExportArgsResolved { reference: args.reference, format, output: args.output, force: args.force };
+    let args = ExportArgsResolved {
+        reference: args.reference,
+        format,
+        output: args.output,
+        force: args.force,
+    };
     export_definition(context, args)
 }
 
@@ -79,7 +84,10 @@ fn export_lock(context: &Context, args: &ExportArgs, format: ExportFormat) -> Re
     let text = match format {
         ExportFormat::PixiLock => terrarium_resolve::formats::pixi_lock(&lock, &record.definition)?,
         ExportFormat::Pylock => {
-            let platform = args.platform.clone().unwrap_or_else(terrarium_resolve::current_platform);
+            let platform = args
+                .platform
+                .clone()
+                .unwrap_or_else(terrarium_resolve::current_platform);
             terrarium_resolve::formats::pylock(&lock, &platform)?
         }
         ExportFormat::Definition(_) => unreachable!(),
@@ -90,7 +98,12 @@ fn export_lock(context: &Context, args: &ExportArgs, format: ExportFormat) -> Re
         }
         Some(path) => {
             write_file_atomic(path, &text, args.force)?;
-            printer::status(&format!("wrote the lock of {}:{} to {}", record.name, record.version, path.display()));
+            printer::status(&format!(
+                "wrote the lock of {}:{} to {}",
+                record.name,
+                record.version,
+                path.display()
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

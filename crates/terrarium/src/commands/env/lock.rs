@@ -69,7 +69,12 @@ pub fn lock(context: &Context, args: LockCommandArgs) -> Result<ExitCode> {
             .flat_map(|p| {
                 lock.packages(p)
                     .into_iter()
-                    .map(|(name, version, source)| Package { platform: p.clone(), source, name, version })
+                    .map(|(name, version, source)| Package {
+                        platform: p.clone(),
+                        source,
+                        name,
+                        version,
+                    })
             })
             .collect(),
     };
@@ -78,7 +83,10 @@ pub fn lock(context: &Context, args: LockCommandArgs) -> Result<ExitCode> {
     } else {
         println!("{}:{} {hash}", record.name, record.version);
         for p in &summary.packages {
-            println!("  {:<10} {:<6} {} {}", p.platform, p.source, p.name, p.version);
+            println!(
+                "  {:<10} {:<6} {} {}",
+                p.platform, p.source, p.name, p.version
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

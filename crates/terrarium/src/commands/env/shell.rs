@@ -37,9 +37,17 @@ pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let env = environments::materialize(&lock)?;
     let vars = environments::process_env(&record, &lock, env.as_ref())?;
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
-    printer::status(&format!("entering {}:{} (exit the shell to leave)", record.name, record.version));
-    let status = Command::new(&shell).envs(vars).status().with_context(|| format!("cannot start {shell}"))?;
-    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+    printer::status(&format!(
+        "entering {}:{} (exit the shell to leave)",
+        record.name, record.version
+    ));
+    let status = Command::new(&shell)
+        .envs(vars)
+        .status()
+        .with_context(|| format!("cannot start {shell}"))?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
 }
 
 /// Print shell code that activates the environment: `eval "$(terrarium env activate REF)"`.
@@ -51,11 +59,24 @@ pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let env = environments::materialize(&lock)?;
     let mut out = String::new();
     if let Some(env) = &env {
-        out.push_str(&format!("export PATH={}:\"$PATH\"\n", quote(&env.bin_dir().display().to_string())));
-        let var = if lock.platforms.values().any(|p| !p.conda.is_empty()) { "CONDA_PREFIX" } else { "VIRTUAL_ENV" };
-        out.push_str(&format!("export {var}={}\n", quote(&env.prefix.display().to_string())));
+        out.push_str(&format!(
+            "export PATH={}:\"$PATH\"\n",
+            quote(&env.bin_dir().display().to_string())
+        ));
+        let var = if lock.platforms.values().any(|p| !p.conda.is_empty()) {
+            "CONDA_PREFIX"
+        } else {
+            "VIRTUAL_ENV"
+        };
+        out.push_str(&format!(
+            "export {var}={}\n",
+            quote(&env.prefix.display().to_string())
+        ));
     }
-    out.push_str(&format!("export TERRARIUM_ENVIRONMENT={}\n", quote(&format!("{}:{}", record.name, record.version))));
+    out.push_str(&format!(
+        "export TERRARIUM_ENVIRONMENT={}\n",
+        quote(&format!("{}:{}", record.name, record.version))
+    ));
     for (key, value) in &record.definition.environment_variables {
         out.push_str(&format!("export {key}={}\n", shell_value(value)));
     }
@@ -80,7 +101,10 @@ pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
             .map(PathBuf::from)
             .context("the lock names no interpreter")?,
     };
-    let has_ipykernel = Command::new(&python).args(["-c", "import ipykernel"]).output().is_ok_and(|o| o.status.success());
+    let has_ipykernel = Command::new(&python)
+        .args(["-c", "import ipykernel"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !has_ipykernel {
         eprintln!("warning: ipykernel is not installed in {}:{}; add it to the definition for the kernel to start", record.name, record.version);
     }
@@ -88,17 +112,32 @@ pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
         Some(dir) => dir,
         None => match std::env::var_os("JUPYTER_DATA_DIR") {
             Some(d) => PathBuf::from(d).join("kernels"),
-            None => dirs::data_dir().context("no data directory")?.join("jupyter").join("kernels"),
+            None => dirs::data_dir()
+                .context("no data directory")?
+                .join("jupyter")
+                .join("kernels"),
         },
     };
-    let kernel_name = format!("terrarium-{}-{}", record.name.replace('/', "-"), record.version).to_lowercase();
+    let kernel_name = format!(
+        "terrarium-{}-{}",
+        record.name.replace('/', "-"),
+        record.version
+    )
+    .to_lowercase();
     let kernel_dir = dir.join(&kernel_name);
-    std::fs::create_dir_all(&kernel_dir).with_context(|| format!("cannot create {}", kernel_dir.display()))?;
+    std::fs::create_dir_all(&kernel_dir)
+        .with_context(|| format!("cannot create {}", kernel_dir.display()))?;
     let mut env_vars = serde_json::Map::new();
     if let Some(env) = &env {
-        env_vars.insert("PATH".into(), format!("{}:${{PATH}}", env.bin_dir().display()).into());
+        env_vars.insert(
+            "PATH".into(),
+            format!("{}:${{PATH}}", env.bin_dir().display()).into(),
+        );
     }
-    env_vars.insert("TERRARIUM_ENVIRONMENT".into(), format!("{}:{}", record.name, record.version).into());
+    env_vars.insert(
+        "TERRARIUM_ENVIRONMENT".into(),
+        format!("{}:{}", record.name, record.version).into(),
+    );
     for (key, value) in &record.definition.environment_variables {
         if !value.contains("${secret:") {
             env_vars.insert(key.clone(), value.clone().into());
@@ -112,7 +151,8 @@ pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
         "metadata": {"terrarium": {"environment": record.name, "version": record.version, "lock_hash": record.lock_hash}},
     });
     let path = kernel_dir.join("kernel.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!("{}", path.display());
     printer::status(&format!("installed kernel `{kernel_name}`"));
     Ok(ExitCode::SUCCESS)
@@ -133,7 +173,10 @@ fn shell_value(value: &str) -> String {
         out.push_str(&escape_double(&rest[..start]));
         let after = &rest[start + 9..];
         let end = after.find('}').unwrap_or(after.len());
-        out.push_str(&format!("${{TERRARIUM_SECRET_{}}}", after[..end].replace('-', "_")));
+        out.push_str(&format!(
+            "${{TERRARIUM_SECRET_{}}}",
+            after[..end].replace('-', "_")
+        ));
         rest = after.get(end + 1..).unwrap_or("");
     }
     out.push_str(&escape_double(rest));
@@ -142,5 +185,8 @@ fn shell_value(value: &str) -> String {
 }
 
 fn escape_double(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$").replace('`', "\\`")
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "\\$")
+        .replace('`', "\\`")
 }
