@@ -94,8 +94,11 @@ impl Lock {
         )
     }
 
+    /// Pretty JSON with sorted keys: the same lock is always the same bytes.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("lock serializes") + "\n"
+        let value = serde_json::to_value(self).expect("lock serializes");
+        serde_json::to_string_pretty(&terrarium_spec::canonical::sorted(value)).expect("json")
+            + "\n"
     }
 
     pub fn from_json(text: &str) -> Result<Self, crate::ResolveError> {

@@ -82,9 +82,22 @@ pub fn canonical_json(definition: &Definition) -> String {
         "inference": d.inference,
         "extensions": d.extensions,
     });
-    // serde_json's map is a BTreeMap: keys come out sorted at every level.
-    let value: Value = serde_json::from_str(&value.to_string()).expect("valid json");
-    value.to_string()
+    sorted(value).to_string()
+}
+
+/// The value with every object's keys in sorted order. serde_json's map is sorted or
+/// insertion-ordered depending on a cargo feature (`preserve_order`) that any crate in the
+/// build can turn on, so canonical text never relies on it.
+pub fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// `sha256:<hex>` of the canonical form.

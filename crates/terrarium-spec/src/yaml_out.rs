@@ -133,7 +133,7 @@ fn inline(value: &Y, indent: usize) -> String {
         Y::Int(i) => i.to_string(),
         Y::Seq(_) => "[]".to_string(),
         Y::Map(_) => "{}".to_string(),
-        Y::Json(v) => v.to_string(),
+        Y::Json(v) => crate::canonical::sorted(v.clone()).to_string(),
     }
 }
 

@@ -94,7 +94,9 @@ fn golden_imports_exports_and_round_trips() {
             "warnings": imported.warnings.iter().map(|w| relative(&w.to_string())).collect::<Vec<_>>(),
             "definition": imported.definition,
         });
-        let text = relative(&serde_json::to_string_pretty(&snapshot).unwrap()) + "\n";
+        let text = relative(
+            &serde_json::to_string_pretty(&terrarium_spec::canonical::sorted(snapshot)).unwrap(),
+        ) + "\n";
         check(
             &golden_dir().join(format!("{case}/import.json")),
             &text,

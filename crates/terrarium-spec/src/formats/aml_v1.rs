@@ -493,15 +493,19 @@ pub fn export(d: &Definition) -> Exported {
             json!({"group": parts.next(), "artifact": parts.next(), "version": parts.next()})
         })
         .collect();
+    // Sorted keys inside each section: the same definition always writes the same bytes.
+    use crate::canonical::sorted;
     let doc = EnvironmentJson {
         name: d.name.clone(),
         version: d.version.clone(),
-        environment_variables: json!(d.environment_variables),
-        python: Value::Object(python),
-        docker: Value::Object(docker),
-        spark: json!({"repositories": d.spark.repositories, "packages": spark_packages, "precachePackages": d.spark.precache}),
-        databricks: ext("databricks", default_databricks()),
-        r: ext("r", Value::Null),
+        environment_variables: sorted(json!(d.environment_variables)),
+        python: sorted(Value::Object(python)),
+        docker: sorted(Value::Object(docker)),
+        spark: sorted(
+            json!({"repositories": d.spark.repositories, "packages": spark_packages, "precachePackages": d.spark.precache}),
+        ),
+        databricks: sorted(ext("databricks", default_databricks())),
+        r: sorted(ext("r", Value::Null)),
         inferencing_stack_version: ext("inferencingStackVersion", Value::Null),
         asset_id: ext("assetId", Value::Null),
     };
