@@ -1,4 +1,4 @@
-"""Train a small classifier; used by the README quickstart once `terrarium run` lands."""
+"""Train a small classifier; the README quickstart runs this with `terrarium run`."""
 
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression

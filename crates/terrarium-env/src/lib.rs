@@ -111,7 +111,8 @@ pub struct CacheEntry {
     pub lock_hash: Option<String>,
     pub platform: Option<String>,
     pub size_bytes: u64,
-    pub last_used_unix: u64,
+    /// Milliseconds since the Unix epoch.
+    pub last_used_unix_ms: u64,
     pub in_use: bool,
     pub complete: bool,
 }
@@ -435,14 +436,14 @@ impl EnvCache {
                 lock_hash: meta.as_ref().map(|m| m.lock_hash.clone()),
                 platform: meta.as_ref().map(|m| m.platform.clone()),
                 size_bytes: disk_usage(&path),
-                last_used_unix: last_used(&path),
+                last_used_unix_ms: last_used(&path),
                 in_use,
                 complete: meta.is_some(),
             });
         }
         out.sort_by(|a, b| {
-            b.last_used_unix
-                .cmp(&a.last_used_unix)
+            b.last_used_unix_ms
+                .cmp(&a.last_used_unix_ms)
                 .then(a.key.cmp(&b.key))
         });
         Ok(out)
@@ -457,7 +458,7 @@ impl EnvCache {
         entries.sort_by(|a, b| {
             a.complete
                 .cmp(&b.complete)
-                .then(a.last_used_unix.cmp(&b.last_used_unix))
+                .then(a.last_used_unix_ms.cmp(&b.last_used_unix_ms))
         });
         let mut removed = Vec::new();
         for entry in entries {

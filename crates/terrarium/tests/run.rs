@@ -607,3 +607,50 @@ fn activate_and_kernel() {
         "secrets are not written into kernelspecs"
     );
 }
+
+#[test]
+fn cache_gc_is_lru_and_spares_environments_in_use() {
+    if !uv_available() {
+        return;
+    }
+    let cx = TestContext::new();
+    let wheels = wheelhouse(&cx);
+    for (name, req) in [("one", "alpha"), ("two", "gamma")] {
+        let file = cx.write(&format!("{name}.yml"), pip_env(name, &wheels, &[req]));
+        cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+        cx.run(&["env", "build", name]).success();
+    }
+    // Use `one` last: `two` is the least recently used.
+    cx.run(&["run", "--env", "one", "--", "python", "-c", "pass"]).success();
+    let list = cx.run(&["cache", "list", "--json"]).success().json();
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let size_of_one = entries[0]["size_bytes"].as_u64().unwrap();
+    let removed = cx.run(&["cache", "gc", "--max-size", &size_of_one.to_string(), "--json"]).success().json();
+    assert_eq!(removed.as_array().unwrap().len(), 1, "{removed}");
+    let one_lock = cx.run(&["env", "show", "one", "--json"]).success().json()["lock_hash"].clone();
+    let left = cx.run(&["cache", "list", "--json"]).success().json();
+    assert_eq!(left[0]["lock_hash"], one_lock, "the most recently used one stays");
+
+    // An environment in use survives any budget.
+    let mut child = cx
+        .command()
+        .args(["run", "--env", "one", "--", "python", "-c", "import time; print('ready', flush=True); time.sleep(3)"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+    let removed = cx.run(&["cache", "gc", "--max-size", "0", "--json"]).success().json();
+    assert!(removed.as_array().unwrap().is_empty(), "in use: {removed}");
+    let list = cx.run(&["cache", "list", "--json"]).success().json();
+    assert_eq!(list[0]["in_use"], true);
+    assert!(child.wait().unwrap().success());
+    let removed = cx.run(&["cache", "gc", "--max-size", "0", "--json"]).success().json();
+    assert_eq!(removed.as_array().unwrap().len(), 1);
+}

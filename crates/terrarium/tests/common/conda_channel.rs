@@ -25,7 +25,12 @@ pub fn make_channel(channel: &Path, packages: &[Package<'_>]) -> PathBuf {
         for (rel, content, executable) in package.files {
             let path = root.join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, content).unwrap();
+            // `@copy:/abs/path` copies a file (e.g. an interpreter binary) instead of text.
+            let bytes = match content.strip_prefix("@copy:") {
+                Some(source) => std::fs::read(source).unwrap(),
+                None => content.as_bytes().to_vec(),
+            };
+            std::fs::write(&path, &bytes).unwrap();
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(
                 &path,
@@ -36,8 +41,8 @@ pub fn make_channel(channel: &Path, packages: &[Package<'_>]) -> PathBuf {
             paths_json.push(serde_json::json!({
                 "_path": rel,
                 "path_type": "hardlink",
-                "sha256": hex(&Sha256::digest(content.as_bytes())),
-                "size_in_bytes": content.len(),
+                "sha256": hex(&Sha256::digest(&bytes)),
+                "size_in_bytes": bytes.len(),
             }));
         }
         let info = root.join("info");
