@@ -223,7 +223,11 @@ impl EnvCache {
         guard
             .lock_shared()
             .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
-        Ok(is_complete(&prefix).then_some(Env {
+        if !is_complete(&prefix) {
+            return Ok(None);
+        }
+        touch(&prefix);
+        Ok(Some(Env {
             prefix,
             key,
             built: false,
@@ -513,8 +517,15 @@ fn is_complete(prefix: &Path) -> bool {
 fn touch(prefix: &Path) {
     let _ = std::fs::write(
         prefix.join(META_DIR).join(LAST_USED),
-        unix_now().to_string(),
+        unix_now_millis().to_string(),
     );
+}
+
+fn unix_now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn last_used(prefix: &Path) -> u64 {

@@ -176,13 +176,34 @@ fn python_package_files() -> (String, Vec<(String, String, bool)>) {
     let executable = lines.next().unwrap().to_string();
     let version = lines.next().unwrap().to_string();
     let minor: Vec<&str> = version.split('.').take(2).collect();
-    let home = Path::new(&executable).parent().unwrap().display().to_string();
+    let home = Path::new(&executable)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
     (
         version.clone(),
         vec![
-            (format!("@copy:{executable}"), "bin/python".to_string(), true),
-            (format!("home = {home}\ninclude-system-site-packages = false\nversion = {version}\n"), "pyvenv.cfg".to_string(), false),
-            (String::new(), format!("lib/python{}.{}/site-packages/_conda_python.pth", minor[0], minor[1]), false),
+            (
+                format!("@copy:{executable}"),
+                "bin/python".to_string(),
+                true,
+            ),
+            (
+                format!(
+                    "home = {home}\ninclude-system-site-packages = false\nversion = {version}\n"
+                ),
+                "pyvenv.cfg".to_string(),
+                false,
+            ),
+            (
+                String::new(),
+                format!(
+                    "lib/python{}.{}/site-packages/_conda_python.pth",
+                    minor[0], minor[1]
+                ),
+                false,
+            ),
         ],
     )
 }
@@ -193,10 +214,18 @@ fn conda_plus_pip_entry_points_point_at_the_final_prefix() {
     let (version, files) = python_package_files();
     // make_channel writes text files; the interpreter binary is copied in afterwards through
     // a marker, see conda_channel::make_channel.
-    let files: Vec<(&str, &str, bool)> = files.iter().map(|(content, path, x)| (path.as_str(), content.as_str(), *x)).collect();
+    let files: Vec<(&str, &str, bool)> = files
+        .iter()
+        .map(|(content, path, x)| (path.as_str(), content.as_str(), *x))
+        .collect();
     let channel = make_channel(
         &cx.path("channel"),
-        &[Package { name: "python", version: &version, depends: &[], files: &files }],
+        &[Package {
+            name: "python",
+            version: &version,
+            depends: &[],
+            files: &files,
+        }],
     );
     let wheels = cx.path("wheels");
     common::make_wheels(&wheels, &["alpha==1.0:beta>=2:alpha-cli", "beta==2.1"]);
@@ -211,12 +240,34 @@ fn conda_plus_pip_entry_points_point_at_the_final_prefix() {
     }
     cx.run_path(&["env", "create", "-f"], &file, &[]).success();
     let lock = cx.run(&["env", "lock", "mixed", "--json"]).success().json();
-    let sources: Vec<String> = lock["packages"].as_array().unwrap().iter().map(|p| format!("{}:{}", p["source"].as_str().unwrap(), p["name"].as_str().unwrap())).collect();
+    let sources: Vec<String> = lock["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}",
+                p["source"].as_str().unwrap(),
+                p["name"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(sources, ["pypi:alpha", "pypi:beta", "conda:python"]);
-    let run = cx.run(&["run", "--env", "mixed", "--", "alpha-cli"]).success();
+    let run = cx
+        .run(&["run", "--env", "mixed", "--", "alpha-cli"])
+        .success();
     assert_eq!(run.stdout.trim(), "alpha 1.0", "{}", run.stderr);
-    let prefix = cx.run(&["env", "build", "mixed", "--json"]).success().json()["prefix"].as_str().unwrap().to_string();
+    let prefix = cx
+        .run(&["env", "build", "mixed", "--json"])
+        .success()
+        .json()["prefix"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let script = std::fs::read_to_string(Path::new(&prefix).join("bin/alpha-cli")).unwrap();
-    assert!(script.starts_with(&format!("#!{prefix}/bin/python")), "{script}");
+    assert!(
+        script.starts_with(&format!("#!{prefix}/bin/python")),
+        "{script}"
+    );
     cx.run(&["env", "verify", "mixed"]).success();
 }

@@ -621,21 +621,42 @@ fn cache_gc_is_lru_and_spares_environments_in_use() {
         cx.run(&["env", "build", name]).success();
     }
     // Use `one` last: `two` is the least recently used.
-    cx.run(&["run", "--env", "one", "--", "python", "-c", "pass"]).success();
+    cx.run(&["run", "--env", "one", "--", "python", "-c", "pass"])
+        .success();
     let list = cx.run(&["cache", "list", "--json"]).success().json();
     let entries = list.as_array().unwrap();
     assert_eq!(entries.len(), 2);
     let size_of_one = entries[0]["size_bytes"].as_u64().unwrap();
-    let removed = cx.run(&["cache", "gc", "--max-size", &size_of_one.to_string(), "--json"]).success().json();
+    let removed = cx
+        .run(&[
+            "cache",
+            "gc",
+            "--max-size",
+            &size_of_one.to_string(),
+            "--json",
+        ])
+        .success()
+        .json();
     assert_eq!(removed.as_array().unwrap().len(), 1, "{removed}");
     let one_lock = cx.run(&["env", "show", "one", "--json"]).success().json()["lock_hash"].clone();
     let left = cx.run(&["cache", "list", "--json"]).success().json();
-    assert_eq!(left[0]["lock_hash"], one_lock, "the most recently used one stays");
+    assert_eq!(
+        left[0]["lock_hash"], one_lock,
+        "the most recently used one stays"
+    );
 
     // An environment in use survives any budget.
     let mut child = cx
         .command()
-        .args(["run", "--env", "one", "--", "python", "-c", "import time; print('ready', flush=True); time.sleep(3)"])
+        .args([
+            "run",
+            "--env",
+            "one",
+            "--",
+            "python",
+            "-c",
+            "import time; print('ready', flush=True); time.sleep(3)",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -643,14 +664,22 @@ fn cache_gc_is_lru_and_spares_environments_in_use() {
     {
         use std::io::BufRead;
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line.trim(), "ready");
     }
-    let removed = cx.run(&["cache", "gc", "--max-size", "0", "--json"]).success().json();
+    let removed = cx
+        .run(&["cache", "gc", "--max-size", "0", "--json"])
+        .success()
+        .json();
     assert!(removed.as_array().unwrap().is_empty(), "in use: {removed}");
     let list = cx.run(&["cache", "list", "--json"]).success().json();
     assert_eq!(list[0]["in_use"], true);
     assert!(child.wait().unwrap().success());
-    let removed = cx.run(&["cache", "gc", "--max-size", "0", "--json"]).success().json();
+    let removed = cx
+        .run(&["cache", "gc", "--max-size", "0", "--json"])
+        .success()
+        .json();
     assert_eq!(removed.as_array().unwrap().len(), 1);
 }
