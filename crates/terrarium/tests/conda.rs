@@ -271,3 +271,97 @@ fn conda_plus_pip_entry_points_point_at_the_final_prefix() {
     );
     cx.run(&["env", "verify", "mixed"]).success();
 }
+
+#[test]
+fn conda_locks_for_several_platforms() {
+    let cx = TestContext::new();
+    let channel = channel(&cx);
+    let file = cx.write("environment.yml", conda_env("multi", &channel, &["tool"]));
+    let created = cx
+        .run_path(
+            &[
+                "env",
+                "create",
+                "--json",
+                "--platform",
+                "linux-64,osx-arm64,win-64",
+                "--virtual-package",
+                "__cuda=12.4",
+                "-f",
+            ],
+            &file,
+            &[],
+        )
+        .success()
+        .json();
+    assert!(created["lock_hash"].is_string());
+    let lock = cx.run(&["env", "lock", "multi", "--json"]).success().json();
+    assert_eq!(
+        lock["platforms"],
+        serde_json::json!(["linux-64", "osx-arm64", "win-64"])
+    );
+    let per_platform = |p: &str| {
+        lock["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["platform"] == p)
+            .count()
+    };
+    assert_eq!(
+        (
+            per_platform("linux-64"),
+            per_platform("osx-arm64"),
+            per_platform("win-64")
+        ),
+        (3, 3, 3)
+    );
+    let pixi = cx
+        .run(&["env", "export", "multi", "--format", "pixi-lock"])
+        .success()
+        .stdout;
+    for p in ["linux-64", "osx-arm64", "win-64"] {
+        assert!(pixi.contains(p), "{pixi}");
+    }
+    // A bad platform or virtual package is a clear error.
+    let bad = cx
+        .run_path(
+            &[
+                "env",
+                "create",
+                "--name",
+                "x",
+                "--platform",
+                "linux-65",
+                "-f",
+            ],
+            &file,
+            &[],
+        )
+        .user_error();
+    assert!(
+        bad.stderr.contains("unknown platform `linux-65`"),
+        "{}",
+        bad.stderr
+    );
+    let bad = cx
+        .run_path(
+            &[
+                "env",
+                "create",
+                "--name",
+                "y",
+                "--virtual-package",
+                "cuda",
+                "-f",
+            ],
+            &file,
+            &[],
+        )
+        .user_error();
+    assert!(
+        bad.stderr.contains("invalid virtual package `cuda`"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -413,6 +413,20 @@ fn four_concurrent_runs_of_a_new_environment() {
     let runs = cx.run(&["runs", "list", "--json"]).success().json();
     assert_eq!(runs.as_array().unwrap().len(), 4);
     assert!(runs.as_array().unwrap().iter().all(|r| r["exit_code"] == 0));
+    // Another environment that resolves identically shares the prefix.
+    let twin = cx.write("twin.yml", pip_env("twin", &wheels, &["gamma"]));
+    cx.run_path(&["env", "create", "-f"], &twin, &[]).success();
+    let built = cx.run(&["env", "build", "twin", "--json"]).success().json();
+    assert_eq!(built["built"], false, "same lock, same prefix");
+    assert_eq!(
+        cx.run(&["cache", "list", "--json"])
+            .success()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -593,6 +607,26 @@ fn activate_and_kernel() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `env shell` starts $SHELL inside the environment (here fed commands on stdin).
+    let mut shell = cx
+        .command()
+        .args(["env", "shell", "act"])
+        .env("SHELL", "/bin/sh")
+        .env("TERRARIUM_SECRET_T", "tok")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = shell.stdin.take().unwrap();
+        stdin.write_all(b"python -c 'import alpha, os; print(\"in shell\", alpha.__version__, os.environ[\"TERRARIUM_ENVIRONMENT\"])'\nexit 7\n").unwrap();
+    }
+    let out: common::Run = shell.wait_with_output().unwrap().into();
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "in shell 1.0 act:1", "{}", out.stderr);
+
     let kernels = cx.path("kernels");
     let spec_path = cx
         .run_path(&["env", "kernel", "act", "--kernels-dir"], &kernels, &[])
