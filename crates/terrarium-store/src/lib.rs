@@ -1,6 +1,7 @@
 //! Workspace metadata: environments, their immutable versions, labels and history.
 //!
-//! [`Store`] is the backend-agnostic interface; [`SqliteStore`] is the embedded default. The
+//! [`Store`] is the backend-agnostic interface; [`SqliteStore`] is the embedded default and
+//! [`PostgresStore`] the shared one for teams and servers. The
 //! versioning rules (Azure ML compatible) are part of the contract every backend implements:
 //! - register without a version: identical content to the latest version returns it; otherwise
 //!   version = highest automatic version + 1, never reusing a number;
@@ -17,9 +18,11 @@ use terrarium_spec::names::Reference;
 use terrarium_spec::Definition;
 
 mod error;
+mod postgres;
 mod sqlite;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Where a version came from.

@@ -3,7 +3,9 @@
 
 use terrarium_spec::model::{Conda, Definition};
 use terrarium_spec::names::Reference;
-use terrarium_store::{MetadataUpdate, RegisterRequest, Source, SqliteStore, Store, StoreError};
+use terrarium_store::{
+    MetadataUpdate, PostgresStore, RegisterRequest, Source, SqliteStore, Store, StoreError,
+};
 
 fn definition(name: &str, numpy: &str) -> Definition {
     Definition {
@@ -155,4 +157,89 @@ fn sqlite_story() {
     drop(store);
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(store.versions("env").unwrap().len(), 3);
+}
+
+/// A fresh database on the test server named by `TERRARIUM_TEST_POSTGRES`
+/// (`scripts/postgres.sh start` makes one). Under CI a missing server fails; elsewhere the
+/// PostgreSQL tests are skipped with a message.
+fn postgres_database() -> Option<String> {
+    let Ok(url) = std::env::var("TERRARIUM_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TERRARIUM_TEST_POSTGRES must be set in CI"
+        );
+        eprintln!("skipped: set TERRARIUM_TEST_POSTGRES (scripts/postgres.sh start DIR)");
+        return None;
+    };
+    let name = format!(
+        "terrarium_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    );
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let base = url.rsplit_once('/').unwrap().0;
+    Some(format!("{base}/{name}"))
+}
+
+#[test]
+fn postgres_story() {
+    let Some(url) = postgres_database() else {
+        return;
+    };
+    let store = PostgresStore::connect(&url).unwrap();
+    story(&store);
+    drop(store);
+    let store = PostgresStore::connect(&url).unwrap();
+    assert_eq!(store.versions("env").unwrap().len(), 3);
+}
+
+/// 16 clients, each with its own connection, register changed definitions of one environment
+/// at once: versions 1..16, none lost or doubled; then 16 register the same definition: one
+/// version.
+#[test]
+fn postgres_concurrent_registration() {
+    let Some(url) = postgres_database() else {
+        return;
+    };
+    PostgresStore::connect(&url).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let url = url.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let store = PostgresStore::connect(&url).unwrap();
+                barrier.wait();
+                let changed = register(&store, definition("race", &format!("1.{i}"))).unwrap();
+                barrier.wait();
+                let same = register(&store, definition("same", "1.26")).unwrap();
+                (changed, same)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut versions: Vec<u32> = results
+        .iter()
+        .map(|((v, created), _)| {
+            assert!(created);
+            v.parse().unwrap()
+        })
+        .collect();
+    versions.sort();
+    assert_eq!(versions, (1..=16).collect::<Vec<_>>());
+    assert!(results.iter().all(|(_, (v, _))| v == "1"));
+    assert_eq!(
+        results.iter().filter(|(_, (_, created))| *created).count(),
+        1
+    );
+    let store = PostgresStore::connect(&url).unwrap();
+    assert_eq!(store.versions("race").unwrap().len(), 16);
+    assert_eq!(store.versions("same").unwrap().len(), 1);
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use terrarium_env::{Env, EnvCache};
 use terrarium_resolve::{Lock, LockKind, LockOptions};
-use terrarium_store::{RegisterRequest, Source, SqliteStore, Store, VersionRecord};
+use terrarium_store::{RegisterRequest, Source, Store, VersionRecord};
 
 use crate::commands::Context;
 use crate::printer::{self, user_error};
@@ -48,7 +48,7 @@ impl LockArgs {
 /// text that names a registered environment is a reference, even if a file of that name exists.
 pub fn resolve_or_register(
     context: &Context,
-    store: &SqliteStore,
+    store: &dyn Store,
     text: &str,
     source_kind: &str,
 ) -> Result<VersionRecord> {
@@ -102,7 +102,7 @@ pub fn resolve_or_register(
 
 /// The version's lock, making it now if the version has none (it is then fixed).
 pub fn ensure_lock(
-    store: &SqliteStore,
+    store: &dyn Store,
     record: &VersionRecord,
     options: &LockOptions,
 ) -> Result<(Lock, String)> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
-use terrarium_store::{RegisterRequest, Source, SqliteStore, Store};
+use terrarium_store::{PostgresStore, RegisterRequest, Source, SqliteStore, Store};
 
 use crate::env_vars;
 
@@ -78,13 +78,45 @@ fn login_name() -> Option<String> {
     None
 }
 
-/// Open the workspace and make sure the curated environments of this binary are in it.
-pub fn open(flag: Option<PathBuf>) -> Result<SqliteStore> {
+/// Whether the workspace setting names a PostgreSQL database rather than a directory.
+pub fn is_database_url(dir: &std::path::Path) -> bool {
+    let text = dir.to_string_lossy();
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// Open the workspace (a directory with SQLite, or `postgres://...`) and make sure the curated
+/// environments of this binary are in it.
+pub fn open(flag: Option<PathBuf>) -> Result<Box<dyn Store>> {
     let dir = workspace_dir(flag)?;
-    let store = SqliteStore::open(&dir)
-        .with_context(|| format!("cannot open the workspace in {}", dir.display()))?;
-    seed_curated(&store)?;
+    let store: Box<dyn Store> = if is_database_url(&dir) {
+        // Never print the URL: it may hold a password.
+        Box::new(
+            PostgresStore::connect(&dir.to_string_lossy())
+                .context("cannot open the PostgreSQL workspace")?,
+        )
+    } else {
+        Box::new(
+            SqliteStore::open(&dir)
+                .with_context(|| format!("cannot open the workspace in {}", dir.display()))?,
+        )
+    };
+    seed_curated(store.as_ref())?;
     Ok(store)
+}
+
+/// Where run logs go: inside a directory workspace, or Terrarium's home for a database one.
+pub fn runs_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = workspace_dir(flag)?;
+    if is_database_url(&dir) {
+        let home = match std::env::var_os(env_vars::TERRARIUM_HOME).filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home),
+            None => dirs::data_dir()
+                .context("cannot find a data directory; set TERRARIUM_HOME")?
+                .join("terrarium"),
+        };
+        return Ok(home.join("runs"));
+    }
+    Ok(dir.join("runs"))
 }
 
 /// The curated definitions, parsed.
@@ -105,7 +137,7 @@ pub fn curated_definitions() -> Result<Vec<terrarium_spec::Definition>> {
 
 /// Register curated definitions whose content changed. Cheap when nothing changed: one read of
 /// a stored hash of the whole bundle.
-fn seed_curated(store: &SqliteStore) -> Result<()> {
+fn seed_curated(store: &dyn Store) -> Result<()> {
     let mut hasher = Sha256::new();
     for (file, text) in CURATED {
         hasher.update(file.as_bytes());

@@ -15,11 +15,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn store(&self) -> anyhow::Result<terrarium_store::SqliteStore> {
+    pub fn store(&self) -> anyhow::Result<Box<dyn terrarium_store::Store>> {
         crate::workspace::open(self.workspace.clone())
     }
 
-    pub fn workspace_dir(&self) -> anyhow::Result<PathBuf> {
-        crate::workspace::workspace_dir(self.workspace.clone())
+    /// Where run logs are saved.
+    pub fn runs_dir(&self) -> anyhow::Result<PathBuf> {
+        crate::workspace::runs_dir(self.workspace.clone())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use terrarium_store::{RunRecord, Store};
+use terrarium_store::RunRecord;
 
 use super::Context;
 use crate::environments::{self, LockArgs};
@@ -29,8 +29,9 @@ pub struct RunArgs {
 
 pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record = environments::resolve_or_register(context, &store, &args.env, "run")?;
-    let (lock, lock_hash) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    let record = environments::resolve_or_register(context, store.as_ref(), &args.env, "run")?;
+    let (lock, lock_hash) =
+        environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     if lock.kind == terrarium_resolve::LockKind::UserManaged {
         environments::check_user_managed(&lock, &record);
     }
@@ -38,7 +39,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let vars = environments::process_env(&record, &lock, env.as_ref())?;
 
     let id = new_run_id();
-    let logs = context.workspace_dir()?.join("runs");
+    let logs = context.runs_dir()?;
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let log_path = logs.join(format!("{id}.log"));
     let cwd = std::env::current_dir()?;

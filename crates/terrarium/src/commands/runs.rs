@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use terrarium_store::Store;
 
 use super::Context;
 use crate::printer;

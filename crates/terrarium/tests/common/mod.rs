@@ -80,8 +80,14 @@ impl TestContext {
     }
 
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_terrarium"));
+        let mut cmd = self.command_without_workspace();
         cmd.arg("--workspace").arg(self.workspace());
+        cmd
+    }
+
+    /// The binary with the test's settings but no `--workspace`, for other workspace kinds.
+    pub fn command_without_workspace(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_terrarium"));
         cmd.env("TERRARIUM_USER", "tester");
         cmd.env_remove("TERRARIUM_WORKSPACE");
         cmd.env_remove("TERRARIUM_HOME");

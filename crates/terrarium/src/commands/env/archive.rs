@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use terrarium_spec::names::Reference;
-use terrarium_store::Store;
 
 use crate::commands::Context;
 use crate::{printer, workspace};

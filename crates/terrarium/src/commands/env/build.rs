@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use terrarium_store::Store;
 
 use crate::commands::Context;
 use crate::environments::{self, LockArgs};
@@ -32,8 +31,9 @@ pub struct VerifyArgs {
 
 pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record = environments::resolve_or_register(context, &store, &args.reference, "import")?;
-    let (lock, hash) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    let record =
+        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let (lock, hash) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let Some(env) = env else {
         printer::status(&format!(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use terrarium_spec::{formats, Format};
-use terrarium_store::{RegisterRequest, Source, Store};
+use terrarium_store::{RegisterRequest, Source};
 
 use crate::commands::Context;
 use crate::printer::{self, user_error};

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use terrarium_store::Store;
 
 use crate::commands::Context;
 use crate::printer;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use terrarium_spec::Format;
-use terrarium_store::Store;
 
 use crate::commands::Context;
 use crate::printer::{self, user_error};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use terrarium_store::{Event, Store, VersionRecord};
+use terrarium_store::{Event, VersionRecord};
 
 use crate::commands::Context;
 use crate::printer;

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use terrarium_store::Store;
 
 use crate::commands::Context;
 use crate::{printer, workspace};

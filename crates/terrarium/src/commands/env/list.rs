@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use terrarium_store::{Store, VersionRecord};
+use terrarium_store::VersionRecord;
 
 use crate::commands::Context;
 use crate::printer;

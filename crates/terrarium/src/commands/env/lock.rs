@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use terrarium_store::{RegisterRequest, Source, Store};
+use terrarium_store::{RegisterRequest, Source};
 
 use crate::commands::Context;
 use crate::environments::{self, LockArgs};
@@ -56,7 +56,7 @@ pub fn lock(context: &Context, args: LockCommandArgs) -> Result<ExitCode> {
     let reference = super::parse_reference(&args.reference)?;
     let store = context.store()?;
     let record = store.resolve(&reference)?;
-    let (lock, hash) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    let (lock, hash) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let summary = LockSummary {
         name: record.name.clone(),
         version: record.version.clone(),

@@ -32,8 +32,9 @@ pub struct KernelArgs {
 /// Start `$SHELL` inside the environment.
 pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record = environments::resolve_or_register(context, &store, &args.reference, "import")?;
-    let (lock, _) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    let record =
+        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let vars = environments::process_env(&record, &lock, env.as_ref())?;
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
@@ -54,8 +55,9 @@ pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
 /// Secrets are not printed: variables that reference them read `$TERRARIUM_SECRET_<NAME>`.
 pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record = environments::resolve_or_register(context, &store, &args.reference, "import")?;
-    let (lock, _) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    let record =
+        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let mut out = String::new();
     if let Some(env) = &env {
@@ -88,8 +90,9 @@ pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
 /// Install a Jupyter kernelspec that runs the environment's Python.
 pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record = environments::resolve_or_register(context, &store, &args.reference, "import")?;
-    let (lock, _) = environments::ensure_lock(&store, &record, &args.lock.options()?)?;
+    let record =
+        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let python = match &env {
         Some(env) => env.python(),

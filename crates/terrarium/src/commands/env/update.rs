@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use terrarium_store::{MetadataUpdate, Store};
+use terrarium_store::MetadataUpdate;
 
 use crate::commands::Context;
 use crate::{printer, workspace};
