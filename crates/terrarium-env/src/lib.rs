@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use terrarium_resolve::conda::error_chain;
 use terrarium_resolve::uv::Uv;
 use terrarium_resolve::{Lock, LockKind, PlatformLock};
 
@@ -564,15 +565,4 @@ fn disk_usage(path: &Path) -> u64 {
         }
     }
     total
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

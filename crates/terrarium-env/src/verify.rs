@@ -234,17 +234,7 @@ fn urlsafe_b64(bytes: &[u8]) -> String {
 }
 
 fn normalize(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
+    terrarium_spec::pip::normalize_name(name)
 }
 
 pub(crate) fn site_packages(prefix: &Path) -> Vec<PathBuf> {

@@ -129,7 +129,9 @@ pub fn solve(
     Ok(locked)
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and all its causes on one line, for messages from libraries whose `Display`
+/// shows only the outermost layer.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -88,7 +88,8 @@ fn name_from_url(url: &str) -> Option<String> {
     (!name.is_empty()).then(|| normalize_name(name))
 }
 
-fn normalize_name(name: &str) -> String {
+/// PEP 503 normalization: lowercase, runs of `-`, `_` and `.` become one `-`.
+pub fn normalize_name(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         if matches!(c, '-' | '_' | '.') {

@@ -17,6 +17,8 @@ use crate::source::SourceFile;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub line: usize,
+    /// For a mapping's value, the line of its key (a block value starts on a later line).
+    pub key_line: usize,
     pub value: Value,
 }
 
@@ -68,6 +70,7 @@ pub fn parse(source: &SourceFile) -> Result<Node, SpecError> {
     }
     Ok(builder.root.unwrap_or(Node {
         line: 1,
+        key_line: 0,
         value: Value::Null,
     }))
 }
@@ -125,6 +128,8 @@ impl Builder {
                         if entries.iter().any(|(k, _)| *k == key) {
                             self.duplicate.get_or_insert((line, key.clone()));
                         }
+                        let mut node = node;
+                        node.key_line = line;
                         entries.push((key, node));
                     }
                 }
@@ -145,11 +150,19 @@ impl MarkedEventReceiver for Builder {
                 } else {
                     Value::Scalar { text, plain }
                 };
-                self.push_value(Node { line, value }, anchor);
+                self.push_value(
+                    Node {
+                        line,
+                        key_line: 0,
+                        value,
+                    },
+                    anchor,
+                );
             }
             Event::SequenceStart(anchor, _) => self.stack.push((
                 Frame::Seq(Node {
                     line,
+                    key_line: 0,
                     value: Value::Seq(Vec::new()),
                 }),
                 anchor,
@@ -158,6 +171,7 @@ impl MarkedEventReceiver for Builder {
                 Frame::Map {
                     node: Node {
                         line,
+                        key_line: 0,
                         value: Value::Map(Vec::new()),
                     },
                     pending_key: None,
@@ -175,6 +189,7 @@ impl MarkedEventReceiver for Builder {
             Event::Alias(id) => {
                 let node = self.anchors.get(&id).cloned().unwrap_or(Node {
                     line,
+                    key_line: 0,
                     value: Value::Null,
                 });
                 self.push_value(node, 0);
@@ -359,7 +374,12 @@ impl<'n> Map<'n> {
         for ((key, node), used) in self.entries.iter().zip(&self.used) {
             if !used {
                 let field = self.field(key);
-                reader.warn(node.line, &field, "unknown key (ignored)");
+                let line = if node.key_line > 0 {
+                    node.key_line
+                } else {
+                    node.line
+                };
+                reader.warn(line, &field, "unknown key (ignored)");
             }
         }
     }

@@ -88,6 +88,20 @@ fn unknown_key_warns_and_still_registers() {
         "{}",
         run.stderr
     );
+    // A block value starts below its key; the warning names the key's line.
+    let block = cx.write(
+        "block.yml",
+        "name: block\nimage: python:3.11-slim\npythn:\n  version: \"3.11\"\n",
+    );
+    let run = cx
+        .run_path(&["env", "create", "--no-lock", "-f"], &block, &[])
+        .success();
+    assert!(
+        run.stderr
+            .contains("block.yml:3: field `pythn`: unknown key"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
