@@ -31,6 +31,16 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A remote workspace refused the request (authentication, permission, validation, ...).
+    #[error("{message}")]
+    Remote {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// A remote workspace could not be reached, or answered something that is not the API.
+    #[error("{0}")]
+    Transport(String),
     /// The workspace directory could not be created or opened.
     #[error("cannot open the workspace at {path}")]
     Open {
@@ -49,9 +59,10 @@ impl From<rusqlite::Error> for StoreError {
 impl StoreError {
     /// Errors caused by the request rather than by the system.
     pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            Self::Database(_) | Self::Corrupt(_) | Self::Open { .. }
-        )
+        match self {
+            Self::Remote { status, .. } => *status < 500,
+            Self::Database(_) | Self::Corrupt(_) | Self::Open { .. } | Self::Transport(_) => false,
+            _ => true,
+        }
     }
 }

@@ -26,6 +26,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Where a version came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     /// `manual`, `import`, `run`, `clone`, `curated`, `relock`.
@@ -49,6 +50,7 @@ impl Source {
 }
 
 /// One version of an environment, as commands print it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
     pub name: String,
@@ -68,6 +70,8 @@ pub struct VersionRecord {
     pub curated: bool,
     /// The lock this version resolved to, once it has one; never changes afterwards.
     pub lock_hash: Option<String>,
+    /// The definition, in Terrarium's JSON form (the fields of the native YAML).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub definition: Definition,
 }
 
@@ -97,6 +101,7 @@ pub struct RegisterOutcome {
 }
 
 /// A history entry that is not a version: label moves, archive, metadata updates, deletes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub name: String,
@@ -117,6 +122,7 @@ pub struct MetadataUpdate {
 }
 
 /// One run of a command in an environment version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
@@ -134,6 +140,43 @@ pub struct RunRecord {
     pub finished_at: Option<String>,
     pub exit_code: Option<i32>,
     pub log_path: Option<String>,
+}
+
+/// An API token as stored: only its SHA-256 hash, never the token itself.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The public part of the token, shown in lists and the audit trail.
+    pub id: String,
+    /// What the token is for (`ci`, `alice`, ...): the actor recorded for its requests.
+    pub name: String,
+    /// `reader`, `contributor` or `admin`.
+    pub role: String,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// One mutating request, as the audit trail keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Assigned by the store; ignored when appending.
+    pub id: i64,
+    pub at: String,
+    /// `NAME (token ID)`, or `anonymous`, or `local:USER` for direct database access.
+    pub actor: String,
+    /// What was asked, e.g. `POST /api/v1/environments`.
+    pub action: String,
+    /// The environment, run or token acted on, when there is one.
+    pub target: Option<String>,
+    /// The HTTP status of the answer.
+    pub status: i32,
+    /// The client's address.
+    pub remote: String,
 }
 
 /// The workspace metadata store.
@@ -213,6 +256,30 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<RunRecord>, StoreError>;
 
     fn get_run(&self, id: &str) -> Result<RunRecord, StoreError>;
+
+    /// Store a run's output (replacing what was stored).
+    fn put_run_log(&self, id: &str, log: &[u8]) -> Result<(), StoreError>;
+
+    /// A run's stored output, if any was stored.
+    fn get_run_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Store a new API token.
+    fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    /// The token with this hash, revoked and expired ones included (the caller decides).
+    fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Every token, oldest first.
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Revoke a token; revoking twice keeps the first time.
+    fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError>;
+
+    /// Append to the audit trail.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// The audit trail, newest first.
+    fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;

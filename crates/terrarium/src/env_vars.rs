@@ -1,6 +1,7 @@
 //! Every environment variable Terrarium reads, in one place.
 
-/// The workspace to use: a directory (later also an `https://` server). Same as `--workspace`.
+/// The workspace to use: a directory, `postgres://...`, or a server `https://host:port`. Same
+/// as `--workspace`.
 pub const TERRARIUM_WORKSPACE: &str = "TERRARIUM_WORKSPACE";
 
 /// Terrarium's home directory: the default workspace lives here. Defaults to the platform's
@@ -27,3 +28,10 @@ pub const TERRARIUM_SECRETS_FILE: &str = "TERRARIUM_SECRETS_FILE";
 /// Prefix of the variables that hold secrets: `${secret:HF_TOKEN}` reads
 /// `TERRARIUM_SECRET_HF_TOKEN`.
 pub const TERRARIUM_SECRET_PREFIX: &str = "TERRARIUM_SECRET_";
+
+/// The API token for a server workspace (`terrarium token create` prints one).
+pub const TERRARIUM_TOKEN: &str = "TERRARIUM_TOKEN";
+
+/// The config file (`workspace = "..."`, `token = "..."`). Defaults to
+/// `~/.config/terrarium/config.toml`.
+pub const TERRARIUM_CONFIG: &str = "TERRARIUM_CONFIG";

@@ -15,9 +15,10 @@ mod workspace;
 #[derive(Debug, Parser)]
 #[command(name = "terrarium", version, about)]
 struct Cli {
-    /// The workspace directory [env: TERRARIUM_WORKSPACE; default: $TERRARIUM_HOME or the
-    /// platform's data directory].
-    #[arg(long, global = true, value_name = "DIR")]
+    /// The workspace: a directory, `postgres://...`, or a server `https://host:port`
+    /// [env: TERRARIUM_WORKSPACE; default: the config file's `workspace`, else $TERRARIUM_HOME
+    /// or the platform's data directory].
+    #[arg(long, global = true, value_name = "DIR|URL")]
     workspace: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -40,6 +41,13 @@ enum Command {
     /// The cache of built environments.
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
+    /// Serve a workspace to a team: REST API, tokens, audit trail and web UI.
+    Server(commands::server::ServerArgs),
+    /// API tokens of a server workspace.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// The audit trail of a workspace's changes.
+    Audit(commands::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +61,9 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&context, args),
         Command::Runs(command) => commands::runs::run(&context, command),
         Command::Cache(command) => commands::cache::run(&context, command),
+        Command::Server(args) => commands::server::run(args),
+        Command::Token(command) => commands::token::run(&context, command),
+        Command::Audit(args) => commands::audit::run(&context, args),
     };
     match result {
         Ok(code) => code,

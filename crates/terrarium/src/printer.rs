@@ -45,6 +45,10 @@ pub fn warnings(warnings: &[Warning]) {
     }
 }
 
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
 pub fn status(message: &str) {
     eprintln!("{message}");
 }

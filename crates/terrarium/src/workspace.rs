@@ -34,13 +34,41 @@ pub const CURATED: &[(&str, &str)] = &[
     ("spark.yml", include_str!("../../../curated/spark.yml")),
 ];
 
-/// The workspace directory: `--workspace`, else `$TERRARIUM_WORKSPACE`, else `$TERRARIUM_HOME`,
-/// else the platform's data directory.
+/// The optional config file: `workspace` and `token`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub workspace: Option<String>,
+    pub token: Option<String>,
+}
+
+/// Read the config file (`$TERRARIUM_CONFIG`, else `~/.config/terrarium/config.toml`), if any.
+pub fn config() -> Result<Config> {
+    let path = match std::env::var_os(env_vars::TERRARIUM_CONFIG).filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => match dirs::config_dir() {
+            Some(dir) => dir.join("terrarium").join("config.toml"),
+            None => return Ok(Config::default()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// The workspace: `--workspace`, else `$TERRARIUM_WORKSPACE`, else the config file's
+/// `workspace`, else `$TERRARIUM_HOME`, else the platform's data directory.
 pub fn workspace_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(dir) = flag {
         return Ok(dir);
     }
     if let Some(dir) = std::env::var_os(env_vars::TERRARIUM_WORKSPACE).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = config()?.workspace.filter(|w| !w.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
     if let Some(dir) = std::env::var_os(env_vars::TERRARIUM_HOME).filter(|v| !v.is_empty()) {
@@ -84,30 +112,63 @@ pub fn is_database_url(dir: &std::path::Path) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
 }
 
-/// Open the workspace (a directory with SQLite, or `postgres://...`) and make sure the curated
-/// environments of this binary are in it.
+/// Whether the workspace setting names a Terrarium server.
+pub fn is_server_url(dir: &std::path::Path) -> bool {
+    terrarium_server::client::is_server_url(&dir.to_string_lossy())
+}
+
+/// The token for a server workspace: `$TERRARIUM_TOKEN`, else the config file's `token`.
+pub fn token() -> Result<Option<String>> {
+    if let Some(token) = std::env::var(env_vars::TERRARIUM_TOKEN)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(token));
+    }
+    Ok(config()?.token)
+}
+
+/// A client for a server workspace.
+pub fn remote(url: &str) -> Result<terrarium_server::client::RemoteStore> {
+    Ok(terrarium_server::client::RemoteStore::new(url, token()?)?)
+}
+
+/// Open a workspace database directly (a directory with SQLite, or `postgres://...`), without
+/// seeding: for the server and for bootstrapping tokens.
+pub fn open_database(dir: &std::path::Path) -> Result<Box<dyn Store>> {
+    let text = dir.to_string_lossy();
+    if is_database_url(dir) {
+        // Never print the URL: it may hold a password.
+        return Ok(Box::new(
+            PostgresStore::connect(&text).context("cannot open the PostgreSQL workspace")?,
+        ));
+    }
+    let dir = match text.strip_prefix("sqlite://") {
+        Some(path) => PathBuf::from(path),
+        None => dir.to_path_buf(),
+    };
+    Ok(Box::new(SqliteStore::open(&dir).with_context(|| {
+        format!("cannot open the workspace in {}", dir.display())
+    })?))
+}
+
+/// Open the workspace (a directory with SQLite, `postgres://...`, or a server URL) and make
+/// sure the curated environments of this binary are in it (a server seeds its own).
 pub fn open(flag: Option<PathBuf>) -> Result<Box<dyn Store>> {
     let dir = workspace_dir(flag)?;
-    let store: Box<dyn Store> = if is_database_url(&dir) {
-        // Never print the URL: it may hold a password.
-        Box::new(
-            PostgresStore::connect(&dir.to_string_lossy())
-                .context("cannot open the PostgreSQL workspace")?,
-        )
-    } else {
-        Box::new(
-            SqliteStore::open(&dir)
-                .with_context(|| format!("cannot open the workspace in {}", dir.display()))?,
-        )
-    };
+    if is_server_url(&dir) {
+        return Ok(Box::new(remote(&dir.to_string_lossy())?));
+    }
+    let store = open_database(&dir)?;
     seed_curated(store.as_ref())?;
     Ok(store)
 }
 
-/// Where run logs go: inside a directory workspace, or Terrarium's home for a database one.
+/// Where run logs go: inside a directory workspace, or Terrarium's home for a database or
+/// server one (the log is also stored in the workspace when the run ends).
 pub fn runs_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     let dir = workspace_dir(flag)?;
-    if is_database_url(&dir) {
+    if is_database_url(&dir) || is_server_url(&dir) {
         let home = match std::env::var_os(env_vars::TERRARIUM_HOME).filter(|v| !v.is_empty()) {
             Some(home) => PathBuf::from(home),
             None => dirs::data_dir()
@@ -137,7 +198,7 @@ pub fn curated_definitions() -> Result<Vec<terrarium_spec::Definition>> {
 
 /// Register curated definitions whose content changed. Cheap when nothing changed: one read of
 /// a stored hash of the whole bundle.
-fn seed_curated(store: &dyn Store) -> Result<()> {
+pub fn seed_curated(store: &dyn Store) -> Result<()> {
     let mut hasher = Sha256::new();
     for (file, text) in CURATED {
         hasher.update(file.as_bytes());

@@ -14,12 +14,15 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::{content_hash, Definition};
 
 use crate::{
-    now, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Source, Store,
-    StoreError, VersionRecord,
+    now, AuditEntry, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Source,
+    Store, StoreError, TokenRecord, VersionRecord,
 };
 
 /// Migrations, applied in order; an applied migration is never edited.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_registry.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_registry.sql"),
+    include_str!("../../migrations/postgres/0002_access.sql"),
+];
 
 /// Serializes concurrent migrators (any constant shared by all Terrarium processes).
 const MIGRATION_LOCK: i64 = 0x7465_7272_6172_6975;
@@ -698,5 +701,123 @@ impl Store for PostgresStore {
             )?;
             Ok(())
         })
+    }
+
+    fn put_run_log(&self, id: &str, log: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            if tx
+                .query_opt("SELECT 1 FROM runs WHERE id = $1", &[&id])?
+                .is_none()
+            {
+                return Err(StoreError::NotFound(format!("run {id}")));
+            }
+            tx.execute(
+                "INSERT INTO run_logs (id, log) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET log = excluded.log",
+                &[&id, &log],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_run_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .query_opt("SELECT log FROM run_logs WHERE id = $1", &[&id])?
+                .map(|r| r.get(0)))
+        })
+    }
+
+    fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (id, name, role, token_hash, created_at, created_by, expires_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &token.id, &token.name, &token.role, &token.token_hash, &token.created_at,
+                    &token.created_by, &token.expires_at, &token.revoked_at,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .query_opt(
+                    &format!("{SELECT_TOKEN} WHERE token_hash = $1"),
+                    &[&token_hash],
+                )?
+                .map(|r| token_from_row(&r)))
+        })
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .query(&format!("{SELECT_TOKEN} ORDER BY created_at, id"), &[])?
+                .iter()
+                .map(token_from_row)
+                .collect())
+        })
+    }
+
+    fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+                &[&id, &at],
+            )?;
+            tx.query_opt(&format!("{SELECT_TOKEN} WHERE id = $1"), &[&id])?
+                .map(|r| token_from_row(&r))
+                .ok_or_else(|| StoreError::NotFound(format!("token {id}")))
+        })
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO audit (at, actor, action, target, status, remote) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&entry.at, &entry.actor, &entry.action, &entry.target, &entry.status, &entry.remote],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT id, at, actor, action, target, status, remote FROM audit ORDER BY id DESC LIMIT $1 OFFSET $2",
+                    &[&(limit as i64), &(offset as i64)],
+                )?
+                .iter()
+                .map(|r| AuditEntry {
+                    id: r.get(0),
+                    at: r.get(1),
+                    actor: r.get(2),
+                    action: r.get(3),
+                    target: r.get(4),
+                    status: r.get(5),
+                    remote: r.get(6),
+                })
+                .collect())
+        })
+    }
+}
+
+const SELECT_TOKEN: &str =
+    "SELECT id, name, role, token_hash, created_at, created_by, expires_at, revoked_at FROM tokens";
+
+fn token_from_row(r: &Row) -> TokenRecord {
+    TokenRecord {
+        id: r.get(0),
+        name: r.get(1),
+        role: r.get(2),
+        token_hash: r.get(3),
+        created_at: r.get(4),
+        created_by: r.get(5),
+        expires_at: r.get(6),
+        revoked_at: r.get(7),
     }
 }

@@ -14,14 +14,15 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::{content_hash, Definition};
 
 use crate::{
-    now, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Source, Store,
-    StoreError, VersionRecord,
+    now, AuditEntry, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Source,
+    Store, StoreError, TokenRecord, VersionRecord,
 };
 
 /// Migrations, applied in order; an applied migration is never edited.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_registry.sql"),
     include_str!("../../migrations/sqlite/0002_locks_runs.sql"),
+    include_str!("../../migrations/sqlite/0003_access.sql"),
 ];
 
 /// The database file inside a workspace directory.
@@ -818,4 +819,128 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+
+    fn put_run_log(&self, id: &str, log: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("run {id}")));
+            }
+            tx.execute(
+                "INSERT INTO run_logs (id, log) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET log = excluded.log",
+                params![id, log],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_run_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row("SELECT log FROM run_logs WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+    }
+
+    fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (id, name, role, token_hash, created_at, created_by, expires_at, revoked_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    token.id, token.name, token.role, token.token_hash, token.created_at,
+                    token.created_by, token.expires_at, token.revoked_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("{SELECT_TOKEN} WHERE token_hash = ?1");
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(params![token_hash], token_from_row)
+                .optional()?)
+        })
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("{SELECT_TOKEN} ORDER BY created_at, id");
+            let mut stmt = conn.prepare(&sql)?;
+            let tokens = stmt
+                .query_map([], token_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(tokens)
+        })
+    }
+
+    fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                params![id, at],
+            )?;
+            let sql = format!("{SELECT_TOKEN} WHERE id = ?1");
+            tx.query_row(&sql, params![id], token_from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("token {id}")))
+        })
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO audit (at, actor, action, target, status, remote) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![entry.at, entry.actor, entry.action, entry.target, entry.status, entry.remote],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, at, actor, action, target, status, remote FROM audit ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+            )?;
+            let entries = stmt
+                .query_map(params![limit as i64, offset as i64], |r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        status: r.get(5)?,
+                        remote: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(entries)
+        })
+    }
+}
+
+const SELECT_TOKEN: &str =
+    "SELECT id, name, role, token_hash, created_at, created_by, expires_at, revoked_at FROM tokens";
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        token_hash: r.get(3)?,
+        created_at: r.get(4)?,
+        created_by: r.get(5)?,
+        expires_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+    })
 }

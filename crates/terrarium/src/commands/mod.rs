@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 
+pub mod audit;
 pub mod cache;
 pub mod curated;
 pub mod env;
 pub mod run;
 pub mod runs;
+pub mod server;
+pub mod token;
 
 /// What every command gets: the global options.
 #[derive(Debug)]

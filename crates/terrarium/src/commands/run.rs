@@ -100,10 +100,35 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
             127
         }
     };
+    // The log goes into the workspace too, so every client and the web UI can show it.
+    match read_log_tail(&log_path) {
+        Ok(log) => {
+            if let Err(err) = store.put_run_log(&id, &log) {
+                printer::warn(&format!(
+                    "cannot store the log of run {id} in the workspace: {err}"
+                ));
+            }
+        }
+        Err(err) => printer::warn(&format!("cannot read {}: {err}", log_path.display())),
+    }
     store.finish_run(&id, &terrarium_store::now(), code)?;
     printer::status(&format!("run {id} finished with exit code {code}"));
     drop(env);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// The end of a log, at most what the workspace keeps (8 MiB).
+fn read_log_tail(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    const MAX: u64 = 8 * 1024 * 1024;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX {
+        file.seek(SeekFrom::Start(len - MAX))?;
+    }
+    let mut buffer = Vec::with_capacity(len.min(MAX) as usize);
+    file.read_to_end(&mut buffer)?;
+    Ok(buffer)
 }
 
 /// Copy a child's stream to ours and to the log as it arrives.

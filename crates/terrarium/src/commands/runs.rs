@@ -93,8 +93,14 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
         }
         RunsCommand::Logs(args) => {
             let run = store.get_run(&args.id)?;
-            let path = run.log_path.context("the run has no log")?;
-            let text = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
+            let text = match store.get_run_log(&run.id)? {
+                Some(text) => text,
+                // Runs recorded before logs were kept in the workspace, or still running.
+                None => {
+                    let path = run.log_path.context("the run has no log")?;
+                    std::fs::read(&path).with_context(|| format!("cannot read {path}"))?
+                }
+            };
             use std::io::Write;
             std::io::stdout().write_all(&text)?;
         }

@@ -1,0 +1,102 @@
+//! The REST API, `/api/v1`, and its OpenAPI document, generated from the handlers.
+
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+
+use crate::state::SharedState;
+
+pub mod access;
+pub mod environments;
+pub mod runs;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Terrarium workspace API",
+        description = "Versioned, immutable environments for machine-learning work: versions, labels, history, diffs, exports, locks, runs, tokens and the audit trail. Every error has the shape `{\"error\": {\"status\", \"code\", \"message\"}}`."
+    ),
+    paths(
+        environments::list, environments::register, environments::latest,
+        environments::versions, environments::version, environments::update_metadata,
+        environments::delete_version, environments::archive, environments::restore,
+        environments::archive_version, environments::restore_version,
+        environments::get_label, environments::set_label, environments::remove_label,
+        environments::events, environments::export, environments::diff,
+        environments::set_lock, environments::get_lock,
+        runs::list, runs::create, runs::get, runs::finish, runs::put_log, runs::get_log,
+        access::create, access::list, access::revoke, access::audit, access::whoami,
+    ),
+    modifiers(&BearerAuth),
+    security(("token" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router() -> Router<SharedState> {
+    use environments as e;
+    Router::new()
+        .route("/environments", get(e::list).post(e::register))
+        .route("/environments/{name}", get(e::latest))
+        .route("/environments/{name}/versions", get(e::versions))
+        .route(
+            "/environments/{name}/versions/{version}",
+            get(e::version)
+                .patch(e::update_metadata)
+                .delete(e::delete_version),
+        )
+        .route("/environments/{name}/archive", post(e::archive))
+        .route("/environments/{name}/restore", post(e::restore))
+        .route(
+            "/environments/{name}/versions/{version}/archive",
+            post(e::archive_version),
+        )
+        .route(
+            "/environments/{name}/versions/{version}/restore",
+            post(e::restore_version),
+        )
+        .route(
+            "/environments/{name}/versions/{version}/export",
+            get(e::export),
+        )
+        .route(
+            "/environments/{name}/versions/{version}/lock",
+            put(e::set_lock),
+        )
+        .route(
+            "/environments/{name}/labels/{label}",
+            get(e::get_label).put(e::set_label).delete(e::remove_label),
+        )
+        .route("/environments/{name}/events", get(e::events))
+        .route("/diff", get(e::diff))
+        .route("/locks/{lock_hash}", get(e::get_lock))
+        .route("/runs", get(runs::list).post(runs::create))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/finish", post(runs::finish))
+        .route(
+            "/runs/{id}/log",
+            get(runs::get_log)
+                .put(runs::put_log)
+                .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)),
+        )
+        .route("/tokens", get(access::list).post(access::create))
+        .route("/tokens/{id}", axum::routing::delete(access::revoke))
+        .route("/audit", get(access::audit))
+        .route("/whoami", get(access::whoami))
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

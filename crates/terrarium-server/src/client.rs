@@ -1,0 +1,403 @@
+//! [`RemoteStore`]: the [`Store`] trait over the REST API, so the CLI works the same against
+//! `--workspace https://host:port` as against a local workspace.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use terrarium_spec::names::Reference;
+use terrarium_store::{
+    AuditEntry, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Store,
+    StoreError, TokenRecord, VersionRecord,
+};
+
+use crate::ui::segment;
+use crate::wire::{
+    ErrorBody, FinishRunBody, LabelBody, LockBody, LockHashResponse, MetadataBody, Page,
+    RegisterBody, RegisterResponse, TokenCreateBody, TokenCreated, WhoAmI, API_PREFIX,
+};
+
+/// Whether a workspace setting is a server URL.
+pub fn is_server_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+/// A workspace served by `terrarium server`.
+#[derive(Debug)]
+pub struct RemoteStore {
+    base: String,
+    token: Option<String>,
+    http: Client,
+}
+
+impl RemoteStore {
+    /// A client for `url` (`https://host:port`), authenticating with `token`.
+    pub fn new(url: &str, token: Option<String>) -> Result<Self, StoreError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|err| StoreError::Invalid(format!("invalid workspace URL `{url}`: {err}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(StoreError::Invalid(format!(
+                "invalid workspace URL `{url}`: expected http(s)://HOST[:PORT]"
+            )));
+        }
+        let http = Client::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("terrarium/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| StoreError::Transport(format!("cannot make an HTTP client: {err}")))?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{API_PREFIX}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    fn send(&self, request: RequestBuilder) -> Result<Response, StoreError> {
+        let response = request.send().map_err(|err| {
+            let mut message = format!("cannot reach the workspace server at {}", self.base);
+            let mut source: Option<&dyn std::error::Error> = Some(&err);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            StoreError::Transport(message)
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) if body.error.code == "not_found" && body.error.subject.is_some() => {
+                Err(StoreError::NotFound(body.error.subject.unwrap_or_default()))
+            }
+            Ok(body) => Err(StoreError::Remote {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: hint(status, body.error.message),
+            }),
+            Err(_) => Err(StoreError::Transport(format!(
+                "{} answered {status} with something that is not the Terrarium API",
+                self.base
+            ))),
+        }
+    }
+
+    fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, StoreError> {
+        let response = self.send(request)?;
+        response.json().map_err(|err| {
+            StoreError::Transport(format!("unexpected answer from {}: {err}", self.base))
+        })
+    }
+
+    /// Every item of a paged list.
+    fn all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, StoreError> {
+        let mut items = Vec::new();
+        loop {
+            let mut q = query.to_vec();
+            q.push(("limit", "1000".to_string()));
+            q.push(("offset", items.len().to_string()));
+            let page: Page<T> = self.json(self.request(Method::GET, path).query(&q))?;
+            let done = page.items.is_empty() || items.len() + page.items.len() >= page.total;
+            items.extend(page.items);
+            if done {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Create a token on the server (admin only). The answer holds the token, shown once.
+    pub fn create_token_remote(
+        &self,
+        name: &str,
+        role: &str,
+        expires_in: Option<&str>,
+    ) -> Result<TokenCreated, StoreError> {
+        self.json(
+            self.request(Method::POST, "/tokens")
+                .json(&TokenCreateBody {
+                    name: name.to_string(),
+                    role: role.to_string(),
+                    expires_in: expires_in.map(str::to_string),
+                }),
+        )
+    }
+
+    pub fn whoami(&self) -> Result<WhoAmI, StoreError> {
+        self.json(self.request(Method::GET, "/whoami"))
+    }
+}
+
+fn hint(status: StatusCode, message: String) -> String {
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            format!("{message} (set TERRARIUM_TOKEN, or `token` in the config file)")
+        }
+        _ => message,
+    }
+}
+
+fn env_path(name: &str) -> String {
+    format!("/environments/{}", segment(name))
+}
+
+fn version_path(name: &str, version: &str) -> String {
+    format!("{}/versions/{}", env_path(name), segment(version))
+}
+
+impl Store for RemoteStore {
+    fn register(&self, request: RegisterRequest) -> Result<RegisterOutcome, StoreError> {
+        if request.allow_curated {
+            return Err(StoreError::Invalid(
+                "curated environments are seeded by the server".to_string(),
+            ));
+        }
+        let body = RegisterBody {
+            definition: request.definition,
+            source: Some(request.source),
+            parent: request.parent,
+            force_new: request.force_new,
+            lock: request
+                .lock
+                .map(|(lock_hash, lock)| LockBody { lock_hash, lock }),
+        };
+        let response: RegisterResponse =
+            self.json(self.request(Method::POST, "/environments").json(&body))?;
+        Ok(RegisterOutcome {
+            record: response.record,
+            created: response.created,
+        })
+    }
+
+    fn resolve(&self, reference: &Reference) -> Result<VersionRecord, StoreError> {
+        let path = match reference {
+            Reference::Latest(name) => env_path(name),
+            Reference::Version(name, version) => version_path(name, version),
+            Reference::Label(name, label) => {
+                format!("{}/labels/{}", env_path(name), segment(label))
+            }
+        };
+        self.json(self.request(Method::GET, &path))
+    }
+
+    fn list(&self, include_archived: bool) -> Result<Vec<VersionRecord>, StoreError> {
+        self.all(
+            "/environments",
+            &[("include_archived", include_archived.to_string())],
+        )
+    }
+
+    fn versions(&self, name: &str) -> Result<Vec<VersionRecord>, StoreError> {
+        self.all(&format!("{}/versions", env_path(name)), &[])
+    }
+
+    fn events(&self, name: &str) -> Result<Vec<Event>, StoreError> {
+        self.all(&format!("{}/events", env_path(name)), &[])
+    }
+
+    fn set_label(
+        &self,
+        name: &str,
+        version: &str,
+        label: &str,
+        _actor: &str,
+    ) -> Result<(), StoreError> {
+        let path = format!("{}/labels/{}", env_path(name), segment(label));
+        self.send(self.request(Method::PUT, &path).json(&LabelBody {
+            version: version.to_string(),
+        }))?;
+        Ok(())
+    }
+
+    fn remove_label(&self, name: &str, label: &str, _actor: &str) -> Result<(), StoreError> {
+        let path = format!("{}/labels/{}", env_path(name), segment(label));
+        self.send(self.request(Method::DELETE, &path))?;
+        Ok(())
+    }
+
+    fn update_metadata(
+        &self,
+        name: &str,
+        version: &str,
+        update: &MetadataUpdate,
+        _actor: &str,
+    ) -> Result<VersionRecord, StoreError> {
+        let body = MetadataBody {
+            description: update.description.clone().flatten(),
+            clear_description: matches!(update.description, Some(None)),
+            set_tags: update.set_tags.clone(),
+            remove_tags: update.remove_tags.clone(),
+        };
+        self.json(
+            self.request(Method::PATCH, &version_path(name, version))
+                .json(&body),
+        )
+    }
+
+    fn set_archived(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        archived: bool,
+        _actor: &str,
+    ) -> Result<(), StoreError> {
+        let base = match version {
+            Some(version) => version_path(name, version),
+            None => env_path(name),
+        };
+        let action = if archived { "archive" } else { "restore" };
+        self.send(self.request(Method::POST, &format!("{base}/{action}")))?;
+        Ok(())
+    }
+
+    fn delete_version(&self, name: &str, version: &str, _actor: &str) -> Result<(), StoreError> {
+        self.send(self.request(Method::DELETE, &version_path(name, version)))?;
+        Ok(())
+    }
+
+    fn set_lock(
+        &self,
+        name: &str,
+        version: &str,
+        lock_hash: &str,
+        lock: &str,
+    ) -> Result<String, StoreError> {
+        let path = format!("{}/lock", version_path(name, version));
+        let response: LockHashResponse =
+            self.json(self.request(Method::PUT, &path).json(&LockBody {
+                lock_hash: lock_hash.to_string(),
+                lock: lock.to_string(),
+            }))?;
+        Ok(response.lock_hash)
+    }
+
+    fn get_lock(&self, lock_hash: &str) -> Result<String, StoreError> {
+        let response =
+            self.send(self.request(Method::GET, &format!("/locks/{}", segment(lock_hash))))?;
+        response.text().map_err(|err| {
+            StoreError::Transport(format!("reading a lock from {}: {err}", self.base))
+        })
+    }
+
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.send(self.request(Method::POST, "/runs").json(run))?;
+        Ok(())
+    }
+
+    fn finish_run(&self, id: &str, finished_at: &str, exit_code: i32) -> Result<(), StoreError> {
+        let path = format!("/runs/{}/finish", segment(id));
+        self.send(self.request(Method::POST, &path).json(&FinishRunBody {
+            finished_at: finished_at.to_string(),
+            exit_code,
+        }))?;
+        Ok(())
+    }
+
+    fn list_runs(
+        &self,
+        experiment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut query = vec![("limit", limit.clamp(1, 1000).to_string())];
+        if let Some(experiment) = experiment {
+            query.push(("experiment", experiment.to_string()));
+        }
+        let page: Page<RunRecord> = self.json(self.request(Method::GET, "/runs").query(&query))?;
+        Ok(page.items)
+    }
+
+    fn get_run(&self, id: &str) -> Result<RunRecord, StoreError> {
+        self.json(self.request(Method::GET, &format!("/runs/{}", segment(id))))
+    }
+
+    fn put_run_log(&self, id: &str, log: &[u8]) -> Result<(), StoreError> {
+        let path = format!("/runs/{}/log", segment(id));
+        self.send(
+            self.request(Method::PUT, &path)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(log.to_vec()),
+        )?;
+        Ok(())
+    }
+
+    fn get_run_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.send(self.request(Method::GET, &format!("/runs/{}/log", segment(id)))) {
+            Ok(response) => Ok(Some(
+                response
+                    .bytes()
+                    .map_err(|err| {
+                        StoreError::Transport(format!("reading a log from {}: {err}", self.base))
+                    })?
+                    .to_vec(),
+            )),
+            Err(StoreError::NotFound(subject)) if subject.starts_with("the log of") => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn create_token(&self, _token: &TokenRecord) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(
+            "tokens of a server workspace are made by the server".to_string(),
+        ))
+    }
+
+    fn token_by_hash(&self, _token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Err(StoreError::Invalid(
+            "tokens are checked by the server".to_string(),
+        ))
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.all("/tokens", &[])
+    }
+
+    fn revoke_token(&self, id: &str, _at: &str) -> Result<TokenRecord, StoreError> {
+        self.json(self.request(Method::DELETE, &format!("/tokens/{}", segment(id))))
+    }
+
+    fn append_audit(&self, _entry: &AuditEntry) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(
+            "the server writes its audit trail".to_string(),
+        ))
+    }
+
+    fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.json(self.request(Method::GET, "/audit").query(&[
+            ("limit", limit.clamp(1, 1000).to_string()),
+            ("offset", offset.to_string()),
+        ]))
+    }
+
+    fn meta_get(&self, _key: &str) -> Result<Option<String>, StoreError> {
+        Err(StoreError::Invalid(
+            "workspace settings are not available over the API".to_string(),
+        ))
+    }
+
+    fn meta_set(&self, _key: &str, _value: &str) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(
+            "workspace settings are not available over the API".to_string(),
+        ))
+    }
+}

@@ -1,0 +1,23 @@
+//! The team workspace server and its client.
+//!
+//! - [`serve`] runs `terrarium server`: a stateless axum front for a [`Store`] (SQLite or
+//!   PostgreSQL), so several replicas can serve one PostgreSQL workspace.
+//!   - `api/`: the REST API under `/api/v1`, with its OpenAPI document at `/openapi.json`;
+//!   - `auth`: API tokens (stored hashed), roles, and the audit trail of mutating requests;
+//!   - `ui/`: the server-rendered web UI under `/ui`.
+//! - [`client::RemoteStore`] implements [`Store`] over that API, so every CLI command works
+//!   against `--workspace https://host:port` as it does against a local workspace.
+//!
+//! [`Store`]: terrarium_store::Store
+
+pub mod auth;
+pub mod client;
+pub mod wire;
+
+mod api;
+mod error;
+mod server;
+mod state;
+mod ui;
+
+pub use server::{serve, ServerConfig};

@@ -1,0 +1,141 @@
+//! `terrarium server`: listening, layers, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use terrarium_store::Store;
+
+use crate::error::ApiError;
+use crate::state::{AppState, SharedState};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Serve requests without a token (as `contributor`). Refused on non-loopback addresses.
+    pub allow_anonymous_local: bool,
+    /// The largest request body, except run logs (which may be 16 MiB).
+    pub body_limit: usize,
+    /// How long one request may take before it is answered with `timeout`.
+    pub request_timeout: Duration,
+    /// How long a graceful shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            allow_anonymous_local: false,
+            body_limit: 2 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The whole application, for a pool of stores.
+pub fn app(state: SharedState, config: &ServerConfig) -> Router {
+    let timeout = config.request_timeout;
+    let api = crate::api::router();
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui") }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(crate::api::openapi_json))
+        .nest("/api/v1", api)
+        .nest("/ui", crate::ui::router())
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+        })
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::auth::access,
+        ))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            with_timeout(request, next, timeout)
+        }))
+        .with_state(state)
+}
+
+async fn with_timeout(request: Request, next: Next, timeout: Duration) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", timeout.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// Serve `stores` (one per database connection) until SIGINT or SIGTERM; then finish the
+/// requests in flight and return.
+pub fn serve(config: ServerConfig, stores: Vec<Arc<dyn Store>>) -> std::io::Result<()> {
+    if config.allow_anonymous_local && !config.listen.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "--allow-anonymous-local is refused on {}: anonymous access is only for loopback addresses (127.0.0.1, ::1)",
+                config.listen.ip()
+            ),
+        ));
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(stores.len().max(4) * 2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let state = Arc::new(AppState::new(stores, config.allow_anonymous_local));
+        let app = app(state, &config);
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let address = listener.local_addr()?;
+        eprintln!("terrarium server listening on http://{address}");
+        let grace = config.shutdown_grace;
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            eprintln!("terrarium server: stopping; finishing requests in flight");
+            let _ = stopping_tx.send(());
+        });
+        let server = tokio::spawn(async move { server.await });
+        // After the signal, in-flight requests get `grace` to finish.
+        let mut server = server;
+        tokio::select! {
+            result = &mut server => return result.map_err(std::io::Error::other)?,
+            _ = stopping_rx => {}
+        }
+        match tokio::time::timeout(grace, server).await {
+            Ok(result) => result.map_err(std::io::Error::other)??,
+            Err(_) => eprintln!(
+                "terrarium server: requests still running after {} s; stopping anyway",
+                grace.as_secs()
+            ),
+        }
+        eprintln!("terrarium server: stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
