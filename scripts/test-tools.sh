@@ -23,5 +23,22 @@ if ! "$uv/bin/uv" --version 2>/dev/null | grep -q "$uv_version"; then
     "$uv/bin/pip" install --quiet --disable-pip-version-check "uv==$uv_version" >&2
 fi
 
+# schemathesis, to fuzz the server's API from its own OpenAPI document.
+st_version=4.32.5
+st="$cache/schemathesis-$st_version"
+if ! "$st/bin/schemathesis" --version 2>/dev/null | grep -q "$st_version"; then
+    rm -rf "$st"
+    python3 -m venv "$st" >&2
+    "$st/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version" >&2
+fi
+
+# Debian's Chromium and ChromeDriver, for the web UI's browser tests.
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+    echo "installing chromium and chromium-driver from Debian" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
+fi
+
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
+echo "export TERRARIUM_TEST_SCHEMATHESIS=$st/bin/schemathesis"
 echo "export TERRARIUM_UV=$uv/bin/uv"

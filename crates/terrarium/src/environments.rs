@@ -262,6 +262,27 @@ pub fn process_env(
     Ok(vars)
 }
 
+/// The values of the secrets a definition's variables refer to, to mask them in stored logs.
+pub fn secret_values(record: &VersionRecord) -> Vec<String> {
+    let mut values = Vec::new();
+    for value in record.definition.environment_variables.values() {
+        let mut rest = value.as_str();
+        while let Some(start) = rest.find("${secret:") {
+            let after = &rest[start + "${secret:".len()..];
+            let Some(end) = after.find('}') else { break };
+            if let Ok(secret) = lookup_secret(&after[..end]) {
+                if !secret.is_empty() {
+                    values.push(secret);
+                }
+            }
+            rest = &after[end + 1..];
+        }
+    }
+    // Longest first, so a secret containing another is masked whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+}
+
 /// Replace `${secret:NAME}` with `$TERRARIUM_SECRET_NAME`, else the secrets file's NAME.
 pub fn resolve_secrets(value: &str) -> Result<String> {
     let mut out = String::new();

@@ -101,8 +101,10 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         }
     };
     // The log goes into the workspace too, so every client and the web UI can show it.
+    // Secret values are masked in the stored copy, which the whole team can read.
     match read_log_tail(&log_path) {
         Ok(log) => {
+            let log = mask(log, &environments::secret_values(&record));
             if let Err(err) = store.put_run_log(&id, &log) {
                 printer::warn(&format!(
                     "cannot store the log of run {id} in the workspace: {err}"
@@ -115,6 +117,26 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     printer::status(&format!("run {id} finished with exit code {code}"));
     drop(env);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Replace every occurrence of each secret with `***`.
+fn mask(mut log: Vec<u8>, secrets: &[String]) -> Vec<u8> {
+    for secret in secrets {
+        let needle = secret.as_bytes();
+        let mut out = Vec::with_capacity(log.len());
+        let mut i = 0;
+        while i < log.len() {
+            if log[i..].starts_with(needle) {
+                out.extend_from_slice(b"***");
+                i += needle.len();
+            } else {
+                out.push(log[i]);
+                i += 1;
+            }
+        }
+        log = out;
+    }
+    log
 }
 
 /// The end of a log, at most what the workspace keeps (8 MiB).

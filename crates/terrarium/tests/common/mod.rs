@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod server;
+
 pub struct TestContext {
     pub dir: tempfile::TempDir,
 }
