@@ -589,3 +589,84 @@ fn graceful_shutdown_finishes_requests_in_flight() {
     let run: common::Run = cmd.output().unwrap().into();
     run.success();
 }
+
+#[test]
+fn two_servers_on_one_postgres_sixteen_concurrent_clients() {
+    let cx = TestContext::new();
+    let Some(db) = common::server::postgres_database("terrarium_two") else {
+        return;
+    };
+    let admin = bootstrap_token(&cx, &db, "admin", "root");
+    let servers = [Server::start(&cx, &db, &[]), Server::start(&cx, &db, &[])];
+    let spawn_all = |files: &[std::path::PathBuf]| -> Vec<serde_json::Value> {
+        let children: Vec<_> = files
+            .iter()
+            .enumerate()
+            .map(|(i, file)| {
+                let mut cmd = cx.command_without_workspace();
+                cmd.arg("--workspace")
+                    .arg(&servers[i % 2].url)
+                    .args(["env", "create", "--no-lock", "--json", "-f"])
+                    .arg(file)
+                    .env("TERRARIUM_TOKEN", &admin)
+                    .env("TERRARIUM_HOME", cx.path("home"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| {
+                let run: common::Run = child.wait_with_output().unwrap().into();
+                run.success().json()
+            })
+            .collect()
+    };
+    // 16 changed definitions of one environment at once, through two servers.
+    let files: Vec<_> = (0..16)
+        .map(|i| {
+            cx.write(
+                &format!("shared-{i}.yml"),
+                format!("name: shared\npython:\n  version: \"3.11\"\n  pip:\n    - pkg{i}==1.0\n"),
+            )
+        })
+        .collect();
+    let mut versions: Vec<u32> = spawn_all(&files)
+        .iter()
+        .map(|r| r["version"].as_str().unwrap().parse().unwrap())
+        .collect();
+    versions.sort();
+    assert_eq!(
+        versions,
+        (1..=16).collect::<Vec<_>>(),
+        "no duplicate, no lost version, no gap"
+    );
+    // 16 clients with one identical new definition: one version.
+    let same: Vec<_> = (0..16)
+        .map(|i| {
+            cx.write(
+                &format!("same-{i}.yml"),
+                "name: shared\npython:\n  version: \"3.11\"\n  pip:\n    - common==2.0\n",
+            )
+        })
+        .collect();
+    let results = spawn_all(&same);
+    assert!(results.iter().all(|r| r["version"] == "17"), "{results:?}");
+    let history = remote(
+        &cx,
+        &servers[1].url,
+        Some(&admin),
+        &["env", "history", "shared", "--json"],
+    )
+    .success()
+    .json();
+    let listed: Vec<&str> = history["versions"]
+        .as_array()
+        .or(history.as_array())
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["version"].as_str())
+        .collect();
+    assert_eq!(listed.len(), 17, "{history}");
+}
