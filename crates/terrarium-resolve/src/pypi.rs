@@ -179,13 +179,26 @@ fn complete_hashes(pylock: &str) -> Result<(Vec<LockedPypi>, String), ResolveErr
                     let sha256 = match existing {
                         Some(h) => h,
                         None => {
-                            let h = hash_artifact(&url)?;
+                            let (h, size) = hash_artifact(&url)?;
                             let mut hashes = toml::Table::new();
                             hashes.insert("sha256".into(), toml::Value::String(h.clone()));
                             artifact.insert("hashes".into(), toml::Value::Table(hashes));
+                            artifact
+                                .entry("size")
+                                .or_insert(toml::Value::Integer(size as i64));
                             h
                         }
                     };
+                    // PEP 751 `size`, which indexes give and find-links directories do not;
+                    // a local file's size is cheap to know.
+                    if !artifact.contains_key("size") {
+                        if let Some(size) = local_path(&url)
+                            .and_then(|p| std::fs::metadata(p).ok())
+                            .map(|m| m.len())
+                        {
+                            artifact.insert("size".into(), toml::Value::Integer(size as i64));
+                        }
+                    }
                     (url, sha256)
                 }
                 None => {
@@ -212,8 +225,16 @@ fn complete_hashes(pylock: &str) -> Result<(Vec<LockedPypi>, String), ResolveErr
     Ok((locked, text))
 }
 
-/// sha256 of an artifact at a `file://` or `http(s)://` URL, streamed.
-fn hash_artifact(url: &str) -> Result<String, ResolveError> {
+/// The local path of a `file://` URL or plain path.
+fn local_path(url: &str) -> Option<String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(percent_decode(path));
+    }
+    (!url.contains("://")).then(|| url.to_string())
+}
+
+/// sha256 and size of an artifact at a `file://` or `http(s)://` URL, streamed.
+fn hash_artifact(url: &str) -> Result<(String, u64), ResolveError> {
     let fetch_err = |message: String| ResolveError::Fetch {
         url: url.to_string(),
         message,
@@ -232,6 +253,7 @@ fn hash_artifact(url: &str) -> Result<String, ResolveError> {
     } else {
         Box::new(std::fs::File::open(url).map_err(|e| fetch_err(e.to_string()))?)
     };
+    let mut size = 0u64;
     loop {
         let n = reader
             .read(&mut buf)
@@ -239,9 +261,10 @@ fn hash_artifact(url: &str) -> Result<String, ResolveError> {
         if n == 0 {
             break;
         }
+        size += n as u64;
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 fn percent_decode(text: &str) -> String {
