@@ -84,7 +84,8 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
 /// Parse a lifetime such as `30d`, `12h`, `90m` or `45s`.
 pub fn parse_lifetime(text: &str) -> Result<time::Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let split = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (number, unit) = text.split_at(split);
     let n: i64 = number
         .parse()
         .ok()

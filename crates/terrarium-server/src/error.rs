@@ -134,17 +134,107 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
     }
 }
 
-/// `Json` whose rejections are [`ApiError`]s.
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// Text with NUL characters is refused everywhere: databases cannot store it, and no name,
+/// path or command holds one.
+fn find_nul(value: &serde_json::Value, path: &mut Vec<String>) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(path.join(".")),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(i.to_string());
+            let found = find_nul(item, path);
+            path.pop();
+            found
+        }),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(path.join("."));
+            }
+            path.push(key.clone());
+            let found = find_nul(item, path);
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
+}
+
+fn nul_error(field: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "field `{}`: text must not contain NUL characters",
+        if field.is_empty() { "(body)" } else { field }
+    ))
+}
+
+/// `Json` whose rejections are [`ApiError`]s, and which refuses NUL characters.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
-/// `Query` whose rejections are [`ApiError`]s.
-#[derive(Debug, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) =
+            axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        if let Some(field) = find_nul(&value, &mut Vec::new()) {
+            return Err(nul_error(&field));
+        }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|err| ApiError::invalid(format!("Failed to deserialize the JSON body: {err}")))
+    }
+}
+
+/// `Query` whose rejections are [`ApiError`]s, and which refuses NUL characters.
+#[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
-/// `Path` whose rejections are [`ApiError`]s.
-#[derive(Debug, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let decoded = percent_encoding::percent_decode_str(query).decode_utf8_lossy();
+        if decoded.contains('\0') {
+            return Err(nul_error("query"));
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// `Path` whose rejections are [`ApiError`]s, and which refuses NUL characters.
+#[derive(Debug)]
 pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let decoded = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+        if decoded.contains('\0') {
+            return Err(nul_error("path"));
+        }
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}

@@ -492,6 +492,23 @@ fn bad_requests_get_json_errors_and_leave_nothing_behind() {
             413,
             "payload_too_large",
         ),
+        // NUL characters, which PostgreSQL cannot store (found by schemathesis).
+        (
+            "POST",
+            "/api/v1/environments",
+            br#"{"definition": {"name": "x", "description": "a\u0000b"}}"#.to_vec(),
+            400,
+            "invalid",
+        ),
+        (
+            "PATCH",
+            "/api/v1/environments/demo/versions/1",
+            br#"{"set_tags": {"k": "\u0000"}}"#.to_vec(),
+            400,
+            "invalid",
+        ),
+        ("GET", "/api/v1/runs/a%00b", vec![], 400, "invalid"),
+        ("GET", "/api/v1/runs?experiment=%00", vec![], 400, "invalid"),
         ("GET", "/api/v1/environments/nope", vec![], 404, "not_found"),
         (
             "GET",

@@ -34,8 +34,10 @@ pub struct ListQuery {
     #[serde(default)]
     pub include_archived: bool,
     /// At most this many items (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Skip this many items.
+    #[param(minimum = 0, maximum = 1000000000)]
     pub offset: Option<usize>,
 }
 
@@ -44,8 +46,10 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// At most this many items (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Skip this many items.
+    #[param(minimum = 0, maximum = 1000000000)]
     pub offset: Option<usize>,
 }
 

@@ -28,7 +28,7 @@ pub mod runs;
         runs::list, runs::create, runs::get, runs::finish, runs::put_log, runs::get_log,
         access::create, access::list, access::revoke, access::audit, access::whoami,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("token" = []))
 )]
 pub struct ApiDoc;
@@ -42,6 +42,66 @@ impl utoipa::Modify for BearerAuth {
             "token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The error answers any operation can give, documented on every operation: bad input (400),
+/// no or a bad token (401), a timeout (503); a role too low (403) on writes and admin reads;
+/// missing or archived things (404, 409) where the path names them; too large a body (413).
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let has_params = path.contains('{');
+            let admin_read = path.ends_with("/tokens") || path.ends_with("/audit");
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, writes) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let mut codes = vec![
+                    ("400", "invalid input"),
+                    ("401", "no token, or a revoked, expired or unknown one"),
+                    ("503", "the request timed out"),
+                ];
+                if writes || admin_read {
+                    codes.push(("403", "the token's role does not allow this"));
+                }
+                if has_params || writes {
+                    codes.push(("404", "not found"));
+                    codes.push(("409", "conflicts with the workspace's state"));
+                }
+                if writes {
+                    codes.push(("413", "the request body is too large"));
+                }
+                for (code, description) in codes {
+                    operation
+                        .responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

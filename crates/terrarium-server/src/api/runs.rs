@@ -26,8 +26,10 @@ pub struct RunsQuery {
     /// Only runs in this environment (by name).
     pub environment: Option<String>,
     /// At most this many items (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Skip this many items.
+    #[param(minimum = 0, maximum = 1000000000)]
     pub offset: Option<usize>,
 }
 
