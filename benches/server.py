@@ -73,8 +73,8 @@ POST_SCRIPT = """
 counter = 0
 request = function()
   counter = counter + 1
-  local body = string.format(%s, counter, math.random(1, 1000000000))
-  return wrk.format("POST", %q, {["Content-Type"] = "application/json"}, body)
+  local body = string.format(BODY, counter, math.random(1, 1000000000))
+  return wrk.format("POST", "PATH", {["Content-Type"] = "application/json", ["Authorization"] = "AUTH"}, body)
 end
 """
 
@@ -136,15 +136,18 @@ def main():
         wait_http(tport, "/healthz")
         auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         c = http.client.HTTPConnection("127.0.0.1", tport)
-        c.request("POST", "/api/v1/environments", json.dumps({"definition": {"name": "bench", "python": {"version": "3.11", "pip": ["numpy==1.26.4"]}}}), auth)
+        c.request("POST", "/api/v1/environments", json.dumps({"definition": {"name": "bench", "python": {"version": "3.11", "pip": [{"spec": "numpy==1.26.4"}]}}}), auth)
         assert c.getresponse().status in (200, 201)
         t_get = wrk(f"http://127.0.0.1:{tport}/api/v1/environments/bench/versions/1", [f"Authorization: Bearer {token}"])
-        script = os.path.join(tmp, "t_post.lua")
-        body = '\'{"definition": {"name": "bench", "python": {"version": "3.11", "pip": ["pkg%d==1.%d"]}}}\''
-        with open(script, "w") as f:
-            f.write(POST_SCRIPT % (body, "/api/v1/environments"))
-        t_post = wrk(f"http://127.0.0.1:{tport}", [f"Authorization: Bearer {token}"], script)
         lat, achieved = fixed_rate(tport, "/api/v1/environments/bench/versions/1", {"Authorization": f"Bearer {token}"})
+        script = os.path.join(tmp, "t_post.lua")
+        body = '\'{"definition": {"name": "bench", "python": {"version": "3.11", "pip": [{"spec": "pkg%d==1.%d"}]}}}\''
+        with open(script, "w") as f:
+            f.write(POST_SCRIPT.replace("BODY", body).replace("PATH", "/api/v1/environments").replace("AUTH", f"Bearer {token}"))
+        t_post = wrk(f"http://127.0.0.1:{tport}", [], script)
+        c = http.client.HTTPConnection("127.0.0.1", tport)
+        c.request("GET", "/api/v1/environments/bench/versions?limit=1", headers=auth)
+        t_versions = json.loads(c.getresponse().read())["total"]
 
         # MLflow
         m = None
@@ -159,13 +162,13 @@ def main():
             c = http.client.HTTPConnection("127.0.0.1", mport)
             c.request("POST", "/api/2.0/mlflow/registered-models/create", json.dumps({"name": "bench"}), h)
             assert c.getresponse().read() is not None
-            c.request("POST", "/api/2.0/mlflow/model-versions/create", json.dumps({"name": "bench", "source": f"{tmp}/model"}), h)
+            c.request("POST", "/api/2.0/mlflow/model-versions/create", json.dumps({"name": "bench", "source": "s3://bench/model"}), h)
             r = c.getresponse(); r.read(); assert r.status == 200, r.status
             m_get = wrk(f"http://127.0.0.1:{mport}/api/2.0/mlflow/model-versions/get?name=bench&version=1", [])
             script = os.path.join(tmp, "m_post.lua")
-            body = '\'{"name": "bench", "source": "/tmp/model-%d-%d"}\''
+            body = '\'{"name": "bench", "source": "s3://bench/model-%d-%d"}\''
             with open(script, "w") as f:
-                f.write(POST_SCRIPT % (body, "/api/2.0/mlflow/model-versions/create"))
+                f.write(POST_SCRIPT.replace("BODY", body).replace("PATH", "/api/2.0/mlflow/model-versions/create").replace("AUTH", "none"))
             m_post = wrk(f"http://127.0.0.1:{mport}", [], script)
             m = (m_get, m_post)
 
@@ -175,7 +178,7 @@ def main():
             print(f"  mlflow     {m[0][0]:10.0f} req/s  p99 {m[0][1]:7.2f} ms  non-2xx {m[0][2]}")
             print(f"  ratio      {t_get[0] / m[0][0]:10.1f}x throughput (target >= 10x)")
         print(f"register, concurrency 16 ({DURATION}):")
-        print(f"  terrarium  {t_post[0]:10.0f} req/s  p99 {t_post[1]:7.2f} ms  non-2xx {t_post[2]}")
+        print(f"  terrarium  {t_post[0]:10.0f} req/s  p99 {t_post[1]:7.2f} ms  non-2xx {t_post[2]}  ({t_versions} versions stored)")
         if m:
             print(f"  mlflow     {m[1][0]:10.0f} req/s  p99 {m[1][1]:7.2f} ms  non-2xx {m[1][2]}")
             print(f"  ratio      {t_post[0] / m[1][0]:10.1f}x throughput")
