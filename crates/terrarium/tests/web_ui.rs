@@ -207,153 +207,162 @@ fn free_port() -> u16 {
 #[test]
 fn click_through_environments_versions_diff_lock_and_runs() {
     let cx = TestContext::new();
-    let db = format!("sqlite://{}", cx.path("ws").display());
-    let token = bootstrap_token(&cx, &db, "contributor", "alice");
-    let server = Server::start(&cx, &db, &[]);
-    let url = server.url.clone();
-    let define = |name: &str, text: &str| {
-        let file = cx.write(name, text);
-        remote(
-            &cx,
-            &url,
-            Some(&token),
-            &["env", "create", "--no-lock", "-f", file.to_str().unwrap()],
-        )
-        .success();
-    };
-    define("a.yml", "name: vision-train\ndescription: image models\ntags:\n  team: vision\npython:\n  version: \"3.11\"\n  pip:\n    - numpy==1.26.4\n    - pillow==10.4.0\n");
-    define("a.yml", "name: vision-train\ndescription: image models\ntags:\n  team: vision\npython:\n  version: \"3.11\"\n  pip:\n    - numpy==2.1.0\n    - pillow==10.4.0\n    - torch==2.5.1\n");
-    define("b.yml", "name: nlp-serve\ntags:\n  team: nlp\npython:\n  version: \"3.12\"\n  pip:\n    - transformers==4.46.0\n");
-    // A locked environment (locked by the CLI against a local wheelhouse, stored on the server).
-    assert!(common::uv_available() || std::env::var_os("CI").is_none());
-    let locked = common::uv_available();
-    if locked {
-        let wheels = cx.path("wheels");
-        common::make_wheels(&wheels, &["alpha==1.0:beta>=2", "beta==2.1"]);
-        let file = cx.write(
-            "locked.yml",
-            format!(
-                "name: locked\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n    - alpha\n",
-                wheels.display()
-            ),
+    for db in common::server::backends(&cx, "terrarium_ui") {
+        let backend = if db.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let token = bootstrap_token(&cx, &db, "contributor", "alice");
+        let server = Server::start(&cx, &db, &[]);
+        let url = server.url.clone();
+        let define = |name: &str, text: &str| {
+            let file = cx.write(name, text);
+            remote(
+                &cx,
+                &url,
+                Some(&token),
+                &["env", "create", "--no-lock", "-f", file.to_str().unwrap()],
+            )
+            .success();
+        };
+        define("a.yml", "name: vision-train\ndescription: image models\ntags:\n  team: vision\npython:\n  version: \"3.11\"\n  pip:\n    - numpy==1.26.4\n    - pillow==10.4.0\n");
+        define("a.yml", "name: vision-train\ndescription: image models\ntags:\n  team: vision\npython:\n  version: \"3.11\"\n  pip:\n    - numpy==2.1.0\n    - pillow==10.4.0\n    - torch==2.5.1\n");
+        define("b.yml", "name: nlp-serve\ntags:\n  team: nlp\npython:\n  version: \"3.12\"\n  pip:\n    - transformers==4.46.0\n");
+        // A locked environment (locked by the CLI against a local wheelhouse, stored on the server).
+        assert!(common::uv_available() || std::env::var_os("CI").is_none());
+        let locked = common::uv_available();
+        if locked {
+            let wheels = cx.path("wheels");
+            common::make_wheels(&wheels, &["alpha==1.0:beta>=2", "beta==2.1"]);
+            let file = cx.write(
+                "locked.yml",
+                format!(
+                    "name: locked\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n    - alpha\n",
+                    wheels.display()
+                ),
+            );
+            remote(
+                &cx,
+                &url,
+                Some(&token),
+                &["env", "create", "-f", file.to_str().unwrap()],
+            )
+            .success();
+        }
+        let python = find("python3").unwrap();
+        let sys = cx.write(
+            "sys.yml",
+            format!("name: sysenv\npython:\n  user_managed: true\n  interpreter: {python}\n"),
         );
-        remote(
-            &cx,
-            &url,
-            Some(&token),
-            &["env", "create", "-f", file.to_str().unwrap()],
-        )
-        .success();
+        let mut cmd = cx.command_without_workspace();
+        cmd.arg("--workspace")
+            .arg(&url)
+            .args(["run", "--experiment", "ui", "--env"])
+            .arg(&sys)
+            .args(["--", "sh", "-c", "echo epoch 1 loss 0.25"])
+            .env("TERRARIUM_TOKEN", &token)
+            .env("TERRARIUM_HOME", cx.path("home"));
+        let run: common::Run = cmd.output().unwrap().into();
+        run.success();
+
+        let Some(mut browser) = Browser::start(&cx.path(&format!("chromium-profile-{backend}")))
+        else {
+            return;
+        };
+        browser.shots = browser.shots.join(backend);
+        std::fs::create_dir_all(&browser.shots).unwrap();
+        // Without a token the UI asks for one.
+        browser.goto(&format!("{url}/ui"));
+        assert!(browser.url().ends_with("/ui/login"), "{}", browser.url());
+        browser.screenshot("01-login");
+        let input = browser.find("input[name=token]");
+        browser.type_into(&input, &token);
+        let submit = browser.find("button[type=submit]");
+        browser.click(&submit);
+
+        // Environments, filtered by tag through the form.
+        assert!(browser.url().ends_with("/ui"), "{}", browser.url());
+        let text = browser.page_text();
+        assert!(
+            text.contains("vision-train") && text.contains("nlp-serve"),
+            "{text}"
+        );
+        assert!(text.contains("alice · contributor"), "{text}");
+        browser.screenshot("02-environments");
+        let tag = browser.find("input[name=tag]");
+        browser.type_into(&tag, "team=vision");
+        browser.click(&browser.find("form.inline button[type=submit]"));
+        let rows = browser.find_all("#environments tbody tr");
+        assert_eq!(rows.len(), 1);
+        assert!(browser.text(&rows[0]).contains("vision-train"));
+        browser.screenshot("03-filtered");
+
+        // The environment's timeline, newest first.
+        browser.click(&browser.find("a.env"));
+        let entries = browser.find_all("#timeline li");
+        assert_eq!(entries.len(), 2);
+        assert!(
+            browser.text(&entries[0]).starts_with("version 2"),
+            "{}",
+            browser.text(&entries[0])
+        );
+        assert!(browser.text(&entries[1]).contains("alice"));
+        browser.screenshot("04-timeline");
+
+        // Diff 1 -> 2 (the form's defaults).
+        browser.click(&browser.find("#diff-button"));
+        let changes = browser.text(&browser.find("#changes"));
+        assert!(
+            changes.contains("numpy")
+                && changes.contains("numpy==1.26.4")
+                && changes.contains("numpy==2.1.0"),
+            "{changes}"
+        );
+        assert!(
+            changes.contains("torch") && changes.contains("added"),
+            "{changes}"
+        );
+        assert!(
+            !changes.contains("pillow"),
+            "unchanged entries are not shown: {changes}"
+        );
+        browser.screenshot("05-diff");
+
+        // A version page: definition, lock state.
+        browser.goto(&format!("{url}/ui/environments/vision-train"));
+        browser.click(&browser.find("a.version"));
+        let definition = browser.text(&browser.find("#definition"));
+        assert!(definition.contains("torch==2.5.1"), "{definition}");
+        assert!(browser.page_text().contains("not locked yet"));
+        browser.screenshot("06-version");
+
+        // The lock's contents: packages, sizes, sources.
+        if locked {
+            browser.goto(&format!("{url}/ui/environments/locked/versions/1"));
+            let table = browser.text(&browser.find("table.lock"));
+            assert!(
+                table.contains("alpha") && table.contains("beta") && table.contains("2.1"),
+                "{table}"
+            );
+            assert!(
+                table.contains("pypi") && table.contains("local file"),
+                "{table}"
+            );
+            assert!(
+                table.contains(" B") || table.contains("KiB"),
+                "sizes are shown: {table}"
+            );
+            browser.screenshot("07-lock");
+        }
+
+        // Runs and a run's log.
+        browser.goto(&format!("{url}/ui/runs"));
+        browser.screenshot("08-runs");
+        browser.click(&browser.find("a.run"));
+        let log = browser.text(&browser.find("#log"));
+        assert_eq!(log.trim(), "epoch 1 loss 0.25");
+        browser.screenshot("09-run");
+        eprintln!("screenshots in {}", browser.shots.display());
     }
-    let python = find("python3").unwrap();
-    let sys = cx.write(
-        "sys.yml",
-        format!("name: sysenv\npython:\n  user_managed: true\n  interpreter: {python}\n"),
-    );
-    let mut cmd = cx.command_without_workspace();
-    cmd.arg("--workspace")
-        .arg(&url)
-        .args(["run", "--experiment", "ui", "--env"])
-        .arg(&sys)
-        .args(["--", "sh", "-c", "echo epoch 1 loss 0.25"])
-        .env("TERRARIUM_TOKEN", &token)
-        .env("TERRARIUM_HOME", cx.path("home"));
-    let run: common::Run = cmd.output().unwrap().into();
-    run.success();
-
-    let Some(browser) = Browser::start(&cx.path("chromium-profile")) else {
-        return;
-    };
-    // Without a token the UI asks for one.
-    browser.goto(&format!("{url}/ui"));
-    assert!(browser.url().ends_with("/ui/login"), "{}", browser.url());
-    browser.screenshot("01-login");
-    let input = browser.find("input[name=token]");
-    browser.type_into(&input, &token);
-    let submit = browser.find("button[type=submit]");
-    browser.click(&submit);
-
-    // Environments, filtered by tag through the form.
-    assert!(browser.url().ends_with("/ui"), "{}", browser.url());
-    let text = browser.page_text();
-    assert!(
-        text.contains("vision-train") && text.contains("nlp-serve"),
-        "{text}"
-    );
-    assert!(text.contains("alice · contributor"), "{text}");
-    browser.screenshot("02-environments");
-    let tag = browser.find("input[name=tag]");
-    browser.type_into(&tag, "team=vision");
-    browser.click(&browser.find("form.inline button[type=submit]"));
-    let rows = browser.find_all("#environments tbody tr");
-    assert_eq!(rows.len(), 1);
-    assert!(browser.text(&rows[0]).contains("vision-train"));
-    browser.screenshot("03-filtered");
-
-    // The environment's timeline, newest first.
-    browser.click(&browser.find("a.env"));
-    let entries = browser.find_all("#timeline li");
-    assert_eq!(entries.len(), 2);
-    assert!(
-        browser.text(&entries[0]).starts_with("version 2"),
-        "{}",
-        browser.text(&entries[0])
-    );
-    assert!(browser.text(&entries[1]).contains("alice"));
-    browser.screenshot("04-timeline");
-
-    // Diff 1 -> 2 (the form's defaults).
-    browser.click(&browser.find("#diff-button"));
-    let changes = browser.text(&browser.find("#changes"));
-    assert!(
-        changes.contains("numpy")
-            && changes.contains("numpy==1.26.4")
-            && changes.contains("numpy==2.1.0"),
-        "{changes}"
-    );
-    assert!(
-        changes.contains("torch") && changes.contains("added"),
-        "{changes}"
-    );
-    assert!(
-        !changes.contains("pillow"),
-        "unchanged entries are not shown: {changes}"
-    );
-    browser.screenshot("05-diff");
-
-    // A version page: definition, lock state.
-    browser.goto(&format!("{url}/ui/environments/vision-train"));
-    browser.click(&browser.find("a.version"));
-    let definition = browser.text(&browser.find("#definition"));
-    assert!(definition.contains("torch==2.5.1"), "{definition}");
-    assert!(browser.page_text().contains("not locked yet"));
-    browser.screenshot("06-version");
-
-    // The lock's contents: packages, sizes, sources.
-    if locked {
-        browser.goto(&format!("{url}/ui/environments/locked/versions/1"));
-        let table = browser.text(&browser.find("table.lock"));
-        assert!(
-            table.contains("alpha") && table.contains("beta") && table.contains("2.1"),
-            "{table}"
-        );
-        assert!(
-            table.contains("pypi") && table.contains("local file"),
-            "{table}"
-        );
-        assert!(
-            table.contains(" B") || table.contains("KiB"),
-            "sizes are shown: {table}"
-        );
-        browser.screenshot("07-lock");
-    }
-
-    // Runs and a run's log.
-    browser.goto(&format!("{url}/ui/runs"));
-    browser.screenshot("08-runs");
-    browser.click(&browser.find("a.run"));
-    let log = browser.text(&browser.find("#log"));
-    assert_eq!(log.trim(), "epoch 1 loss 0.25");
-    browser.screenshot("09-run");
-    eprintln!("screenshots in {}", browser.shots.display());
 }
