@@ -70,14 +70,11 @@ impl RemoteStore {
 
     fn send(&self, request: RequestBuilder) -> Result<Response, StoreError> {
         let response = request.send().map_err(|err| {
-            let mut message = format!("cannot reach the workspace server at {}", self.base);
-            let mut source: Option<&dyn std::error::Error> = Some(&err);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            StoreError::Transport(message)
+            StoreError::Transport(format!(
+                "cannot reach the workspace server at {}: {}",
+                self.base,
+                terrarium_resolve::conda::error_chain(&err)
+            ))
         })?;
         if response.status().is_success() {
             return Ok(response);

@@ -68,13 +68,7 @@ impl From<StoreError> for ApiError {
             other => {
                 // The cause goes to the server's log, not to the client: it may name hosts,
                 // files or queries.
-                let mut chain = other.to_string();
-                let mut source = std::error::Error::source(&other);
-                while let Some(cause) = source {
-                    chain.push_str(": ");
-                    chain.push_str(&cause.to_string());
-                    source = cause.source();
-                }
+                let chain = terrarium_resolve::conda::error_chain(&other);
                 eprintln!("terrarium server: store error: {chain}");
                 Self::internal("the workspace store failed; see the server's log")
             }

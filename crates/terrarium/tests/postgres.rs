@@ -8,28 +8,7 @@ use common::{TestContext, CONDA_ENV};
 
 /// A fresh database on `TERRARIUM_TEST_POSTGRES`; skipped (failing under CI) without one.
 fn database() -> Option<String> {
-    let Ok(url) = std::env::var("TERRARIUM_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TERRARIUM_TEST_POSTGRES must be set in CI"
-        );
-        eprintln!("skipped: set TERRARIUM_TEST_POSTGRES (scripts/postgres.sh start DIR)");
-        return None;
-    };
-    let name = format!(
-        "terrarium_cli_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            % 1_000_000_000
-    );
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    Some(format!("{}/{name}", url.rsplit_once('/').unwrap().0))
+    common::server::postgres_database("terrarium_cli")
 }
 
 fn run(cx: &TestContext, url: &str, args: &[&str]) -> common::Run {
