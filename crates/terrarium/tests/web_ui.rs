@@ -153,6 +153,31 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/click"), None);
     }
 
+    /// Clicks an element that navigates, and waits until the new page has loaded: a click
+    /// returns once the event is dispatched, not when the form's answer has arrived.
+    fn click_to_navigate(&self, element: &str) {
+        let before = self.url();
+        self.click(element);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self.call(
+                "POST",
+                "/execute/sync",
+                Some(json!({"script": "return document.readyState", "args": []})),
+            );
+            if self.url() != before && state == "complete" {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the click did not leave {before} within 30 s; the page says: {}",
+                    self.page_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn type_into(&self, element: &str, text: &str) {
         self.call(
             "POST",
@@ -279,7 +304,7 @@ fn click_through_environments_versions_diff_lock_and_runs() {
         let input = browser.find("input[name=token]");
         browser.type_into(&input, &token);
         let submit = browser.find("button[type=submit]");
-        browser.click(&submit);
+        browser.click_to_navigate(&submit);
 
         // Environments, filtered by tag through the form.
         assert!(browser.url().ends_with("/ui"), "{}", browser.url());
@@ -292,14 +317,14 @@ fn click_through_environments_versions_diff_lock_and_runs() {
         browser.screenshot("02-environments");
         let tag = browser.find("input[name=tag]");
         browser.type_into(&tag, "team=vision");
-        browser.click(&browser.find("form.inline button[type=submit]"));
+        browser.click_to_navigate(&browser.find("form.inline button[type=submit]"));
         let rows = browser.find_all("#environments tbody tr");
         assert_eq!(rows.len(), 1);
         assert!(browser.text(&rows[0]).contains("vision-train"));
         browser.screenshot("03-filtered");
 
         // The environment's timeline, newest first.
-        browser.click(&browser.find("a.env"));
+        browser.click_to_navigate(&browser.find("a.env"));
         let entries = browser.find_all("#timeline li");
         assert_eq!(entries.len(), 2);
         assert!(
@@ -311,7 +336,7 @@ fn click_through_environments_versions_diff_lock_and_runs() {
         browser.screenshot("04-timeline");
 
         // Diff 1 -> 2 (the form's defaults).
-        browser.click(&browser.find("#diff-button"));
+        browser.click_to_navigate(&browser.find("#diff-button"));
         let changes = browser.text(&browser.find("#changes"));
         assert!(
             changes.contains("numpy")
@@ -331,7 +356,7 @@ fn click_through_environments_versions_diff_lock_and_runs() {
 
         // A version page: definition, lock state.
         browser.goto(&format!("{url}/ui/environments/vision-train"));
-        browser.click(&browser.find("a.version"));
+        browser.click_to_navigate(&browser.find("a.version"));
         let definition = browser.text(&browser.find("#definition"));
         assert!(definition.contains("torch==2.5.1"), "{definition}");
         assert!(browser.page_text().contains("not locked yet"));
@@ -359,7 +384,7 @@ fn click_through_environments_versions_diff_lock_and_runs() {
         // Runs and a run's log.
         browser.goto(&format!("{url}/ui/runs"));
         browser.screenshot("08-runs");
-        browser.click(&browser.find("a.run"));
+        browser.click_to_navigate(&browser.find("a.run"));
         let log = browser.text(&browser.find("#log"));
         assert_eq!(log.trim(), "epoch 1 loss 0.25");
         browser.screenshot("09-run");
