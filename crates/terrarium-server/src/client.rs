@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use terrarium_spec::names::Reference;
 use terrarium_store::{
-    AuditEntry, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Store,
-    StoreError, TokenRecord, VersionRecord,
+    AuditEntry, DeploymentRecord, Event, MetadataUpdate, RegisterOutcome, RegisterRequest,
+    RunRecord, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 use crate::ui::segment;
@@ -384,6 +384,33 @@ impl Store for RemoteStore {
             ("limit", limit.clamp(1, 1000).to_string()),
             ("offset", offset.to_string()),
         ]))
+    }
+
+    fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {
+        let path = format!("/deployments/{}", segment(&deployment.name));
+        self.send(self.request(Method::PUT, &path).json(deployment))?;
+        Ok(())
+    }
+
+    fn get_deployment(&self, name: &str) -> Result<DeploymentRecord, StoreError> {
+        self.json(self.request(Method::GET, &format!("/deployments/{}", segment(name))))
+    }
+
+    fn list_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let query = [
+                ("limit", "1000".to_string()),
+                ("offset", all.len().to_string()),
+            ];
+            let page: Page<DeploymentRecord> =
+                self.json(self.request(Method::GET, "/deployments").query(&query))?;
+            let done = page.items.is_empty() || all.len() + page.items.len() >= page.total;
+            all.extend(page.items);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     fn meta_get(&self, _key: &str) -> Result<Option<String>, StoreError> {

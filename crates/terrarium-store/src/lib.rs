@@ -142,6 +142,37 @@ pub struct RunRecord {
     pub log_path: Option<String>,
 }
 
+/// A scoring service of a model in an environment version (`terrarium deploy`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub name: String,
+    /// The environment's name.
+    pub environment: String,
+    pub version: String,
+    pub lock_hash: Option<String>,
+    /// The model directory, as given.
+    pub model_path: String,
+    /// SHA-256 over the model directory's files (relative paths and contents, sorted).
+    pub model_hash: String,
+    /// The entry script (`init()`, `run()`).
+    pub entry: Option<String>,
+    pub workers: u32,
+    /// Where it is served: `http://host:port`.
+    pub url: Option<String>,
+    /// The machine and process serving it, to stop it.
+    pub host: String,
+    pub pid: Option<u32>,
+    /// `starting`, `ready`, `failed` or `stopped`.
+    pub state: String,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    pub actor: String,
+    pub started_at: String,
+    pub stopped_at: Option<String>,
+    pub log_path: Option<String>,
+}
+
 /// An API token as stored: only its SHA-256 hash, never the token itself.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +313,14 @@ pub trait Store: Send + Sync {
     fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
+    /// Create or replace the record of deployment `deployment.name`.
+    fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError>;
+
+    fn get_deployment(&self, name: &str) -> Result<DeploymentRecord, StoreError>;
+
+    /// Every deployment, by name.
+    fn list_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError>;
+
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }

@@ -8,6 +8,7 @@ use utoipa::OpenApi;
 use crate::state::SharedState;
 
 pub mod access;
+pub mod deployments;
 pub mod environments;
 pub mod runs;
 
@@ -15,7 +16,7 @@ pub mod runs;
 #[openapi(
     info(
         title = "Terrarium workspace API",
-        description = "Versioned, immutable environments for machine-learning work: versions, labels, history, diffs, exports, locks, runs, tokens and the audit trail. Every error has the shape `{\"error\": {\"status\", \"code\", \"message\"}}`."
+        description = "Versioned, immutable environments for machine-learning work: versions, labels, history, diffs, exports, locks, runs, deployments, tokens and the audit trail. Every error has the shape `{\"error\": {\"status\", \"code\", \"message\"}}`."
     ),
     paths(
         environments::list, environments::register, environments::latest,
@@ -26,6 +27,7 @@ pub mod runs;
         environments::events, environments::export, environments::diff,
         environments::set_lock, environments::get_lock,
         runs::list, runs::create, runs::get, runs::finish, runs::put_log, runs::get_log,
+        deployments::list, deployments::get, deployments::put,
         access::create, access::list, access::revoke, access::audit, access::whoami,
     ),
     modifiers(&BearerAuth, &CommonErrors),
@@ -150,6 +152,11 @@ pub fn router() -> Router<SharedState> {
             get(runs::get_log)
                 .put(runs::put_log)
                 .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)),
+        )
+        .route("/deployments", get(deployments::list))
+        .route(
+            "/deployments/{name}",
+            get(deployments::get).put(deployments::put),
         )
         .route("/tokens", get(access::list).post(access::create))
         .route("/tokens/{id}", axum::routing::delete(access::revoke))

@@ -14,14 +14,15 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::{content_hash, Definition};
 
 use crate::{
-    now, AuditEntry, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Source,
-    Store, StoreError, TokenRecord, VersionRecord,
+    now, AuditEntry, DeploymentRecord, Event, MetadataUpdate, RegisterOutcome, RegisterRequest,
+    RunRecord, Source, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 /// Migrations, applied in order; an applied migration is never edited.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_registry.sql"),
     include_str!("../../migrations/postgres/0002_access.sql"),
+    include_str!("../../migrations/postgres/0003_deployments.sql"),
 ];
 
 /// Serializes concurrent migrators (any constant shared by all Terrarium processes).
@@ -591,6 +592,17 @@ impl Store for PostgresStore {
                     reason: format!("label(s) {} point to it; move or remove them first (`terrarium env unlabel`)", labels.join(", ")),
                 });
             }
+            let deployments: Vec<String> = tx
+                .query("SELECT name FROM deployments WHERE env_name = $1 AND env_version = $2 ORDER BY name", &[&name, &version])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !deployments.is_empty() {
+                return Err(StoreError::Referenced {
+                    reference: format!("{name}:{version}"),
+                    reason: format!("deployment(s) {} serve it", deployments.join(", ")),
+                });
+            }
             let runs: i64 = tx.query_one("SELECT COUNT(*) FROM runs WHERE name = $1 AND version = $2", &[&name, &version])?.get(0);
             if runs > 0 {
                 return Err(StoreError::Referenced {
@@ -683,6 +695,47 @@ impl Store for PostgresStore {
                 .map(|r| run_from_row(&r))
                 .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
         })
+    }
+
+    fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {
+        names::validate_name(&deployment.name).map_err(StoreError::Invalid)?;
+        let record = serde_json::to_string(deployment).expect("a deployment serializes");
+        self.write(|tx| {
+            require_version(tx, &deployment.environment, &deployment.version)?;
+            tx.execute(
+                "INSERT INTO deployments (name, env_name, env_version, record, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (name) DO UPDATE SET env_name = excluded.env_name, env_version = excluded.env_version, \
+                 record = excluded.record, updated_at = excluded.updated_at",
+                &[&deployment.name, &deployment.environment, &deployment.version, &record, &now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_deployment(&self, name: &str) -> Result<DeploymentRecord, StoreError> {
+        let record: String = self.read(|tx| {
+            tx.query_opt("SELECT record FROM deployments WHERE name = $1", &[&name])?
+                .map(|r| r.get(0))
+                .ok_or_else(|| StoreError::NotFound(format!("deployment {name}")))
+        })?;
+        serde_json::from_str(&record)
+            .map_err(|e| StoreError::Corrupt(format!("deployment {name}: {e}")))
+    }
+
+    fn list_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let records: Vec<String> = self.read(|tx| {
+            Ok(tx
+                .query("SELECT record FROM deployments ORDER BY name", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })?;
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| StoreError::Corrupt(format!("deployment: {e}")))
+            })
+            .collect()
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {

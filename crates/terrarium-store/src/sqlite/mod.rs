@@ -14,8 +14,8 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::{content_hash, Definition};
 
 use crate::{
-    now, AuditEntry, Event, MetadataUpdate, RegisterOutcome, RegisterRequest, RunRecord, Source,
-    Store, StoreError, TokenRecord, VersionRecord,
+    now, AuditEntry, DeploymentRecord, Event, MetadataUpdate, RegisterOutcome, RegisterRequest,
+    RunRecord, Source, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 /// Migrations, applied in order; an applied migration is never edited.
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_registry.sql"),
     include_str!("../../migrations/sqlite/0002_locks_runs.sql"),
     include_str!("../../migrations/sqlite/0003_access.sql"),
+    include_str!("../../migrations/sqlite/0004_deployments.sql"),
 ];
 
 /// The database file inside a workspace directory.
@@ -701,6 +702,16 @@ impl Store for SqliteStore {
                     reason: format!("{runs} recorded run(s) used it; archive it instead (`terrarium env archive {name}:{version}`)"),
                 });
             }
+            let deployments: Vec<String> = tx
+                .prepare("SELECT name FROM deployments WHERE env_name = ?1 AND env_version = ?2 ORDER BY name")?
+                .query_map(params![name, version], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !deployments.is_empty() {
+                return Err(StoreError::Referenced {
+                    reference: format!("{name}:{version}"),
+                    reason: format!("deployment(s) {} serve it", deployments.join(", ")),
+                });
+            }
             tx.execute("DELETE FROM versions WHERE name = ?1 AND version = ?2", params![name, version])?;
             event(tx, name, Some(version), "delete", None, actor)
         })
@@ -798,6 +809,51 @@ impl Store for SqliteStore {
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
         })
+    }
+
+    fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {
+        names::validate_name(&deployment.name).map_err(StoreError::Invalid)?;
+        let record = serde_json::to_string(deployment).expect("a deployment serializes");
+        self.write(|tx| {
+            require_version(tx, &deployment.environment, &deployment.version)?;
+            tx.execute(
+                "INSERT INTO deployments (name, env_name, env_version, record, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (name) DO UPDATE SET env_name = excluded.env_name, env_version = excluded.env_version, \
+                 record = excluded.record, updated_at = excluded.updated_at",
+                params![deployment.name, deployment.environment, deployment.version, record, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_deployment(&self, name: &str) -> Result<DeploymentRecord, StoreError> {
+        let record: String = self.read(|conn| {
+            conn.query_row(
+                "SELECT record FROM deployments WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("deployment {name}")))
+        })?;
+        serde_json::from_str(&record)
+            .map_err(|e| StoreError::Corrupt(format!("deployment {name}: {e}")))
+    }
+
+    fn list_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let records: Vec<String> = self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT record FROM deployments ORDER BY name")?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| StoreError::Corrupt(format!("deployment: {e}")))
+            })
+            .collect()
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {

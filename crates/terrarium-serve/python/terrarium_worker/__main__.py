@@ -1,0 +1,3 @@
+from terrarium_worker import main
+
+main()

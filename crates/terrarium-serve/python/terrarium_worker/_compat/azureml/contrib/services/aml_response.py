@@ -1,0 +1,1 @@
+from azureml_inference_server_http.api.aml_response import *  # noqa: F401,F403

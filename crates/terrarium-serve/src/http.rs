@@ -1,0 +1,373 @@
+//! The HTTP front: Azure ML's scoring routes, MLflow's, and a health check, in front of the
+//! worker pool.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::pool::{Health, Outcome, Pool, SubmitError};
+use crate::protocol::RequestHeader;
+use crate::swagger::Swagger;
+use crate::Log;
+
+/// azmlinfsrv's limit on request-id headers.
+const HEADER_LIMIT: usize = 100;
+
+pub struct App {
+    pub pool: Arc<Pool>,
+    pub swagger: Swagger,
+    pub log: Log,
+    pub server_version: String,
+}
+
+/// The request's ids, as azmlinfsrv derives them.
+#[derive(Clone)]
+struct RequestIds {
+    request_id: String,
+    legacy_client_request_id: String,
+    client_request_id: String,
+}
+
+/// Routes from the definition's `inference_config`, beside the standard ones.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    pub scoring: Option<String>,
+    pub liveness: Option<String>,
+    pub readiness: Option<String>,
+}
+
+pub fn router(app: Arc<App>, routes: &Routes, body_limit: usize) -> Router {
+    let mut router = Router::new()
+        .route("/", get(liveness))
+        .route("/score", any(score))
+        .route("/swagger.json", get(swagger))
+        .route("/health", get(health))
+        .route("/invocations", post(invocations))
+        .route("/ping", get(ping));
+    let standard = [
+        "/",
+        "/score",
+        "/swagger.json",
+        "/health",
+        "/invocations",
+        "/ping",
+    ];
+    let mut add = |path: &Option<String>, handler: axum::routing::MethodRouter<Arc<App>>| {
+        if let Some(path) = path {
+            if !standard.contains(&path.as_str()) {
+                router = std::mem::take(&mut router).route(path, handler);
+            }
+        }
+    };
+    add(&routes.scoring, any(score));
+    add(&routes.liveness, get(liveness));
+    add(&routes.readiness, get(readiness));
+    router
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            request_ids,
+        ))
+        .with_state(app)
+}
+
+fn message(status: StatusCode, text: impl Into<String>) -> Response {
+    let body = serde_json::to_vec(&json!({"message": text.into()})).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert(
+        "x-ms-run-function-failed",
+        HeaderValue::from_static("False"),
+    );
+    response
+}
+
+async fn not_found() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "404 Not Found: The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.",
+    )
+}
+
+/// Request ids on every response, and the azmlinfsrv header rules.
+async fn request_ids(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let request_id = match get("x-request-id") {
+        id if id.is_empty() => uuid::Uuid::new_v4().to_string(),
+        id => id,
+    };
+    if request_id.len() > HEADER_LIMIT {
+        return message(
+            StatusCode::from_u16(431).unwrap(),
+            format!("x-request-id must not exceed {HEADER_LIMIT} characters"),
+        );
+    }
+    let mut legacy = get("x-ms-request-id");
+    let mut client = get("x-ms-client-request-id");
+    if !legacy.is_empty() {
+        if client.is_empty() {
+            client = legacy.clone();
+        }
+    } else {
+        legacy = if client.is_empty() {
+            request_id.clone()
+        } else {
+            client.clone()
+        };
+    }
+    if legacy.len() > HEADER_LIMIT || client.len() > HEADER_LIMIT {
+        return message(
+            StatusCode::from_u16(431).unwrap(),
+            format!("x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"),
+        );
+    }
+    let trace = headers.get("traceid").cloned();
+    let ids = RequestIds {
+        request_id,
+        legacy_client_request_id: legacy,
+        client_request_id: client,
+    };
+    let mut request = request;
+    request.extensions_mut().insert(ids.clone());
+    let mut response = next.run(request).await;
+    let out = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&app.server_version) {
+        out.insert("x-ms-server-version", v);
+    }
+    for (name, value) in [
+        ("x-request-id", &ids.request_id),
+        ("x-ms-request-id", &ids.legacy_client_request_id),
+        ("x-ms-client-request-id", &ids.client_request_id),
+    ] {
+        if !value.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                out.insert(name, v);
+            }
+        }
+    }
+    if let Some(trace) = trace {
+        out.insert("traceid", trace);
+    }
+    response
+}
+
+async fn liveness() -> Response {
+    ([("content-type", "text/html; charset=utf-8")], "Healthy").into_response()
+}
+
+async fn readiness(State(app): State<Arc<App>>) -> Response {
+    match app.pool.health() {
+        Health::Ready | Health::Busy => {
+            ([("content-type", "text/html; charset=utf-8")], "Ready").into_response()
+        }
+        other => message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {other:?}"),
+        ),
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let status = app.pool.status();
+    let code = match status.status {
+        Health::Failed => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    (code, axum::Json(status)).into_response()
+}
+
+async fn ping(State(app): State<Arc<App>>) -> Response {
+    match app.pool.health() {
+        Health::Ready | Health::Busy => {
+            ([("content-type", "application/json")], "\n").into_response()
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "\n").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SwaggerQuery {
+    version: Option<String>,
+}
+
+async fn swagger(State(app): State<Arc<App>>, Query(query): Query<SwaggerQuery>) -> Response {
+    match app.swagger.get(query.version.as_deref()) {
+        Ok(doc) => {
+            let mut response = axum::Json(doc).into_response();
+            response.headers_mut().insert(
+                "x-ms-run-function-failed",
+                HeaderValue::from_static("False"),
+            );
+            response
+        }
+        Err(text) => message(StatusCode::NOT_FOUND, text),
+    }
+}
+
+async fn score(
+    state: State<Arc<App>>,
+    peer: ConnectInfo<SocketAddr>,
+    ids: axum::Extension<RequestIds>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    dispatch(state, peer, ids, "score", method, uri, headers, body).await
+}
+
+async fn invocations(
+    state: State<Arc<App>>,
+    peer: ConnectInfo<SocketAddr>,
+    ids: axum::Extension<RequestIds>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    dispatch(state, peer, ids, "invocations", method, uri, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    State(app): State<Arc<App>>,
+    peer: ConnectInfo<SocketAddr>,
+    axum::Extension(ids): axum::Extension<RequestIds>,
+    route: &'static str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return message(rejection.status(), rejection.body_text());
+        }
+    };
+    let header = RequestHeader {
+        kind: "request",
+        id: ids.request_id.clone(),
+        route,
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        remote_addr: Some(peer.0.ip().to_string()),
+    };
+    let receiver = match app.pool.submit(header, body.to_vec()) {
+        Ok(receiver) => receiver,
+        Err(SubmitError::Full) => {
+            let mut response = message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is at capacity: every worker is busy and the queue is full. Retry later.",
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            return response;
+        }
+        Err(SubmitError::Closed) => {
+            let reason = app
+                .pool
+                .reason()
+                .unwrap_or_else(|| "the service is stopping".into());
+            return message(StatusCode::SERVICE_UNAVAILABLE, reason);
+        }
+    };
+    let response = match receiver.await {
+        Ok(Outcome::Response {
+            status,
+            headers,
+            body,
+            exec_ms,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (status, body).into_response();
+            let out = response.headers_mut();
+            for (name, value) in headers {
+                let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) else {
+                    continue;
+                };
+                if is_hop_by_hop(&name) {
+                    continue;
+                }
+                out.append(name, value);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("{exec_ms:.3}")) {
+                out.insert("x-ms-run-fn-exec-ms", v);
+            }
+            response
+        }
+        Ok(Outcome::TimedOut(timeout)) => failed(
+            &app,
+            &ids,
+            &format!("Scoring timeout after {} ms", timeout.as_millis()),
+        ),
+        Ok(Outcome::Crashed(reason)) => {
+            (app.log)(&format!("request {}: {reason}", ids.request_id));
+            failed(
+                &app,
+                &ids,
+                "The worker serving this request exited; it is being restarted. Check the logs for more info.",
+            )
+        }
+        Err(_) => failed(&app, &ids, "The request was dropped by its worker."),
+    };
+    let mut response = response;
+    if response.status().is_server_error() {
+        if let Ok(v) = HeaderValue::from_str(&ids.request_id) {
+            response.headers_mut().insert("x-terrarium-error-id", v);
+        }
+    }
+    (app.log)(&format!(
+        "{method} {} {} {:.3}ms {}",
+        uri,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0,
+        ids.request_id
+    ));
+    response
+}
+
+fn failed(_app: &App, _ids: &RequestIds, text: &str) -> Response {
+    let mut response = message(StatusCode::INTERNAL_SERVER_ERROR, text);
+    response
+        .headers_mut()
+        .insert("x-ms-run-function-failed", HeaderValue::from_static("True"));
+    response
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade"
+    )
+}

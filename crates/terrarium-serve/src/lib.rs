@@ -1,0 +1,175 @@
+//! A scoring web service for a model, in the environment it was trained in.
+//!
+//! The HTTP front ([`http`]) is Rust (axum). Python workers ([`pool`]) run inside the
+//! materialized environment: each loads the Azure ML style entry script once, calls `init()`,
+//! then serves `run()` calls sent over a unix socket with a small framed protocol ([`protocol`]).
+//! The worker is dependency-free Python shipped in this crate ([`shim`]).
+
+pub mod http;
+pub mod pool;
+pub mod protocol;
+pub mod shim;
+pub mod swagger;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use pool::{Health, PoolConfig, WorkerCommand};
+
+/// Where the service's log lines go (the front's and the workers' output).
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The deployment's name (the swagger title).
+    pub name: String,
+    pub worker: WorkerCommand,
+    pub pool: PoolConfig,
+    pub host: IpAddr,
+    /// The main port (0 picks a free one); routes from `inference_config` may add others.
+    pub port: u16,
+    pub routes: http::Routes,
+    /// Other ports that the definition's routes name.
+    pub extra_ports: Vec<u16>,
+    pub body_limit: usize,
+    /// Where azmlinfsrv would look for `swagger.json` (the entry script's directory).
+    pub app_root: PathBuf,
+    /// How long a graceful stop waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+/// What the service went through, for the caller to record.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Listening(Vec<SocketAddr>),
+    Ready,
+    Failed(String),
+    Stopping,
+}
+
+#[derive(Debug)]
+pub enum Stopped {
+    /// Stopped by SIGINT or SIGTERM, after draining.
+    Signal,
+    /// A worker's `init()` failed (or it could not start); nothing was served.
+    Failed(String),
+}
+
+/// Run the service until a signal, or until the workers fail to start.
+pub fn serve(
+    config: ServeConfig,
+    log: Log,
+    on_event: impl Fn(Event) + Send + Sync + 'static,
+) -> std::io::Result<Stopped> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(config, log, on_event))
+}
+
+async fn run(
+    config: ServeConfig,
+    log: Log,
+    on_event: impl Fn(Event) + Send + Sync + 'static,
+) -> std::io::Result<Stopped> {
+    let scoring = config
+        .routes
+        .scoring
+        .clone()
+        .unwrap_or_else(|| "/score".into());
+    let swagger = swagger::Swagger::load(&config.app_root, &config.name, &scoring)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut listeners = vec![tokio::net::TcpListener::bind((config.host, config.port)).await?];
+    for port in &config.extra_ports {
+        if *port != config.port && *port != 0 {
+            listeners.push(tokio::net::TcpListener::bind((config.host, *port)).await?);
+        }
+    }
+    let addresses = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let pool = Arc::new(pool::Pool::start(
+        config.worker.clone(),
+        config.pool.clone(),
+        Arc::clone(&log),
+    )?);
+    let app = Arc::new(http::App {
+        pool: Arc::clone(&pool),
+        swagger,
+        log: Arc::clone(&log),
+        server_version: format!("terrarium/{}", env!("CARGO_PKG_VERSION")),
+    });
+    let router = http::router(app, &config.routes, config.body_limit);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in listeners {
+        let mut stop = stop_rx.clone();
+        let service = router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    for address in &addresses {
+        log(&format!("listening on http://{address}"));
+    }
+    on_event(Event::Listening(addresses));
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let outcome = tokio::select! {
+        started = pool.wait_started() => match started {
+            Ok(()) => {
+                log("ready: every worker has finished init()");
+                on_event(Event::Ready);
+                signal.await;
+                Stopped::Signal
+            }
+            Err(reason) => {
+                log(&format!("failed: {reason}"));
+                on_event(Event::Failed(reason.clone()));
+                Stopped::Failed(reason)
+            }
+        },
+        _ = &mut signal => Stopped::Signal,
+    };
+    if matches!(outcome, Stopped::Signal) {
+        log("stopping: finishing the requests in flight");
+        on_event(Event::Stopping);
+    }
+    let _ = stop_tx.send(true);
+    let grace = config.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        for server in servers {
+            let _ = server.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        log(&format!(
+            "requests still in flight after {} s were cut off",
+            grace.as_secs()
+        ));
+    }
+    pool.shutdown().await;
+    log("stopped");
+    Ok(outcome)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

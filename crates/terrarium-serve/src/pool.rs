@@ -1,0 +1,570 @@
+//! The Python workers: started, supervised, restarted, and fed one request at a time from a
+//! bounded queue.
+//!
+//! Each worker slot is a task that owns one process and its unix socket. A slot takes the next
+//! request from the shared queue only when its worker is idle, so a request waits in the queue,
+//! never behind a busy worker. When a worker dies (a segfault, `os._exit`, the OOM killer) or
+//! overruns the timeout, only the request it was serving fails; the slot starts a new process
+//! and goes on with the queue.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::protocol::{read_frame, write_frame, RequestHeader, WorkerMessage};
+use crate::Log;
+
+/// How to start one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    /// The environment's interpreter.
+    pub python: PathBuf,
+    /// Prepended to `PYTHONPATH` (the shim, for system-managed environments).
+    pub python_path: Vec<PathBuf>,
+    /// The entry script (`init()`, `run()`).
+    pub entry: Option<PathBuf>,
+    /// The environment's variables, `AZUREML_MODEL_DIR` among them.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub workers: usize,
+    /// Requests that may wait for a worker; beyond that the front answers 503.
+    pub queue: usize,
+    /// How long one run() may take before its worker is killed and restarted.
+    pub request_timeout: Duration,
+    /// How long loading the script and `init()` may take.
+    pub startup_timeout: Duration,
+}
+
+/// A worker's answer to one request, or why there is none.
+#[derive(Debug)]
+pub enum Outcome {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        exec_ms: f64,
+    },
+    /// The worker exited while serving the request.
+    Crashed(String),
+    /// run() overran the timeout; the worker was killed.
+    TimedOut(Duration),
+}
+
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The queue is full: come back later.
+    Full,
+    /// The pool is stopping or has failed.
+    Closed,
+}
+
+/// The service's state, in the spirit of Cog's health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Health {
+    /// Not every worker has finished `init()` yet.
+    Starting,
+    /// Every worker has finished `init()`, and at least one is idle.
+    Ready,
+    /// Every live worker is serving a request.
+    Busy,
+    /// `init()` failed; the service does not serve.
+    Failed,
+}
+
+struct Job {
+    header: RequestHeader,
+    body: Vec<u8>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Shared {
+    workers: usize,
+    /// Workers that finished `init()` at least once.
+    initialized: AtomicUsize,
+    /// Workers alive and past `init()`.
+    live: AtomicUsize,
+    busy: AtomicUsize,
+    restarts: AtomicU64,
+    served: AtomicU64,
+    failed: Mutex<Option<String>>,
+    stopping: AtomicBool,
+    changed: watch::Sender<()>,
+    log: Log,
+}
+
+impl Shared {
+    fn fail(&self, reason: String) {
+        let mut failed = self.failed.lock().unwrap();
+        if failed.is_none() {
+            *failed = Some(reason);
+        }
+        drop(failed);
+        self.changed.send_replace(());
+    }
+}
+
+/// A point-in-time view of the workers, for `/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub status: Health,
+    pub workers: usize,
+    pub live: usize,
+    pub busy: usize,
+    pub queued: usize,
+    pub restarts: u64,
+    pub served: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub struct Pool {
+    tx: mpsc::Sender<Job>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    shared: Arc<Shared>,
+    queue: usize,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    // Holds the sockets' directory for the pool's life.
+    _sockets: tempfile::TempDir,
+}
+
+impl Pool {
+    /// Start `config.workers` workers. Returns at once; see [`Pool::wait_started`].
+    pub fn start(command: WorkerCommand, config: PoolConfig, log: Log) -> std::io::Result<Pool> {
+        // Unix socket paths are short (108 bytes): keep them in the temporary directory.
+        let sockets = tempfile::Builder::new().prefix("trm-serve-").tempdir()?;
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let (changed, _) = watch::channel(());
+        let shared = Arc::new(Shared {
+            workers: config.workers,
+            initialized: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            restarts: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            changed,
+            log,
+        });
+        let command = Arc::new(command);
+        let config = Arc::new(config);
+        let tasks = (0..config.workers)
+            .map(|index| {
+                let slot = Slot {
+                    index,
+                    socket: sockets.path().join(format!("w{index}.sock")),
+                    command: Arc::clone(&command),
+                    config: Arc::clone(&config),
+                    shared: Arc::clone(&shared),
+                    rx: Arc::clone(&rx),
+                };
+                tokio::spawn(slot.run())
+            })
+            .collect();
+        Ok(Pool {
+            tx,
+            rx,
+            shared,
+            queue: config.queue.max(1),
+            tasks: Mutex::new(tasks),
+            _sockets: sockets,
+        })
+    }
+
+    /// Wait until every worker has finished `init()` (Ok) or one failed (Err with the reason).
+    pub async fn wait_started(&self) -> Result<(), String> {
+        let mut changed = self.shared.changed.subscribe();
+        loop {
+            match self.health() {
+                Health::Failed => return Err(self.reason().unwrap_or_default()),
+                Health::Starting => {}
+                _ => return Ok(()),
+            }
+            if changed.changed().await.is_err() {
+                return Err("the workers stopped".into());
+            }
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        let s = &self.shared;
+        if s.failed.lock().unwrap().is_some() {
+            return Health::Failed;
+        }
+        if s.initialized.load(Ordering::SeqCst) < s.workers {
+            return Health::Starting;
+        }
+        let live = s.live.load(Ordering::SeqCst);
+        if live == 0 || s.busy.load(Ordering::SeqCst) >= live {
+            Health::Busy
+        } else {
+            Health::Ready
+        }
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.shared.failed.lock().unwrap().clone()
+    }
+
+    pub fn status(&self) -> Status {
+        let s = &self.shared;
+        Status {
+            status: self.health(),
+            workers: s.workers,
+            live: s.live.load(Ordering::SeqCst),
+            busy: s.busy.load(Ordering::SeqCst),
+            queued: self.queue - self.tx.capacity(),
+            restarts: s.restarts.load(Ordering::SeqCst),
+            served: s.served.load(Ordering::SeqCst),
+            reason: self.reason(),
+        }
+    }
+
+    /// Queue a request; the receiver gets the worker's answer.
+    pub fn submit(
+        &self,
+        header: RequestHeader,
+        body: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
+        if self.shared.failed.lock().unwrap().is_some()
+            || self.shared.stopping.load(Ordering::SeqCst)
+        {
+            return Err(SubmitError::Closed);
+        }
+        let (reply, receiver) = oneshot::channel();
+        match self.tx.try_send(Job {
+            header,
+            body,
+            reply,
+        }) {
+            Ok(()) => Ok(receiver),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Stop taking requests, let the workers finish the queue, then stop them.
+    pub async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.rx.lock().await.close();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Slot {
+    index: usize,
+    socket: PathBuf,
+    command: Arc<WorkerCommand>,
+    config: Arc<PoolConfig>,
+    shared: Arc<Shared>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+}
+
+enum Ended {
+    /// The queue closed: the pool is stopping.
+    Stopped,
+    /// The worker died or was killed; start another.
+    Restart,
+}
+
+impl Slot {
+    fn log(&self, message: &str) {
+        (self.shared.log)(&format!("worker {}: {message}", self.index));
+    }
+
+    async fn run(self) {
+        let mut initialized = false;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.shared.stopping.load(Ordering::SeqCst)
+                || self.shared.failed.lock().unwrap().is_some()
+            {
+                return;
+            }
+            match self.life(&mut initialized).await {
+                Ok(Ended::Stopped) => return,
+                Ok(Ended::Restart) => {
+                    self.shared.restarts.fetch_add(1, Ordering::SeqCst);
+                    self.log("restarting");
+                    backoff = Duration::from_millis(100);
+                }
+                Err(reason) => {
+                    // A worker that cannot start at all fails the deployment at first start;
+                    // later (say, a model store that hiccups) it is retried with backoff.
+                    if !initialized {
+                        self.log(&format!("failed: {reason}"));
+                        self.shared.fail(reason);
+                        return;
+                    }
+                    self.log(&format!(
+                        "cannot restart: {reason}; retrying in {backoff:?}"
+                    ));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// One worker process, from start to exit.
+    async fn life(&self, initialized: &mut bool) -> Result<Ended, String> {
+        let _ = std::fs::remove_file(&self.socket);
+        let listener = UnixListener::bind(&self.socket)
+            .map_err(|err| format!("cannot listen on {}: {err}", self.socket.display()))?;
+        let mut child = self.spawn()?;
+        let startup = self.config.startup_timeout;
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted.map_err(|e| e.to_string())?.0,
+            status = child.wait() => {
+                return Err(format!("the worker exited before it connected ({})", describe(status.ok())));
+            }
+            _ = tokio::time::sleep(startup) => {
+                let _ = child.kill().await;
+                return Err(format!("the worker did not connect within {} s", startup.as_secs()));
+            }
+        };
+        drop(listener);
+        let _ = std::fs::remove_file(&self.socket);
+        let (mut reader, mut writer) = stream.into_split();
+        let started = tokio::time::timeout(startup, async {
+            match read_frame(&mut reader).await {
+                Ok(Some((WorkerMessage::Hello { pid, .. }, _))) => {
+                    self.log(&format!("started (pid {pid}); loading the entry script"));
+                }
+                other => return Err(format!("the worker did not say hello: {other:?}")),
+            }
+            match read_frame(&mut reader).await {
+                Ok(Some((WorkerMessage::Ready, _))) => Ok(()),
+                Ok(Some((WorkerMessage::InitFailed { reason }, _))) => {
+                    Err(format!("init() failed: {reason}"))
+                }
+                Ok(None) | Err(_) => {
+                    let status = child.wait().await.ok();
+                    Err(format!(
+                        "the worker exited during init() ({})",
+                        describe(status)
+                    ))
+                }
+                Ok(Some(other)) => Err(format!("unexpected message during init(): {other:?}")),
+            }
+        })
+        .await;
+        match started {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                let _ = child.kill().await;
+                // init() failing is the script's fault, not chance: never retried.
+                self.shared.fail(reason.clone());
+                return Err(reason);
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(format!(
+                    "init() did not finish within {} s",
+                    startup.as_secs()
+                ));
+            }
+        }
+        if !*initialized {
+            *initialized = true;
+            self.shared.initialized.fetch_add(1, Ordering::SeqCst);
+        }
+        self.shared.live.fetch_add(1, Ordering::SeqCst);
+        self.shared.changed.send_replace(());
+        self.log("ready");
+
+        let ended = loop {
+            let job = {
+                let mut rx = self.rx.lock().await;
+                rx.recv().await
+            };
+            let Some(job) = job else {
+                let _ = write_frame(&mut writer, &serde_json::json!({"type": "stop"}), b"").await;
+                drop(writer);
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+                break Ended::Stopped;
+            };
+            if job.reply.is_closed() {
+                // The client went away while the request waited.
+                continue;
+            }
+            self.shared.busy.fetch_add(1, Ordering::SeqCst);
+            self.shared.changed.send_replace(());
+            let id = job.header.id.clone();
+            let answer = async {
+                write_frame(&mut writer, &job.header, &job.body).await?;
+                read_frame(&mut reader).await
+            };
+            let result = tokio::time::timeout(self.config.request_timeout, answer).await;
+            self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+            self.shared.changed.send_replace(());
+            match result {
+                Ok(Ok(Some((
+                    WorkerMessage::Response {
+                        status,
+                        headers,
+                        exec_ms,
+                        ..
+                    },
+                    body,
+                )))) => {
+                    self.shared.served.fetch_add(1, Ordering::SeqCst);
+                    let _ = job.reply.send(Outcome::Response {
+                        status,
+                        headers,
+                        body,
+                        exec_ms,
+                    });
+                }
+                Ok(Ok(Some((other, _)))) => {
+                    let _ = child.kill().await;
+                    let message = format!("the worker answered request {id} with {other:?}");
+                    self.log(&message);
+                    let _ = job.reply.send(Outcome::Crashed(message));
+                    break Ended::Restart;
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => {
+                    let status =
+                        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                            Ok(status) => status.ok(),
+                            Err(_) => {
+                                let _ = child.kill().await;
+                                None
+                            }
+                        };
+                    let message = format!(
+                        "the worker exited while serving request {id} ({})",
+                        describe(status)
+                    );
+                    self.log(&message);
+                    let _ = job.reply.send(Outcome::Crashed(message));
+                    break Ended::Restart;
+                }
+                Err(_) => {
+                    let _ = child.kill().await;
+                    let timeout = self.config.request_timeout;
+                    self.log(&format!(
+                        "request {id} overran the {} ms timeout; the worker was killed",
+                        timeout.as_millis()
+                    ));
+                    let _ = job.reply.send(Outcome::TimedOut(timeout));
+                    break Ended::Restart;
+                }
+            }
+        };
+        self.shared.live.fetch_sub(1, Ordering::SeqCst);
+        self.shared.changed.send_replace(());
+        Ok(ended)
+    }
+
+    fn spawn(&self) -> Result<tokio::process::Child, String> {
+        let command = &self.command;
+        let mut python_path: Vec<String> = command
+            .python_path
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let inherited = command
+            .env
+            .iter()
+            .find(|(k, _)| k == "PYTHONPATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("PYTHONPATH").ok());
+        if let Some(existing) = inherited.filter(|p| !p.is_empty()) {
+            python_path.push(existing);
+        }
+        let mut process = tokio::process::Command::new(&command.python);
+        process
+            .args(["-u", "-m", "terrarium_worker", "--socket"])
+            .arg(&self.socket)
+            .arg("--index")
+            .arg(self.index.to_string());
+        if let Some(entry) = &command.entry {
+            process.arg("--entry").arg(entry);
+        }
+        process
+            .envs(
+                command
+                    .env
+                    .iter()
+                    .filter(|(k, _)| k != "PYTHONPATH")
+                    .cloned(),
+            )
+            .env("PYTHONPATH", python_path.join(":"))
+            .current_dir(&command.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = process
+            .spawn()
+            .map_err(|err| format!("cannot start {}: {err}", command.python.display()))?;
+        // The worker's output (the entry script's prints, tracebacks) goes to the deployment log.
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&self.shared.log);
+            let index = self.index;
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log(&format!("worker {index} | {line}"));
+                }
+            });
+        }
+        Ok(child)
+    }
+}
+
+fn describe(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}{}", signal_name(signal)),
+            _ => status.to_string(),
+        },
+        None => "status unknown".into(),
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL, as the out-of-memory killer sends)",
+        11 => " (SIGSEGV)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
+}
