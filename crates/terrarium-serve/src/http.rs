@@ -309,6 +309,7 @@ async fn dispatch(
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut response = (status, body).into_response();
             let out = response.headers_mut();
+            out.remove(axum::http::header::CONTENT_TYPE);
             for (name, value) in headers {
                 let (Ok(name), Ok(value)) = (
                     HeaderName::from_bytes(name.as_bytes()),

@@ -130,8 +130,8 @@ pub struct Status {
 }
 
 pub struct Pool {
-    tx: mpsc::Sender<Job>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    /// The only sender: taken (dropped) at shutdown, so the slots drain the queue and stop.
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
     shared: Arc<Shared>,
     queue: usize,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -175,8 +175,7 @@ impl Pool {
             })
             .collect();
         Ok(Pool {
-            tx,
-            rx,
+            tx: Mutex::new(Some(tx)),
             shared,
             queue: config.queue.max(1),
             tasks: Mutex::new(tasks),
@@ -226,7 +225,12 @@ impl Pool {
             workers: s.workers,
             live: s.live.load(Ordering::SeqCst),
             busy: s.busy.load(Ordering::SeqCst),
-            queued: self.queue - self.tx.capacity(),
+            queued: self
+                .tx
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or(0, |tx| self.queue - tx.capacity()),
             restarts: s.restarts.load(Ordering::SeqCst),
             served: s.served.load(Ordering::SeqCst),
             reason: self.reason(),
@@ -245,11 +249,16 @@ impl Pool {
             return Err(SubmitError::Closed);
         }
         let (reply, receiver) = oneshot::channel();
-        match self.tx.try_send(Job {
+        let job = Job {
             header,
             body,
             reply,
-        }) {
+        };
+        let sent = match self.tx.lock().unwrap().as_ref() {
+            Some(tx) => tx.try_send(job),
+            None => return Err(SubmitError::Closed),
+        };
+        match sent {
             Ok(()) => Ok(receiver),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
@@ -259,7 +268,7 @@ impl Pool {
     /// Stop taking requests, let the workers finish the queue, then stop them.
     pub async fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.rx.lock().await.close();
+        drop(self.tx.lock().unwrap().take());
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
         for task in tasks {
             let _ = task.await;

@@ -35,6 +35,11 @@ enum Command {
     Curated(commands::curated::CuratedCommand),
     /// Run a command in an environment version (registering a definition file first).
     Run(commands::run::RunArgs),
+    /// Serve a model as a web service in an environment version (Azure ML entry scripts).
+    Deploy(commands::deploy::DeployArgs),
+    /// Deployments: list, show, logs, stop.
+    #[command(subcommand)]
+    Deployments(commands::deployments::DeploymentsCommand),
     /// Recorded runs.
     #[command(subcommand)]
     Runs(commands::runs::RunsCommand),
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
         Command::Env(command) => commands::env::run(&context, command),
         Command::Curated(command) => commands::curated::run(&context, command),
         Command::Run(args) => commands::run::run(&context, args),
+        Command::Deploy(args) => commands::deploy::run(&context, args),
+        Command::Deployments(command) => commands::deployments::run(&context, command),
         Command::Runs(command) => commands::runs::run(&context, command),
         Command::Cache(command) => commands::cache::run(&context, command),
         Command::Server(args) => commands::server::run(args),

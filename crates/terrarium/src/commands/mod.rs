@@ -5,6 +5,8 @@ use std::path::PathBuf;
 pub mod audit;
 pub mod cache;
 pub mod curated;
+pub mod deploy;
+pub mod deployments;
 pub mod env;
 pub mod run;
 pub mod runs;
