@@ -85,9 +85,8 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     }
     let entry = match &args.entry {
         Some(entry) => {
-            let path = std::fs::canonicalize(entry).map_err(|err| {
-                user_error(format!("--entry {}: {err}", entry.display()), None)
-            })?;
+            let path = std::fs::canonicalize(entry)
+                .map_err(|err| user_error(format!("--entry {}: {err}", entry.display()), None))?;
             Some(path)
         }
         None if model.join("MLmodel").is_file() => None,
@@ -111,7 +110,10 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
                     existing.pid.unwrap_or(0),
                     existing.url.as_deref().unwrap_or("no address yet")
                 ),
-                Some(&format!("stop it first: terrarium deployments stop {}", existing.name)),
+                Some(&format!(
+                    "stop it first: terrarium deployments stop {}",
+                    existing.name
+                )),
             ));
         }
     }
@@ -151,10 +153,7 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
             (interpreter, Vec::new())
         }
     };
-    vars.push((
-        "AZUREML_MODEL_DIR".into(),
-        model.display().to_string(),
-    ));
+    vars.push(("AZUREML_MODEL_DIR".into(), model.display().to_string()));
     if let Some(entry) = &entry {
         vars.push(("AZUREML_ENTRY_SCRIPT".into(), entry.display().to_string()));
     }
@@ -411,7 +410,10 @@ fn detach(
                 .unwrap_or_else(|| format!("it exited ({status})"));
             return Err(user_error(
                 format!("deployment {} failed: {reason}", args.name),
-                Some(&format!("see its log: terrarium deployments logs {}", args.name)),
+                Some(&format!(
+                    "see its log: terrarium deployments logs {}",
+                    args.name
+                )),
             ));
         }
         if let Ok(d) = store.get_deployment(&args.name) {
@@ -430,7 +432,10 @@ fn detach(
         if Instant::now() > deadline {
             return Err(user_error(
                 format!("deployment {} did not become ready in time", args.name),
-                Some(&format!("see its log: terrarium deployments logs {}", args.name)),
+                Some(&format!(
+                    "see its log: terrarium deployments logs {}",
+                    args.name
+                )),
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -450,8 +455,8 @@ type Log = terrarium_serve::Log;
 
 fn open_log(path: &Path, to_stderr: bool) -> Result<Log> {
     std::fs::create_dir_all(path.parent().expect("logs are in a directory"))?;
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     let file = Mutex::new(std::io::LineWriter::new(file));
     let format = time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"

@@ -135,7 +135,10 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
             let path = d.log_path.clone().unwrap_or_default();
             if d.host != hostname() {
                 return Err(user_error(
-                    format!("deployment {} runs on {}; its log is there, in {path}", d.name, d.host),
+                    format!(
+                        "deployment {} runs on {}; its log is there, in {path}",
+                        d.name, d.host
+                    ),
                     None,
                 ));
             }
@@ -147,7 +150,10 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
             let d = store.get_deployment(&args.name)?;
             if !is_running(&d) {
                 let d = reconcile(store.as_ref(), d);
-                printer::status(&format!("deployment {} is not running ({})", d.name, d.state));
+                printer::status(&format!(
+                    "deployment {} is not running ({})",
+                    d.name, d.state
+                ));
                 return Ok(ExitCode::SUCCESS);
             }
             if d.host != hostname() {

@@ -1,0 +1,575 @@
+//! `terrarium deploy`: Azure ML entry scripts served by the Rust front and Python workers in
+//! the environment. Real processes, real HTTP, real crashes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::TestContext;
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/scoring")
+        .join(name)
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A model directory with the linear model's weights.
+fn model(cx: &TestContext) -> PathBuf {
+    cx.write("model/weights.json", "[1.0, 2.0, 3.0]");
+    cx.path("model")
+}
+
+/// A system-managed environment (built by uv from a local wheelhouse) with package `alpha`.
+fn system_env(cx: &TestContext) -> Option<PathBuf> {
+    if !common::uv_available() {
+        return None;
+    }
+    let wheels = cx.path("wheels");
+    common::make_wheels(&wheels, &["alpha==1.0"]);
+    Some(cx.write(
+        "scoring.yml",
+        format!(
+            "name: scoring\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n    - alpha\n",
+            wheels.display()
+        ),
+    ))
+}
+
+/// A user-managed environment: a venv the user made, with `alpha` and, if asked, the shim.
+fn venv_env(cx: &TestContext, python: &str, with_shim: bool) -> PathBuf {
+    let venv = cx.path("venv");
+    let status = Command::new(python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let wheels = cx.path("wheels");
+    common::make_wheels(&wheels, &["alpha==1.0"]);
+    let pip = |what: &[&str]| {
+        let status = Command::new(venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-index",
+                "--find-links",
+            ])
+            .arg(&wheels)
+            .args(what)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    pip(&["alpha"]);
+    if with_shim {
+        let out = cx
+            .command()
+            .args(["deployments", "shim", "--wheel"])
+            .arg(&wheels)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        pip(&["terrarium_worker"]);
+    }
+    cx.write(
+        "venv.yml",
+        format!(
+            "name: mine\npython:\n  user_managed: true\n  interpreter: {}\n",
+            venv.join("bin/python").display()
+        ),
+    )
+}
+
+/// A deployment started with `--detach`, stopped when dropped.
+struct Deployment<'a> {
+    cx: &'a TestContext,
+    name: String,
+    url: String,
+}
+
+impl Drop for Deployment<'_> {
+    fn drop(&mut self) {
+        let _ = self.cx.run(&["deployments", "stop", &self.name]);
+    }
+}
+
+impl Deployment<'_> {
+    fn show(&self) -> Value {
+        self.cx
+            .run(&["deployments", "show", &self.name, "--json"])
+            .success()
+            .json()
+    }
+
+    fn log(&self) -> String {
+        self.cx
+            .run(&["deployments", "logs", &self.name])
+            .success()
+            .stdout
+    }
+
+    fn post(&self, path: &str, body: &Value) -> reqwest::blocking::Response {
+        http()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    }
+
+    fn health(&self) -> Value {
+        http()
+            .get(format!("{}/health", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+}
+
+fn deploy<'a>(
+    cx: &'a TestContext,
+    name: &str,
+    env: &Path,
+    entry: &Path,
+    extra: &[&str],
+) -> Deployment<'a> {
+    let model = model(cx);
+    let out = cx
+        .command()
+        .args(["deploy", name, "--detach", "--port", "0", "--env"])
+        .arg(env)
+        .arg("--model")
+        .arg(&model)
+        .arg("--entry")
+        .arg(entry)
+        .args(extra)
+        .output()
+        .unwrap();
+    let run: common::Run = out.into();
+    let run = run.success();
+    assert!(run.stdout.contains("serving"), "{}", run.stdout);
+    let shown = cx
+        .run(&["deployments", "show", name, "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["state"], "ready", "{shown}");
+    Deployment {
+        cx,
+        name: name.to_string(),
+        url: shown["url"].as_str().unwrap().to_string(),
+    }
+}
+
+#[test]
+fn serves_an_entry_script_in_a_system_managed_environment() {
+    let cx = TestContext::new();
+    let Some(env) = system_env(&cx) else { return };
+    let d = deploy(
+        &cx,
+        "linear",
+        &env,
+        &fixture("linear.py"),
+        &["--workers", "2"],
+    );
+
+    // Liveness and the AML scoring contract.
+    let live = http().get(format!("{}/", d.url)).send().unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.text().unwrap(), "Healthy");
+    let response = http()
+        .post(format!("{}/score", d.url))
+        .header("x-request-id", "req-1")
+        .body(r#"{"data": [[1, 1, 1], [0, 1, 0]]}"#)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["x-request-id"], "req-1");
+    assert_eq!(response.headers()["x-ms-run-function-failed"], "False");
+    assert!(response.headers().contains_key("x-ms-run-fn-exec-ms"));
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["predictions"], json!([6.0, 2.0]));
+
+    // MLflow's routes: /invocations falls back to run() without an MLflow model.
+    let ping = http().get(format!("{}/ping", d.url)).send().unwrap();
+    assert_eq!(ping.status(), 200);
+    let invoked = d.post("/invocations", &json!({"data": [[2, 0, 0]]}));
+    assert_eq!(invoked.status(), 200);
+    assert_eq!(
+        invoked.json::<Value>().unwrap()["predictions"],
+        json!([2.0])
+    );
+
+    // swagger, health, unknown routes.
+    let swagger: Value = http()
+        .get(format!("{}/swagger.json", d.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(swagger["swagger"], "2.0");
+    assert!(swagger["paths"]["/score"]["post"].is_object());
+    let v3: Value = http()
+        .get(format!("{}/swagger.json?version=3", d.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v3["openapi"], "3.0.1");
+    let bad = http()
+        .get(format!("{}/swagger.json?version=9", d.url))
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 404);
+    let health = d.health();
+    assert_eq!(health["status"], "READY", "{health}");
+    assert_eq!(health["workers"], 2);
+    let missing = http().get(format!("{}/nope", d.url)).send().unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.json::<Value>().unwrap()["message"].is_string());
+
+    // The record: environment version, model hash, state.
+    let shown = d.show();
+    assert_eq!(shown["environment"], "scoring");
+    assert_eq!(shown["version"], "1");
+    assert!(shown["model_hash"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(shown["workers"], 2);
+    let list = cx.run(&["deployments", "list", "--json"]).success().json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // The worker ran in the environment (the shim injected, alpha imported from the prefix).
+    let log = d.log();
+    assert!(log.contains("init: loaded 3 weights; alpha 1.0"), "{log}");
+
+    // A version that a deployment serves cannot be deleted.
+    let refused = cx.run(&["env", "delete", "scoring:1"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("linear"), "{}", refused.stderr);
+
+    // Stop: the record says stopped, the port is closed.
+    let url = d.url.clone();
+    drop(d);
+    let shown = cx
+        .run(&["deployments", "show", "linear", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["state"], "stopped");
+    assert!(http().get(format!("{url}/")).send().is_err());
+}
+
+#[test]
+fn aml_responses_request_headers_rawhttp_and_errors() {
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", true);
+    let d = deploy(&cx, "responses", &env, &fixture("responses.py"), &[]);
+    let r = d.post("/score", &json!({"kind": "aml", "value": 5}));
+    assert_eq!(r.status(), 201);
+    let custom: Vec<_> = r
+        .headers()
+        .get_all("x-custom")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(custom, ["a", "b"]);
+    assert_eq!(r.text().unwrap(), r#"{"echo": 5}"#);
+    let r = d.post("/score", &json!({"kind": "text"}));
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().unwrap(), "plain words");
+    let r = d.post("/score", &json!({"kind": "error"}));
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-ms-run-function-failed"], "True");
+    let r = d.post("/score", &json!({"kind": "none"}));
+    assert_eq!(r.text().unwrap(), "{}");
+    let r = http()
+        .post(format!("{}/score", d.url))
+        .header("X-Agent", "tests")
+        .body(r#"{"kind": "headers"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap(), json!({"agent": "tests"}));
+    let r = d.post("/score", &json!({"kind": "string"}));
+    assert_eq!(r.text().unwrap(), r#""a string""#);
+
+    // An exception: 500, an error id, the traceback in the log and not in the response.
+    let r = d.post("/score", &json!({"kind": "raise"}));
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["x-ms-run-function-failed"], "True");
+    let error_id = r.headers()["x-terrarium-error-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = r.text().unwrap();
+    assert!(
+        !text.contains("Traceback") && !text.contains("boom"),
+        "{text}"
+    );
+    let r = d.post("/score", &json!({"kind": "unserialisable"}));
+    assert_eq!(r.status(), 500);
+    let log = d.log();
+    assert!(
+        log.contains(&format!("request {error_id}: run() raised")),
+        "{log}"
+    );
+    assert!(log.contains("RuntimeError: boom"), "{log}");
+    drop(d);
+
+    let d = deploy(&cx, "raw", &env, &fixture("rawhttp.py"), &[]);
+    let r: Value = http()
+        .post(format!("{}/score", d.url))
+        .header("content-type", "application/json")
+        .body(r#"{"x": 1}"#)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"method": "POST", "length": 8, "type": "application/json", "json": {"x": 1}})
+    );
+    let r: Value = http()
+        .get(format!("{}/score?a=1&b=two", d.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r, json!({"method": "GET", "args": {"a": "1", "b": "two"}}));
+}
+
+#[test]
+fn a_failing_init_reports_failed_and_does_not_serve() {
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", true);
+    let model = model(&cx);
+    let run: common::Run = cx
+        .command()
+        .args(["deploy", "broken", "--detach", "--port", "0", "--env"])
+        .arg(&env)
+        .arg("--model")
+        .arg(&model)
+        .arg("--entry")
+        .arg(fixture("failing_init.py"))
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("init() failed: FileNotFoundError: no model file in"),
+        "{}",
+        run.stderr
+    );
+    let shown = cx
+        .run(&["deployments", "show", "broken", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["state"], "failed");
+    assert!(shown["reason"]
+        .as_str()
+        .unwrap()
+        .contains("FileNotFoundError"));
+    // The traceback is in the log.
+    let log = cx.run(&["deployments", "logs", "broken"]).success().stdout;
+    assert!(log.contains("Traceback"), "{log}");
+
+    // In the foreground too: a clear error and a non-zero exit.
+    let run: common::Run = cx
+        .command()
+        .args(["deploy", "broken", "--port", "0", "--env"])
+        .arg(&env)
+        .arg("--model")
+        .arg(&model)
+        .arg("--entry")
+        .arg(fixture("failing_init.py"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("deployment broken failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_user_managed_environment_without_the_shim_is_refused() {
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", false);
+    let model = model(&cx);
+    let run: common::Run = cx
+        .command()
+        .args(["deploy", "svc", "--port", "0", "--env"])
+        .arg(&env)
+        .arg("--model")
+        .arg(&model)
+        .arg("--entry")
+        .arg(fixture("linear.py"))
+        .output()
+        .unwrap()
+        .into();
+    let run = run.user_error();
+    assert!(
+        run.stderr.contains("has no `terrarium_worker` package"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("terrarium deployments shim --wheel"));
+    // Nothing recorded.
+    let list = cx.run(&["deployments", "list", "--json"]).success().json();
+    assert_eq!(list, json!([]));
+    // Bad arguments name what is wrong.
+    let run = cx.run(&[
+        "deploy", "svc", "--env", "mine", "--model", "nowhere", "--entry", "x.py",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--model nowhere"), "{}", run.stderr);
+}
+
+/// 32 clients at once against 2 workers; some requests crash their worker (os._exit, a
+/// segfault). Every other request is answered correctly; only the crashing ones fail.
+#[test]
+fn crashed_workers_are_restarted_and_only_their_requests_fail() {
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", true);
+    let d = deploy(
+        &cx,
+        "crashy",
+        &env,
+        &fixture("linear.py"),
+        &["--workers", "2", "--queue", "256"],
+    );
+    let url = d.url.clone();
+    let threads: Vec<_> = (0..32)
+        .map(|client| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let http = http();
+                let mut results = Vec::new();
+                for i in 0..10 {
+                    let crash = match (client, i) {
+                        (3, 4) => Some("exit"),
+                        (17, 2) => Some("segfault"),
+                        (29, 7) => Some("exit"),
+                        _ => None,
+                    };
+                    let mut body = json!({"data": [[client as f64, i as f64, 1.0]]});
+                    if let Some(kind) = crash {
+                        body["crash"] = json!(kind);
+                    }
+                    let r = http
+                        .post(format!("{url}/score"))
+                        .body(body.to_string())
+                        .send()
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    let value: Value = r.json().unwrap_or(Value::Null);
+                    results.push((client, i, crash.is_some(), status, value));
+                }
+                results
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut failed = 0;
+    for thread in threads {
+        for (client, i, crash, status, value) in thread.join().unwrap() {
+            if crash {
+                assert_eq!(status, 500, "{value}");
+                failed += 1;
+            } else {
+                assert_eq!(status, 200, "client {client} request {i}: {value}");
+                let expected = client as f64 + 2.0 * i as f64 + 3.0;
+                assert_eq!(value["predictions"], json!([expected]));
+                ok += 1;
+            }
+        }
+    }
+    assert_eq!((ok, failed), (317, 3));
+    let health = d.health();
+    assert_eq!(health["restarts"], 3, "{health}");
+    assert_eq!(health["status"], "READY", "{health}");
+    let log = d.log();
+    assert!(log.contains("exit code 7"), "{log}");
+    assert!(log.contains("signal 11"), "{log}");
+}
+
+#[test]
+fn timeouts_backpressure_and_a_graceful_stop() {
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", true);
+    let d = deploy(
+        &cx,
+        "slow",
+        &env,
+        &fixture("linear.py"),
+        &["--timeout-ms", "1500", "--queue", "2"],
+    );
+    // A run() that overruns the timeout: 500, and the worker is replaced.
+    let r = d.post("/score", &json!({"sleep": 30, "data": [[1, 1, 1]]}));
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().unwrap()["message"],
+        "Scoring timeout after 1500 ms"
+    );
+    let r = d.post("/score", &json!({"data": [[1, 1, 1]]}));
+    assert_eq!(r.status(), 200);
+
+    // One worker, a queue of 2: of 8 concurrent slow requests, those beyond 1 + 2 get 503
+    // with Retry-After.
+    let url = d.url.clone();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20 * i));
+                let r = http()
+                    .post(format!("{url}/score"))
+                    .body(r#"{"sleep": 0.5, "data": [[1, 0, 0]]}"#)
+                    .send()
+                    .unwrap();
+                (
+                    r.status().as_u16(),
+                    r.headers().get("retry-after").is_some(),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let busy = results.iter().filter(|(s, _)| *s == 503).count();
+    let served = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(busy + served, 8, "{results:?}");
+    assert!(busy >= 4 && served >= 3, "{results:?}");
+    assert!(results.iter().all(|(s, retry)| *s != 503 || *retry));
+
+    // A graceful stop finishes the request in flight.
+    let url2 = d.url.clone();
+    let in_flight = std::thread::spawn(move || {
+        http()
+            .post(format!("{url2}/score"))
+            .body(r#"{"sleep": 1.0, "data": [[0, 0, 1]]}"#)
+            .send()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    cx.run(&["deployments", "stop", "slow"]).success();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["predictions"], json!([3.0]));
+    let shown = d.show();
+    assert_eq!(shown["state"], "stopped");
+}
