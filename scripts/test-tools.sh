@@ -32,6 +32,14 @@ if ! "$st/bin/schemathesis" --version 2>/dev/null | grep -q "$st_version"; then
     "$st/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version" >&2
 fi
 
+# Microsoft's Azure ML inference server, to check that deployments answer as it does.
+srv="$cache/azmlinfsrv-1.5.1"
+if ! "$srv/bin/python" -c "import azureml_inference_server_http" >/dev/null 2>&1; then
+    rm -rf "$srv"
+    python3 -m venv "$srv" >&2
+    "$srv/bin/pip" install --quiet --disable-pip-version-check "azureml-inference-server-http==1.5.1" >&2
+fi
+
 # Debian's Chromium and ChromeDriver, for the web UI's browser tests.
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
     echo "installing chromium and chromium-driver from Debian" >&2
@@ -42,3 +50,4 @@ fi
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
 echo "export TERRARIUM_TEST_SCHEMATHESIS=$st/bin/schemathesis"
 echo "export TERRARIUM_UV=$uv/bin/uv"
+echo "export TERRARIUM_TEST_AZMLINFSRV=$srv/bin/azmlinfsrv"

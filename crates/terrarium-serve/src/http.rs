@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::pool::{Health, Outcome, Pool, SubmitError};
 use crate::protocol::RequestHeader;
@@ -83,8 +82,10 @@ pub fn router(app: Arc<App>, routes: &Routes, body_limit: usize) -> Router {
         .with_state(app)
 }
 
+/// `{"message": "..."}` exactly as azmlinfsrv writes it (Python's `json.dumps`: `": "` after
+/// keys, non-ASCII escaped), so that clients comparing bytes see no difference.
 fn message(status: StatusCode, text: impl Into<String>) -> Response {
-    let body = serde_json::to_vec(&json!({"message": text.into()})).unwrap_or_default();
+    let body = format!("{{\"message\": {}}}", python_json_string(&text.into()));
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
@@ -260,6 +261,12 @@ async fn dispatch(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    if route == "score" && ![Method::GET, Method::POST, Method::OPTIONS].contains(&method) {
+        return message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "The method is not allowed for the requested URL.",
+        );
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -366,9 +373,47 @@ fn failed(_app: &App, _ids: &RequestIds, text: &str) -> Response {
     response
 }
 
+/// A JSON string as Python's `json.dumps` writes it (`ensure_ascii=True`).
+fn python_json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strings_as_python_json_dumps_writes_them() {
+        // json.dumps('a"b\\c\n\x01é😀\x7f')
+        assert_eq!(
+            super::python_json_string("a\"b\\c\n\u{1}é😀\u{7f}"),
+            format!(r#""a\"b\\c\n\u0001\u00e9\ud83d\ude00{}""#, '\u{7f}')
+        );
+    }
 }

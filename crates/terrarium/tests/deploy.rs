@@ -573,3 +573,135 @@ fn timeouts_backpressure_and_a_graceful_stop() {
     let shown = d.show();
     assert_eq!(shown["state"], "stopped");
 }
+
+/// The same entry script, served by Terrarium (with its stand-in AMLResponse, no Flask) and by
+/// Microsoft's `azmlinfsrv`: the same requests get the same status, content type, body and
+/// `x-ms-run-function-failed`.
+#[test]
+fn answers_as_azmlinfsrv_does() {
+    let Some(azmlinfsrv) = std::env::var_os("TERRARIUM_TEST_AZMLINFSRV") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs azmlinfsrv: scripts/test-tools.sh installs it"
+        );
+        eprintln!("skipped: set TERRARIUM_TEST_AZMLINFSRV (scripts/test-tools.sh)");
+        return;
+    };
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", true);
+    let ours = deploy(&cx, "compat", &env, &fixture("responses.py"), &[]);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let entry = fixture("responses.py");
+    let log = std::fs::File::create(cx.path("azmlinfsrv.log")).unwrap();
+    let mut theirs = Command::new(&azmlinfsrv)
+        .arg("--entry_script")
+        .arg(&entry)
+        .args(["--port", &port.to_string()])
+        .env("AZUREML_MODEL_DIR", cx.path("model"))
+        .current_dir(entry.parent().unwrap())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut theirs);
+    let their_url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http().get(format!("{their_url}/")).send().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "azmlinfsrv did not start: {}",
+            std::fs::read_to_string(cx.path("azmlinfsrv.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    type Request<'a> = (&'a str, &'a str, Vec<u8>, Vec<(&'a str, &'a str)>);
+    let requests: Vec<Request> = vec![
+        (
+            "POST",
+            "/score",
+            br#"{"kind": "aml", "value": 5}"#.to_vec(),
+            vec![],
+        ),
+        ("POST", "/score", br#"{"kind": "text"}"#.to_vec(), vec![]),
+        ("POST", "/score", br#"{"kind": "error"}"#.to_vec(), vec![]),
+        ("POST", "/score", br#"{"kind": "none"}"#.to_vec(), vec![]),
+        (
+            "POST",
+            "/score",
+            br#"{"kind": "headers"}"#.to_vec(),
+            vec![("X-Agent", "compat")],
+        ),
+        ("POST", "/score", br#"{"kind": "string"}"#.to_vec(), vec![]),
+        ("POST", "/score", br#"{"kind": "raise"}"#.to_vec(), vec![]),
+        (
+            "POST",
+            "/score",
+            br#"{"kind": "unserialisable"}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "/score",
+            br#"{"kind": "echo", "x": [1, 2.5, "s", null, {"y": true}]}"#.to_vec(),
+            vec![("content-type", "application/json")],
+        ),
+        ("POST", "/score", b"\xff\xfe not utf-8".to_vec(), vec![]),
+        ("POST", "/score", b"not json at all".to_vec(), vec![]),
+        ("GET", "/score?kind=string", vec![], vec![]),
+        ("GET", "/score?kind=echo&n=1&n=2&s=x", vec![], vec![]),
+        ("OPTIONS", "/score", vec![], vec![]),
+        ("PUT", "/score", b"{}".to_vec(), vec![]),
+        ("GET", "/", vec![], vec![]),
+        ("GET", "/swagger.json?version=7", vec![], vec![]),
+    ];
+    let client = http();
+    let mut differences = Vec::new();
+    for (method, path, body, headers) in &requests {
+        let answer = |base: &str| {
+            let mut request = client.request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{base}{path}"),
+            );
+            for (k, v) in headers {
+                request = request.header(*k, *v);
+            }
+            let r = request.body(body.clone()).send().unwrap();
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            let summary = (
+                r.status().as_u16(),
+                header("content-type"),
+                header("x-ms-run-function-failed"),
+            );
+            (summary, r.bytes().unwrap().to_vec())
+        };
+        let ours = answer(&ours.url);
+        let theirs = answer(&their_url);
+        if ours != theirs {
+            differences.push(format!(
+                "{method} {path}:\n  terrarium:  {:?} {}\n  azmlinfsrv: {:?} {}",
+                ours.0,
+                String::from_utf8_lossy(&ours.1),
+                theirs.0,
+                String::from_utf8_lossy(&theirs.1)
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
