@@ -350,7 +350,9 @@ impl Slot {
         };
         drop(listener);
         let _ = std::fs::remove_file(&self.socket);
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
+        // Buffered: a response frame is read with one `recv`, not four.
+        let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
         let started = tokio::time::timeout(startup, async {
             match read_frame(&mut reader).await {
                 Ok(Some((WorkerMessage::Hello { pid, .. }, _))) => {

@@ -59,8 +59,14 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     head.extend_from_slice(&(header.len() as u32).to_be_bytes());
     head.extend_from_slice(&header);
     head.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    writer.write_all(&head).await?;
-    writer.write_all(body).await?;
+    // One write for a small frame: a request is usually a single segment on the socket.
+    if body.len() < 64 * 1024 {
+        head.extend_from_slice(body);
+        writer.write_all(&head).await?;
+    } else {
+        writer.write_all(&head).await?;
+        writer.write_all(body).await?;
+    }
     writer.flush().await
 }
 
