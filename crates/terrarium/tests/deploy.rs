@@ -705,3 +705,81 @@ fn answers_as_azmlinfsrv_does() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// A deployment against a team server (SQLite and PostgreSQL behind it): recorded there, listed
+/// by any client, stopped through the record; a reader may look but not deploy.
+#[test]
+fn deployments_are_recorded_on_a_team_server() {
+    use common::server::{bootstrap_token, remote, Server};
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", true);
+    let model = model(&cx);
+    for db in common::server::backends(&cx, "terrarium_deploy") {
+        let token = bootstrap_token(&cx, &db, "contributor", "alice");
+        let reader = bootstrap_token(&cx, &db, "reader", "bob");
+        let server = Server::start(&cx, &db, &[]);
+        let deploy = |token: &str| {
+            remote(
+                &cx,
+                &server.url,
+                Some(token),
+                &[
+                    "deploy",
+                    "remote-svc",
+                    "--detach",
+                    "--port",
+                    "0",
+                    "--env",
+                    env.to_str().unwrap(),
+                    "--model",
+                    model.to_str().unwrap(),
+                    "--entry",
+                    fixture("linear.py").to_str().unwrap(),
+                ],
+            )
+        };
+        let refused = deploy(&reader);
+        assert_ne!(refused.code, 0, "{}", refused.stderr);
+        deploy(&token).success();
+        let shown = remote(
+            &cx,
+            &server.url,
+            Some(&reader),
+            &["deployments", "show", "remote-svc", "--json"],
+        )
+        .success()
+        .json();
+        assert_eq!(shown["state"], "ready", "{shown}");
+        assert_eq!(shown["actor"], "alice");
+        assert_eq!(shown["environment"], "mine");
+        let url = shown["url"].as_str().unwrap();
+        let r = http()
+            .post(format!("{url}/score"))
+            .body(r#"{"data": [[1, 1, 1]]}"#)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        remote(
+            &cx,
+            &server.url,
+            Some(&token),
+            &["deployments", "stop", "remote-svc"],
+        )
+        .success();
+        let listed = remote(
+            &cx,
+            &server.url,
+            Some(&token),
+            &["deployments", "list", "--json"],
+        )
+        .success()
+        .json();
+        assert_eq!(listed[0]["state"], "stopped", "{listed}");
+        // The audit trail has the deployment's state changes.
+        let admin = bootstrap_token(&cx, &db, "admin", "root");
+        let audit = remote(&cx, &server.url, Some(&admin), &["audit", "--json"])
+            .success()
+            .stdout;
+        assert!(audit.contains("/api/v1/deployments/remote-svc"), "{audit}");
+    }
+}

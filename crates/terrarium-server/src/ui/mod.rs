@@ -45,9 +45,16 @@ async fn style() -> Response {
         .into_response()
 }
 
+/// What a path segment escapes: everything but letters, digits and `-`, `_`, `~` (RFC 3986's
+/// unreserved characters, less `.`, so that no segment can read as `.` or `..`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A path segment, with `/` and other reserved characters escaped.
 pub fn segment(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 fn env_href(name: &str) -> String {
