@@ -2,8 +2,9 @@
 """Scoring throughput and latency: `terrarium deploy` vs Microsoft's azmlinfsrv (and MLflow's
 `mlflow models serve`), side by side in one run.
 
-Every server serves the same trivial model, a linear model over a small JSON array (16 rows of
-8 features), with the same number of Python workers (1, then 2), on loopback. Terrarium and
+Every server serves the same trivial model, a linear model over a small JSON array, with the same
+number of Python workers (1, then 2), on loopback. Two payloads: one row of 8 features (the
+server's own cost dominates) and 16 rows of 8 (run() itself costs more than the server). Terrarium and
 azmlinfsrv run the same Azure ML entry script; MLflow serves the same weights as a pyfunc model.
 Load comes from wrk (Debian) with 16 connections for DURATION (default 10s) each.
 
@@ -30,7 +31,7 @@ MLFLOW_VENV = os.environ.get("MLFLOW_VENV", os.path.expanduser("~/.cache/terrari
 DURATION = os.environ.get("DURATION", "10s")
 
 WEIGHTS = [0.5, -1.0, 2.0, 0.25, 1.5, -0.75, 3.0, 0.1]
-ROWS = [[float((r * 8 + c) % 7) for c in range(8)] for r in range(16)]
+ROWS_BY_SIZE = {n: [[float((r * 8 + c) % 7) for c in range(8)] for r in range(n)] for n in (1, 16)}
 
 SCORE = '''
 import json, os
@@ -81,9 +82,11 @@ def request(port, method, path, body=None):
     return r.status, r.read()
 
 
-def wait_http(port, path, timeout=180):
+def wait_http(port, path, process, timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server for port {port} exited with {process.returncode}")
         try:
             status, _ = request(port, "GET", path)
             if status == 200:
@@ -153,13 +156,18 @@ def main():
         mlflow_model = os.path.join(work, "mlflow-model")
         subprocess.run([mlflow_python, "-c", MLFLOW_MODEL, mlflow_model, os.path.join(model, "weights.json")],
                        check=True, capture_output=True)
+        # MLflow's venv as a user-managed environment, with the worker shim installed.
+        subprocess.run([mlflow_python, "-m", "pip", "install", "--quiet", "--force-reinstall", wheel], check=True)
+        mlflow_definition = os.path.join(work, "mlflow-env.yml")
+        with open(mlflow_definition, "w") as f:
+            f.write(f"name: bench-mlflow\npython:\n  user_managed: true\n  interpreter: {mlflow_python}\n")
 
-    body = json.dumps({"data": ROWS})
-    expected = [sum(w * x for w, x in zip(WEIGHTS, row)) for row in ROWS]
-    print(f"model: linear, {len(ROWS)} rows x {len(WEIGHTS)} features; wrk -t2 -c16 -d{DURATION}; "
-          f"{os.cpu_count()} cores")
+    print(f"model: linear over {len(WEIGHTS)} features; wrk -t2 -c16 -d{DURATION}; {os.cpu_count()} cores")
     results = {}
-    for workers in (1, 2):
+    for rows_n, workers in [(n, w) for n in sorted(ROWS_BY_SIZE) for w in (1, 2)]:
+        ROWS = ROWS_BY_SIZE[rows_n]
+        body = json.dumps({"data": ROWS})
+        expected = [sum(w * x for w, x in zip(WEIGHTS, row)) for row in ROWS]
         # Terrarium
         port = free_port()
         subprocess.run([BINARY, "deploy", "bench", "--env", definition, "--model", model, "--entry", score,
@@ -168,7 +176,7 @@ def main():
         try:
             status, answer = request(port, "POST", "/score", body)
             assert status == 200 and json.loads(answer)["predictions"] == expected, answer
-            results[("terrarium", workers)] = wrk(port, "/score", body)
+            results[("terrarium", rows_n, workers)] = wrk(port, "/score", body)
         finally:
             subprocess.run([BINARY, "deployments", "stop", "bench"], env=env, check=True, capture_output=True)
 
@@ -179,43 +187,60 @@ def main():
                                    "--worker_count", str(workers)],
                                   env=dict(os.environ, AZUREML_MODEL_DIR=model), stdout=log, stderr=log, cwd=work)
         try:
-            wait_http(port, "/")
+            wait_http(port, "/", server)
             status, answer = request(port, "POST", "/score", body)
             assert status == 200 and json.loads(answer)["predictions"] == expected, answer
-            results[("azmlinfsrv", workers)] = wrk(port, "/score", body)
+            results[("azmlinfsrv", rows_n, workers)] = wrk(port, "/score", body)
         finally:
             server.terminate()
             server.wait()
 
-        # MLflow
+        # Terrarium serving the MLflow model (MLflow's own scoring code in the worker), and
+        # MLflow's server on the same model.
+        if mlflow_model:
+            port = free_port()
+            subprocess.run([BINARY, "deploy", "bench-mlflow", "--env", mlflow_definition, "--model", mlflow_model,
+                            "--workers", str(workers), "--port", str(port), "--detach"],
+                           env=env, check=True, capture_output=True)
+            try:
+                mlflow_body = json.dumps({"inputs": ROWS})
+                status, answer = request(port, "POST", "/invocations", mlflow_body)
+                got = json.loads(answer)["predictions"]
+                assert status == 200 and [round(x, 6) for x in got] == [round(x, 6) for x in expected], answer
+                results[("terrarium-mlflow", rows_n, workers)] = wrk(port, "/invocations", mlflow_body)
+            finally:
+                subprocess.run([BINARY, "deployments", "stop", "bench-mlflow"], env=env, check=True,
+                               capture_output=True)
         if mlflow_model:
             port = free_port()
             log = open(os.path.join(work, f"mlflow-{workers}.log"), "w")
             server = subprocess.Popen([os.path.join(MLFLOW_VENV, "bin", "mlflow"), "models", "serve", "-m", mlflow_model,
                                        "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
-                                       "--workers", str(workers)], stdout=log, stderr=log, cwd=work)
+                                       "--workers", str(workers)], stdout=log, stderr=log, cwd=work,
+                                      env=dict(os.environ, PATH=os.path.join(MLFLOW_VENV, "bin") + ":" + os.environ["PATH"]))
             try:
-                wait_http(port, "/ping")
+                wait_http(port, "/ping", server)
                 mlflow_body = json.dumps({"inputs": ROWS})
                 status, answer = request(port, "POST", "/invocations", mlflow_body)
                 got = json.loads(answer)["predictions"]
                 assert status == 200 and [round(x, 6) for x in got] == [round(x, 6) for x in expected], answer
-                results[("mlflow", workers)] = wrk(port, "/invocations", mlflow_body)
+                results[("mlflow", rows_n, workers)] = wrk(port, "/invocations", mlflow_body)
             finally:
                 server.terminate()
                 server.wait()
 
-    print(f"{'server':<12} {'workers':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
-    for (name, workers), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        print(f"{name:<12} {workers:>7} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8} {r['socket_errors']:>7}")
-    for workers in (1, 2):
-        ours, theirs = results[("terrarium", workers)], results[("azmlinfsrv", workers)]
-        print(f"{workers} worker(s): terrarium/azmlinfsrv throughput {ours['rps'] / theirs['rps']:.1f}x, "
-              f"p99 {ours['p99']:.2f} ms vs {theirs['p99']:.2f} ms")
-        if ("mlflow", workers) in results:
-            m = results[("mlflow", workers)]
-            print(f"{workers} worker(s): terrarium/mlflow throughput {ours['rps'] / m['rps']:.1f}x, "
-                  f"p99 {ours['p99']:.2f} ms vs {m['p99']:.2f} ms")
+    print(f"{'server':<17} {'rows':>4} {'workers':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
+    for (name, rows_n, workers), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        print(f"{name:<17} {rows_n:>4} {workers:>7} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8} {r['socket_errors']:>7}")
+    for rows_n in sorted(ROWS_BY_SIZE):
+        for workers in (1, 2):
+            ours, theirs = results[("terrarium", rows_n, workers)], results[("azmlinfsrv", rows_n, workers)]
+            print(f"{rows_n} row(s), {workers} worker(s): terrarium/azmlinfsrv throughput {ours['rps'] / theirs['rps']:.1f}x, "
+                  f"p99 {ours['p99']:.2f} ms vs {theirs['p99']:.2f} ms")
+            if ("mlflow", rows_n, workers) in results:
+                m, t = results[("mlflow", rows_n, workers)], results[("terrarium-mlflow", rows_n, workers)]
+                print(f"{rows_n} row(s), {workers} worker(s): MLflow model on /invocations, terrarium/mlflow "
+                      f"throughput {t['rps'] / m['rps']:.1f}x, p99 {t['p99']:.2f} ms vs {m['p99']:.2f} ms")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -114,7 +114,7 @@ async fn request_ids(State(app): State<Arc<App>>, request: Request, next: Next) 
             .to_string()
     };
     let request_id = match get("x-request-id") {
-        id if id.is_empty() => uuid::Uuid::new_v4().to_string(),
+        id if id.is_empty() => new_request_id(),
         id => id,
     };
     if request_id.len() > HEADER_LIMIT {
@@ -371,6 +371,34 @@ fn failed(_app: &App, _ids: &RequestIds, text: &str) -> Response {
         .headers_mut()
         .insert("x-ms-run-function-failed", HeaderValue::from_static("True"));
     response
+}
+
+/// A random (version 4) UUID, as azmlinfsrv makes request ids, from a per-thread generator
+/// seeded once by the OS: not a `getrandom` call per request.
+fn new_request_id() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let seed = uuid::Uuid::new_v4().as_u64_pair();
+            (seed.0 ^ seed.1) | 1
+        });
+    }
+    // xorshift64*, twice for 128 bits.
+    let next = || {
+        STATE.with(|state| {
+            let mut x = state.get();
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            state.set(x);
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        })
+    };
+    let bytes = ((u128::from(next()) << 64) | u128::from(next())).to_be_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// A JSON string as Python's `json.dumps` writes it (`ensure_ascii=True`).

@@ -63,8 +63,9 @@ pub fn serve(
     log: Log,
     on_event: impl Fn(Event) + Send + Sync + 'static,
 ) -> std::io::Result<Stopped> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    // One thread: the front only shuffles bytes between sockets, and the CPUs are better left to
+    // the Python workers; a multi-threaded runtime spent most of its time waking threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(run(config, log, on_event))

@@ -361,7 +361,7 @@ impl Slot {
                 other => return Err(format!("the worker did not say hello: {other:?}")),
             }
             match read_frame(&mut reader).await {
-                Ok(Some((WorkerMessage::Ready, _))) => Ok(()),
+                Ok(Some((WorkerMessage::Ready { needs_headers }, _))) => Ok(needs_headers),
                 Ok(Some((WorkerMessage::InitFailed { reason }, _))) => {
                     Err(format!("init() failed: {reason}"))
                 }
@@ -376,8 +376,8 @@ impl Slot {
             }
         })
         .await;
-        match started {
-            Ok(Ok(())) => {}
+        let needs_headers = match started {
+            Ok(Ok(needs_headers)) => needs_headers,
             Ok(Err(reason)) => {
                 let _ = child.kill().await;
                 // init() failing is the script's fault, not chance: never retried.
@@ -391,7 +391,7 @@ impl Slot {
                     startup.as_secs()
                 ));
             }
-        }
+        };
         if !*initialized {
             *initialized = true;
             self.shared.initialized.fetch_add(1, Ordering::SeqCst);
@@ -405,7 +405,7 @@ impl Slot {
                 let mut rx = self.rx.lock().await;
                 rx.recv().await
             };
-            let Some(job) = job else {
+            let Some(mut job) = job else {
                 let _ = write_frame(&mut writer, &serde_json::json!({"type": "stop"}), b"").await;
                 drop(writer);
                 if tokio::time::timeout(Duration::from_secs(10), child.wait())
@@ -419,6 +419,9 @@ impl Slot {
             if job.reply.is_closed() {
                 // The client went away while the request waited.
                 continue;
+            }
+            if !needs_headers {
+                job.header.headers.clear();
             }
             self.shared.busy.fetch_add(1, Ordering::SeqCst);
             self.shared.changed.send_replace(());

@@ -37,7 +37,12 @@ pub enum WorkerMessage {
         #[serde(default)]
         version: String,
     },
-    Ready,
+    Ready {
+        /// Whether run() reads the request's headers (`@rawhttp`, `request_headers`, MLflow);
+        /// when it does not, requests are sent without them.
+        #[serde(default = "yes")]
+        needs_headers: bool,
+    },
     InitFailed {
         reason: String,
     },
@@ -47,6 +52,10 @@ pub enum WorkerMessage {
         headers: Vec<(String, String)>,
         exec_ms: f64,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub async fn write_frame<W: AsyncWrite + Unpin>(

@@ -113,11 +113,20 @@ impl Deployment<'_> {
             .json()
     }
 
-    fn log(&self) -> String {
-        self.cx
-            .run(&["deployments", "logs", &self.name])
-            .success()
-            .stdout
+    /// The log, once it holds `needle` (it is flushed every 100 ms).
+    fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self
+                .cx
+                .run(&["deployments", "logs", &self.name])
+                .success()
+                .stdout;
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn post(&self, path: &str, body: &Value) -> reqwest::blocking::Response {
@@ -250,7 +259,7 @@ fn serves_an_entry_script_in_a_system_managed_environment() {
     let list = cx.run(&["deployments", "list", "--json"]).success().json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     // The worker ran in the environment (the shim injected, alpha imported from the prefix).
-    let log = d.log();
+    let log = d.log_with("init: loaded");
     assert!(log.contains("init: loaded 3 weights; alpha 1.0"), "{log}");
 
     // A version that a deployment serves cannot be deleted.
@@ -318,7 +327,7 @@ fn aml_responses_request_headers_rawhttp_and_errors() {
     );
     let r = d.post("/score", &json!({"kind": "unserialisable"}));
     assert_eq!(r.status(), 500);
-    let log = d.log();
+    let log = d.log_with("RuntimeError: boom");
     assert!(
         log.contains(&format!("request {error_id}: run() raised")),
         "{log}"
@@ -501,7 +510,7 @@ fn crashed_workers_are_restarted_and_only_their_requests_fail() {
     let health = d.health();
     assert_eq!(health["restarts"], 3, "{health}");
     assert_eq!(health["status"], "READY", "{health}");
-    let log = d.log();
+    let log = d.log_with("signal 11");
     assert!(log.contains("exit code 7"), "{log}");
     assert!(log.contains("signal 11"), "{log}");
 }

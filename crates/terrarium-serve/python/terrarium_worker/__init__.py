@@ -248,7 +248,8 @@ class Worker:
         self.mlflow_model = None
 
     def log(self, message):
-        _log("worker %d: %s" % (self.index, message))
+        # The front prefixes each line with the worker's index.
+        _log(message)
 
     def start(self, entry, model_dir):
         if entry:
@@ -392,5 +393,10 @@ def main(argv=None):
         write_frame(sock, {"type": "init_failed", "reason": reason})
         sys.exit(3)
     worker.log("ready")
-    write_frame(sock, {"type": "ready"})
+    # Whether run() looks at the request's headers: if not, the front leaves them out.
+    script = worker.script
+    needs_headers = worker.mlflow_model is not None or (
+        script is not None and (script.raw or script.wants_headers)
+    )
+    write_frame(sock, {"type": "ready", "needs_headers": needs_headers})
     worker.serve()
