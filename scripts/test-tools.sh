@@ -47,6 +47,13 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
 fi
 
+# Debian's skopeo and umoci, to inspect and unpack the images Terrarium builds.
+if ! command -v skopeo >/dev/null || ! command -v umoci >/dev/null; then
+    echo "installing skopeo and umoci from Debian" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo umoci >&2
+fi
+
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
 echo "export TERRARIUM_TEST_SCHEMATHESIS=$st/bin/schemathesis"
 echo "export TERRARIUM_UV=$uv/bin/uv"

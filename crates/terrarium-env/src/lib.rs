@@ -158,6 +158,25 @@ impl EnvCache {
             .map_err(|e| EnvError::io(&path, "cannot open", e))
     }
 
+    /// Install `lock`'s packages for `platform` into `staging` as they must be at
+    /// `target_prefix` (an image's in-image path): conda packages are linked for that prefix
+    /// and no package script runs. Nothing is cached; the caller owns `staging`.
+    pub fn install_into(
+        &self,
+        lock: &Lock,
+        platform: &str,
+        staging: &Path,
+        target_prefix: &Path,
+        uv: Option<&Uv>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), EnvError> {
+        let section = lock
+            .platforms
+            .get(platform)
+            .ok_or_else(|| EnvError::Build(format!("the lock has no packages for {platform}")))?;
+        self.install(section, platform, staging, target_prefix, uv, reporter)
+    }
+
     /// The environment for `lock` on `platform`, building it if it is not cached.
     pub fn get_or_build(
         &self,

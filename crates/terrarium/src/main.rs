@@ -40,6 +40,9 @@ enum Command {
     /// Deployments: list, show, logs, stop.
     #[command(subcommand)]
     Deployments(commands::deployments::DeploymentsCommand),
+    /// Container images of environments: daemonless, layered, reproducible.
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
     /// Recorded runs.
     #[command(subcommand)]
     Runs(commands::runs::RunsCommand),
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&context, args),
         Command::Deploy(args) => commands::deploy::run(&context, args),
         Command::Deployments(command) => commands::deployments::run(&context, command),
+        Command::Image(command) => commands::image::run(&context, command),
         Command::Runs(command) => commands::runs::run(&context, command),
         Command::Cache(command) => commands::cache::run(&context, command),
         Command::Server(args) => commands::server::run(args),

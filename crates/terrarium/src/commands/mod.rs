@@ -8,6 +8,7 @@ pub mod curated;
 pub mod deploy;
 pub mod deployments;
 pub mod env;
+pub mod image;
 pub mod run;
 pub mod runs;
 pub mod server;

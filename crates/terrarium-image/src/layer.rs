@@ -1,0 +1,189 @@
+//! One layer: a tar archive of files at their in-image paths, gzip-compressed, streamed to a
+//! file while both digests are computed (the compressed blob's `digest` and the uncompressed
+//! tar's `diff_id`). Never held in memory.
+//!
+//! Reproducible: entries sorted by path, parent directories present, mtime 0, uid/gid 0, no
+//! user or group names, permissions kept (less setuid/setgid/sticky), a gzip header without a
+//! timestamp or file name. The same files give the same bytes.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::ImageError;
+
+/// Where a file in the layer comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file, directory or symlink on disk (symlinks are kept as symlinks).
+    Path(PathBuf),
+    /// Bytes written by the builder (metadata).
+    Bytes(Vec<u8>, u32),
+}
+
+/// A finished layer blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// `sha256:...` of the compressed blob.
+    pub digest: String,
+    /// `sha256:...` of the uncompressed tar.
+    pub diff_id: String,
+    pub size: u64,
+    /// The blob's file.
+    pub path: PathBuf,
+    /// What the layer holds, for the image's history (`numpy 2.1.0`, `packages`, ...).
+    pub comment: String,
+}
+
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write a layer holding `entries` (in-image path without a leading `/`, source) to a new file
+/// in `dir`, named by its digest.
+pub fn write(
+    dir: &Path,
+    mut entries: Vec<(String, Source)>,
+    comment: &str,
+) -> Result<Layer, ImageError> {
+    // Every parent directory gets an entry, so that extraction never invents one with other
+    // permissions.
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _) in &entries {
+        let mut parent = Path::new(path).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(p.to_string_lossy().to_string());
+            parent = p.parent();
+        }
+    }
+    let existing: std::collections::BTreeSet<String> =
+        entries.iter().map(|(p, _)| p.clone()).collect();
+    for dir_path in dirs {
+        if !existing.contains(&dir_path) {
+            entries.push((dir_path, Source::Bytes(Vec::new(), 0o40755)));
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.dedup_by(|a, b| a.0 == b.0);
+
+    std::fs::create_dir_all(dir).map_err(|e| ImageError::io(dir, e))?;
+    let staging = tempfile::NamedTempFile::new_in(dir).map_err(|e| ImageError::io(dir, e))?;
+    let file = staging
+        .reopen()
+        .map_err(|e| ImageError::io(staging.path(), e))?;
+    let compressed = Hashing {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let gzip = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(compressed, flate2::Compression::new(6));
+    let uncompressed = Hashing {
+        inner: gzip,
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let mut tar = tar::Builder::new(uncompressed);
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    for (path, source) in &entries {
+        append(&mut tar, path, source)?;
+    }
+    let uncompressed = tar
+        .into_inner()
+        .map_err(|e| ImageError::io(staging.path(), e))?;
+    let diff_id = format!("sha256:{}", hex::encode(uncompressed.hasher.finalize()));
+    let mut compressed = uncompressed
+        .inner
+        .finish()
+        .map_err(|e| ImageError::io(staging.path(), e))?;
+    compressed
+        .flush()
+        .map_err(|e| ImageError::io(staging.path(), e))?;
+    let size = compressed.written;
+    let Hashing { inner, hasher, .. } = compressed;
+    inner
+        .into_inner()
+        .map_err(|e| ImageError::io(staging.path(), e.into_error()))?
+        .sync_all()
+        .map_err(|e| ImageError::io(staging.path(), e))?;
+    let digest = hex::encode(hasher.finalize());
+    let path = dir.join(&digest);
+    staging
+        .persist(&path)
+        .map_err(|e| ImageError::io(&path, e.error))?;
+    Ok(Layer {
+        digest: format!("sha256:{digest}"),
+        diff_id,
+        size,
+        path,
+        comment: comment.to_string(),
+    })
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode & 0o777);
+    header.set_size(size);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    source: &Source,
+) -> Result<(), ImageError> {
+    let io = |e: std::io::Error| ImageError::Layer(format!("{path}: {e}"));
+    match source {
+        Source::Bytes(_, mode) if mode & 0o170000 == 0o40000 => {
+            let mut h = header(tar::EntryType::Directory, *mode, 0);
+            tar.append_data(&mut h, format!("{path}/"), std::io::empty())
+                .map_err(io)
+        }
+        Source::Bytes(bytes, mode) => {
+            let mut h = header(tar::EntryType::Regular, *mode, bytes.len() as u64);
+            tar.append_data(&mut h, path, bytes.as_slice()).map_err(io)
+        }
+        Source::Path(file) => {
+            let meta = std::fs::symlink_metadata(file).map_err(|e| ImageError::io(file, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(file).map_err(|e| ImageError::io(file, e))?;
+                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+                tar.append_link(&mut h, path, target).map_err(io)
+            } else if meta.is_dir() {
+                let mut h = header(tar::EntryType::Directory, mode, 0);
+                tar.append_data(&mut h, format!("{path}/"), std::io::empty())
+                    .map_err(io)
+            } else {
+                let reader = File::open(file).map_err(|e| ImageError::io(file, e))?;
+                let mut h = header(tar::EntryType::Regular, mode, meta.len());
+                tar.append_data(&mut h, path, reader).map_err(io)
+            }
+        }
+    }
+}

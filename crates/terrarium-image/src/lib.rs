@@ -1,0 +1,204 @@
+//! OCI images from environments: daemonless, layered, reproducible.
+//!
+//! An environment's installed prefix (installed for its in-image path, see
+//! `terrarium_env::EnvCache::install_into`) becomes layers ([`layering`], [`layer`]) under
+//! `/opt/terrarium/envs/<lock-hash>`, an image config with the environment's variables and
+//! labels, and a manifest, written as an OCI image layout ([`layout`]). The same prefix gives
+//! byte-identical blobs, so the same lock gives the same image digest.
+
+pub mod layer;
+pub mod layering;
+pub mod layout;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub use layer::Layer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Layer(String),
+}
+
+impl ImageError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildInput {
+    /// The installed files, as they must appear at `target_prefix`.
+    pub staging: PathBuf,
+    /// The in-image prefix, absolute (`/opt/terrarium/envs/<lock-hash>`).
+    pub target_prefix: String,
+    /// The environment's variables, secret references left as references.
+    pub env: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+    /// Files of the final metadata layer, relative to the prefix.
+    pub metadata: Vec<(String, Vec<u8>)>,
+    /// The command the image runs by default.
+    pub cmd: Vec<String>,
+    /// `amd64`, `arm64`
+    pub architecture: String,
+}
+
+/// A built image: its blobs are in the layout directory.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest_digest: String,
+    pub manifest: Vec<u8>,
+    pub config_digest: String,
+    pub config: Vec<u8>,
+    pub layers: Vec<Layer>,
+}
+
+impl Image {
+    /// Compressed size of the layers, config and manifest.
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.size).sum::<u64>()
+            + self.config.len() as u64
+            + self.manifest.len() as u64
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Build the image's layers, config and manifest into `blobs` (a directory of blobs named by
+/// their hex digest).
+pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
+    let files = layering::walk(&input.staging)?;
+    let plan = layering::plan(&input.staging, &files)?;
+    let root = input.target_prefix.trim_start_matches('/').to_string();
+    let entry = |relative: &str| {
+        (
+            format!("{root}/{relative}"),
+            layer::Source::Path(input.staging.join(relative)),
+        )
+    };
+    let mut layers = Vec::new();
+    for package in &plan.own_layers {
+        let entries = package.files.iter().map(|f| entry(f)).collect();
+        let comment = format!("{} {}", package.name, package.version);
+        layers.push(layer::write(blobs, entries, comment.trim())?);
+    }
+    if !plan.rest.is_empty() {
+        let entries = plan.rest.iter().map(|f| entry(f)).collect();
+        let comment = if plan.rest_packages.is_empty() {
+            "other files".to_string()
+        } else {
+            format!("other files and {} packages", plan.rest_packages.len())
+        };
+        layers.push(layer::write(blobs, entries, &comment)?);
+    }
+    let metadata = input
+        .metadata
+        .iter()
+        .map(|(path, bytes)| {
+            (
+                format!("{root}/{path}"),
+                layer::Source::Bytes(bytes.clone(), 0o100644),
+            )
+        })
+        .collect();
+    layers.push(layer::write(blobs, metadata, "environment metadata")?);
+
+    let mut env: Vec<String> = Vec::new();
+    let path = format!(
+        "{}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        input.target_prefix
+    );
+    env.push(format!("PATH={path}"));
+    for (key, value) in &input.env {
+        if key != "PATH" {
+            env.push(format!("{key}={value}"));
+        }
+    }
+    let mut container = json!({
+        "Env": env,
+        "WorkingDir": "/",
+        "Labels": input.labels,
+    });
+    if !input.cmd.is_empty() {
+        container["Cmd"] = json!(input.cmd);
+    }
+    let history: Vec<Value> = layers
+        .iter()
+        .map(|l| json!({"created": "1970-01-01T00:00:00Z", "created_by": format!("terrarium: {}", l.comment)}))
+        .collect();
+    let config = json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": input.architecture,
+        "os": "linux",
+        "config": container,
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        "history": history,
+    });
+    let config = canonical_json(&config);
+    let config_digest = sha256(&config);
+    write_blob(blobs, &config_digest, &config)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": layers.iter().map(|l| json!({"mediaType": MEDIA_LAYER, "digest": l.digest, "size": l.size})).collect::<Vec<_>>(),
+        "annotations": input.labels.iter().filter(|(k, _)| k.starts_with("org.opencontainers.")).collect::<BTreeMap<_, _>>(),
+    });
+    let manifest = canonical_json(&manifest);
+    let manifest_digest = sha256(&manifest);
+    write_blob(blobs, &manifest_digest, &manifest)?;
+    Ok(Image {
+        manifest_digest,
+        manifest,
+        config_digest,
+        config,
+        layers,
+    })
+}
+
+/// JSON with object keys sorted at every level: a stable byte form whatever the map type.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    fn sort(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let sorted: BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, sort(v))).collect();
+                let mut out = serde_json::Map::new();
+                for (k, v) in sorted {
+                    out.insert(k.clone(), v);
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_vec(&sort(value)).expect("JSON values serialize")
+}
+
+fn write_blob(blobs: &Path, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
+    let path = blobs.join(digest.trim_start_matches("sha256:"));
+    std::fs::create_dir_all(blobs).map_err(|e| ImageError::io(blobs, e))?;
+    std::fs::write(&path, bytes).map_err(|e| ImageError::io(&path, e))
+}

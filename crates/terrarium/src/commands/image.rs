@@ -1,0 +1,194 @@
+//! `terrarium image build`: an OCI image of an environment version, without a daemon.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use terrarium_env::EnvCache;
+use terrarium_image::{layout, BuildInput};
+
+use super::Context;
+use crate::environments;
+use crate::printer::{self, user_error};
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build an OCI image from an environment version's lock.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The environment: NAME, NAME:VERSION or NAME@LABEL.
+    reference: String,
+    /// Write the image as an OCI image layout into this directory (`oci:DIR:TAG` for skopeo,
+    /// umoci, podman).
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+    /// The image's tag in the layout [default: NAME-VERSION].
+    #[arg(long)]
+    tag: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(context: &Context, command: ImageCommand) -> Result<ExitCode> {
+    match command {
+        ImageCommand::Build(args) => build(context, args),
+    }
+}
+
+fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let reference = terrarium_spec::names::Reference::parse(&args.reference)
+        .map_err(|e| user_error(e, None))?;
+    let record = store.resolve(&reference)?;
+    let (lock, lock_hash) = environments::ensure_lock(
+        store.as_ref(),
+        &record,
+        &environments::LockArgs::default().options()?,
+    )?;
+    let platform = "linux-64";
+    let Some(section) = lock.platforms.get(platform) else {
+        return Err(user_error(
+            format!(
+                "{}:{} has no lock for {platform}, the platform images are built for",
+                record.name, record.version
+            ),
+            Some("relock with --platform linux-64"),
+        ));
+    };
+    if section.conda.is_empty() {
+        return Err(user_error(
+            format!(
+                "{}:{} is not a conda environment: a scratch image holds only a self-contained conda environment, and pip-only environments need a base image with Python",
+                record.name, record.version
+            ),
+            Some("add python to the environment's conda dependencies"),
+        ));
+    }
+    let started = std::time::Instant::now();
+    // The in-image prefix is the environment's name, not its lock hash: conda packages hold
+    // their prefix in their files, so a prefix that changed with every lock would change every
+    // layer, and a one-package change must re-upload one package's layer.
+    let target_prefix = format!("/opt/terrarium/envs/{}", record.name.replace('/', "--"));
+    let cache = environments::cache_dir()?;
+    let envs = EnvCache::new(&cache);
+    std::fs::create_dir_all(&cache)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".image-")
+        .tempdir_in(&cache)
+        .context("cannot create a staging directory")?;
+    let uv = if section.pylock.is_some() {
+        Some(terrarium_resolve::uv::find(&cache.join("tools"))?)
+    } else {
+        None
+    };
+    let spinner = printer::Spinner::start("installing for the image");
+    let installed = envs.install_into(
+        &lock,
+        platform,
+        staging.path(),
+        Path::new(&target_prefix),
+        uv.as_ref(),
+        &spinner,
+    );
+    spinner.finish();
+    installed?;
+
+    let definition = terrarium_spec::formats::native::export(&record.definition);
+    let definition_text = definition
+        .files
+        .first()
+        .map(|(_, text)| text.clone())
+        .unwrap_or_default();
+    let mut labels = BTreeMap::new();
+    labels.insert("org.opencontainers.image.title".into(), record.name.clone());
+    labels.insert(
+        "org.opencontainers.image.version".into(),
+        record.version.clone(),
+    );
+    labels.insert("org.terrarium.environment.name".into(), record.name.clone());
+    labels.insert(
+        "org.terrarium.environment.version".into(),
+        record.version.clone(),
+    );
+    labels.insert(
+        "org.terrarium.environment.content-hash".into(),
+        record.content_hash.clone(),
+    );
+    labels.insert(
+        "org.terrarium.environment.lock-hash".into(),
+        lock_hash.clone(),
+    );
+    labels.insert(
+        "org.terrarium.environment.definition".into(),
+        definition_text.clone(),
+    );
+    let mut env: Vec<(String, String)> = vec![("CONDA_PREFIX".into(), target_prefix.clone())];
+    for (key, value) in &record.definition.environment_variables {
+        // Secret references stay references: they are resolved when a container starts.
+        env.push((key.clone(), value.clone()));
+    }
+    let python = staging.path().join("bin/python");
+    let cmd = if python.exists() {
+        vec![format!("{target_prefix}/bin/python")]
+    } else {
+        Vec::new()
+    };
+    let input = BuildInput {
+        staging: staging.path().to_path_buf(),
+        target_prefix: target_prefix.clone(),
+        env,
+        labels,
+        metadata: vec![
+            (
+                ".terrarium-image/environment.yml".into(),
+                definition_text.into_bytes(),
+            ),
+            (
+                ".terrarium-image/lock.json".into(),
+                lock.to_json().into_bytes(),
+            ),
+        ],
+        cmd,
+        architecture: "amd64".into(),
+    };
+    let image = terrarium_image::build(&input, &layout::blobs_dir(&args.output))
+        .with_context(|| format!("cannot build the image in {}", args.output.display()))?;
+    let tag = args
+        .tag
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", record.name.replace('/', "-"), record.version));
+    layout::write_index(&args.output, &image, &tag)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        printer::json(&serde_json::json!({
+            "environment": record.name,
+            "version": record.version,
+            "lock_hash": lock_hash,
+            "prefix": target_prefix,
+            "digest": image.manifest_digest,
+            "config_digest": image.config_digest,
+            "size": image.size(),
+            "layers": image.layers.iter().map(|l| serde_json::json!({"digest": l.digest, "size": l.size, "holds": l.comment})).collect::<Vec<_>>(),
+            "output": args.output.display().to_string(),
+            "tag": tag,
+            "seconds": seconds,
+        }))?;
+    } else {
+        println!(
+            "built {}:{} as oci:{}:{tag} ({}, {} layers, {:.1} MiB) in {seconds:.1}s",
+            record.name,
+            record.version,
+            args.output.display(),
+            image.manifest_digest,
+            image.layers.len(),
+            image.size() as f64 / (1024.0 * 1024.0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
