@@ -47,11 +47,14 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
 fi
 
-# Debian's skopeo and umoci, to inspect and unpack the images Terrarium builds.
-if ! command -v skopeo >/dev/null || ! command -v umoci >/dev/null; then
-    echo "installing skopeo and umoci from Debian" >&2
+# Debian's docker-registry (the tests start their own, on 127.0.0.1 with their own config),
+# skopeo and umoci, to push, inspect and unpack the images Terrarium builds.
+if ! command -v skopeo >/dev/null || ! command -v umoci >/dev/null || ! command -v docker-registry >/dev/null; then
+    echo "installing docker-registry, skopeo and umoci from Debian" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo umoci >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo umoci >&2
+    # The package starts a registry with authentication on :5000; the tests run their own.
+    (systemctl disable --now docker-registry || service docker-registry stop || pkill -x docker-registry) >/dev/null 2>&1 || true
 fi
 
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"

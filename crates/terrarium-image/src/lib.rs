@@ -9,6 +9,7 @@
 pub mod layer;
 pub mod layering;
 pub mod layout;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

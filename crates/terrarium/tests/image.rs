@@ -259,3 +259,210 @@ fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Debian's docker-registry on 127.0.0.1, with its own config and storage; stopped on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(cx: &TestContext, storage: &str, port: u16) -> Option<Registry> {
+        let binary = tool("docker-registry")?;
+        let port = if port == 0 { free_port() } else { port };
+        let config = cx.write(
+            &format!("registry-{port}.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                cx.path(storage).display()
+            ),
+        );
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(Registry { child, port })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TCP proxy to `port` that cuts every connection, and stops accepting, once `budget` bytes
+/// have gone through towards the registry: a registry that dies in the middle of a push.
+fn dying_proxy(port: u16, budget: usize) -> u16 {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            if sent.load(Ordering::SeqCst) >= budget {
+                return;
+            }
+            let server = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            let sent = Arc::clone(&sent);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let n = match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if sent.fetch_add(n, Ordering::SeqCst) + n > budget {
+                        let _ = c_read.shutdown(std::net::Shutdown::Both);
+                        let _ = s_write.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+            });
+        }
+    });
+    proxy_port
+}
+
+#[test]
+fn push_uploads_only_missing_blobs_and_survives_a_registry_that_dies() {
+    let cx = TestContext::new();
+    // A larger package, so that a push is long enough to be cut in the middle.
+    let big: String = (0..60_000u32)
+        .map(|i| format!("{:08x}", i.wrapping_mul(2_654_435_761)))
+        .collect();
+    let channel = make_channel(
+        &cx.path("channel"),
+        &[
+            Package {
+                name: "libalpha",
+                version: "1.0",
+                depends: &[],
+                files: &[("share/libalpha/VERSION", "1.0\n", false)],
+            },
+            Package {
+                name: "libalpha",
+                version: "1.1",
+                depends: &[],
+                files: &[("share/libalpha/VERSION", "1.1\n", false)],
+            },
+            Package {
+                name: "weights",
+                version: "1.0",
+                depends: &[],
+                files: &[("share/weights.txt", &big, false)],
+            },
+            Package {
+                name: "tool",
+                version: "1.0",
+                depends: &["libalpha", "weights"],
+                files: &[("bin/tool", "#!/bin/sh\necho tool\n", true)],
+            },
+        ],
+    );
+    define(&cx, &channel, "1.0");
+    let Some(registry) = Registry::start(&cx, "registry-data", 0) else {
+        return;
+    };
+    let target = format!("127.0.0.1:{}/team/tools", registry.port);
+    let push = |reference: &str, target: &str| {
+        cx.run(&["image", "build", reference, "--push", target, "--json"])
+    };
+
+    // A registry that dies mid-push: a clear error, exit 1, and a retry that completes.
+    let proxy = dying_proxy(registry.port, 100_000);
+    let failed = push("tools:1", &format!("127.0.0.1:{proxy}/team/tools"));
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("pushing tools:1 to 127.0.0.1:"),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed
+        .stderr
+        .contains("pushing again uploads only what the registry still lacks"));
+    let first = push("tools:1", &target).success().json();
+    let size = first["size"].as_u64().unwrap();
+    assert!(first["push"]["uploaded_blobs"].as_u64().unwrap() >= 1);
+
+    // Pushing again uploads nothing but the manifest.
+    let again = push("tools:1", &target).success().json();
+    assert_eq!(again["push"]["uploaded_blobs"], 0, "{again}");
+
+    // The registry serves it: skopeo reads it back over plain HTTP.
+    if let Some(skopeo) = tool("skopeo") {
+        let out = Command::new(skopeo)
+            .args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{target}:tools-1"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspected["Digest"], first["digest"]);
+        assert_eq!(
+            inspected["Labels"]["org.terrarium.environment.name"],
+            "tools"
+        );
+    }
+
+    // A one-package change uploads that package's layer, the metadata layer and the config:
+    // a small part of the image.
+    define(&cx, &channel, "1.1");
+    let changed = push("tools:2", &target).success().json();
+    assert_eq!(changed["push"]["uploaded_blobs"], 3, "{changed}");
+    let uploaded = changed["push"]["uploaded_bytes"].as_u64().unwrap();
+    assert!(uploaded * 10 < size, "{uploaded} of {size} bytes");
+
+    // Unreachable registries and bad references get clear errors.
+    let dead = free_port();
+    let run = push("tools:1", &format!("127.0.0.1:{dead}/team/tools"));
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("cannot reach the registry 127.0.0.1:"),
+        "{}",
+        run.stderr
+    );
+    let run = push("tools:1", "no-registry-here");
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("invalid image reference"),
+        "{}",
+        run.stderr
+    );
+}

@@ -24,9 +24,16 @@ pub struct BuildArgs {
     /// The environment: NAME, NAME:VERSION or NAME@LABEL.
     reference: String,
     /// Write the image as an OCI image layout into this directory (`oci:DIR:TAG` for skopeo,
-    /// umoci, podman).
+    /// umoci, podman) [default: Terrarium's cache, images/NAME/VERSION].
     #[arg(long, value_name = "DIR")]
-    output: PathBuf,
+    output: Option<PathBuf>,
+    /// Push it to a registry: `REGISTRY/REPOSITORY[:TAG]`. Only the blobs the registry lacks are
+    /// uploaded. Loopback registries are spoken to over HTTP, others over HTTPS.
+    #[arg(long, value_name = "REGISTRY/REPO[:TAG]")]
+    push: Option<String>,
+    /// Speak plain HTTP to this registry host[:port] (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
     /// The image's tag in the layout [default: NAME-VERSION].
     #[arg(long)]
     tag: Option<String>,
@@ -46,6 +53,17 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let reference = terrarium_spec::names::Reference::parse(&args.reference)
         .map_err(|e| user_error(e, None))?;
     let record = store.resolve(&reference)?;
+    let push = args
+        .push
+        .as_deref()
+        .map(terrarium_image::registry::ImageRef::parse)
+        .transpose()
+        .map_err(|e| {
+            user_error(
+                e.to_string(),
+                Some("e.g. --push 127.0.0.1:5000/team/train:v1"),
+            )
+        })?;
     let (lock, lock_hash) = environments::ensure_lock(
         store.as_ref(),
         &record,
@@ -157,13 +175,46 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         cmd,
         architecture: "amd64".into(),
     };
-    let image = terrarium_image::build(&input, &layout::blobs_dir(&args.output))
-        .with_context(|| format!("cannot build the image in {}", args.output.display()))?;
+    let output = match &args.output {
+        Some(dir) => dir.clone(),
+        None => cache
+            .join("images")
+            .join(record.name.replace('/', "--"))
+            .join(&record.version),
+    };
+    let blobs = layout::blobs_dir(&output);
+    let image = terrarium_image::build(&input, &blobs)
+        .with_context(|| format!("cannot build the image in {}", output.display()))?;
     let tag = args
         .tag
         .clone()
         .unwrap_or_else(|| format!("{}-{}", record.name.replace('/', "-"), record.version));
-    layout::write_index(&args.output, &image, &tag)?;
+    layout::write_index(&output, &image, &tag)?;
+    let pushed = match &push {
+        Some(target) => {
+            let push_tag = target.tag.clone().unwrap_or_else(|| tag.clone());
+            let spinner = printer::Spinner::start(&format!(
+                "pushing to {}/{}:{push_tag}",
+                target.registry, target.repository
+            ));
+            let report = terrarium_image::registry::push(
+                &image,
+                &blobs,
+                target,
+                &push_tag,
+                &args.insecure_registries,
+            );
+            spinner.finish();
+            let report = report.with_context(|| {
+                format!(
+                    "pushing {}:{} to {}/{} failed; the image is complete in {}, and pushing again uploads only what the registry still lacks",
+                    record.name, record.version, target.registry, target.repository, output.display()
+                )
+            })?;
+            Some((target.clone(), push_tag, report))
+        }
+        None => None,
+    };
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         printer::json(&serde_json::json!({
@@ -175,19 +226,37 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             "config_digest": image.config_digest,
             "size": image.size(),
             "layers": image.layers.iter().map(|l| serde_json::json!({"digest": l.digest, "size": l.size, "holds": l.comment})).collect::<Vec<_>>(),
-            "output": args.output.display().to_string(),
+            "output": output.display().to_string(),
             "tag": tag,
             "seconds": seconds,
+            "push": pushed.as_ref().map(|(target, tag, report)| serde_json::json!({
+                "registry": target.registry,
+                "repository": target.repository,
+                "tag": tag,
+                "uploaded_blobs": report.uploaded_blobs,
+                "uploaded_bytes": report.uploaded_bytes,
+                "skipped_blobs": report.skipped_blobs,
+            })),
         }))?;
     } else {
         println!(
             "built {}:{} as oci:{}:{tag} ({}, {} layers, {:.1} MiB) in {seconds:.1}s",
             record.name,
             record.version,
-            args.output.display(),
+            output.display(),
             image.manifest_digest,
             image.layers.len(),
             image.size() as f64 / (1024.0 * 1024.0)
+        );
+    }
+    if let (false, Some((target, tag, report))) = (args.json, &pushed) {
+        println!(
+            "pushed {}/{}:{tag}: {} blobs uploaded ({} bytes), {} already there",
+            target.registry,
+            target.repository,
+            report.uploaded_blobs,
+            report.uploaded_bytes,
+            report.skipped_blobs
         );
     }
     Ok(ExitCode::SUCCESS)

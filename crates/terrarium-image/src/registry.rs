@@ -1,0 +1,378 @@
+//! Pushing to an OCI registry over the distribution API: only the blobs it lacks, each
+//! streamed from its file.
+//!
+//! Registries on loopback addresses are spoken to over plain HTTP, as Docker does; any other
+//! over HTTPS unless named with `--insecure-registry`. Credentials come from
+//! `~/.docker/config.json` (`auths`), or `TERRARIUM_REGISTRY_USERNAME` and
+//! `TERRARIUM_REGISTRY_PASSWORD`; never from a definition. Basic and bearer-token
+//! authentication (`WWW-Authenticate`) are both handled.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::{Method, StatusCode};
+
+use crate::{Image, MEDIA_MANIFEST};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid image reference `{0}`: {1}")]
+    Reference(String, String),
+    #[error("cannot reach the registry {registry}: {message}")]
+    Unreachable { registry: String, message: String },
+    #[error("the registry {registry} refused {what}: {status} {body}")]
+    Refused {
+        registry: String,
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// `host[:port]/repository[:tag]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+}
+
+impl ImageRef {
+    pub fn parse(text: &str) -> Result<Self, RegistryError> {
+        let bad = |why: &str| RegistryError::Reference(text.to_string(), why.to_string());
+        let (registry, rest) = text
+            .split_once('/')
+            .ok_or_else(|| bad("expected REGISTRY/REPOSITORY[:TAG]"))?;
+        if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
+            return Err(bad(
+                "the first part must be a registry host (with a `.` or a port, or `localhost`)",
+            ));
+        }
+        let (repository, tag) = match rest.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag.to_string())),
+            _ => (rest, None),
+        };
+        if repository.is_empty()
+            || !repository
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
+        {
+            return Err(bad("a repository is lowercase letters, digits and `._-/`"));
+        }
+        if let Some(tag) = &tag {
+            if tag.is_empty()
+                || tag.len() > 128
+                || !tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(bad("a tag is up to 128 letters, digits and `._-`"));
+            }
+        }
+        Ok(ImageRef {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            tag,
+        })
+    }
+}
+
+/// Whether the registry is on this machine (plain HTTP, as Docker does).
+pub fn is_loopback(registry: &str) -> bool {
+    let host = registry
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(registry, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub struct Registry {
+    registry: String,
+    base: String,
+    http: Client,
+    credentials: Option<(String, String)>,
+    token: Option<String>,
+}
+
+/// What a push did.
+#[derive(Debug, Default, Clone)]
+pub struct PushReport {
+    pub uploaded_blobs: usize,
+    pub uploaded_bytes: u64,
+    pub skipped_blobs: usize,
+}
+
+impl Registry {
+    pub fn new(registry: &str, insecure: &[String]) -> Result<Self, RegistryError> {
+        let plain = is_loopback(registry) || insecure.iter().any(|h| h == registry);
+        let scheme = if plain { "http" } else { "https" };
+        let http = Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .build()
+            .map_err(|e| RegistryError::Io(e.to_string()))?;
+        Ok(Registry {
+            registry: registry.to_string(),
+            base: format!("{scheme}://{registry}"),
+            http,
+            credentials: credentials(registry),
+            token: None,
+        })
+    }
+
+    fn unreachable(&self, err: reqwest::Error) -> RegistryError {
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        RegistryError::Unreachable {
+            registry: self.registry.clone(),
+            message,
+        }
+    }
+
+    /// Send, answering one authentication challenge.
+    fn send(
+        &mut self,
+        build: &dyn Fn(&Client) -> Result<RequestBuilder, RegistryError>,
+    ) -> Result<Response, RegistryError> {
+        let mut request = build(&self.http)?;
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        } else if let Some((user, password)) = &self.credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().map_err(|e| self.unreachable(e))?;
+        if response.status() != StatusCode::UNAUTHORIZED || self.token.is_some() {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let Some(params) = challenge.strip_prefix("Bearer ") else {
+            return Ok(response);
+        };
+        let field = |name: &str| {
+            params.split(',').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        let realm = field("realm").unwrap_or_default();
+        let mut query = Vec::new();
+        if let Some(service) = field("service") {
+            query.push(("service", service));
+        }
+        if let Some(scope) = field("scope") {
+            query.push(("scope", scope));
+        }
+        let mut token_url = url::Url::parse(&realm).map_err(|e| RegistryError::Unreachable {
+            registry: self.registry.clone(),
+            message: format!("bad token realm `{realm}`: {e}"),
+        })?;
+        token_url.query_pairs_mut().extend_pairs(&query);
+        let mut token_request = self.http.get(token_url.as_str());
+        if let Some((user, password)) = &self.credentials {
+            token_request = token_request.basic_auth(user, Some(password));
+        }
+        let answer = token_request
+            .send()
+            .map_err(|e| self.unreachable(e))?
+            .bytes()
+            .map_err(|e| self.unreachable(e))?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        self.token = answer["token"]
+            .as_str()
+            .or(answer["access_token"].as_str())
+            .map(String::from);
+        let mut request = build(&self.http)?;
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request.send().map_err(|e| self.unreachable(e))
+    }
+
+    fn refused(&self, what: &str, response: Response) -> RegistryError {
+        let status = response.status().as_u16();
+        let body: String = response
+            .text()
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect();
+        RegistryError::Refused {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            status,
+            body,
+        }
+    }
+
+    pub fn has_blob(&mut self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
+        let url = format!("{}/v2/{repository}/blobs/{digest}", self.base);
+        let response = self.send(&|http| Ok(http.head(&url)))?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.refused(&format!("HEAD {digest}"), response)),
+        }
+    }
+
+    /// Upload one blob, streamed from `path`.
+    pub fn upload(
+        &mut self,
+        repository: &str,
+        digest: &str,
+        path: &Path,
+    ) -> Result<u64, RegistryError> {
+        let url = format!("{}/v2/{repository}/blobs/uploads/", self.base);
+        let response = self.send(&|http| Ok(http.post(&url).header("content-length", "0")))?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self.refused("starting an upload", response));
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Io("the registry gave no upload location".into()))?
+            .to_string();
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        let size = std::fs::metadata(path)
+            .map_err(|e| RegistryError::Io(format!("{}: {e}", path.display())))?
+            .len();
+        let path = path.to_path_buf();
+        let response = self.send(&|http| {
+            let file = std::fs::File::open(&path)
+                .map_err(|e| RegistryError::Io(format!("{}: {e}", path.display())))?;
+            Ok(http
+                .request(Method::PUT, &put)
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::blocking::Body::sized(file, size)))
+        })?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.refused(&format!("the blob {digest}"), response));
+        }
+        Ok(size)
+    }
+
+    pub fn put_manifest(
+        &mut self,
+        repository: &str,
+        tag: &str,
+        manifest: &[u8],
+    ) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/{repository}/manifests/{tag}", self.base);
+        let body = manifest.to_vec();
+        let response = self.send(&|http| {
+            Ok(http
+                .put(&url)
+                .header("content-type", MEDIA_MANIFEST)
+                .body(body.clone()))
+        })?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.refused(&format!("the manifest {tag}"), response));
+        }
+        Ok(())
+    }
+}
+
+/// Push `image` (its blobs in `blobs`) to `target`: the blobs the registry lacks, then the
+/// manifest. A push that fails part-way leaves only whole blobs behind; pushing again uploads
+/// the rest.
+pub fn push(
+    image: &Image,
+    blobs: &Path,
+    target: &ImageRef,
+    tag: &str,
+    insecure: &[String],
+) -> Result<PushReport, RegistryError> {
+    let mut registry = Registry::new(&target.registry, insecure)?;
+    let mut report = PushReport::default();
+    let mut all: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
+    all.push(&image.config_digest);
+    for digest in all {
+        if registry.has_blob(&target.repository, digest)? {
+            report.skipped_blobs += 1;
+            continue;
+        }
+        let path = blobs.join(digest.trim_start_matches("sha256:"));
+        report.uploaded_bytes += registry.upload(&target.repository, digest, &path)?;
+        report.uploaded_blobs += 1;
+    }
+    registry.put_manifest(&target.repository, tag, &image.manifest)?;
+    report.uploaded_bytes += image.manifest.len() as u64;
+    Ok(report)
+}
+
+/// Credentials for `registry`: `TERRARIUM_REGISTRY_USERNAME`/`_PASSWORD`, else
+/// `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`) `auths`.
+fn credentials(registry: &str) -> Option<(String, String)> {
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("TERRARIUM_REGISTRY_USERNAME"),
+        std::env::var("TERRARIUM_REGISTRY_PASSWORD"),
+    ) {
+        return Some((user, password));
+    }
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?;
+    let text = std::fs::read(dir.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let auths = config["auths"].as_object()?;
+    let entry = auths.iter().find_map(|(key, value)| {
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        (host == registry).then_some(value)
+    })?;
+    let encoded = entry["auth"].as_str()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r = ImageRef::parse("127.0.0.1:5000/team/train:v1").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "team/train", Some("v1"))
+        );
+        assert_eq!(ImageRef::parse("localhost:5000/a").unwrap().tag, None);
+        assert!(ImageRef::parse("train:v1").is_err());
+        assert!(ImageRef::parse("registry.example.com/Upper").is_err());
+        assert!(
+            is_loopback("127.0.0.1:5000") && is_loopback("localhost") && is_loopback("[::1]:5000")
+        );
+        assert!(!is_loopback("registry.example.com:5000"));
+    }
+}
