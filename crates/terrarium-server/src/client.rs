@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use terrarium_spec::names::Reference;
 use terrarium_store::{
-    AuditEntry, DeploymentRecord, Event, MetadataUpdate, RegisterOutcome, RegisterRequest,
-    RunRecord, Store, StoreError, TokenRecord, VersionRecord,
+    AuditEntry, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate, RegisterOutcome,
+    RegisterRequest, RunRecord, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 use crate::ui::segment;
@@ -384,6 +384,37 @@ impl Store for RemoteStore {
             ("limit", limit.clamp(1, 1000).to_string()),
             ("offset", offset.to_string()),
         ]))
+    }
+
+    fn add_image_build(&self, build: &ImageBuildRecord) -> Result<(), StoreError> {
+        let path = format!("/environments/{}/images", segment(&build.environment));
+        self.send(self.request(Method::POST, &path).json(build))?;
+        Ok(())
+    }
+
+    fn list_image_builds(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<ImageBuildRecord>, StoreError> {
+        let path = format!("/environments/{}/images", segment(name));
+        let mut all = Vec::new();
+        loop {
+            let mut query = vec![
+                ("limit", "1000".to_string()),
+                ("offset", all.len().to_string()),
+            ];
+            if let Some(version) = version {
+                query.push(("version", version.to_string()));
+            }
+            let page: Page<ImageBuildRecord> =
+                self.json(self.request(Method::GET, &path).query(&query))?;
+            let done = page.items.is_empty() || all.len() + page.items.len() >= page.total;
+            all.extend(page.items);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {

@@ -173,6 +173,33 @@ pub struct DeploymentRecord {
     pub log_path: Option<String>,
 }
 
+/// One image built from an environment version (`terrarium image build`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageBuildRecord {
+    /// The environment's name.
+    pub environment: String,
+    pub version: String,
+    pub lock_hash: String,
+    /// The base image as given, and its manifest digest; none for a scratch image.
+    pub base: Option<String>,
+    pub base_digest: Option<String>,
+    /// The image's manifest digest.
+    pub digest: String,
+    /// Where it was pushed (`registry/repository:tag`), if it was.
+    pub pushed_to: Option<String>,
+    /// The OCI layout it was written to, if kept.
+    pub output: Option<String>,
+    /// Compressed bytes of its layers, config and manifest.
+    pub size: u64,
+    pub layers: u32,
+    pub seconds: f64,
+    /// What the build said.
+    pub log: String,
+    pub actor: String,
+    pub built_at: String,
+}
+
 /// An API token as stored: only its SHA-256 hash, never the token itself.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +340,16 @@ pub trait Store: Send + Sync {
     fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
+    /// Record an image built from `build.environment:build.version`.
+    fn add_image_build(&self, build: &ImageBuildRecord) -> Result<(), StoreError>;
+
+    /// The images built from `name` (every version, or one), newest first.
+    fn list_image_builds(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<ImageBuildRecord>, StoreError>;
+
     /// Create or replace the record of deployment `deployment.name`.
     fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError>;
 

@@ -417,9 +417,26 @@ fn push_uploads_only_missing_blobs_and_survives_a_registry_that_dies() {
     let size = first["size"].as_u64().unwrap();
     assert!(first["push"]["uploaded_blobs"].as_u64().unwrap() >= 1);
 
-    // Pushing again uploads nothing but the manifest.
+    // The build is recorded; asking again for the same image in the same place returns at once.
+    let builds = cx
+        .run(&["image", "list", "tools", "--json"])
+        .success()
+        .json();
+    assert_eq!(builds.as_array().unwrap().len(), 1, "{builds}");
+    assert_eq!(builds[0]["digest"], first["digest"]);
+    assert_eq!(builds[0]["pushed_to"], format!("{target}:tools-1"));
+    assert!(builds[0]["log"]
+        .as_str()
+        .unwrap()
+        .contains("blobs uploaded"));
     let again = push("tools:1", &target).success().json();
-    assert_eq!(again["push"]["uploaded_blobs"], 0, "{again}");
+    assert_eq!(again["reused"], true, "{again}");
+    // Under another tag it is built again (the same digest) and only the manifest is sent.
+    let tagged = push("tools:1", &format!("{target}:stable"))
+        .success()
+        .json();
+    assert_eq!(tagged["digest"], first["digest"]);
+    assert_eq!(tagged["push"]["uploaded_blobs"], 0, "{tagged}");
 
     // The registry serves it: skopeo reads it back over plain HTTP.
     if let Some(skopeo) = tool("skopeo") {

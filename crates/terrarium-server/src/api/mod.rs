@@ -10,6 +10,7 @@ use crate::state::SharedState;
 pub mod access;
 pub mod deployments;
 pub mod environments;
+pub mod images;
 pub mod runs;
 
 #[derive(OpenApi)]
@@ -28,6 +29,7 @@ pub mod runs;
         environments::set_lock, environments::get_lock,
         runs::list, runs::create, runs::get, runs::finish, runs::put_log, runs::get_log,
         deployments::list, deployments::get, deployments::put,
+        images::list, images::add,
         access::create, access::list, access::revoke, access::audit, access::whoami,
     ),
     modifiers(&BearerAuth, &CommonErrors),
@@ -152,6 +154,10 @@ pub fn router() -> Router<SharedState> {
             get(runs::get_log)
                 .put(runs::put_log)
                 .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)),
+        )
+        .route(
+            "/environments/{name}/images",
+            get(images::list).post(images::add),
         )
         .route("/deployments", get(deployments::list))
         .route(

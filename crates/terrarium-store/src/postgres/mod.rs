@@ -14,8 +14,8 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::{content_hash, Definition};
 
 use crate::{
-    now, AuditEntry, DeploymentRecord, Event, MetadataUpdate, RegisterOutcome, RegisterRequest,
-    RunRecord, Source, Store, StoreError, TokenRecord, VersionRecord,
+    now, AuditEntry, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate, RegisterOutcome,
+    RegisterRequest, RunRecord, Source, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 /// Migrations, applied in order; an applied migration is never edited.
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_registry.sql"),
     include_str!("../../migrations/postgres/0002_access.sql"),
     include_str!("../../migrations/postgres/0003_deployments.sql"),
+    include_str!("../../migrations/postgres/0004_image_builds.sql"),
 ];
 
 /// Serializes concurrent migrators (any constant shared by all Terrarium processes).
@@ -603,6 +604,13 @@ impl Store for PostgresStore {
                     reason: format!("deployment(s) {} serve it", deployments.join(", ")),
                 });
             }
+            let images: i64 = tx.query_one("SELECT COUNT(*) FROM image_builds WHERE env_name = $1 AND env_version = $2", &[&name, &version])?.get(0);
+            if images > 0 {
+                return Err(StoreError::Referenced {
+                    reference: format!("{name}:{version}"),
+                    reason: format!("{images} image(s) were built from it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                });
+            }
             let runs: i64 = tx.query_one("SELECT COUNT(*) FROM runs WHERE name = $1 AND version = $2", &[&name, &version])?.get(0);
             if runs > 0 {
                 return Err(StoreError::Referenced {
@@ -695,6 +703,42 @@ impl Store for PostgresStore {
                 .map(|r| run_from_row(&r))
                 .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
         })
+    }
+
+    fn add_image_build(&self, build: &ImageBuildRecord) -> Result<(), StoreError> {
+        let record = serde_json::to_string(build).expect("a build serializes");
+        self.write(|tx| {
+            require_version(tx, &build.environment, &build.version)?;
+            tx.execute(
+                "INSERT INTO image_builds (env_name, env_version, record) VALUES ($1, $2, $3)",
+                &[&build.environment, &build.version, &record],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn list_image_builds(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<ImageBuildRecord>, StoreError> {
+        let records: Vec<String> = self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT record FROM image_builds WHERE env_name = $1 AND ($2::TEXT IS NULL OR env_version = $2) ORDER BY id DESC",
+                    &[&name, &version],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })?;
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r)
+                    .map_err(|e| StoreError::Corrupt(format!("image build: {e}")))
+            })
+            .collect()
     }
 
     fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {

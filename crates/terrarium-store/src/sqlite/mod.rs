@@ -14,8 +14,8 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::{content_hash, Definition};
 
 use crate::{
-    now, AuditEntry, DeploymentRecord, Event, MetadataUpdate, RegisterOutcome, RegisterRequest,
-    RunRecord, Source, Store, StoreError, TokenRecord, VersionRecord,
+    now, AuditEntry, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate, RegisterOutcome,
+    RegisterRequest, RunRecord, Source, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 /// Migrations, applied in order; an applied migration is never edited.
@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_locks_runs.sql"),
     include_str!("../../migrations/sqlite/0003_access.sql"),
     include_str!("../../migrations/sqlite/0004_deployments.sql"),
+    include_str!("../../migrations/sqlite/0005_image_builds.sql"),
 ];
 
 /// The database file inside a workspace directory.
@@ -712,6 +713,17 @@ impl Store for SqliteStore {
                     reason: format!("deployment(s) {} serve it", deployments.join(", ")),
                 });
             }
+            let images: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM image_builds WHERE env_name = ?1 AND env_version = ?2",
+                params![name, version],
+                |r| r.get(0),
+            )?;
+            if images > 0 {
+                return Err(StoreError::Referenced {
+                    reference: format!("{name}:{version}"),
+                    reason: format!("{images} image(s) were built from it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                });
+            }
             tx.execute("DELETE FROM versions WHERE name = ?1 AND version = ?2", params![name, version])?;
             event(tx, name, Some(version), "delete", None, actor)
         })
@@ -809,6 +821,41 @@ impl Store for SqliteStore {
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
         })
+    }
+
+    fn add_image_build(&self, build: &ImageBuildRecord) -> Result<(), StoreError> {
+        let record = serde_json::to_string(build).expect("a build serializes");
+        self.write(|tx| {
+            require_version(tx, &build.environment, &build.version)?;
+            tx.execute(
+                "INSERT INTO image_builds (env_name, env_version, record) VALUES (?1, ?2, ?3)",
+                params![build.environment, build.version, record],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn list_image_builds(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<ImageBuildRecord>, StoreError> {
+        let records: Vec<String> = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM image_builds WHERE env_name = ?1 AND (?2 IS NULL OR env_version = ?2) ORDER BY id DESC",
+            )?;
+            let rows = stmt
+                .query_map(params![name, version], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r)
+                    .map_err(|e| StoreError::Corrupt(format!("image build: {e}")))
+            })
+            .collect()
     }
 
     fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {

@@ -17,6 +17,16 @@ use crate::printer::{self, user_error};
 pub enum ImageCommand {
     /// Build an OCI image from an environment version's lock.
     Build(BuildArgs),
+    /// The images built from an environment (NAME) or one version (NAME:VERSION).
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    reference: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -45,7 +55,56 @@ pub struct BuildArgs {
 pub fn run(context: &Context, command: ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Build(args) => build(context, args),
+        ImageCommand::List(args) => list(context, args),
     }
+}
+
+fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let (name, version) = match args.reference.split_once(':') {
+        Some((name, version)) => (name.to_string(), Some(version.to_string())),
+        None => (args.reference.clone(), None),
+    };
+    // The environment must exist: an unknown name is an error, not an empty list.
+    store.versions(&name)?;
+    let builds = store.list_image_builds(&name, version.as_deref())?;
+    if args.json {
+        printer::json(&builds)?;
+    } else {
+        println!(
+            "{:<8}  {:<71}  {:>9}  {:>6}  {:<24}  PUSHED TO",
+            "VERSION", "DIGEST", "SIZE", "LAYERS", "BUILT"
+        );
+        for b in builds {
+            println!(
+                "{:<8}  {:<71}  {:>9}  {:>6}  {:<24}  {}",
+                b.version,
+                b.digest,
+                human_size(b.size),
+                b.layers,
+                b.built_at,
+                b.pushed_to.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// Whether the OCI layout at `dir` holds the image `digest`.
+fn layout_has(dir: &Path, digest: &str) -> bool {
+    std::fs::read_to_string(dir.join("index.json")).is_ok_and(|index| index.contains(digest))
+        && layout::blobs_dir(dir)
+            .join(digest.trim_start_matches("sha256:"))
+            .is_file()
 }
 
 fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
@@ -89,11 +148,57 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         ));
     }
     let started = std::time::Instant::now();
+    let cache = environments::cache_dir()?;
+    let output = match &args.output {
+        Some(dir) => dir.clone(),
+        None => cache
+            .join("images")
+            .join(record.name.replace('/', "--"))
+            .join(&record.version),
+    };
+    let default_tag = format!("{}-{}", record.name.replace('/', "-"), record.version);
+    let tag = args.tag.clone().unwrap_or_else(|| default_tag.clone());
+    let push_to = push.as_ref().map(|t| {
+        format!(
+            "{}/{}:{}",
+            t.registry,
+            t.repository,
+            t.tag.clone().unwrap_or_else(|| tag.clone())
+        )
+    });
+    // Built before for this lock and base, and where it was asked to go: nothing to do.
+    let previous = store.list_image_builds(&record.name, Some(&record.version))?;
+    if let Some(done) = previous.iter().find(|b| {
+        b.lock_hash == lock_hash
+            && b.base_digest.is_none()
+            && match &push_to {
+                Some(target) => b.pushed_to.as_deref() == Some(target.as_str()),
+                None => layout_has(&output, &b.digest),
+            }
+            && (args.output.is_none() || layout_has(&output, &b.digest))
+    }) {
+        if args.json {
+            let mut value = serde_json::to_value(done)?;
+            value["reused"] = serde_json::json!(true);
+            printer::json(&value)?;
+        } else {
+            println!(
+                "{}:{} was built already: {} ({})",
+                record.name,
+                record.version,
+                done.digest,
+                done.pushed_to
+                    .as_deref()
+                    .or(done.output.as_deref())
+                    .unwrap_or("-")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     // The in-image prefix is the environment's name, not its lock hash: conda packages hold
     // their prefix in their files, so a prefix that changed with every lock would change every
     // layer, and a one-package change must re-upload one package's layer.
     let target_prefix = format!("/opt/terrarium/envs/{}", record.name.replace('/', "--"));
-    let cache = environments::cache_dir()?;
     let envs = EnvCache::new(&cache);
     std::fs::create_dir_all(&cache)?;
     let staging = tempfile::Builder::new()
@@ -175,20 +280,9 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         cmd,
         architecture: "amd64".into(),
     };
-    let output = match &args.output {
-        Some(dir) => dir.clone(),
-        None => cache
-            .join("images")
-            .join(record.name.replace('/', "--"))
-            .join(&record.version),
-    };
     let blobs = layout::blobs_dir(&output);
     let image = terrarium_image::build(&input, &blobs)
         .with_context(|| format!("cannot build the image in {}", output.display()))?;
-    let tag = args
-        .tag
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", record.name.replace('/', "-"), record.version));
     layout::write_index(&output, &image, &tag)?;
     let pushed = match &push {
         Some(target) => {
@@ -216,6 +310,39 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         None => None,
     };
     let seconds = started.elapsed().as_secs_f64();
+    let mut log = format!(
+        "installed {} conda and {} PyPI packages for {target_prefix}; {} layers, {} bytes; written to {}",
+        section.conda.len(),
+        section.pypi.len(),
+        image.layers.len(),
+        image.size(),
+        output.display()
+    );
+    if let Some((_, _, report)) = &pushed {
+        log.push_str(&format!(
+            "; pushed to {}: {} blobs uploaded ({} bytes), {} already there",
+            push_to.as_deref().unwrap_or("?"),
+            report.uploaded_blobs,
+            report.uploaded_bytes,
+            report.skipped_blobs
+        ));
+    }
+    store.add_image_build(&terrarium_store::ImageBuildRecord {
+        environment: record.name.clone(),
+        version: record.version.clone(),
+        lock_hash: lock_hash.clone(),
+        base: None,
+        base_digest: None,
+        digest: image.manifest_digest.clone(),
+        pushed_to: push_to.clone(),
+        output: Some(output.display().to_string()),
+        size: image.size(),
+        layers: image.layers.len() as u32,
+        seconds,
+        log,
+        actor: crate::workspace::actor(),
+        built_at: terrarium_store::now(),
+    })?;
     if args.json {
         printer::json(&serde_json::json!({
             "environment": record.name,
