@@ -48,11 +48,12 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
 fi
 
 # Debian's docker-registry (the tests start their own, on 127.0.0.1 with their own config),
-# skopeo and umoci, to push, inspect and unpack the images Terrarium builds.
-if ! command -v skopeo >/dev/null || ! command -v umoci >/dev/null || ! command -v docker-registry >/dev/null; then
-    echo "installing docker-registry, skopeo and umoci from Debian" >&2
+# skopeo and umoci, to push, inspect and unpack the images Terrarium builds, and buildah, to
+# build the Dockerfiles it writes.
+if ! command -v skopeo >/dev/null || ! command -v umoci >/dev/null || ! command -v docker-registry >/dev/null || ! command -v buildah >/dev/null; then
+    echo "installing docker-registry, skopeo, umoci and buildah from Debian" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo umoci >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo umoci buildah >&2
     # The package starts a registry with authentication on :5000; the tests run their own.
     (systemctl disable --now docker-registry || service docker-registry stop || pkill -x docker-registry) >/dev/null 2>&1 || true
 fi

@@ -6,6 +6,7 @@
 //! labels, and a manifest, written as an OCI image layout ([`layout`]). The same prefix gives
 //! byte-identical blobs, so the same lock gives the same image digest.
 
+pub mod dockerfile;
 pub mod layer;
 pub mod layering;
 pub mod layout;
@@ -89,53 +90,14 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// Build the image's layers, config and manifest into `blobs` (a directory of blobs named by
 /// their hex digest).
 pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
-    let files = layering::walk(&input.staging)?;
-    let plan = layering::plan(&input.staging, &files)?;
-    let root = input.target_prefix.trim_start_matches('/').to_string();
-    let entry = |relative: &str| {
-        (
-            format!("{root}/{relative}"),
-            layer::Source::Path(input.staging.join(relative)),
-        )
-    };
     let mut layers = Vec::new();
-    for package in &plan.own_layers {
-        let entries = package.files.iter().map(|f| entry(f)).collect();
-        let comment = format!("{} {}", package.name, package.version);
-        layers.push(layer::write(blobs, entries, comment.trim())?);
-    }
-    if !plan.rest.is_empty() {
-        let entries = plan.rest.iter().map(|f| entry(f)).collect();
-        let comment = if plan.rest_packages.is_empty() {
-            "other files".to_string()
-        } else {
-            format!("other files and {} packages", plan.rest_packages.len())
-        };
+    for (comment, entries) in groups(input)? {
         layers.push(layer::write(blobs, entries, &comment)?);
     }
-    let metadata = input
-        .metadata
-        .iter()
-        .map(|(path, bytes)| {
-            (
-                format!("{root}/{path}"),
-                layer::Source::Bytes(bytes.clone(), 0o100644),
-            )
-        })
+    let env: Vec<String> = environment(input)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    layers.push(layer::write(blobs, metadata, "environment metadata")?);
-
-    let mut env: Vec<String> = Vec::new();
-    let path = format!(
-        "{}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        input.target_prefix
-    );
-    env.push(format!("PATH={path}"));
-    for (key, value) in &input.env {
-        if key != "PATH" {
-            env.push(format!("{key}={value}"));
-        }
-    }
     let mut container = json!({
         "Env": env,
         "WorkingDir": "/",
@@ -176,6 +138,66 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
         config,
         layers,
     })
+}
+
+/// The layers' contents, in order: one group per package (largest first, up to the cap), the
+/// other files, and the metadata. Each entry is an in-image path (no leading `/`) and its source.
+pub fn groups(
+    input: &BuildInput,
+) -> Result<Vec<(String, Vec<(String, layer::Source)>)>, ImageError> {
+    let files = layering::walk(&input.staging)?;
+    let plan = layering::plan(&input.staging, &files)?;
+    let root = input.target_prefix.trim_start_matches('/').to_string();
+    let entry = |relative: &str| {
+        (
+            format!("{root}/{relative}"),
+            layer::Source::Path(input.staging.join(relative)),
+        )
+    };
+    let mut groups = Vec::new();
+    for package in &plan.own_layers {
+        let entries = package.files.iter().map(|f| entry(f)).collect();
+        let comment = format!("{} {}", package.name, package.version);
+        groups.push((comment.trim().to_string(), entries));
+    }
+    if !plan.rest.is_empty() {
+        let entries = plan.rest.iter().map(|f| entry(f)).collect();
+        let comment = if plan.rest_packages.is_empty() {
+            "other files".to_string()
+        } else {
+            format!("other files and {} packages", plan.rest_packages.len())
+        };
+        groups.push((comment, entries));
+    }
+    let metadata = input
+        .metadata
+        .iter()
+        .map(|(path, bytes)| {
+            (
+                format!("{root}/{path}"),
+                layer::Source::Bytes(bytes.clone(), 0o100644),
+            )
+        })
+        .collect();
+    groups.push(("environment metadata".to_string(), metadata));
+    Ok(groups)
+}
+
+/// The image's environment variables: `PATH` with the environment first, then the others.
+pub fn environment(input: &BuildInput) -> Vec<(String, String)> {
+    let mut env = vec![(
+        "PATH".to_string(),
+        format!(
+            "{}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            input.target_prefix
+        ),
+    )];
+    for (key, value) in &input.env {
+        if key != "PATH" {
+            env.push((key.clone(), value.clone()));
+        }
+    }
+    env
 }
 
 /// JSON with object keys sorted at every level: a stable byte form whatever the map type.

@@ -483,3 +483,163 @@ fn push_uploads_only_missing_blobs_and_survives_a_registry_that_dies() {
         run.stderr
     );
 }
+
+/// Every file under `dir`: path, mode and contents or link target.
+fn tree(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.push((rel, 0o120000, target.display().to_string().into_bytes()));
+            } else if meta.is_dir() {
+                out.push((rel, meta.permissions().mode() & 0o7777, Vec::new()));
+                stack.push(path);
+            } else {
+                out.push((
+                    rel,
+                    meta.permissions().mode() & 0o7777,
+                    std::fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn unpack(umoci: &str, image: &str, bundle: &Path) -> Value {
+    let mut command = Command::new(umoci);
+    command.arg("unpack");
+    if !is_root() {
+        command.arg("--rootless");
+    }
+    let out = command
+        .args(["--image", image])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap()
+}
+
+/// The Dockerfile is accurate: buildah builds it (no daemon, no RUN) into an image with the
+/// same files, modes, variables, labels and command as `image build`'s.
+#[test]
+fn the_dockerfile_builds_the_same_image() {
+    let cx = TestContext::new();
+    let channel = channel(&cx);
+    define(&cx, &channel, "1.0");
+    let (Some(umoci), Some(buildah)) = (tool("umoci"), tool("buildah")) else {
+        return;
+    };
+    build(&cx, "tools:1", "ours");
+    let context = cx.path("context");
+    cx.run(&[
+        "image",
+        "dockerfile",
+        "tools:1",
+        "--output",
+        context.to_str().unwrap(),
+    ])
+    .success();
+    let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("FROM scratch"), "{dockerfile}");
+    assert!(
+        dockerfile.contains("ENV TOKEN=\"\\${secret:API_TOKEN}\""),
+        "{dockerfile}"
+    );
+    // A second run into the same directory is refused: nothing is overwritten.
+    let again = cx.run(&[
+        "image",
+        "dockerfile",
+        "tools:1",
+        "--output",
+        context.to_str().unwrap(),
+    ]);
+    assert_eq!(again.code, 2);
+
+    let storage = |cmd: &mut Command| {
+        cmd.arg("--storage-driver")
+            .arg("vfs")
+            .arg("--root")
+            .arg(cx.path("buildah-root"))
+            .arg("--runroot")
+            .arg(cx.path("buildah-runroot"));
+    };
+    let mut bud = Command::new(&buildah);
+    storage(&mut bud);
+    let out = bud
+        .args([
+            "bud",
+            "--quiet",
+            "--layers",
+            "-t",
+            "localhost/tools:dockerfile",
+        ])
+        .arg(&context)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(std::env::var_os("CI").is_none(), "buildah failed: {stderr}");
+        eprintln!("skipped: buildah cannot build here: {stderr}");
+        return;
+    }
+    let mut push = Command::new(&buildah);
+    storage(&mut push);
+    let theirs = cx.path("theirs");
+    let out = push
+        .args(["push", "--quiet", "localhost/tools:dockerfile"])
+        .arg(format!("oci:{}:tools", theirs.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ours_config = unpack(
+        &umoci,
+        &format!("{}:tools-1", cx.path("ours").display()),
+        &cx.path("bundle-ours"),
+    );
+    let theirs_config = unpack(
+        &umoci,
+        &format!("{}:tools", theirs.display()),
+        &cx.path("bundle-theirs"),
+    );
+    assert!(
+        tree(&cx.path("bundle-ours/rootfs")) == tree(&cx.path("bundle-theirs/rootfs")),
+        "the file trees differ"
+    );
+    let mut ours_env = ours_config["process"]["env"].clone();
+    let mut theirs_env = theirs_config["process"]["env"].clone();
+    for env in [&mut ours_env, &mut theirs_env] {
+        env.as_array_mut().unwrap().retain(|v| {
+            !v.as_str().unwrap().starts_with("TERM=") && !v.as_str().unwrap().starts_with("HOME=")
+        });
+    }
+    assert_eq!(ours_env, theirs_env);
+    assert_eq!(
+        ours_config["process"]["args"],
+        theirs_config["process"]["args"]
+    );
+    let labels = |config: &Value| {
+        let mut labels = config["annotations"].as_object().unwrap().clone();
+        labels.retain(|k, _| k.starts_with("org.terrarium."));
+        labels
+    };
+    assert_eq!(labels(&ours_config), labels(&theirs_config));
+    assert!(!labels(&ours_config).is_empty());
+}

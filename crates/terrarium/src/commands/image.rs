@@ -19,6 +19,17 @@ pub enum ImageCommand {
     Build(BuildArgs),
     /// The images built from an environment (NAME) or one version (NAME:VERSION).
     List(ListArgs),
+    /// Write a Dockerfile and build context that build the same image with `docker build`.
+    Dockerfile(DockerfileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    /// The environment: NAME, NAME:VERSION or NAME@LABEL.
+    reference: String,
+    /// The directory to write `Dockerfile` and `layers/` into (new or empty).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -56,7 +67,27 @@ pub fn run(context: &Context, command: ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Build(args) => build(context, args),
         ImageCommand::List(args) => list(context, args),
+        ImageCommand::Dockerfile(args) => dockerfile(context, args),
     }
+}
+
+fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let reference = terrarium_spec::names::Reference::parse(&args.reference)
+        .map_err(|e| user_error(e, None))?;
+    let record = store.resolve(&reference)?;
+    let (lock, lock_hash) = image_lock(store.as_ref(), &record)?;
+    let cache = environments::cache_dir()?;
+    std::fs::create_dir_all(&cache)?;
+    let (_staging, input) = stage(&cache, &record, &lock, &lock_hash)?;
+    terrarium_image::dockerfile::write(&input, &args.output)
+        .map_err(|e| user_error(e.to_string(), None))?;
+    println!(
+        "wrote {}/Dockerfile and its build context: docker build -t IMAGE {}",
+        args.output.display(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
@@ -99,6 +130,129 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Install the lock's packages for the in-image prefix into a staging directory, and describe
+/// the image: what `image build` and `image dockerfile` share.
+fn stage(
+    cache: &Path,
+    record: &terrarium_store::VersionRecord,
+    lock: &terrarium_resolve::Lock,
+    lock_hash: &str,
+) -> Result<(tempfile::TempDir, BuildInput)> {
+    let platform = "linux-64";
+    let section = lock.platforms.get(platform).expect("checked by the caller");
+    // The in-image prefix is the environment's name, not its lock hash: conda packages hold
+    // their prefix in their files, so a prefix that changed with every lock would change every
+    // layer, and a one-package change must re-upload one package's layer.
+    let target_prefix = format!("/opt/terrarium/envs/{}", record.name.replace('/', "--"));
+    let envs = EnvCache::new(&cache);
+    std::fs::create_dir_all(&cache)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".image-")
+        .tempdir_in(&cache)
+        .context("cannot create a staging directory")?;
+    let uv = if section.pylock.is_some() {
+        Some(terrarium_resolve::uv::find(&cache.join("tools"))?)
+    } else {
+        None
+    };
+    let spinner = printer::Spinner::start("installing for the image");
+    let installed = envs.install_into(
+        &lock,
+        platform,
+        staging.path(),
+        Path::new(&target_prefix),
+        uv.as_ref(),
+        &spinner,
+    );
+    spinner.finish();
+    installed?;
+
+    // The definition as one line of JSON: a label value a Dockerfile can say exactly too.
+    let definition_text = serde_json::to_string(&record.definition)?;
+    let mut labels = BTreeMap::new();
+    labels.insert("org.opencontainers.image.title".into(), record.name.clone());
+    labels.insert(
+        "org.opencontainers.image.version".into(),
+        record.version.clone(),
+    );
+    labels.insert("org.terrarium.environment.name".into(), record.name.clone());
+    labels.insert(
+        "org.terrarium.environment.version".into(),
+        record.version.clone(),
+    );
+    labels.insert(
+        "org.terrarium.environment.content-hash".into(),
+        record.content_hash.clone(),
+    );
+    labels.insert(
+        "org.terrarium.environment.lock-hash".into(),
+        lock_hash.to_string(),
+    );
+    labels.insert(
+        "org.terrarium.environment.definition".into(),
+        definition_text.clone(),
+    );
+    let mut env: Vec<(String, String)> = vec![("CONDA_PREFIX".into(), target_prefix.clone())];
+    for (key, value) in &record.definition.environment_variables {
+        // Secret references stay references: they are resolved when a container starts.
+        env.push((key.clone(), value.clone()));
+    }
+    let python = staging.path().join("bin/python");
+    let cmd = if python.exists() {
+        vec![format!("{target_prefix}/bin/python")]
+    } else {
+        Vec::new()
+    };
+    let input = BuildInput {
+        staging: staging.path().to_path_buf(),
+        target_prefix: target_prefix.clone(),
+        env,
+        labels,
+        metadata: vec![
+            (
+                ".terrarium-image/environment.yml".into(),
+                definition_text.into_bytes(),
+            ),
+            (
+                ".terrarium-image/lock.json".into(),
+                lock.to_json().into_bytes(),
+            ),
+        ],
+        cmd,
+        architecture: "amd64".into(),
+    };
+    Ok((staging, input))
+}
+
+/// The version's lock, checked to be one an image can be built from.
+fn image_lock(
+    store: &dyn terrarium_store::Store,
+    record: &terrarium_store::VersionRecord,
+) -> Result<(terrarium_resolve::Lock, String)> {
+    let (lock, lock_hash) =
+        environments::ensure_lock(store, record, &environments::LockArgs::default().options()?)?;
+    let platform = "linux-64";
+    let Some(section) = lock.platforms.get(platform) else {
+        return Err(user_error(
+            format!(
+                "{}:{} has no lock for {platform}, the platform images are built for",
+                record.name, record.version
+            ),
+            Some("relock with --platform linux-64"),
+        ));
+    };
+    if section.conda.is_empty() {
+        return Err(user_error(
+            format!(
+                "{}:{} is not a conda environment: a scratch image holds only a self-contained conda environment, and pip-only environments need a base image with Python",
+                record.name, record.version
+            ),
+            Some("add python to the environment's conda dependencies"),
+        ));
+    }
+    Ok((lock, lock_hash))
+}
+
 /// Whether the OCI layout at `dir` holds the image `digest`.
 fn layout_has(dir: &Path, digest: &str) -> bool {
     std::fs::read_to_string(dir.join("index.json")).is_ok_and(|index| index.contains(digest))
@@ -123,30 +277,11 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
                 Some("e.g. --push 127.0.0.1:5000/team/train:v1"),
             )
         })?;
-    let (lock, lock_hash) = environments::ensure_lock(
-        store.as_ref(),
-        &record,
-        &environments::LockArgs::default().options()?,
-    )?;
-    let platform = "linux-64";
-    let Some(section) = lock.platforms.get(platform) else {
-        return Err(user_error(
-            format!(
-                "{}:{} has no lock for {platform}, the platform images are built for",
-                record.name, record.version
-            ),
-            Some("relock with --platform linux-64"),
-        ));
-    };
-    if section.conda.is_empty() {
-        return Err(user_error(
-            format!(
-                "{}:{} is not a conda environment: a scratch image holds only a self-contained conda environment, and pip-only environments need a base image with Python",
-                record.name, record.version
-            ),
-            Some("add python to the environment's conda dependencies"),
-        ));
-    }
+    let (lock, lock_hash) = image_lock(store.as_ref(), &record)?;
+    let section = lock
+        .platforms
+        .get("linux-64")
+        .expect("image_lock checks it");
     let started = std::time::Instant::now();
     let cache = environments::cache_dir()?;
     let output = match &args.output {
@@ -195,91 +330,9 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    // The in-image prefix is the environment's name, not its lock hash: conda packages hold
-    // their prefix in their files, so a prefix that changed with every lock would change every
-    // layer, and a one-package change must re-upload one package's layer.
-    let target_prefix = format!("/opt/terrarium/envs/{}", record.name.replace('/', "--"));
-    let envs = EnvCache::new(&cache);
-    std::fs::create_dir_all(&cache)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".image-")
-        .tempdir_in(&cache)
-        .context("cannot create a staging directory")?;
-    let uv = if section.pylock.is_some() {
-        Some(terrarium_resolve::uv::find(&cache.join("tools"))?)
-    } else {
-        None
-    };
-    let spinner = printer::Spinner::start("installing for the image");
-    let installed = envs.install_into(
-        &lock,
-        platform,
-        staging.path(),
-        Path::new(&target_prefix),
-        uv.as_ref(),
-        &spinner,
-    );
-    spinner.finish();
-    installed?;
-
-    let definition = terrarium_spec::formats::native::export(&record.definition);
-    let definition_text = definition
-        .files
-        .first()
-        .map(|(_, text)| text.clone())
-        .unwrap_or_default();
-    let mut labels = BTreeMap::new();
-    labels.insert("org.opencontainers.image.title".into(), record.name.clone());
-    labels.insert(
-        "org.opencontainers.image.version".into(),
-        record.version.clone(),
-    );
-    labels.insert("org.terrarium.environment.name".into(), record.name.clone());
-    labels.insert(
-        "org.terrarium.environment.version".into(),
-        record.version.clone(),
-    );
-    labels.insert(
-        "org.terrarium.environment.content-hash".into(),
-        record.content_hash.clone(),
-    );
-    labels.insert(
-        "org.terrarium.environment.lock-hash".into(),
-        lock_hash.clone(),
-    );
-    labels.insert(
-        "org.terrarium.environment.definition".into(),
-        definition_text.clone(),
-    );
-    let mut env: Vec<(String, String)> = vec![("CONDA_PREFIX".into(), target_prefix.clone())];
-    for (key, value) in &record.definition.environment_variables {
-        // Secret references stay references: they are resolved when a container starts.
-        env.push((key.clone(), value.clone()));
-    }
-    let python = staging.path().join("bin/python");
-    let cmd = if python.exists() {
-        vec![format!("{target_prefix}/bin/python")]
-    } else {
-        Vec::new()
-    };
-    let input = BuildInput {
-        staging: staging.path().to_path_buf(),
-        target_prefix: target_prefix.clone(),
-        env,
-        labels,
-        metadata: vec![
-            (
-                ".terrarium-image/environment.yml".into(),
-                definition_text.into_bytes(),
-            ),
-            (
-                ".terrarium-image/lock.json".into(),
-                lock.to_json().into_bytes(),
-            ),
-        ],
-        cmd,
-        architecture: "amd64".into(),
-    };
+    // Kept until the image is written: the layers are read from it.
+    let (_staging, input) = stage(&cache, &record, &lock, &lock_hash)?;
+    let target_prefix = input.target_prefix.clone();
     let blobs = layout::blobs_dir(&output);
     let image = terrarium_image::build(&input, &blobs)
         .with_context(|| format!("cannot build the image in {}", output.display()))?;
