@@ -145,9 +145,7 @@ pub type Group = (String, Vec<(String, layer::Source)>);
 
 /// The layers' contents, in order: one group per package (largest first, up to the cap), the
 /// other files, and the metadata. Each entry is an in-image path (no leading `/`) and its source.
-pub fn groups(
-    input: &BuildInput,
-) -> Result<Vec<Group>, ImageError> {
+pub fn groups(input: &BuildInput) -> Result<Vec<Group>, ImageError> {
     let files = layering::walk(&input.staging)?;
     let plan = layering::plan(&input.staging, &files)?;
     let root = input.target_prefix.trim_start_matches('/').to_string();

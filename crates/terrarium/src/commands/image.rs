@@ -144,11 +144,11 @@ fn stage(
     // their prefix in their files, so a prefix that changed with every lock would change every
     // layer, and a one-package change must re-upload one package's layer.
     let target_prefix = format!("/opt/terrarium/envs/{}", record.name.replace('/', "--"));
-    let envs = EnvCache::new(&cache);
-    std::fs::create_dir_all(&cache)?;
+    let envs = EnvCache::new(cache);
+    std::fs::create_dir_all(cache)?;
     let staging = tempfile::Builder::new()
         .prefix(".image-")
-        .tempdir_in(&cache)
+        .tempdir_in(cache)
         .context("cannot create a staging directory")?;
     let uv = if section.pylock.is_some() {
         Some(terrarium_resolve::uv::find(&cache.join("tools"))?)
@@ -157,7 +157,7 @@ fn stage(
     };
     let spinner = printer::Spinner::start("installing for the image");
     let installed = envs.install_into(
-        &lock,
+        lock,
         platform,
         staging.path(),
         Path::new(&target_prefix),
