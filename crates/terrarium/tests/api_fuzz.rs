@@ -160,8 +160,11 @@ fn schemathesis_finds_no_server_errors_and_state_stays_consistent() {
                 "examples,coverage,fuzzing,stateful",
                 "--max-time",
                 "40",
+                // One worker: with two, hypothesis' lambda-source cache is shared between threads
+                // and schemathesis 4.32.5 sometimes fails with its own "AST constructor recursion
+                // depth mismatch" runtime error (seen in CI), which is not a finding.
                 "--workers",
-                "2",
+                "1",
                 "--no-color",
             ])
             .env("SCHEMATHESIS_HOOKS", "")

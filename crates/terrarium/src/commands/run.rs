@@ -153,7 +153,8 @@ fn read_log_tail(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     Ok(buffer)
 }
 
-/// Copy a child's stream to ours and to the log as it arrives.
+/// Copy a child's stream to ours as it arrives, and to the log in whole lines, so that lines
+/// of stdout and stderr interleave in the log but never split each other.
 fn tee(
     mut source: impl Read + Send + 'static,
     mut sink: impl Write + Send + 'static,
@@ -161,16 +162,26 @@ fn tee(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
+        let mut pending: Vec<u8> = Vec::new();
         loop {
             match source.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let _ = sink.write_all(&buf[..n]);
                     let _ = sink.flush();
-                    if let Ok(mut file) = log.lock() {
-                        let _ = file.write_all(&buf[..n]);
+                    pending.extend_from_slice(&buf[..n]);
+                    if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+                        if let Ok(mut file) = log.lock() {
+                            let _ = file.write_all(&pending[..=end]);
+                        }
+                        pending.drain(..=end);
                     }
                 }
+            }
+        }
+        if !pending.is_empty() {
+            if let Ok(mut file) = log.lock() {
+                let _ = file.write_all(&pending);
             }
         }
     })
