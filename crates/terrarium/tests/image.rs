@@ -643,3 +643,117 @@ fn the_dockerfile_builds_the_same_image() {
     assert_eq!(labels(&ours_config), labels(&theirs_config));
     assert!(!labels(&ours_config).is_empty());
 }
+
+/// A user-managed environment defined by a Dockerfile is built by the builder the user names;
+/// without one, or without it installed, a clear error.
+#[test]
+fn dockerfile_environments_are_built_by_the_named_builder() {
+    let cx = TestContext::new();
+    cx.write("ctx/hello.txt", "hello from the context\n");
+    cx.write(
+        "ctx/Dockerfile",
+        "FROM scratch\nCOPY hello.txt /hello.txt\nENV GREETING=hi\n",
+    );
+    // Azure ML v2's shape: the build context and its Dockerfile.
+    let definition = cx.write("docker-env.yml", "name: from-docker\nbuild:\n  path: ctx\n");
+    cx.run_path(&["env", "create", "-f"], &definition, &[])
+        .success();
+    let out = cx.path("out");
+    let run = cx.run(&[
+        "image",
+        "build",
+        "from-docker",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--builder buildah or --builder docker"),
+        "{}",
+        run.stderr
+    );
+    let empty = cx.path("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run: common::Run = cx
+        .command()
+        .args([
+            "image",
+            "build",
+            "from-docker",
+            "--builder",
+            "buildah",
+            "--output",
+        ])
+        .arg(&out)
+        .env("PATH", &empty)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no `buildah` on PATH"),
+        "{}",
+        run.stderr
+    );
+
+    let (Some(_), Some(umoci)) = (tool("buildah"), tool("umoci")) else {
+        return;
+    };
+    let storage = cx.write(
+        "storage.conf",
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+            cx.path("containers-run").display(),
+            cx.path("containers-root").display()
+        ),
+    );
+    let run: common::Run = cx
+        .command()
+        .args([
+            "image",
+            "build",
+            "from-docker",
+            "--builder",
+            "buildah",
+            "--json",
+            "--output",
+        ])
+        .arg(&out)
+        .env("CONTAINERS_STORAGE_CONF", &storage)
+        .output()
+        .unwrap()
+        .into();
+    let built = run.success().json();
+    assert_eq!(built["builder"], "buildah");
+    assert!(built["digest"].as_str().unwrap().starts_with("sha256:"));
+    let config = unpack(
+        &umoci,
+        &format!("{}:from-docker-1", out.display()),
+        &cx.path("bundle"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(cx.path("bundle/rootfs/hello.txt")).unwrap(),
+        "hello from the context\n"
+    );
+    assert!(config["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "GREETING=hi"));
+    let builds = cx
+        .run(&["image", "list", "from-docker", "--json"])
+        .success()
+        .json();
+    assert_eq!(builds[0]["digest"], built["digest"]);
+
+    // A context that changed since the version was registered is refused.
+    cx.write("ctx/hello.txt", "changed\n");
+    let run = cx.run(&["image", "build", "from-docker", "--builder", "buildah"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("changed since from-docker:1 was registered"),
+        "{}",
+        run.stderr
+    );
+}
