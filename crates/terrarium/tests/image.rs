@@ -160,6 +160,48 @@ fn conda_environment_image_is_layered_reproducible_and_unpacks() {
     // Secrets stay references; their values never reach an image.
     assert!(env.contains(&"TOKEN=${secret:API_TOKEN}"), "{env:?}");
 
+    // The same image as a `docker load` archive, which skopeo reads.
+    let archive = cx.path("tools.tar");
+    cx.run(&[
+        "image",
+        "build",
+        "tools:1",
+        "--output",
+        &format!("docker-archive:{}", archive.display()),
+    ])
+    .success();
+    let out = Command::new(&skopeo)
+        .args(["inspect"])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        inspected["Labels"]["org.terrarium.environment.lock-hash"],
+        first["lock_hash"]
+    );
+    assert_eq!(
+        inspected["Layers"].as_array().unwrap().len(),
+        first["layers"].as_array().unwrap().len()
+    );
+    let copied = cx.path("from-archive");
+    let out = Command::new(&skopeo)
+        .arg("copy")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("oci:{}:copy", copied.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // umoci unpacks it into a runtime bundle; the environment works from the unpacked tree.
     let bundle = cx.path("bundle");
     let mut unpack = Command::new(&umoci);

@@ -59,9 +59,10 @@ pub struct ListArgs {
 pub struct BuildArgs {
     /// The environment: NAME, NAME:VERSION or NAME@LABEL.
     reference: String,
-    /// Write the image as an OCI image layout into this directory (`oci:DIR:TAG` for skopeo,
-    /// umoci, podman) [default: Terrarium's cache, images/NAME/VERSION].
-    #[arg(long, value_name = "DIR")]
+    /// Where to write the image: `DIR` or `oci:DIR`, an OCI image layout (`oci:DIR:TAG` for
+    /// skopeo, umoci, podman), or `docker-archive:FILE`, a `docker load` archive
+    /// [default: an OCI layout in Terrarium's cache, images/NAME/VERSION].
+    #[arg(long, value_name = "[oci:]DIR|docker-archive:FILE")]
     output: Option<PathBuf>,
     /// Push it to a registry: `REGISTRY/REPOSITORY[:TAG]`. Only the blobs the registry lacks are
     /// uploaded. Loopback registries are spoken to over HTTP, others over HTTPS.
@@ -535,12 +536,21 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         .expect("image_lock checks it");
     let started = std::time::Instant::now();
     let cache = environments::cache_dir()?;
-    let output = match &args.output {
-        Some(dir) => dir.clone(),
-        None => cache
-            .join("images")
-            .join(record.name.replace('/', "--"))
-            .join(&record.version),
+    let cached_layout = cache
+        .join("images")
+        .join(record.name.replace('/', "--"))
+        .join(&record.version);
+    let requested = args
+        .output
+        .as_ref()
+        .map(|p| p.to_string_lossy().to_string());
+    let archive = requested
+        .as_deref()
+        .and_then(|p| p.strip_prefix("docker-archive:"))
+        .map(PathBuf::from);
+    let output = match (&requested, &archive) {
+        (_, Some(_)) | (None, _) => cached_layout,
+        (Some(p), None) => PathBuf::from(p.strip_prefix("oci:").unwrap_or(p)),
     };
     let default_tag = format!("{}-{}", record.name.replace('/', "-"), record.version);
     let tag = args.tag.clone().unwrap_or_else(|| default_tag.clone());
@@ -562,6 +572,7 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
                 None => layout_has(&output, &b.digest),
             }
             && (args.output.is_none() || layout_has(&output, &b.digest))
+            && archive.is_none()
     }) {
         if args.json {
             let mut value = serde_json::to_value(done)?;
@@ -588,6 +599,11 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let image = terrarium_image::build(&input, &blobs)
         .with_context(|| format!("cannot build the image in {}", output.display()))?;
     layout::write_index(&output, &image, &tag)?;
+    if let Some(file) = &archive {
+        let repo_tag = format!("terrarium/{}:{tag}", record.name.replace('/', "-"));
+        layout::write_docker_archive(&image, &blobs, file, &repo_tag)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
     let pushed = match &push {
         Some(target) => {
             let push_tag = target.tag.clone().unwrap_or_else(|| tag.clone());
@@ -639,7 +655,10 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         base_digest: None,
         digest: image.manifest_digest.clone(),
         pushed_to: push_to.clone(),
-        output: Some(output.display().to_string()),
+        output: Some(match &archive {
+            Some(file) => format!("docker-archive:{}", file.display()),
+            None => output.display().to_string(),
+        }),
         size: image.size(),
         layers: image.layers.len() as u32,
         seconds,
