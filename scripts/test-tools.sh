@@ -58,6 +58,32 @@ if ! command -v skopeo >/dev/null || ! command -v umoci >/dev/null || ! command 
     (systemctl disable --now docker-registry || service docker-registry stop || pkill -x docker-registry) >/dev/null 2>&1 || true
 fi
 
+# A Debian base image with Python (bookworm, minbase + python3), made once with debootstrap and
+# umoci as an OCI layout, for images of pip-only environments and runc.
+base="$cache/base-bookworm-python"
+if [ ! -f "$base/index.json" ]; then
+    if ! command -v debootstrap >/dev/null; then
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+    fi
+    rm -rf "$base" "$base.tmp"
+    mkdir -p "$base.tmp"
+    debootstrap --variant=minbase --include=python3 bookworm "$base.tmp/rootfs" http://deb.debian.org/debian >&2
+    umoci init --layout "$base.tmp/layout" >&2
+    umoci new --image "$base.tmp/layout:bookworm" >&2
+    umoci insert --image "$base.tmp/layout:bookworm" "$base.tmp/rootfs" / >&2
+    umoci config --image "$base.tmp/layout:bookworm" --config.cmd /usr/bin/python3 \
+        --config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" >&2
+    umoci gc --layout "$base.tmp/layout" >&2
+    mv "$base.tmp/layout" "$base"
+    rm -rf "$base.tmp"
+fi
+if ! command -v runc >/dev/null; then
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc >&2
+fi
+
+echo "export TERRARIUM_TEST_BASE_IMAGE=oci:$base:bookworm"
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
 echo "export TERRARIUM_TEST_SCHEMATHESIS=$st/bin/schemathesis"
 echo "export TERRARIUM_UV=$uv/bin/uv"

@@ -23,10 +23,14 @@ pub fn write(input: &BuildInput, dir: &Path) -> Result<(), ImageError> {
             dir.display()
         )));
     }
-    let mut text = String::from(
+    let from = input
+        .base
+        .as_ref()
+        .map_or("scratch".to_string(), |b| b.reference.clone());
+    let mut text = format!(
         "# Written by `terrarium image dockerfile`: builds the same image as `terrarium image build`.\n\
          # Build it with: docker build -t IMAGE .\n\
-         FROM scratch\n",
+         FROM {from}\n"
     );
     for (index, (comment, entries)) in groups(input)?.into_iter().enumerate() {
         let name = format!("{:02}-{}", index + 1, slug(&comment));
@@ -36,7 +40,13 @@ pub fn write(input: &BuildInput, dir: &Path) -> Result<(), ImageError> {
         }
         text.push_str(&format!("# {comment}\nCOPY layers/{name}/ /\n"));
     }
-    for (key, value) in environment(input) {
+    let base_path = input.base.as_ref().and_then(|b| {
+        b.config["config"]["Env"]
+            .as_array()?
+            .iter()
+            .find_map(|v| v.as_str()?.strip_prefix("PATH=").map(String::from))
+    });
+    for (key, value) in environment(input, base_path.as_deref()) {
         text.push_str(&format!("ENV {key}={}\n", quote(&value)));
     }
     for (key, value) in &input.labels {

@@ -6,6 +6,7 @@
 //! labels, and a manifest, written as an OCI image layout ([`layout`]). The same prefix gives
 //! byte-identical blobs, so the same lock gives the same image digest.
 
+pub mod base;
 pub mod dockerfile;
 pub mod layer;
 pub mod layering;
@@ -62,6 +63,8 @@ pub struct BuildInput {
     pub cmd: Vec<String>,
     /// `amd64`, `arm64`
     pub architecture: String,
+    /// The image to build on (its layers are in the blobs directory); `None` for scratch.
+    pub base: Option<base::Base>,
 }
 
 /// A built image: its blobs are in the layout directory.
@@ -71,13 +74,19 @@ pub struct Image {
     pub manifest: Vec<u8>,
     pub config_digest: String,
     pub config: Vec<u8>,
+    /// Ours, built from the environment.
     pub layers: Vec<Layer>,
+    /// The base's, reused by digest.
+    pub base_layers: Vec<base::BaseLayer>,
+    /// Where the base came from, when a registry: `(registry, repository)`.
+    pub base_repository: Option<(String, String)>,
 }
 
 impl Image {
     /// Compressed size of the layers, config and manifest.
     pub fn size(&self) -> u64 {
         self.layers.iter().map(|l| l.size).sum::<u64>()
+            + self.base_layers.iter().map(|l| l.size).sum::<u64>()
             + self.config.len() as u64
             + self.manifest.len() as u64
     }
@@ -94,30 +103,80 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
     for (comment, entries) in groups(input)? {
         layers.push(layer::write(blobs, entries, &comment)?);
     }
-    let env: Vec<String> = environment(input)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let mut container = json!({
-        "Env": env,
-        "WorkingDir": "/",
-        "Labels": input.labels,
-    });
+    let base = input.base.as_ref();
+    let mut config = base.map(|b| b.config.clone()).unwrap_or_else(|| json!({}));
+    if !config.is_object() {
+        config = json!({});
+    }
+    let base_env: Vec<(String, String)> = config["config"]["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| {
+                    v.as_str()?
+                        .split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let base_path = base_env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    let mut env: Vec<(String, String)> = base_env;
+    for (key, value) in environment(input, base_path.as_deref()) {
+        match env.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => env.push((key, value)),
+        }
+    }
+    let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut labels = config["config"]["Labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (key, value) in &input.labels {
+        labels.insert(key.clone(), json!(value));
+    }
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    let container = &mut config["config"];
+    container["Env"] = json!(env);
+    container["Labels"] = Value::Object(labels);
+    if container["WorkingDir"].as_str().unwrap_or("").is_empty() {
+        container["WorkingDir"] = json!("/");
+    }
     if !input.cmd.is_empty() {
         container["Cmd"] = json!(input.cmd);
     }
-    let history: Vec<Value> = layers
-        .iter()
-        .map(|l| json!({"created": "1970-01-01T00:00:00Z", "created_by": format!("terrarium: {}", l.comment)}))
-        .collect();
-    let config = json!({
-        "created": "1970-01-01T00:00:00Z",
-        "architecture": input.architecture,
-        "os": "linux",
-        "config": container,
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
-        "history": history,
-    });
+    let created = config["created"]
+        .as_str()
+        .unwrap_or("1970-01-01T00:00:00Z")
+        .to_string();
+    let mut history: Vec<Value> = config["history"].as_array().cloned().unwrap_or_default();
+    history.extend(
+        layers.iter().map(
+            |l| json!({"created": created, "created_by": format!("terrarium: {}", l.comment)}),
+        ),
+    );
+    let mut diff_ids: Vec<Value> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if base.is_none() {
+        diff_ids.clear();
+    }
+    diff_ids.extend(layers.iter().map(|l| json!(l.diff_id)));
+    config["created"] = json!(created);
+    config["architecture"] = config
+        .get("architecture")
+        .cloned()
+        .unwrap_or_else(|| json!(input.architecture));
+    config["os"] = json!("linux");
+    config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+    config["history"] = json!(history);
     let config = canonical_json(&config);
     let config_digest = sha256(&config);
     write_blob(blobs, &config_digest, &config)?;
@@ -125,7 +184,12 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
         "schemaVersion": 2,
         "mediaType": MEDIA_MANIFEST,
         "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": layers.iter().map(|l| json!({"mediaType": MEDIA_LAYER, "digest": l.digest, "size": l.size})).collect::<Vec<_>>(),
+        "layers": base
+            .map(|b| b.layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size})).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(layers.iter().map(|l| json!({"mediaType": MEDIA_LAYER, "digest": l.digest, "size": l.size})))
+            .collect::<Vec<_>>(),
         "annotations": input.labels.iter().filter(|(k, _)| k.starts_with("org.opencontainers.")).collect::<BTreeMap<_, _>>(),
     });
     let manifest = canonical_json(&manifest);
@@ -137,6 +201,8 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
         config_digest,
         config,
         layers,
+        base_layers: base.map(|b| b.layers.clone()).unwrap_or_default(),
+        base_repository: base.and_then(|b| b.repository.clone()),
     })
 }
 
@@ -184,14 +250,13 @@ pub fn groups(input: &BuildInput) -> Result<Vec<Group>, ImageError> {
     Ok(groups)
 }
 
-/// The image's environment variables: `PATH` with the environment first, then the others.
-pub fn environment(input: &BuildInput) -> Vec<(String, String)> {
+/// The image's environment variables: `PATH` with the environment first (then the base's
+/// `PATH`, or the usual one), then the others.
+pub fn environment(input: &BuildInput, base_path: Option<&str>) -> Vec<(String, String)> {
+    let rest = base_path.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let mut env = vec![(
         "PATH".to_string(),
-        format!(
-            "{}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            input.target_prefix
-        ),
+        format!("{}/bin:{rest}", input.target_prefix),
     )];
     for (key, value) in &input.env {
         if key != "PATH" {

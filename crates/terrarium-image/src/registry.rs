@@ -105,6 +105,7 @@ pub struct Registry {
 /// What a push did.
 #[derive(Debug, Default, Clone)]
 pub struct PushReport {
+    pub mounted_blobs: usize,
     pub uploaded_blobs: usize,
     pub uploaded_bytes: u64,
     pub skipped_blobs: usize,
@@ -274,6 +275,92 @@ impl Registry {
         Ok(size)
     }
 
+    /// A manifest (or index) by tag or digest: its bytes and media type.
+    pub fn get_manifest(
+        &mut self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String), RegistryError> {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+            application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+        let response = self.send(&|http| Ok(http.get(&url).header("accept", accept)))?;
+        if response.status() != StatusCode::OK {
+            return Err(self.refused(&format!("the manifest {repository}:{reference}"), response));
+        }
+        let media_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = response.bytes().map_err(|e| self.unreachable(e))?.to_vec();
+        Ok((bytes, media_type))
+    }
+
+    /// Download a blob to `path`, streamed, checking its digest.
+    pub fn get_blob(
+        &mut self,
+        repository: &str,
+        digest: &str,
+        path: &Path,
+    ) -> Result<(), RegistryError> {
+        use sha2::{Digest, Sha256};
+        use std::io::{Read, Write};
+        let url = format!("{}/v2/{repository}/blobs/{digest}", self.base);
+        let mut response = self.send(&|http| Ok(http.get(&url)))?;
+        if response.status() != StatusCode::OK {
+            return Err(self.refused(&format!("the blob {digest}"), response));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut staging = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| RegistryError::Io(format!("{}: {e}", dir.display())))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = response
+                .read(&mut buf)
+                .map_err(|e| RegistryError::Unreachable {
+                    registry: self.registry.clone(),
+                    message: e.to_string(),
+                })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            staging
+                .write_all(&buf[..n])
+                .map_err(|e| RegistryError::Io(e.to_string()))?;
+        }
+        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if got != digest {
+            return Err(RegistryError::Io(format!(
+                "the registry {} sent {got} for the blob {digest}",
+                self.registry
+            )));
+        }
+        staging
+            .persist(path)
+            .map_err(|e| RegistryError::Io(format!("{}: {}", path.display(), e.error)))?;
+        Ok(())
+    }
+
+    /// Ask the registry to link a blob from another repository (no upload). False when it
+    /// cannot, and the blob must be uploaded.
+    pub fn mount(
+        &mut self,
+        repository: &str,
+        digest: &str,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        let url = format!(
+            "{}/v2/{repository}/blobs/uploads/?mount={digest}&from={from}",
+            self.base
+        );
+        let response = self.send(&|http| Ok(http.post(&url).header("content-length", "0")))?;
+        Ok(response.status() == StatusCode::CREATED)
+    }
+
     pub fn put_manifest(
         &mut self,
         repository: &str,
@@ -307,6 +394,25 @@ pub fn push(
 ) -> Result<PushReport, RegistryError> {
     let mut registry = Registry::new(&target.registry, insecure)?;
     let mut report = PushReport::default();
+    // The base's layers: mounted from the base's repository when it is in the same registry,
+    // else uploaded from the local copy.
+    for layer in &image.base_layers {
+        if registry.has_blob(&target.repository, &layer.digest)? {
+            report.skipped_blobs += 1;
+            continue;
+        }
+        if let Some((base_registry, base_repository)) = &image.base_repository {
+            if base_registry == &target.registry
+                && registry.mount(&target.repository, &layer.digest, base_repository)?
+            {
+                report.mounted_blobs += 1;
+                continue;
+            }
+        }
+        let path = blobs.join(layer.digest.trim_start_matches("sha256:"));
+        report.uploaded_bytes += registry.upload(&target.repository, &layer.digest, &path)?;
+        report.uploaded_blobs += 1;
+    }
     let mut all: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
     all.push(&image.config_digest);
     for digest in all {

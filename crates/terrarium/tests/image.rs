@@ -799,3 +799,169 @@ fn dockerfile_environments_are_built_by_the_named_builder() {
         run.stderr
     );
 }
+
+/// A pip-only environment on a Debian base image with Python: the base is pushed to the
+/// registry, the image built on it mounts the base's layers instead of uploading them, and the
+/// environment's Python runs inside the image with runc and imports the locked packages.
+#[test]
+fn pip_environment_on_a_base_image_runs_in_runc() {
+    let Some(base) = std::env::var_os("TERRARIUM_TEST_BASE_IMAGE") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs the base image: scripts/test-tools.sh builds it"
+        );
+        eprintln!("skipped: set TERRARIUM_TEST_BASE_IMAGE (scripts/test-tools.sh)");
+        return;
+    };
+    let base = base.to_string_lossy().to_string();
+    if !common::uv_available() {
+        return;
+    }
+    let cx = TestContext::new();
+    let wheels = cx.path("wheels");
+    common::make_wheels(&wheels, &["alpha==1.0:beta>=2:alpha-cli", "beta==2.1"]);
+    let file = cx.write(
+        "env.yml",
+        format!(
+            "name: pipenv\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n    - alpha\nenvironment_variables:\n  MODE: fast\n",
+            wheels.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+
+    // Without a base: refused with the reason.
+    let run = cx.run(&[
+        "image",
+        "build",
+        "pipenv",
+        "--output",
+        cx.path("x").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("needs a base image"), "{}", run.stderr);
+    // A bad base reference: a clear error.
+    let run = cx.run(&["image", "build", "pipenv", "--base", "oci:/nowhere:tag"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("base image oci:/nowhere:tag"),
+        "{}",
+        run.stderr
+    );
+
+    let (Some(skopeo), Some(umoci)) = (tool("skopeo"), tool("umoci")) else {
+        return;
+    };
+    let Some(registry) = Registry::start(&cx, "registry-data", 0) else {
+        return;
+    };
+    let base_ref = format!("127.0.0.1:{}/library/debian-python:bookworm", registry.port);
+    let out = Command::new(&skopeo)
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &base,
+            &format!("docker://{base_ref}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = format!("127.0.0.1:{}/team/pipenv:v1", registry.port);
+    let built = cx
+        .run(&[
+            "image", "build", "pipenv", "--base", &base_ref, "--push", &target, "--json",
+        ])
+        .success()
+        .json();
+    assert!(
+        built["push"]["mounted_blobs"].as_u64().unwrap() >= 1,
+        "{built}"
+    );
+    assert!(built["base_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let builds = cx
+        .run(&["image", "list", "pipenv", "--json"])
+        .success()
+        .json();
+    assert_eq!(builds[0]["base"], base_ref.as_str());
+
+    // Pull it back, unpack it, run the environment's Python in it.
+    let layout = cx.path("pulled");
+    let out = Command::new(&skopeo)
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{target}"),
+        ])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = cx.path("bundle");
+    let config = unpack(&umoci, &format!("{}:v1", layout.display()), &bundle);
+    let env: Vec<String> = config["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        env.contains(&"VIRTUAL_ENV=/opt/terrarium/envs/pipenv".to_string()),
+        "{env:?}"
+    );
+    assert!(env.contains(&"MODE=fast".to_string()), "{env:?}");
+    let cfg = std::fs::read_to_string(bundle.join("rootfs/opt/terrarium/envs/pipenv/pyvenv.cfg"))
+        .unwrap();
+    assert!(cfg.contains("home = /usr/bin"), "{cfg}");
+
+    let Some(runc) = tool("runc") else {
+        return;
+    };
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root for runc");
+        eprintln!("skipped: runc needs root here");
+        return;
+    }
+    let mut runtime = config.clone();
+    runtime["process"]["args"] = serde_json::json!([
+        "/opt/terrarium/envs/pipenv/bin/python",
+        "-c",
+        "import alpha, beta, sys; print(alpha.__version__, beta.__version__, sys.prefix)"
+    ]);
+    runtime["process"]["terminal"] = serde_json::json!(false);
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&runtime).unwrap(),
+    )
+    .unwrap();
+    let id = format!("terrarium-test-{}", std::process::id());
+    let out = Command::new(&runc)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let _ = Command::new(&runc)
+        .args(["delete", "--force", &id])
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1.0 2.1 /opt/terrarium/envs/pipenv"
+    );
+}

@@ -30,6 +30,12 @@ pub struct DockerfileArgs {
     /// The directory to write `Dockerfile` and `layers/` into (new or empty).
     #[arg(long, short = 'o', value_name = "DIR")]
     output: PathBuf,
+    /// The base image, as for `image build --base` (the Dockerfile starts `FROM` it).
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
+    /// Speak plain HTTP to this registry host[:port] (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +77,11 @@ pub struct BuildArgs {
     /// Speak plain HTTP to this registry host[:port] (repeatable).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure_registries: Vec<String>,
+    /// Build on this image: `REGISTRY/REPOSITORY[:TAG]` or an OCI layout `oci:DIR[:TAG]`. Its
+    /// layers are reused by digest. Needed for pip-only environments (the image's Python runs
+    /// them); conda environments default to a scratch image.
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
     /// For environments defined by a Dockerfile (user-managed): build it with this builder,
     /// which must be installed.
     #[arg(long, value_enum)]
@@ -96,10 +107,18 @@ fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
     let reference = terrarium_spec::names::Reference::parse(&args.reference)
         .map_err(|e| user_error(e, None))?;
     let record = store.resolve(&reference)?;
-    let (lock, lock_hash) = image_lock(store.as_ref(), &record)?;
+    let (lock, lock_hash) = image_lock(store.as_ref(), &record, args.base.is_some())?;
     let cache = environments::cache_dir()?;
     std::fs::create_dir_all(&cache)?;
-    let (_staging, input) = stage(&cache, &record, &lock, &lock_hash)?;
+    let base_blobs = cache.join("images").join("base-blobs");
+    let base = open_base(args.base.as_deref(), &base_blobs, &args.insecure_registries)?;
+    let (_staging, input) = stage(
+        &cache,
+        &record,
+        &lock,
+        &lock_hash,
+        base.as_ref().map(|b| (b, base_blobs.as_path())),
+    )?;
     terrarium_image::dockerfile::write(&input, &args.output)
         .map_err(|e| user_error(e.to_string(), None))?;
     println!(
@@ -157,6 +176,7 @@ fn stage(
     record: &terrarium_store::VersionRecord,
     lock: &terrarium_resolve::Lock,
     lock_hash: &str,
+    base: Option<(&terrarium_image::base::Base, &Path)>,
 ) -> Result<(tempfile::TempDir, BuildInput)> {
     let platform = "linux-64";
     let section = lock.platforms.get(platform).expect("checked by the caller");
@@ -175,17 +195,40 @@ fn stage(
     } else {
         None
     };
-    let spinner = printer::Spinner::start("installing for the image");
-    let installed = envs.install_into(
-        lock,
-        platform,
-        staging.path(),
-        Path::new(&target_prefix),
-        uv.as_ref(),
-        &spinner,
-    );
-    spinner.finish();
-    installed?;
+    if section.conda.is_empty() {
+        // A pip-only environment runs on the base image's Python: its (relocatable) virtual
+        // environment, with `home` and the `python` links pointing at the image's interpreter.
+        let (base, blobs) = base.expect("image_lock requires a base for pip-only environments");
+        let version = section
+            .python
+            .as_ref()
+            .map(|p| p.version.clone())
+            .unwrap_or_default();
+        let minor: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
+        let python = terrarium_image::base::find_python(base, blobs, &minor)?.ok_or_else(|| {
+            user_error(
+                format!(
+                    "the base image {} has no python{minor} in /usr/local/bin or /usr/bin; {}:{} was locked for Python {version}",
+                    base.reference, record.name, record.version
+                ),
+                Some("choose a base image with that Python"),
+            )
+        })?;
+        let env = environments::materialize(lock)?.expect("a system-managed environment");
+        relocate_venv(&env.prefix, staging.path(), &python)?;
+    } else {
+        let spinner = printer::Spinner::start("installing for the image");
+        let installed = envs.install_into(
+            lock,
+            platform,
+            staging.path(),
+            Path::new(&target_prefix),
+            uv.as_ref(),
+            &spinner,
+        );
+        spinner.finish();
+        installed?;
+    }
 
     // The definition as one line of JSON: a label value a Dockerfile can say exactly too.
     let definition_text = serde_json::to_string(&record.definition)?;
@@ -212,7 +255,12 @@ fn stage(
         "org.terrarium.environment.definition".into(),
         definition_text.clone(),
     );
-    let mut env: Vec<(String, String)> = vec![("CONDA_PREFIX".into(), target_prefix.clone())];
+    let prefix_variable = if section.conda.is_empty() {
+        "VIRTUAL_ENV"
+    } else {
+        "CONDA_PREFIX"
+    };
+    let mut env: Vec<(String, String)> = vec![(prefix_variable.into(), target_prefix.clone())];
     for (key, value) in &record.definition.environment_variables {
         // Secret references stay references: they are resolved when a container starts.
         env.push((key.clone(), value.clone()));
@@ -240,6 +288,7 @@ fn stage(
         ],
         cmd,
         architecture: "amd64".into(),
+        base: base.map(|(b, _)| b.clone()),
     };
     Ok((staging, input))
 }
@@ -248,6 +297,7 @@ fn stage(
 fn image_lock(
     store: &dyn terrarium_store::Store,
     record: &terrarium_store::VersionRecord,
+    has_base: bool,
 ) -> Result<(terrarium_resolve::Lock, String)> {
     let (lock, lock_hash) =
         environments::ensure_lock(store, record, &environments::LockArgs::default().options()?)?;
@@ -261,13 +311,13 @@ fn image_lock(
             Some("relock with --platform linux-64"),
         ));
     };
-    if section.conda.is_empty() {
+    if section.conda.is_empty() && !has_base {
         return Err(user_error(
             format!(
-                "{}:{} is not a conda environment: a scratch image holds only a self-contained conda environment, and pip-only environments need a base image with Python",
+                "{}:{} is not a conda environment: a scratch image holds only a self-contained conda environment; a pip-only environment needs a base image with its Python",
                 record.name, record.version
             ),
-            Some("add python to the environment's conda dependencies"),
+            Some("pass --base IMAGE (an image with the Python the environment was locked for), or add python to its conda dependencies"),
         ));
     }
     Ok((lock, lock_hash))
@@ -493,6 +543,87 @@ fn build_with_builder(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Open (pull) the base image, its layers into `blobs`.
+fn open_base(
+    reference: Option<&str>,
+    blobs: &Path,
+    insecure: &[String],
+) -> Result<Option<terrarium_image::base::Base>> {
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
+    let spinner = printer::Spinner::start(&format!("reading the base image {reference}"));
+    let base = terrarium_image::base::open(reference, blobs, insecure);
+    spinner.finish();
+    match base {
+        Ok(base) => Ok(Some(base)),
+        Err(err @ terrarium_image::base::BaseError::Invalid(..)) => Err(user_error(
+            err.to_string(),
+            Some("give REGISTRY/REPOSITORY[:TAG] or oci:DIR[:TAG]"),
+        )),
+        Err(terrarium_image::base::BaseError::Registry(
+            err @ terrarium_image::registry::RegistryError::Reference(..),
+        )) => Err(user_error(
+            err.to_string(),
+            Some("give REGISTRY/REPOSITORY[:TAG] or oci:DIR[:TAG]"),
+        )),
+        Err(err) => {
+            Err(anyhow::Error::new(err).context(format!("cannot read the base image {reference}")))
+        }
+    }
+}
+
+/// Copy a built virtual environment into `staging` (hard links where possible), pointing its
+/// `pyvenv.cfg` home and its `bin/python*` links at the image's interpreter `python`.
+fn relocate_venv(prefix: &Path, staging: &Path, python: &str) -> Result<()> {
+    let home = Path::new(python).parent().unwrap_or(Path::new("/usr/bin"));
+    let mut stack = vec![prefix.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let entry = entry?;
+            let path = entry.path();
+            let relative = path.strip_prefix(prefix).expect("walked from the prefix");
+            if relative.starts_with(".terrarium") {
+                continue;
+            }
+            let target = staging.join(relative);
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                std::fs::create_dir_all(&target)?;
+                stack.push(path);
+            } else if kind.is_symlink() {
+                let link = std::fs::read_link(&path)?;
+                let in_bin = relative.parent() == Some(Path::new("bin"));
+                let name = relative.file_name().unwrap_or_default().to_string_lossy();
+                let link = if in_bin && link.is_absolute() && name.starts_with("python") {
+                    PathBuf::from(python)
+                } else {
+                    link
+                };
+                std::os::unix::fs::symlink(link, &target)?;
+            } else if relative == Path::new("pyvenv.cfg") {
+                let text = std::fs::read_to_string(&path)?;
+                let text: String = text
+                    .lines()
+                    .map(|line| {
+                        if line.trim_start().starts_with("home") && line.contains('=') {
+                            format!("home = {}\n", home.display())
+                        } else {
+                            format!("{line}\n")
+                        }
+                    })
+                    .collect();
+                std::fs::write(&target, text)?;
+            } else if std::fs::hard_link(&path, &target).is_err() {
+                std::fs::copy(&path, &target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the OCI layout at `dir` holds the image `digest`.
 fn layout_has(dir: &Path, digest: &str) -> bool {
     std::fs::read_to_string(dir.join("index.json")).is_ok_and(|index| index.contains(digest))
@@ -529,7 +660,7 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             Some("leave out --builder"),
         ));
     }
-    let (lock, lock_hash) = image_lock(store.as_ref(), &record)?;
+    let (lock, lock_hash) = image_lock(store.as_ref(), &record, args.base.is_some())?;
     let section = lock
         .platforms
         .get("linux-64")
@@ -562,11 +693,14 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             t.tag.clone().unwrap_or_else(|| tag.clone())
         )
     });
+    let blobs = layout::blobs_dir(&output);
+    let base = open_base(args.base.as_deref(), &blobs, &args.insecure_registries)?;
+    let base_digest = base.as_ref().map(|b| b.manifest_digest.clone());
     // Built before for this lock and base, and where it was asked to go: nothing to do.
     let previous = store.list_image_builds(&record.name, Some(&record.version))?;
     if let Some(done) = previous.iter().find(|b| {
         b.lock_hash == lock_hash
-            && b.base_digest.is_none()
+            && b.base_digest == base_digest
             && match &push_to {
                 Some(target) => b.pushed_to.as_deref() == Some(target.as_str()),
                 None => layout_has(&output, &b.digest),
@@ -593,9 +727,14 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Kept until the image is written: the layers are read from it.
-    let (_staging, input) = stage(&cache, &record, &lock, &lock_hash)?;
+    let (_staging, input) = stage(
+        &cache,
+        &record,
+        &lock,
+        &lock_hash,
+        base.as_ref().map(|b| (b, blobs.as_path())),
+    )?;
     let target_prefix = input.target_prefix.clone();
-    let blobs = layout::blobs_dir(&output);
     let image = terrarium_image::build(&input, &blobs)
         .with_context(|| format!("cannot build the image in {}", output.display()))?;
     layout::write_index(&output, &image, &tag)?;
@@ -651,8 +790,8 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         environment: record.name.clone(),
         version: record.version.clone(),
         lock_hash: lock_hash.clone(),
-        base: None,
-        base_digest: None,
+        base: args.base.clone(),
+        base_digest: base_digest.clone(),
         digest: image.manifest_digest.clone(),
         pushed_to: push_to.clone(),
         output: Some(match &archive {
@@ -672,6 +811,8 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             "version": record.version,
             "lock_hash": lock_hash,
             "prefix": target_prefix,
+            "base": args.base,
+            "base_digest": base_digest,
             "digest": image.manifest_digest,
             "config_digest": image.config_digest,
             "size": image.size(),
@@ -683,6 +824,7 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
                 "registry": target.registry,
                 "repository": target.repository,
                 "tag": tag,
+                "mounted_blobs": report.mounted_blobs,
                 "uploaded_blobs": report.uploaded_blobs,
                 "uploaded_bytes": report.uploaded_bytes,
                 "skipped_blobs": report.skipped_blobs,
