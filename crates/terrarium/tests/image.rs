@@ -964,4 +964,49 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "1.0 2.1 /opt/terrarium/envs/pipenv"
     );
+
+    // `run --target container`: the same, through the CLI, recorded like any run, with the
+    // working directory mounted at /work.
+    let run = cx.run(&[
+        "run", "--target", "container", "--base", &base, "--env", "pipenv", "--experiment", "boxed", "--",
+        "python", "-c",
+        "import alpha, os; print('in container', alpha.__version__, os.getcwd(), os.environ['MODE']); open('result.txt', 'w').write('written inside')",
+    ]);
+    let run = run.success();
+    assert!(
+        run.stdout.contains("in container 1.0 /work fast"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(cx.path("result.txt")).unwrap(),
+        "written inside"
+    );
+    let runs = cx
+        .run(&["runs", "list", "--experiment", "boxed", "--json"])
+        .success()
+        .json();
+    assert_eq!(runs[0]["target"], "container", "{runs}");
+    assert_eq!(runs[0]["exit_code"], 0);
+    let log = cx
+        .run(&["runs", "logs", runs[0]["id"].as_str().unwrap()])
+        .success()
+        .stdout;
+    assert!(log.contains("in container 1.0"), "{log}");
+    // A failing command's exit code comes through.
+    let run = cx.run(&[
+        "run",
+        "--target",
+        "container",
+        "--base",
+        &base,
+        "--env",
+        "pipenv",
+        "--",
+        "python",
+        "-c",
+        "raise SystemExit(4)",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
 }

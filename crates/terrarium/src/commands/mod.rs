@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 pub mod audit;
 pub mod cache;
+pub mod container;
 pub mod curated;
 pub mod deploy;
 pub mod deployments;

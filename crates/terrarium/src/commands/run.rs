@@ -22,9 +22,23 @@ pub struct RunArgs {
     experiment: String,
     #[command(flatten)]
     lock: LockArgs,
+    /// Where to run: `local` (the built prefix on this machine) or `container` (the
+    /// environment's image, unpacked and run with runc, the working directory mounted at /work).
+    #[arg(long, value_enum, default_value = "local")]
+    target: Target,
+    /// For `--target container`: the base image to build the environment's image on (as for
+    /// `image build --base`).
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Local,
+    Container,
 }
 
 pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
@@ -35,8 +49,31 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     if lock.kind == terrarium_resolve::LockKind::UserManaged {
         environments::check_user_managed(&lock, &record);
     }
-    let env = environments::materialize(&lock)?;
-    let vars = environments::process_env(&record, &lock, env.as_ref())?;
+    let container = match args.target {
+        Target::Local => None,
+        Target::Container => Some(super::container::prepare(
+            context,
+            &record,
+            args.base.as_deref(),
+        )?),
+    };
+    let env = if container.is_some() {
+        None
+    } else {
+        environments::materialize(&lock)?
+    };
+    let vars = match &container {
+        Some(_) => {
+            // In the container the image's variables apply; the definition's are resolved
+            // here (secrets only now, when the process starts).
+            let mut vars = Vec::new();
+            for (key, value) in &record.definition.environment_variables {
+                vars.push((key.clone(), environments::resolve_secrets(value)?));
+            }
+            vars
+        }
+        None => environments::process_env(&record, &lock, env.as_ref())?,
+    };
 
     let id = new_run_id();
     let logs = context.runs_dir()?;
@@ -51,7 +88,10 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         lock_hash: Some(lock_hash),
         command: args.command.clone(),
         cwd: cwd.display().to_string(),
-        target: "local".into(),
+        target: match args.target {
+            Target::Local => "local".into(),
+            Target::Container => "container".into(),
+        },
         actor: workspace::actor(),
         started_at: terrarium_store::now(),
         finished_at: None,
@@ -66,10 +106,19 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         args.command.join(" ")
     ));
 
-    let mut command = Command::new(&args.command[0]);
+    let bundle;
+    let mut command = match &container {
+        None => {
+            let mut command = Command::new(&args.command[0]);
+            command.args(&args.command[1..]).envs(vars);
+            command
+        }
+        Some(image) => {
+            bundle = image.bundle(&id, &args.command, &vars, &cwd)?;
+            image.command(&bundle, &id)
+        }
+    };
     command
-        .args(&args.command[1..])
-        .envs(vars)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
