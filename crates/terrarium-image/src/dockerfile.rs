@@ -53,7 +53,13 @@ pub fn write(input: &BuildInput, dir: &Path) -> Result<(), ImageError> {
         text.push_str(&format!("LABEL {}={}\n", quote(key), quote(value)));
     }
     text.push_str("WORKDIR /\n");
-    if !input.cmd.is_empty() {
+    for port in &input.exposed_ports {
+        text.push_str(&format!("EXPOSE {port}\n"));
+    }
+    if !input.entrypoint.is_empty() {
+        let entrypoint = serde_json::to_string(&input.entrypoint).expect("strings serialize");
+        text.push_str(&format!("ENTRYPOINT {entrypoint}\nCMD []\n"));
+    } else if !input.cmd.is_empty() {
         let cmd = serde_json::to_string(&input.cmd).expect("strings serialize");
         text.push_str(&format!("CMD {cmd}\n"));
     }

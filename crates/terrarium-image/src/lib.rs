@@ -65,6 +65,12 @@ pub struct BuildInput {
     pub architecture: String,
     /// The image to build on (its layers are in the blobs directory); `None` for scratch.
     pub base: Option<base::Base>,
+    /// More layers, after the environment's and before the metadata (a deployment's service,
+    /// model and entry script).
+    pub extra: Vec<Group>,
+    /// The image's entrypoint (replaces the base's entrypoint and command when set).
+    pub entrypoint: Vec<String>,
+    pub exposed_ports: Vec<u16>,
 }
 
 /// A built image: its blobs are in the layout directory.
@@ -148,8 +154,19 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
     if container["WorkingDir"].as_str().unwrap_or("").is_empty() {
         container["WorkingDir"] = json!("/");
     }
-    if !input.cmd.is_empty() {
+    if !input.entrypoint.is_empty() {
+        container["Entrypoint"] = json!(input.entrypoint);
+        container["Cmd"] = Value::Null;
+    } else if !input.cmd.is_empty() {
         container["Cmd"] = json!(input.cmd);
+    }
+    if !input.exposed_ports.is_empty() {
+        let ports: serde_json::Map<String, Value> = input
+            .exposed_ports
+            .iter()
+            .map(|p| (format!("{p}/tcp"), json!({})))
+            .collect();
+        container["ExposedPorts"] = Value::Object(ports);
     }
     let created = config["created"]
         .as_str()
@@ -236,6 +253,7 @@ pub fn groups(input: &BuildInput) -> Result<Vec<Group>, ImageError> {
         };
         groups.push((comment, entries));
     }
+    groups.extend(input.extra.iter().cloned());
     let metadata = input
         .metadata
         .iter()

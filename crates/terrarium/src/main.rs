@@ -37,6 +37,8 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Serve a model as a web service in an environment version (Azure ML entry scripts).
     Deploy(commands::deploy::DeployArgs),
+    /// Serve an entry script with a given Python, without a workspace (what deployment images run).
+    Serve(commands::deploy::ServeArgs),
     /// Deployments: list, show, logs, stop.
     #[command(subcommand)]
     Deployments(commands::deployments::DeploymentsCommand),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Curated(command) => commands::curated::run(&context, command),
         Command::Run(args) => commands::run::run(&context, args),
         Command::Deploy(args) => commands::deploy::run(&context, args),
+        Command::Serve(args) => commands::deploy::serve_standalone(args),
         Command::Deployments(command) => commands::deployments::run(&context, command),
         Command::Image(command) => commands::image::run(&context, command),
         Command::Runs(command) => commands::runs::run(&context, command),

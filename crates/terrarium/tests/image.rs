@@ -1010,3 +1010,192 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
     ]);
     assert_eq!(run.code, 4, "{}", run.stderr);
 }
+
+/// `image build --deployment`: the deployment's environment, model and entry script in an
+/// image whose entrypoint starts the service; run with runc, it answers /score. Changing the
+/// model changes only the model's layer.
+#[test]
+fn a_deployment_image_serves_the_model() {
+    let Some(base) = std::env::var_os("TERRARIUM_TEST_BASE_IMAGE") else {
+        assert!(std::env::var_os("CI").is_none(), "CI needs the base image");
+        return;
+    };
+    let base = base.to_string_lossy().to_string();
+    if !common::uv_available() {
+        return;
+    }
+    let cx = TestContext::new();
+    let wheels = cx.path("wheels");
+    common::make_wheels(&wheels, &["alpha==1.0"]);
+    let file = cx.write(
+        "env.yml",
+        format!(
+            "name: scoring\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n    - alpha\n",
+            wheels.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.write("model/weights.json", "[1.0, 2.0, 3.0]");
+    let entry = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scoring/linear.py");
+    let deploy = |extra: &[&str]| {
+        cx.command()
+            .args([
+                "deploy", "svc", "--detach", "--port", "0", "--env", "scoring", "--model",
+            ])
+            .arg(cx.path("model"))
+            .arg("--entry")
+            .arg(&entry)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = deploy(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cx.run(&["deployments", "stop", "svc"]).success();
+
+    // Without a base: refused with the reason.
+    let run = cx.run(&["image", "build", "scoring", "--deployment", "svc"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--base"), "{}", run.stderr);
+
+    let built = cx
+        .run(&[
+            "image",
+            "build",
+            "scoring",
+            "--deployment",
+            "svc",
+            "--base",
+            &base,
+            "--output",
+            cx.path("img").to_str().unwrap(),
+            "--json",
+        ])
+        .success()
+        .json();
+    let holds: Vec<String> = built["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["holds"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        holds.iter().any(|h| h.starts_with("model sha256:")),
+        "{holds:?}"
+    );
+    assert!(holds.iter().any(|h| h == "entry script"), "{holds:?}");
+
+    // A changed model: only the model layer is new.
+    cx.write("model/weights.json", "[2.0, 2.0, 2.0]");
+    let out = deploy(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cx.run(&["deployments", "stop", "svc"]).success();
+    let rebuilt = cx
+        .run(&[
+            "image",
+            "build",
+            "scoring",
+            "--deployment",
+            "svc",
+            "--base",
+            &base,
+            "--output",
+            cx.path("img2").to_str().unwrap(),
+            "--json",
+        ])
+        .success()
+        .json();
+    let old: Vec<&str> = built["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    let new: Vec<&str> = rebuilt["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| !old.contains(&l["digest"].as_str().unwrap()))
+        .map(|l| l["holds"].as_str().unwrap())
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(new[0].starts_with("model sha256:"), "{new:?}");
+
+    let (Some(umoci), Some(runc)) = (tool("umoci"), tool("runc")) else {
+        return;
+    };
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root for runc");
+        return;
+    }
+    let bundle = cx.path("bundle");
+    let config = unpack(
+        &umoci,
+        &format!("{}:scoring-1", cx.path("img2").display()),
+        &bundle,
+    );
+    let mut runtime = config.clone();
+    runtime["process"]["terminal"] = serde_json::json!(false);
+    if let Some(ns) = runtime["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+    }
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&runtime).unwrap(),
+    )
+    .unwrap();
+    let id = format!("terrarium-serve-{}", std::process::id());
+    let log = std::fs::File::create(cx.path("service.log")).unwrap();
+    let mut service = Command::new(&runc)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = reqwest::blocking::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answer = loop {
+        let ready = http
+            .get("http://127.0.0.1:5001/health")
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok());
+        if ready.as_ref().is_some_and(|h| h["status"] == "READY") {
+            break http
+                .post("http://127.0.0.1:5001/score")
+                .body(r#"{"data": [[1, 1, 1]]}"#)
+                .send()
+                .unwrap()
+                .json::<Value>()
+                .unwrap();
+        }
+        if std::time::Instant::now() > deadline || service.try_wait().unwrap().is_some() {
+            let _ = Command::new(&runc).args(["kill", &id, "KILL"]).output();
+            let _ = service.wait();
+            let _ = Command::new(&runc)
+                .args(["delete", "--force", &id])
+                .output();
+            panic!(
+                "the service did not start: {}",
+                std::fs::read_to_string(cx.path("service.log")).unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = Command::new(&runc).args(["kill", &id, "TERM"]).output();
+    let _ = service.wait();
+    let _ = Command::new(&runc)
+        .args(["delete", "--force", &id])
+        .output();
+    assert_eq!(answer["predictions"], serde_json::json!([6.0]), "{answer}");
+}

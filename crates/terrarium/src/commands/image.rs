@@ -82,6 +82,11 @@ pub struct BuildArgs {
     /// them); conda environments default to a scratch image.
     #[arg(long, value_name = "IMAGE")]
     base: Option<String>,
+    /// Make the image of this deployment (its environment version must be REF's): the
+    /// environment, then layers with Terrarium's service front, the worker shim, the model and
+    /// the entry script, and an entrypoint that starts the service on port 5001.
+    #[arg(long, value_name = "NAME")]
+    deployment: Option<String>,
     /// For environments defined by a Dockerfile (user-managed): build it with this builder,
     /// which must be installed.
     #[arg(long, value_enum)]
@@ -289,6 +294,9 @@ fn stage(
         cmd,
         architecture: "amd64".into(),
         base: base.map(|(b, _)| b.clone()),
+        extra: Vec::new(),
+        entrypoint: Vec::new(),
+        exposed_ports: Vec::new(),
     };
     Ok((staging, input))
 }
@@ -543,6 +551,94 @@ fn build_with_builder(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A deployment's layers (the service front, the worker shim, the model, the entry script) and
+/// the entrypoint that starts it.
+fn add_deployment_layers(
+    input: &mut BuildInput,
+    d: &terrarium_store::DeploymentRecord,
+) -> Result<()> {
+    use terrarium_image::layer::Source;
+    let front = std::env::current_exe().context("cannot find the terrarium binary")?;
+    input.extra.push((
+        format!("terrarium {} service front", env!("CARGO_PKG_VERSION")),
+        vec![("opt/terrarium/bin/terrarium".into(), Source::Path(front))],
+    ));
+    input.extra.push((
+        "worker shim".into(),
+        terrarium_serve::shim::FILES
+            .iter()
+            .map(|(path, text)| {
+                (
+                    format!("opt/terrarium/shim/{path}"),
+                    Source::Bytes(text.as_bytes().to_vec(), 0o100644),
+                )
+            })
+            .collect(),
+    ));
+    let model = PathBuf::from(&d.model_path);
+    let mut entries = Vec::new();
+    let mut stack = vec![model.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read the model directory {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(&model).expect("walked from the model");
+                entries.push((
+                    format!("opt/terrarium/model/{}", relative.display()),
+                    Source::Path(path.clone()),
+                ));
+            }
+        }
+    }
+    input
+        .extra
+        .push((format!("model {}", d.model_hash), entries));
+    let mut entrypoint = vec![
+        "/opt/terrarium/bin/terrarium".to_string(),
+        "serve".into(),
+        "--python".into(),
+        format!("{}/bin/python", input.target_prefix),
+        "--model".into(),
+        "/opt/terrarium/model".into(),
+        "--shim".into(),
+        "/opt/terrarium/shim".into(),
+        "--workers".into(),
+        d.workers.to_string(),
+        "--port".into(),
+        "5001".into(),
+    ];
+    if let Some(entry) = &d.entry {
+        let name = Path::new(entry)
+            .file_name()
+            .context("the entry script has no file name")?
+            .to_string_lossy()
+            .to_string();
+        input.extra.push((
+            "entry script".into(),
+            vec![(
+                format!("opt/terrarium/app/{name}"),
+                Source::Path(PathBuf::from(entry)),
+            )],
+        ));
+        entrypoint.push("--entry".into());
+        entrypoint.push(format!("/opt/terrarium/app/{name}"));
+    }
+    input.entrypoint = entrypoint;
+    input.exposed_ports = vec![5001];
+    input
+        .labels
+        .insert("org.terrarium.deployment.name".into(), d.name.clone());
+    input.labels.insert(
+        "org.terrarium.deployment.model-hash".into(),
+        d.model_hash.clone(),
+    );
+    Ok(())
+}
+
 /// Open (pull) the base image, its layers into `blobs`.
 fn open_base(
     reference: Option<&str>,
@@ -693,6 +789,31 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             t.tag.clone().unwrap_or_else(|| tag.clone())
         )
     });
+    let deployment = match &args.deployment {
+        Some(name) => {
+            let d = store.get_deployment(name)?;
+            if d.environment != record.name || d.version != record.version {
+                return Err(user_error(
+                    format!(
+                        "deployment {name} serves {}:{}, not {}:{}",
+                        d.environment, d.version, record.name, record.version
+                    ),
+                    Some(&format!(
+                        "build {}:{} --deployment {name}",
+                        d.environment, d.version
+                    )),
+                ));
+            }
+            if args.base.is_none() {
+                return Err(user_error(
+                    format!("the image of deployment {name} needs --base: an image with the C library the service front links to (e.g. Debian)"),
+                    None,
+                ));
+            }
+            Some(d)
+        }
+        None => None,
+    };
     let blobs = layout::blobs_dir(&output);
     let base = open_base(args.base.as_deref(), &blobs, &args.insecure_registries)?;
     let base_digest = base.as_ref().map(|b| b.manifest_digest.clone());
@@ -707,6 +828,7 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             }
             && (args.output.is_none() || layout_has(&output, &b.digest))
             && archive.is_none()
+            && deployment.is_none()
     }) {
         if args.json {
             let mut value = serde_json::to_value(done)?;
@@ -735,6 +857,10 @@ fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         base.as_ref().map(|b| (b, blobs.as_path())),
     )?;
     let target_prefix = input.target_prefix.clone();
+    let mut input = input;
+    if let Some(d) = &deployment {
+        add_deployment_layers(&mut input, d)?;
+    }
     let image = terrarium_image::build(&input, &blobs)
         .with_context(|| format!("cannot build the image in {}", output.display()))?;
     layout::write_index(&output, &image, &tag)?;
