@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::server::{bootstrap_token, remote, Server};
+use common::server::{bootstrap_token, http, remote, Server};
 use common::TestContext;
 use serde_json::{json, Value};
 
@@ -254,6 +254,22 @@ fn click_through_environments_versions_diff_lock_and_runs() {
         define("a.yml", "name: vision-train\ndescription: image models\ntags:\n  team: vision\npython:\n  version: \"3.11\"\n  pip:\n    - numpy==1.26.4\n    - pillow==10.4.0\n");
         define("a.yml", "name: vision-train\ndescription: image models\ntags:\n  team: vision\npython:\n  version: \"3.11\"\n  pip:\n    - numpy==2.1.0\n    - pillow==10.4.0\n    - torch==2.5.1\n");
         define("b.yml", "name: nlp-serve\ntags:\n  team: nlp\npython:\n  version: \"3.12\"\n  pip:\n    - transformers==4.46.0\n");
+        // An image built from vision-train:2, as `terrarium image build --push` records it.
+        let build = json!({
+            "environment": "vision-train", "version": "2", "lock_hash": "sha256:1111",
+            "base": "127.0.0.1:5000/library/debian-python:bookworm", "base_digest": "sha256:2222",
+            "digest": "sha256:3333aaaa", "pushed_to": "127.0.0.1:5000/team/vision:v2",
+            "output": null, "size": 52_428_800u64, "layers": 7, "seconds": 3.5,
+            "log": "installed 3 PyPI packages", "actor": "ignored", "built_at": "2026-11-28T12:00:00.000Z"
+        });
+        let (status, body) = http(
+            &url,
+            "POST",
+            "/api/v1/environments/vision-train/images",
+            Some(&token),
+            Some(build.to_string().as_bytes()),
+        );
+        assert_eq!(status, 201, "{body}");
         // A locked environment (locked by the CLI against a local wheelhouse, stored on the server).
         assert!(common::uv_available() || std::env::var_os("CI").is_none());
         let locked = common::uv_available();
@@ -360,6 +376,15 @@ fn click_through_environments_versions_diff_lock_and_runs() {
         let definition = browser.text(&browser.find("#definition"));
         assert!(definition.contains("torch==2.5.1"), "{definition}");
         assert!(browser.page_text().contains("not locked yet"));
+        // Its images: digest, size, base, where it was pushed, who built it.
+        let images = browser.text(&browser.find("#images"));
+        assert!(
+            images.contains("sha256:3333aaaa")
+                && images.contains("50.0 MiB")
+                && images.contains("127.0.0.1:5000/team/vision:v2")
+                && images.contains("alice"),
+            "{images}"
+        );
         browser.screenshot("06-version");
 
         // The lock's contents: packages, sizes, sources.

@@ -227,9 +227,10 @@ async fn version(
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<Markup, ApiError> {
     let reference = Reference::parse(&format!("{name}:{version}")).map_err(ApiError::invalid)?;
-    let (record, lock, runs) = state
+    let (record, lock, runs, builds) = state
         .blocking(move |store| {
             let record = store.resolve(&reference)?;
+            let builds = store.list_image_builds(&record.name, Some(&record.version))?;
             let lock = match &record.lock_hash {
                 Some(hash) => Some(store.get_lock(hash)?),
                 None => None,
@@ -239,7 +240,7 @@ async fn version(
                 .into_iter()
                 .filter(|r| r.environment == record.name && r.version == record.version)
                 .collect();
-            Ok((record, lock, runs))
+            Ok((record, lock, runs, builds))
         })
         .await?;
     let yaml = terrarium_spec::export(&record.definition, terrarium_spec::Format::Native)
@@ -265,6 +266,28 @@ async fn version(
         }
         h2 { "Definition" }
         pre id="definition" { (yaml) }
+        h2 { "Images" }
+        @if builds.is_empty() {
+            p.muted { "No image has been built from this version (" code { "terrarium image build " (title) } ")." }
+        } @else {
+            table #images {
+                thead { tr { th { "Built" } th { "Digest" } th { "Size" } th { "Layers" } th { "Base" } th { "Pushed to" } th { "Time" } th { "By" } } }
+                tbody {
+                    @for b in &builds {
+                        tr {
+                            td { (b.built_at) }
+                            td.mono title=(b.log) { (b.digest) }
+                            td { (lock_view::human_size(b.size)) }
+                            td { (b.layers) }
+                            td { (b.base.as_deref().unwrap_or("scratch")) }
+                            td.mono { (b.pushed_to.as_deref().unwrap_or("-")) }
+                            td { (format!("{:.1} s", b.seconds)) }
+                            td { (b.actor) }
+                        }
+                    }
+                }
+            }
+        }
         h2 { "Runs" }
         (runs_table(&runs))
     };
