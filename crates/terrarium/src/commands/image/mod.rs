@@ -1,0 +1,181 @@
+//! `terrarium image build|list|dockerfile`: OCI images of environment versions, without a
+//! daemon. `build.rs` builds and pushes, `stage.rs` decides what goes in, `builder.rs` runs
+//! buildah or docker for Dockerfile environments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::Context;
+use crate::environments;
+use crate::printer::{self, user_error};
+
+mod build;
+mod builder;
+mod stage;
+
+use build::build;
+use stage::{image_lock, open_base, stage};
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build an OCI image from an environment version's lock.
+    Build(BuildArgs),
+    /// The images built from an environment (NAME) or one version (NAME:VERSION).
+    List(ListArgs),
+    /// Write a Dockerfile and build context that build the same image with `docker build`.
+    Dockerfile(DockerfileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    /// The environment: NAME, NAME:VERSION or NAME@LABEL.
+    reference: String,
+    /// The directory to write `Dockerfile` and `layers/` into (new or empty).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    output: PathBuf,
+    /// The base image, as for `image build --base` (the Dockerfile starts `FROM` it).
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
+    /// Speak plain HTTP to this registry host[:port] (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Builder {
+    Buildah,
+    Docker,
+}
+
+impl Builder {
+    fn program(self) -> &'static str {
+        match self {
+            Builder::Buildah => "buildah",
+            Builder::Docker => "docker",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    reference: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The environment: NAME, NAME:VERSION or NAME@LABEL.
+    reference: String,
+    /// Where to write the image: `DIR` or `oci:DIR`, an OCI image layout (`oci:DIR:TAG` for
+    /// skopeo, umoci, podman), or `docker-archive:FILE`, a `docker load` archive
+    /// [default: an OCI layout in Terrarium's cache, images/NAME/VERSION].
+    #[arg(long, value_name = "[oci:]DIR|docker-archive:FILE")]
+    output: Option<PathBuf>,
+    /// Push it to a registry: `REGISTRY/REPOSITORY[:TAG]`. Only the blobs the registry lacks are
+    /// uploaded. Loopback registries are spoken to over HTTP, others over HTTPS.
+    #[arg(long, value_name = "REGISTRY/REPO[:TAG]")]
+    push: Option<String>,
+    /// Speak plain HTTP to this registry host[:port] (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// Build on this image: `REGISTRY/REPOSITORY[:TAG]` or an OCI layout `oci:DIR[:TAG]`. Its
+    /// layers are reused by digest. Needed for pip-only environments (the image's Python runs
+    /// them); conda environments default to a scratch image.
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
+    /// Make the image of this deployment (its environment version must be REF's): the
+    /// environment, then layers with Terrarium's service front, the worker shim, the model and
+    /// the entry script, and an entrypoint that starts the service on port 5001.
+    #[arg(long, value_name = "NAME")]
+    deployment: Option<String>,
+    /// For environments defined by a Dockerfile (user-managed): build it with this builder,
+    /// which must be installed.
+    #[arg(long, value_enum)]
+    builder: Option<Builder>,
+    /// The image's tag in the layout [default: NAME-VERSION].
+    #[arg(long)]
+    tag: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(context: &Context, command: ImageCommand) -> Result<ExitCode> {
+    match command {
+        ImageCommand::Build(args) => build(context, args),
+        ImageCommand::List(args) => list(context, args),
+        ImageCommand::Dockerfile(args) => dockerfile(context, args),
+    }
+}
+
+fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let reference = terrarium_spec::names::Reference::parse(&args.reference)
+        .map_err(|e| user_error(e, None))?;
+    let record = store.resolve(&reference)?;
+    let (lock, lock_hash) = image_lock(store.as_ref(), &record, args.base.is_some())?;
+    let cache = environments::cache_dir()?;
+    std::fs::create_dir_all(&cache)?;
+    let base_blobs = cache.join("images").join("base-blobs");
+    let base = open_base(args.base.as_deref(), &base_blobs, &args.insecure_registries)?;
+    let (_staging, input) = stage(
+        &cache,
+        &record,
+        &lock,
+        &lock_hash,
+        base.as_ref().map(|b| (b, base_blobs.as_path())),
+    )?;
+    terrarium_image::dockerfile::write(&input, &args.output)
+        .map_err(|e| user_error(e.to_string(), None))?;
+    println!(
+        "wrote {}/Dockerfile and its build context: docker build -t IMAGE {}",
+        args.output.display(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let (name, version) = match args.reference.split_once(':') {
+        Some((name, version)) => (name.to_string(), Some(version.to_string())),
+        None => (args.reference.clone(), None),
+    };
+    // The environment must exist: an unknown name is an error, not an empty list.
+    store.versions(&name)?;
+    let builds = store.list_image_builds(&name, version.as_deref())?;
+    if args.json {
+        printer::json(&builds)?;
+    } else {
+        println!(
+            "{:<8}  {:<71}  {:>9}  {:>6}  {:<24}  PUSHED TO",
+            "VERSION", "DIGEST", "SIZE", "LAYERS", "BUILT"
+        );
+        for b in builds {
+            println!(
+                "{:<8}  {:<71}  {:>9}  {:>6}  {:<24}  {}",
+                b.version,
+                b.digest,
+                human_size(b.size),
+                b.layers,
+                b.built_at,
+                b.pushed_to.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
