@@ -302,14 +302,23 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Debian's docker-registry on 127.0.0.1, with its own config and storage; stopped on drop.
+/// Debian's docker-registry on 127.0.0.1: the one `.ci/run` started (`TERRARIUM_TEST_REGISTRY`),
+/// else one of the test's own, with its own config and storage, stopped on drop.
 struct Registry {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     port: u16,
 }
 
 impl Registry {
     fn start(cx: &TestContext, storage: &str, port: u16) -> Option<Registry> {
+        if let Some(address) = std::env::var_os("TERRARIUM_TEST_REGISTRY") {
+            let port = address
+                .to_string_lossy()
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .expect("TERRARIUM_TEST_REGISTRY is 127.0.0.1:PORT");
+            return Some(Registry { child: None, port });
+        }
         let binary = tool("docker-registry")?;
         let port = if port == 0 { free_port() } else { port };
         let config = cx.write(
@@ -334,14 +343,19 @@ impl Registry {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Some(Registry { child, port })
+        Some(Registry {
+            child: Some(child),
+            port,
+        })
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
