@@ -524,14 +524,14 @@ fn timeouts_backpressure_and_a_graceful_stop() {
         "slow",
         &env,
         &fixture("linear.py"),
-        &["--timeout-ms", "1500", "--queue", "2"],
+        &["--timeout-ms", "3000", "--queue", "2"],
     );
     // A run() that overruns the timeout: 500, and the worker is replaced.
     let r = d.post("/score", &json!({"sleep": 30, "data": [[1, 1, 1]]}));
     assert_eq!(r.status(), 500);
     assert_eq!(
         r.json::<Value>().unwrap()["message"],
-        "Scoring timeout after 1500 ms"
+        "Scoring timeout after 3000 ms"
     );
     let r = d.post("/score", &json!({"data": [[1, 1, 1]]}));
     assert_eq!(r.status(), 200);
@@ -546,7 +546,7 @@ fn timeouts_backpressure_and_a_graceful_stop() {
                 std::thread::sleep(Duration::from_millis(20 * i));
                 let r = http()
                     .post(format!("{url}/score"))
-                    .body(r#"{"sleep": 0.5, "data": [[1, 0, 0]]}"#)
+                    .body(r#"{"sleep": 1.5, "data": [[1, 0, 0]]}"#)
                     .send()
                     .unwrap();
                 (
@@ -568,14 +568,22 @@ fn timeouts_backpressure_and_a_graceful_stop() {
     let in_flight = std::thread::spawn(move || {
         http()
             .post(format!("{url2}/score"))
-            .body(r#"{"sleep": 1.0, "data": [[0, 0, 1]]}"#)
+            .body(r#"{"sleep": 2.0, "data": [[0, 0, 1]]}"#)
             .send()
             .unwrap()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the request is in the worker's hands.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.health()["busy"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the request did not reach a worker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let started = Instant::now();
     cx.run(&["deployments", "stop", "slow"]).success();
-    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(started.elapsed() >= Duration::from_millis(500));
     let r = in_flight.join().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().unwrap()["predictions"], json!([3.0]));
