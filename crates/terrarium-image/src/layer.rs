@@ -187,3 +187,100 @@ fn append<W: Write>(
         }
     }
 }
+
+/// Like [`write`], but a layer whose entries were written before (same paths, modes, link
+/// targets and bytes: hence the same tar) is taken from `cache` instead of compressed again.
+/// The contents are hashed (fast) to find it; the blob is hard-linked (or copied) into `dir`.
+pub fn write_cached(
+    cache: &Path,
+    dir: &Path,
+    entries: Vec<(String, Source)>,
+    comment: &str,
+) -> Result<Layer, ImageError> {
+    let key = content_key(&entries)?;
+    let record = cache.join(format!("{key}.json"));
+    if let Ok(text) = std::fs::read(&record) {
+        if let Ok(known) = serde_json::from_slice::<serde_json::Value>(&text) {
+            let (Some(digest), Some(diff_id), Some(size), Some(path)) = (
+                known["digest"].as_str(),
+                known["diff_id"].as_str(),
+                known["size"].as_u64(),
+                known["path"].as_str(),
+            ) else {
+                return write_and_remember(cache, &record, dir, entries, comment);
+            };
+            let target = dir.join(digest.trim_start_matches("sha256:"));
+            let source = Path::new(path);
+            let present = target.is_file()
+                || (source.is_file()
+                    && std::fs::create_dir_all(dir).is_ok()
+                    && (std::fs::hard_link(source, &target).is_ok()
+                        || std::fs::copy(source, &target).is_ok()));
+            if present && std::fs::metadata(&target).is_ok_and(|m| m.len() == size) {
+                return Ok(Layer {
+                    digest: digest.to_string(),
+                    diff_id: diff_id.to_string(),
+                    size,
+                    path: target,
+                    comment: comment.to_string(),
+                });
+            }
+        }
+    }
+    write_and_remember(cache, &record, dir, entries, comment)
+}
+
+fn write_and_remember(
+    cache: &Path,
+    record: &Path,
+    dir: &Path,
+    entries: Vec<(String, Source)>,
+    comment: &str,
+) -> Result<Layer, ImageError> {
+    let layer = write(dir, entries, comment)?;
+    let _ = std::fs::create_dir_all(cache);
+    let known = serde_json::json!({
+        "digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
+        "path": layer.path, "format": FORMAT,
+    });
+    if let Ok(mut staging) = tempfile::NamedTempFile::new_in(cache) {
+        if staging.write_all(known.to_string().as_bytes()).is_ok() {
+            let _ = staging.persist(record);
+        }
+    }
+    Ok(layer)
+}
+
+/// Bumped when the tar or gzip form of a layer changes, so that old records are not reused.
+const FORMAT: &str = "terrarium-layer-1";
+
+fn content_key(entries: &[(String, Source)]) -> Result<String, ImageError> {
+    let mut sorted: Vec<&(String, Source)> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = Sha256::new();
+    hasher.update(FORMAT.as_bytes());
+    for (path, source) in sorted {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        match source {
+            Source::Bytes(bytes, mode) => {
+                hasher.update(mode.to_be_bytes());
+                hasher.update(bytes);
+            }
+            Source::Path(file) => {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = std::fs::symlink_metadata(file).map_err(|e| ImageError::io(file, e))?;
+                hasher.update(meta.permissions().mode().to_be_bytes());
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(file).map_err(|e| ImageError::io(file, e))?;
+                    hasher.update(target.to_string_lossy().as_bytes());
+                } else if meta.is_file() {
+                    let mut reader = File::open(file).map_err(|e| ImageError::io(file, e))?;
+                    std::io::copy(&mut reader, &mut hasher).map_err(|e| ImageError::io(file, e))?;
+                }
+            }
+        }
+        hasher.update([0]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

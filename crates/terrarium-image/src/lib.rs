@@ -71,6 +71,9 @@ pub struct BuildInput {
     /// The image's entrypoint (replaces the base's entrypoint and command when set).
     pub entrypoint: Vec<String>,
     pub exposed_ports: Vec<u16>,
+    /// A directory remembering layers by their contents, so that an unchanged package is not
+    /// compressed again (see [`layer::write_cached`]).
+    pub layer_cache: Option<PathBuf>,
 }
 
 /// A built image: its blobs are in the layout directory.
@@ -107,7 +110,10 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
     let mut layers = Vec::new();
     for (comment, entries) in groups(input)? {
-        layers.push(layer::write(blobs, entries, &comment)?);
+        layers.push(match &input.layer_cache {
+            Some(cache) => layer::write_cached(cache, blobs, entries, &comment)?,
+            None => layer::write(blobs, entries, &comment)?,
+        });
     }
     let base = input.base.as_ref();
     let mut config = base.map(|b| b.config.clone()).unwrap_or_else(|| json!({}));

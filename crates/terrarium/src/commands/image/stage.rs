@@ -134,6 +134,7 @@ pub(super) fn stage(
         extra: Vec::new(),
         entrypoint: Vec::new(),
         exposed_ports: Vec::new(),
+        layer_cache: Some(cache.join("images").join("layer-index")),
     };
     Ok((staging, input))
 }
