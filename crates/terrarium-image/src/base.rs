@@ -205,11 +205,8 @@ pub fn find_python(base: &Base, blobs: &Path, minor: &str) -> Result<Option<Stri
     for layer in &base.layers {
         let path = blobs.join(layer.digest.trim_start_matches("sha256:"));
         let file = std::fs::File::open(&path).map_err(|e| ImageError::io(&path, e))?;
-        let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip")
-            || layer.media_type.ends_with(".tar.gzip")
-            || layer.media_type.contains("tar.gzip")
-            || layer.media_type.contains("gzip")
-        {
+        // OCI `tar+gzip` and Docker's `tar.gzip`.
+        let reader: Box<dyn Read> = if layer.media_type.contains("gzip") {
             Box::new(flate2::read::GzDecoder::new(file))
         } else {
             Box::new(file)

@@ -66,3 +66,15 @@ impl StoreError {
         }
     }
 }
+
+/// Records both backends keep as JSON text (deployments, image builds), decoded; `what` names
+/// them in the error.
+pub(crate) fn decode_records<T: serde::de::DeserializeOwned>(
+    records: &[String],
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    records
+        .iter()
+        .map(|r| serde_json::from_str(r).map_err(|e| StoreError::Corrupt(format!("{what}: {e}"))))
+        .collect()
+}

@@ -849,13 +849,7 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })?;
-        records
-            .iter()
-            .map(|r| {
-                serde_json::from_str(r)
-                    .map_err(|e| StoreError::Corrupt(format!("image build: {e}")))
-            })
-            .collect()
+        crate::error::decode_records(&records, "image build")
     }
 
     fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {
@@ -895,12 +889,7 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })?;
-        records
-            .iter()
-            .map(|r| {
-                serde_json::from_str(r).map_err(|e| StoreError::Corrupt(format!("deployment: {e}")))
-            })
-            .collect()
+        crate::error::decode_records(&records, "deployment")
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
