@@ -143,7 +143,8 @@ pub fn write(
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(kind);
-    header.set_mode(mode & 0o777);
+    // Permission bits with setuid, setgid and sticky (a scratch image's /tmp is 1777).
+    header.set_mode(mode & 0o7777);
     header.set_size(size);
     header.set_mtime(0);
     header.set_uid(0);

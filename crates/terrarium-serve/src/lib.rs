@@ -9,6 +9,7 @@ pub mod http;
 pub mod pool;
 pub mod protocol;
 pub mod shim;
+pub mod standalone;
 pub mod swagger;
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,29 @@ pub use pool::{Health, PoolConfig, WorkerCommand};
 
 /// Where the service's log lines go (the front's and the workers' output).
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A log of whole lines into `out`, through a buffer flushed every 100 ms and when the last
+/// handle goes: an access-log line per request costs no system call of its own.
+pub fn buffered_log(out: impl std::io::Write + Send + 'static) -> Log {
+    use std::io::Write as _;
+    let out = Arc::new(std::sync::Mutex::new(std::io::BufWriter::with_capacity(
+        1 << 16,
+        out,
+    )));
+    let weak = Arc::downgrade(&out);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(out) = weak.upgrade() else { return };
+        let Ok(mut out) = out.lock() else { return };
+        let _ = out.flush();
+    });
+    Arc::new(move |line: &str| {
+        if let Ok(mut out) = out.lock() {
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.write_all(b"\n");
+        }
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {

@@ -38,7 +38,7 @@ enum Command {
     /// Serve a model as a web service in an environment version (Azure ML entry scripts).
     Deploy(commands::deploy::DeployArgs),
     /// Serve an entry script with a given Python, without a workspace (what deployment images run).
-    Serve(commands::deploy::ServeArgs),
+    Serve(terrarium_serve::standalone::ServeArgs),
     /// Deployments: list, show, logs, stop.
     #[command(subcommand)]
     Deployments(commands::deployments::DeploymentsCommand),
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Command::Curated(command) => commands::curated::run(&context, command),
         Command::Run(args) => commands::run::run(&context, args),
         Command::Deploy(args) => commands::deploy::run(&context, args),
-        Command::Serve(args) => commands::deploy::serve_standalone(args),
+        Command::Serve(args) => terrarium_serve::standalone::run(args).map_err(Into::into),
         Command::Deployments(command) => commands::deployments::run(&context, command),
         Command::Image(command) => commands::image::run(&context, command),
         Command::Runs(command) => commands::runs::run(&context, command),

@@ -1078,6 +1078,33 @@ fn a_deployment_image_serves_the_model() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--base"), "{}", run.stderr);
 
+    // The front goes into images that may have no C library: a dynamically linked one is refused.
+    let run = cx.run(&[
+        "image",
+        "build",
+        "scoring",
+        "--deployment",
+        "svc",
+        "--base",
+        &base,
+        "--front",
+        env!("CARGO_BIN_EXE_terrarium"),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("dynamically linked") && run.stderr.contains("build-front.sh"),
+        "{}",
+        run.stderr
+    );
+    // The statically linked front, from scripts/build-front.sh (read by the binary itself).
+    if std::env::var_os("TERRARIUM_FRONT").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI builds the front: eval \"$(scripts/build-front.sh)\""
+        );
+        return;
+    }
+
     let built = cx
         .run(&[
             "image",

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -459,19 +459,7 @@ fn open_log(path: &Path, to_stderr: bool) -> Result<Log> {
     std::fs::create_dir_all(path.parent().expect("logs are in a directory"))?;
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let file = Arc::new(Mutex::new(std::io::BufWriter::with_capacity(1 << 16, file)));
-    {
-        let file = Arc::downgrade(&file);
-        std::thread::spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(100));
-            let Some(file) = file.upgrade() else { return };
-            let mut guard = match file.lock() {
-                Ok(guard) => guard,
-                Err(_) => return,
-            };
-            let _ = guard.flush();
-        });
-    }
+    let file = terrarium_serve::buffered_log(file);
     let format = time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
     );
@@ -479,12 +467,10 @@ fn open_log(path: &Path, to_stderr: bool) -> Result<Log> {
         let stamp = time::OffsetDateTime::now_utc()
             .format(&format)
             .unwrap_or_default();
-        let line = format!("{stamp} {line}\n");
-        if let Ok(mut file) = file.lock() {
-            let _ = file.write_all(line.as_bytes());
-        }
+        let line = format!("{stamp} {line}");
+        file(&line);
         if to_stderr {
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
         }
     }))
 }
@@ -546,81 +532,5 @@ pub fn pid_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.chars().next())
             .is_some_and(|state| state != 'Z' && state != 'X'),
         Err(_) => false,
-    }
-}
-
-/// `terrarium serve`: an entry script served with a given interpreter, without a workspace.
-/// This is what a deployment's image runs (`image build --deployment`).
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The environment's Python.
-    #[arg(long, value_name = "PATH")]
-    python: PathBuf,
-    /// The entry script.
-    #[arg(long, value_name = "FILE")]
-    entry: Option<PathBuf>,
-    /// The model directory (`AZUREML_MODEL_DIR`).
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
-    /// A directory to put on the workers' PYTHONPATH (the worker shim).
-    #[arg(long, value_name = "DIR")]
-    shim: Option<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    workers: u32,
-    #[arg(long, default_value = "0.0.0.0")]
-    host: std::net::IpAddr,
-    #[arg(long, default_value_t = 5001)]
-    port: u16,
-    #[arg(long, default_value_t = 60_000, value_name = "MS")]
-    timeout_ms: u64,
-    #[arg(long)]
-    queue: Option<usize>,
-    #[arg(long, default_value_t = 100, value_name = "MIB")]
-    max_body_mib: usize,
-}
-
-pub fn serve_standalone(args: ServeArgs) -> Result<ExitCode> {
-    let mut env = vec![(
-        "AZUREML_MODEL_DIR".to_string(),
-        args.model.display().to_string(),
-    )];
-    if let Some(entry) = &args.entry {
-        env.push(("AZUREML_ENTRY_SCRIPT".into(), entry.display().to_string()));
-    }
-    let app_root = args
-        .entry
-        .as_ref()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| args.model.clone());
-    let config = ServeConfig {
-        name: "terrarium".into(),
-        worker: WorkerCommand {
-            python: args.python.clone(),
-            python_path: args.shim.iter().cloned().collect(),
-            entry: args.entry.clone(),
-            env,
-            cwd: app_root.clone(),
-        },
-        pool: PoolConfig {
-            workers: args.workers.max(1) as usize,
-            queue: args.queue.unwrap_or(32 * args.workers.max(1) as usize),
-            request_timeout: Duration::from_millis(args.timeout_ms),
-            startup_timeout: Duration::from_secs(600),
-        },
-        host: args.host,
-        port: args.port,
-        routes: Routes::default(),
-        extra_ports: Vec::new(),
-        body_limit: args.max_body_mib * 1024 * 1024,
-        app_root,
-        shutdown_grace: Duration::from_secs(30),
-    };
-    let log: Log = Arc::new(|line: &str| eprintln!("{line}"));
-    match terrarium_serve::serve(config, log, |_| {})? {
-        Stopped::Signal => Ok(ExitCode::SUCCESS),
-        Stopped::Failed(reason) => {
-            eprintln!("error: the service failed: {reason}");
-            Ok(ExitCode::FAILURE)
-        }
     }
 }

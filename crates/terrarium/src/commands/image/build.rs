@@ -96,13 +96,7 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
                     )),
                 ));
             }
-            if args.base.is_none() {
-                return Err(user_error(
-                    format!("the image of deployment {name} needs --base: an image with the C library the service front links to (e.g. Debian)"),
-                    None,
-                ));
-            }
-            Some(d)
+            Some((d, super::front::find(args.front.as_deref())?))
         }
         None => None,
     };
@@ -150,8 +144,8 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     )?;
     let target_prefix = input.target_prefix.clone();
     let mut input = input;
-    if let Some(d) = &deployment {
-        add_deployment_layers(&mut input, d)?;
+    if let Some((d, front)) = &deployment {
+        add_deployment_layers(&mut input, d, front)?;
     }
     let image = terrarium_image::build(&input, &blobs)
         .with_context(|| format!("cannot build the image in {}", output.display()))?;

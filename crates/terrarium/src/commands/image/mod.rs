@@ -14,6 +14,7 @@ use crate::printer::{self, user_error};
 
 mod build;
 mod builder;
+mod front;
 mod stage;
 
 use build::build;
@@ -93,6 +94,10 @@ pub struct BuildArgs {
     /// the entry script, and an entrypoint that starts the service on port 5001.
     #[arg(long, value_name = "NAME")]
     deployment: Option<String>,
+    /// The statically linked service front for `--deployment` (`scripts/build-front.sh`)
+    /// [default: $TERRARIUM_FRONT, else `terrarium-serve` next to terrarium].
+    #[arg(long, value_name = "PATH", requires = "deployment")]
+    front: Option<PathBuf>,
     /// For environments defined by a Dockerfile (user-managed): build it with this builder,
     /// which must be installed.
     #[arg(long, value_enum)]

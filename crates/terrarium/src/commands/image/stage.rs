@@ -174,12 +174,19 @@ pub(super) fn image_lock(
 pub(super) fn add_deployment_layers(
     input: &mut BuildInput,
     d: &terrarium_store::DeploymentRecord,
+    front: &Path,
 ) -> Result<()> {
     use terrarium_image::layer::Source;
-    let front = std::env::current_exe().context("cannot find the terrarium binary")?;
     input.extra.push((
         format!("terrarium {} service front", env!("CARGO_PKG_VERSION")),
-        vec![("opt/terrarium/bin/terrarium".into(), Source::Path(front))],
+        vec![
+            (
+                "opt/terrarium/bin/terrarium-serve".into(),
+                Source::Path(front.to_path_buf()),
+            ),
+            // The workers' sockets go in a temporary directory; a scratch image has none.
+            ("tmp".into(), Source::Bytes(Vec::new(), 0o41777)),
+        ],
     ));
     input.extra.push((
         "worker shim".into(),
@@ -216,8 +223,7 @@ pub(super) fn add_deployment_layers(
         .extra
         .push((format!("model {}", d.model_hash), entries));
     let mut entrypoint = vec![
-        "/opt/terrarium/bin/terrarium".to_string(),
-        "serve".into(),
+        "/opt/terrarium/bin/terrarium-serve".to_string(),
         "--python".into(),
         format!("{}/bin/python", input.target_prefix),
         "--model".into(),
