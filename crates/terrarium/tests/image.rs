@@ -296,6 +296,63 @@ fn images_of_pip_only_environments_are_refused_with_a_reason() {
     assert!(!cx.path("out").join("index.json").exists());
 }
 
+/// conda packages that depend on `__glibc` take the C library from the system: without a base
+/// image the image would not run, so it is refused, naming the package; on a base it builds.
+#[test]
+fn conda_packages_that_need_glibc_need_a_base_image() {
+    let cx = TestContext::new();
+    let channel = make_channel(
+        &cx.path("channel"),
+        &[Package {
+            name: "native",
+            version: "1.0",
+            depends: &["__glibc >=2.17"],
+            files: &[("share/native/VERSION", "1.0\n", false)],
+        }],
+    );
+    let file = cx.write(
+        "environment.yml",
+        format!(
+            "name: native\nchannels:\n  - file://{}\ndependencies:\n  - native\n",
+            channel.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    let out = cx.path("out");
+    let run = cx.run(&[
+        "image",
+        "build",
+        "native",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("native 1.0 depends on `__glibc >=2.17`")
+            && run.stderr.contains("--base"),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.exists());
+
+    let Some(base) = std::env::var_os("TERRARIUM_TEST_BASE_IMAGE") else {
+        assert!(std::env::var_os("CI").is_none(), "CI needs the base image");
+        return;
+    };
+    cx.run(&[
+        "image",
+        "build",
+        "native",
+        "--base",
+        base.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .success();
+    assert!(out.join("index.json").is_file());
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -886,7 +943,13 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let target = format!("127.0.0.1:{}/team/pipenv:v1", registry.port);
+    // A repository of this run's own: a registry kept from an earlier run has the base's
+    // layers in `team/pipenv` already, and nothing would be mounted.
+    let target = format!(
+        "127.0.0.1:{}/team/pipenv-{}:v1",
+        registry.port,
+        std::process::id()
+    );
     let built = cx
         .run(&[
             "image", "build", "pipenv", "--base", &base_ref, "--push", &target, "--json",

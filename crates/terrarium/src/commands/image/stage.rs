@@ -166,6 +166,26 @@ pub(super) fn image_lock(
             Some("pass --base IMAGE (an image with the Python the environment was locked for), or add python to its conda dependencies"),
         ));
     }
+    // conda packages take the C library from the system: a scratch image has none to give.
+    if !has_base {
+        let needs_libc = section.conda.iter().find_map(|p| {
+            p.record["depends"]
+                .as_array()?
+                .iter()
+                .filter_map(|d| d.as_str())
+                .find(|d| d.split_whitespace().next() == Some("__glibc"))
+                .map(|d| (p, d.to_string()))
+        });
+        if let Some((package, constraint)) = needs_libc {
+            return Err(user_error(
+                format!(
+                    "{}:{}: {} {} depends on `{constraint}`, the system's C library, which a scratch image does not have",
+                    record.name, record.version, package.name, package.version
+                ),
+                Some("pass --base IMAGE, an image with glibc (e.g. Debian or Ubuntu)"),
+            ));
+        }
+    }
     Ok((lock, lock_hash))
 }
 
