@@ -1,17 +1,18 @@
-//! The Python workers: started, supervised, restarted, and fed one request at a time from a
-//! bounded queue.
+//! The Python workers: started, supervised, restarted, and fed from a bounded queue.
 //!
-//! Each worker slot is a task that owns one process and its unix socket. A slot takes the next
-//! request from the shared queue only when its worker is idle, so a request waits in the queue,
-//! never behind a busy worker. When a worker dies (a segfault, `os._exit`, the OOM killer) or
-//! overruns the timeout, only the request it was serving fails; the slot starts a new process
-//! and goes on with the queue.
+//! Each worker slot is a task that owns one process and its unix socket. An idle slot waits on
+//! the shared queue; a busy one takes a second request only when its worker is fast and no other
+//! worker is idle (see [`Slot::serve`]), so a request never waits behind a slow or busy worker
+//! while another is free. When a worker dies (a segfault, `os._exit`, the OOM killer) or
+//! overruns the timeout, only the request it was serving fails; one it had not begun goes to
+//! the next worker, and the slot starts a new process and goes on with the queue.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -299,6 +300,8 @@ impl Slot {
 
     async fn run(self) {
         let mut initialized = false;
+        // A request handed to a worker that died before it began it: the next worker's first.
+        let mut carry = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             if self.shared.stopping.load(Ordering::SeqCst)
@@ -306,7 +309,7 @@ impl Slot {
             {
                 return;
             }
-            match self.life(&mut initialized).await {
+            match self.life(&mut initialized, &mut carry).await {
                 Ok(Ended::Stopped) => return,
                 Ok(Ended::Restart) => {
                     self.shared.restarts.fetch_add(1, Ordering::SeqCst);
@@ -332,7 +335,7 @@ impl Slot {
     }
 
     /// One worker process, from start to exit.
-    async fn life(&self, initialized: &mut bool) -> Result<Ended, String> {
+    async fn life(&self, initialized: &mut bool, carry: &mut Option<Job>) -> Result<Ended, String> {
         let _ = std::fs::remove_file(&self.socket);
         let listener = UnixListener::bind(&self.socket)
             .map_err(|err| format!("cannot listen on {}: {err}", self.socket.display()))?;
@@ -400,49 +403,101 @@ impl Slot {
         self.shared.changed.send_replace(());
         self.log("ready");
 
+        let ended = self
+            .serve(&mut child, &mut reader, &mut writer, needs_headers, carry)
+            .await;
+        self.shared.live.fetch_sub(1, Ordering::SeqCst);
+        self.shared.changed.send_replace(());
+        Ok(ended)
+    }
+
+    /// Feed one live worker requests until the queue closes (`Stopped`) or the worker dies or
+    /// overruns the timeout (`Restart`).
+    ///
+    /// A worker whose run() is fast is handed its next request while it finishes the current
+    /// one, so that it never waits for the front between requests; the front, one thread for
+    /// every connection, is often busy when a response arrives. That happens only when a request
+    /// is waiting and no other worker is idle (an idle worker holds the queue while it waits), so
+    /// a request never waits behind a busy worker while another is free, and never behind a slow
+    /// run(). Each request's timeout counts from when its worker began it: when the answer
+    /// before it arrived.
+    async fn serve(
+        &self,
+        child: &mut tokio::process::Child,
+        reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+        writer: &mut tokio::net::unix::OwnedWriteHalf,
+        needs_headers: bool,
+        carry: &mut Option<Job>,
+    ) -> Ended {
+        let mut in_flight: VecDeque<Job> = VecDeque::with_capacity(2);
+        let mut began = Instant::now();
+        // The worker's recent run() time; pipelining only while it stays short.
+        let mut recent_exec_ms = f64::INFINITY;
         let ended = loop {
-            let job = {
-                let mut rx = self.rx.lock().await;
-                rx.recv().await
-            };
-            let Some(mut job) = job else {
-                let _ = write_frame(&mut writer, &serde_json::json!({"type": "stop"}), b"").await;
-                drop(writer);
-                if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                    .await
-                    .is_err()
-                {
-                    let _ = child.kill().await;
+            if in_flight.is_empty() {
+                let job = match carry.take() {
+                    Some(job) => Some(job),
+                    None => self.rx.lock().await.recv().await,
+                };
+                let Some(job) = job else {
+                    let _ = write_frame(writer, &serde_json::json!({"type": "stop"}), b"").await;
+                    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                        .await
+                        .is_err()
+                    {
+                        let _ = child.kill().await;
+                    }
+                    break Ended::Stopped;
+                };
+                if job.reply.is_closed() {
+                    // The client went away while the request waited.
+                    continue;
                 }
-                break Ended::Stopped;
-            };
-            if job.reply.is_closed() {
-                // The client went away while the request waited.
-                continue;
+                self.shared.busy.fetch_add(1, Ordering::SeqCst);
+                self.shared.changed.send_replace(());
+                began = Instant::now();
+                match send(writer, job, needs_headers).await {
+                    Ok(job) => in_flight.push_back(job),
+                    Err(job) => {
+                        // It never reached the worker, which is gone.
+                        *carry = Some(job);
+                        self.reap(child).await;
+                        break Ended::Restart;
+                    }
+                }
             }
-            if !needs_headers {
-                job.header.headers.clear();
+            if in_flight.len() == 1 && recent_exec_ms < PIPELINE_BELOW_MS {
+                let next = carry.take().or_else(|| {
+                    let mut rx = self.rx.try_lock().ok()?;
+                    rx.try_recv().ok()
+                });
+                if let Some(job) = next.filter(|job| !job.reply.is_closed()) {
+                    match send(writer, job, needs_headers).await {
+                        Ok(job) => in_flight.push_back(job),
+                        Err(job) => *carry = Some(job),
+                    }
+                }
             }
-            self.shared.busy.fetch_add(1, Ordering::SeqCst);
-            self.shared.changed.send_replace(());
-            let id = job.header.id.clone();
-            let answer = async {
-                write_frame(&mut writer, &job.header, &job.body).await?;
-                read_frame(&mut reader).await
-            };
-            let result = tokio::time::timeout(self.config.request_timeout, answer).await;
-            self.shared.busy.fetch_sub(1, Ordering::SeqCst);
-            self.shared.changed.send_replace(());
-            match result {
+            let deadline = began + self.config.request_timeout;
+            let answer = tokio::time::timeout_at(deadline.into(), read_frame(reader)).await;
+            let job = in_flight.pop_front().expect("a request is in flight");
+            let id = &job.header.id;
+            let failure = match answer {
                 Ok(Ok(Some((
                     WorkerMessage::Response {
+                        id: answered,
                         status,
                         headers,
                         exec_ms,
-                        ..
                     },
                     body,
-                )))) => {
+                )))) if answered == *id => {
+                    began = Instant::now();
+                    recent_exec_ms = if recent_exec_ms.is_finite() {
+                        0.8 * recent_exec_ms + 0.2 * exec_ms
+                    } else {
+                        exec_ms
+                    };
                     self.shared.served.fetch_add(1, Ordering::SeqCst);
                     let _ = job.reply.send(Outcome::Response {
                         status,
@@ -450,30 +505,26 @@ impl Slot {
                         body,
                         exec_ms,
                     });
+                    if in_flight.is_empty() {
+                        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+                        self.shared.changed.send_replace(());
+                    }
+                    continue;
                 }
                 Ok(Ok(Some((other, _)))) => {
                     let _ = child.kill().await;
                     let message = format!("the worker answered request {id} with {other:?}");
                     self.log(&message);
-                    let _ = job.reply.send(Outcome::Crashed(message));
-                    break Ended::Restart;
+                    Outcome::Crashed(message)
                 }
                 Ok(Ok(None)) | Ok(Err(_)) => {
-                    let status =
-                        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-                            Ok(status) => status.ok(),
-                            Err(_) => {
-                                let _ = child.kill().await;
-                                None
-                            }
-                        };
+                    let status = self.reap(child).await;
                     let message = format!(
                         "the worker exited while serving request {id} ({})",
                         describe(status)
                     );
                     self.log(&message);
-                    let _ = job.reply.send(Outcome::Crashed(message));
-                    break Ended::Restart;
+                    Outcome::Crashed(message)
                 }
                 Err(_) => {
                     let _ = child.kill().await;
@@ -482,14 +533,34 @@ impl Slot {
                         "request {id} overran the {} ms timeout; the worker was killed",
                         timeout.as_millis()
                     ));
-                    let _ = job.reply.send(Outcome::TimedOut(timeout));
-                    break Ended::Restart;
+                    Outcome::TimedOut(timeout)
                 }
+            };
+            let _ = job.reply.send(failure);
+            // A request handed ahead had not begun: the next worker serves it.
+            if let Some(next) = in_flight.pop_front() {
+                self.log(&format!(
+                    "request {} had not begun; the next worker serves it",
+                    next.header.id
+                ));
+                *carry = Some(next);
             }
+            self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+            self.shared.changed.send_replace(());
+            break Ended::Restart;
         };
-        self.shared.live.fetch_sub(1, Ordering::SeqCst);
-        self.shared.changed.send_replace(());
-        Ok(ended)
+        ended
+    }
+
+    /// The exit status of a worker that closed its channel (killed if it lingers).
+    async fn reap(&self, child: &mut tokio::process::Child) -> Option<ExitStatus> {
+        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                let _ = child.kill().await;
+                None
+            }
+        }
     }
 
     fn spawn(&self) -> Result<tokio::process::Child, String> {
@@ -561,6 +632,24 @@ impl Slot {
     }
 }
 
+/// A worker whose recent run() calls average less than this is handed its next request early.
+const PIPELINE_BELOW_MS: f64 = 2.0;
+
+/// Write a request to a worker; the job back, either way (on error: it never reached the worker).
+async fn send(
+    writer: &mut tokio::net::unix::OwnedWriteHalf,
+    mut job: Job,
+    needs_headers: bool,
+) -> Result<Job, Job> {
+    if !needs_headers {
+        job.header.headers.clear();
+    }
+    match write_frame(writer, &job.header, &job.body).await {
+        Ok(()) => Ok(job),
+        Err(_) => Err(job),
+    }
+}
+
 fn describe(status: Option<ExitStatus>) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status {
@@ -580,5 +669,79 @@ fn signal_name(signal: i32) -> &'static str {
         11 => " (SIGSEGV)",
         15 => " (SIGTERM)",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One worker, a fast request to show it is fast, then two requests queued together: the
+    /// second is handed to the worker while it runs the first, which kills the worker. Only the
+    /// first fails; the second had not begun, and the restarted worker answers it.
+    #[tokio::test]
+    async fn a_request_handed_ahead_survives_the_crash_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("score.py");
+        std::fs::write(
+            &entry,
+            "import os, time\n\ndef init():\n    pass\n\ndef run(raw):\n    if raw == 'crash':\n        time.sleep(0.2)\n        os._exit(9)\n    return raw\n",
+        )
+        .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log: Log = {
+            let lines = Arc::clone(&lines);
+            Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_string()))
+        };
+        let command = WorkerCommand {
+            python: "python3".into(),
+            python_path: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")],
+            entry: Some(entry),
+            env: Vec::new(),
+            cwd: dir.path().to_path_buf(),
+        };
+        let config = PoolConfig {
+            workers: 1,
+            queue: 4,
+            request_timeout: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(60),
+        };
+        let pool = Pool::start(command, config, log).unwrap();
+        pool.wait_started().await.unwrap();
+        let request = |id: &str, body: &str| {
+            let header = RequestHeader {
+                kind: "request",
+                id: id.into(),
+                route: "score",
+                method: "POST".into(),
+                path: "/score".into(),
+                query: String::new(),
+                headers: Vec::new(),
+                remote_addr: None,
+            };
+            pool.submit(header, body.as_bytes().to_vec()).unwrap()
+        };
+        let status = |outcome: Outcome| match outcome {
+            Outcome::Response { status, body, .. } => {
+                format!("{status} {}", String::from_utf8_lossy(&body))
+            }
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            status(request("warm", "fast").await.unwrap()),
+            "200 \"fast\""
+        );
+        // Both queued before the slot runs again (one thread): it takes `crash`, then `after`.
+        let crash = request("crash", "crash");
+        let after = request("after", "after");
+        let crash = status(crash.await.unwrap());
+        assert!(crash.starts_with("Crashed"), "{crash}");
+        assert_eq!(status(after.await.unwrap()), "200 \"after\"");
+        let lines = lines.lock().unwrap().join("\n");
+        assert!(
+            lines.contains("request after had not begun; the next worker serves it"),
+            "{lines}"
+        );
+        pool.shutdown().await;
     }
 }
