@@ -273,19 +273,23 @@ async fn dispatch(
             return message(rejection.status(), rejection.body_text());
         }
     };
-    let header = RequestHeader {
+    let mut header = RequestHeader {
         kind: "request",
         id: ids.request_id.clone(),
         route,
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
-        headers: headers
+        headers: Vec::new(),
+        remote_addr: None,
+    };
+    if app.pool.headers_wanted() {
+        header.headers = headers
             .iter()
             .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
-        remote_addr: Some(peer.0.ip().to_string()),
-    };
+            .collect();
+        header.remote_addr = Some(peer.0.ip().to_string());
+    }
     let receiver = match app.pool.submit(header, body.to_vec()) {
         Ok(receiver) => receiver,
         Err(SubmitError::Full) => {

@@ -101,6 +101,9 @@ struct Shared {
     served: AtomicU64,
     failed: Mutex<Option<String>>,
     stopping: AtomicBool,
+    /// Whether run() reads the request's headers, as the workers said when ready (every worker
+    /// runs the same script); until one has, assumed so.
+    headers_wanted: AtomicBool,
     changed: watch::Sender<()>,
     log: Log,
 }
@@ -157,6 +160,7 @@ impl Pool {
             served: AtomicU64::new(0),
             failed: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            headers_wanted: AtomicBool::new(true),
             changed,
             log,
         });
@@ -213,6 +217,12 @@ impl Pool {
         } else {
             Health::Ready
         }
+    }
+
+    /// Whether requests need their headers (and client address): the front leaves them out
+    /// when no worker's run() reads them.
+    pub fn headers_wanted(&self) -> bool {
+        self.shared.headers_wanted.load(Ordering::Relaxed)
     }
 
     pub fn reason(&self) -> Option<String> {
@@ -399,6 +409,9 @@ impl Slot {
             *initialized = true;
             self.shared.initialized.fetch_add(1, Ordering::SeqCst);
         }
+        self.shared
+            .headers_wanted
+            .store(needs_headers, Ordering::Relaxed);
         self.shared.live.fetch_add(1, Ordering::SeqCst);
         self.shared.changed.send_replace(());
         self.log("ready");

@@ -1,8 +1,9 @@
 //! The framed protocol between the HTTP front and a Python worker, over a unix socket.
 //!
-//! Each frame, in both directions: a 4-byte big-endian length and a JSON header, then a 4-byte
+//! Each frame, in both directions: a 4-byte big-endian length and a header, then a 4-byte
 //! big-endian length and the body bytes. The body is raw, so request and response payloads are
-//! never re-encoded. The Python side is `python/terrarium_worker/__init__.py`.
+//! never re-encoded. Headers are JSON, except the worker's most common answer, a JSON response,
+//! which is packed ([`COMPACT_RESPONSE`]). The Python side is `python/terrarium_worker/__init__.py`.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,9 +24,17 @@ pub struct RequestHeader {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// Sent only to workers whose run() reads them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
 }
+
+/// The first byte of a packed JSON response header (a JSON header starts with `{`): then the
+/// status (u16), run()'s time in ms (f64), whether run() failed (u8), all big-endian, and the
+/// request's id (UTF-8, the rest).
+pub const COMPACT_RESPONSE: u8 = 1;
 
 /// What a worker says.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,9 +111,35 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     let mut body = vec![0u8; body_len as usize];
     reader.read_exact(&mut body).await?;
-    let message = serde_json::from_slice(&header)
-        .map_err(|err| invalid(format!("a frame header that is not a message: {err}")))?;
+    let message = match header.first() {
+        Some(&COMPACT_RESPONSE) => compact_response(&header)?,
+        _ => serde_json::from_slice(&header)
+            .map_err(|err| invalid(format!("a frame header that is not a message: {err}")))?,
+    };
     Ok(Some((message, body)))
+}
+
+fn compact_response(header: &[u8]) -> std::io::Result<WorkerMessage> {
+    if header.len() < 12 {
+        return Err(invalid(format!(
+            "a packed response header of {} bytes",
+            header.len()
+        )));
+    }
+    let status = u16::from_be_bytes([header[1], header[2]]);
+    let exec_ms = f64::from_be_bytes(header[3..11].try_into().expect("8 bytes"));
+    let failed = if header[11] != 0 { "True" } else { "False" };
+    let id = String::from_utf8(header[12..].to_vec())
+        .map_err(|_| invalid("a packed response id that is not UTF-8".into()))?;
+    Ok(WorkerMessage::Response {
+        id,
+        status,
+        headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("x-ms-run-function-failed".into(), failed.into()),
+        ],
+        exec_ms,
+    })
 }
 
 fn invalid(message: String) -> std::io::Error {
@@ -137,6 +172,46 @@ mod tests {
         }
         assert_eq!(body, b"hello");
         assert!(read_frame(&mut b).await.unwrap().is_none());
+    }
+
+    /// What the Python worker packs for a JSON response (`_JSON_RESPONSE.pack(1, 500, 0.25,
+    /// True) + id`) reads as the response with the usual headers.
+    #[tokio::test]
+    async fn packed_json_responses_read_as_responses() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let mut header = vec![COMPACT_RESPONSE];
+        header.extend_from_slice(&500u16.to_be_bytes());
+        header.extend_from_slice(&0.25f64.to_be_bytes());
+        header.push(1);
+        header.extend_from_slice(b"req-1");
+        let mut frame = (header.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&header);
+        frame.extend_from_slice(&2u32.to_be_bytes());
+        frame.extend_from_slice(b"{}");
+        frame.extend_from_slice(&[0, 0, 0, 3, COMPACT_RESPONSE, 0, 200, 0, 0, 0, 0]);
+        a.write_all(&frame).await.unwrap();
+        drop(a);
+        match read_frame(&mut b).await.unwrap().unwrap() {
+            (
+                WorkerMessage::Response {
+                    id,
+                    status,
+                    headers,
+                    exec_ms,
+                },
+                body,
+            ) => {
+                assert_eq!((id.as_str(), status, exec_ms), ("req-1", 500, 0.25));
+                assert_eq!(
+                    headers[1],
+                    ("x-ms-run-function-failed".into(), "True".into())
+                );
+                assert_eq!(body, b"{}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A packed header too short to hold its fields.
+        assert!(read_frame(&mut b).await.is_err());
     }
 
     #[tokio::test]

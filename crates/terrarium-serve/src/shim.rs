@@ -56,7 +56,7 @@ pub const FILES: &[(&str, &str)] = &[
 ];
 
 /// The shim's version, as `terrarium_worker.__version__` says it.
-pub const VERSION: &str = "1";
+pub const VERSION: &str = "2";
 
 /// A content hash of the shim, so that each build of it has its own directory.
 pub fn digest() -> String {
