@@ -6,7 +6,8 @@ Every server serves the same trivial model, a linear model over a small JSON arr
 number of Python workers (1, then 2), on loopback. Two payloads: one row of 8 features (the
 server's own cost dominates) and 16 rows of 8 (run() itself costs more than the server). Terrarium and
 azmlinfsrv run the same Azure ML entry script; MLflow serves the same weights as a pyfunc model.
-Load comes from wrk (Debian) with 16 connections for DURATION (default 10s) each.
+Load comes from wrk (Debian), one thread (WRK_THREADS) with 16 connections for DURATION (default
+10s) each.
 
 Needs: `apt-get install wrk`; `cargo build --release`; azmlinfsrv in AZMLINFSRV (scripts/test-tools.sh
 installs azureml-inference-server-http 1.5.1); optionally mlflow in MLFLOW_VENV
@@ -29,6 +30,10 @@ CACHE = os.path.expanduser("~/.cache/terrarium-test-tools")
 AZMLINFSRV = os.environ.get("AZMLINFSRV", os.path.join(CACHE, "azmlinfsrv-1.5.1", "bin", "azmlinfsrv"))
 MLFLOW_VENV = os.environ.get("MLFLOW_VENV", os.path.expanduser("~/.cache/terrarium-bench-mlflow"))
 DURATION = os.environ.get("DURATION", "10s")
+# One load-generating thread: on a 2-core machine a second wrk thread takes CPU from whichever
+# server is being measured (both gain with one: azmlinfsrv too), and one thread drives far more
+# than 20k req/s on loopback.
+WRK_THREADS = os.environ.get("WRK_THREADS", "1")
 
 WEIGHTS = [0.5, -1.0, 2.0, 0.25, 1.5, -0.75, 3.0, 0.1]
 ROWS_BY_SIZE = {n: [[float((r * 8 + c) % 7) for c in range(8)] for r in range(n)] for n in (1, 16)}
@@ -105,7 +110,7 @@ def wrk(port, path, body):
     )
     script.close()
     out = subprocess.run(
-        ["wrk", "-t2", "-c16", "-d" + DURATION, "--latency", "-s", script.name, f"http://127.0.0.1:{port}{path}"],
+        ["wrk", "-t" + WRK_THREADS, "-c16", "-d" + DURATION, "--latency", "-s", script.name, f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout
     os.unlink(script.name)
@@ -162,7 +167,7 @@ def main():
         with open(mlflow_definition, "w") as f:
             f.write(f"name: bench-mlflow\npython:\n  user_managed: true\n  interpreter: {mlflow_python}\n")
 
-    print(f"model: linear over {len(WEIGHTS)} features; wrk -t2 -c16 -d{DURATION}; {os.cpu_count()} cores")
+    print(f"model: linear over {len(WEIGHTS)} features; wrk -t{WRK_THREADS} -c16 -d{DURATION}; {os.cpu_count()} cores")
     results = {}
     for rows_n, workers in [(n, w) for n in sorted(ROWS_BY_SIZE) for w in (1, 2)]:
         ROWS = ROWS_BY_SIZE[rows_n]
