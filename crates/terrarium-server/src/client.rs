@@ -398,23 +398,11 @@ impl Store for RemoteStore {
         version: Option<&str>,
     ) -> Result<Vec<ImageBuildRecord>, StoreError> {
         let path = format!("/environments/{}/images", segment(name));
-        let mut all = Vec::new();
-        loop {
-            let mut query = vec![
-                ("limit", "1000".to_string()),
-                ("offset", all.len().to_string()),
-            ];
-            if let Some(version) = version {
-                query.push(("version", version.to_string()));
-            }
-            let page: Page<ImageBuildRecord> =
-                self.json(self.request(Method::GET, &path).query(&query))?;
-            let done = page.items.is_empty() || all.len() + page.items.len() >= page.total;
-            all.extend(page.items);
-            if done {
-                return Ok(all);
-            }
-        }
+        let query: Vec<(&str, String)> = version
+            .map(|v| ("version", v.to_string()))
+            .into_iter()
+            .collect();
+        self.all(&path, &query)
     }
 
     fn put_deployment(&self, deployment: &DeploymentRecord) -> Result<(), StoreError> {
@@ -428,20 +416,7 @@ impl Store for RemoteStore {
     }
 
     fn list_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
-        let mut all = Vec::new();
-        loop {
-            let query = [
-                ("limit", "1000".to_string()),
-                ("offset", all.len().to_string()),
-            ];
-            let page: Page<DeploymentRecord> =
-                self.json(self.request(Method::GET, "/deployments").query(&query))?;
-            let done = page.items.is_empty() || all.len() + page.items.len() >= page.total;
-            all.extend(page.items);
-            if done {
-                return Ok(all);
-            }
-        }
+        self.all("/deployments", &[])
     }
 
     fn meta_get(&self, _key: &str) -> Result<Option<String>, StoreError> {

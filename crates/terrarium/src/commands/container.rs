@@ -18,7 +18,8 @@ pub struct ContainerImage {
     template: Value,
 }
 
-fn find(program: &str) -> Option<PathBuf> {
+/// A program on PATH.
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
@@ -42,13 +43,13 @@ pub fn prepare(
     record: &terrarium_store::VersionRecord,
     base: Option<&str>,
 ) -> Result<ContainerImage> {
-    let runc = find("runc").ok_or_else(|| {
+    let runc = find_program("runc").ok_or_else(|| {
         user_error(
             "--target container needs runc on PATH",
             Some("install it (Debian: apt-get install runc)"),
         )
     })?;
-    let umoci = find("umoci").ok_or_else(|| {
+    let umoci = find_program("umoci").ok_or_else(|| {
         user_error(
             "--target container needs umoci on PATH to unpack the image",
             Some("install it (Debian: apt-get install umoci)"),

@@ -28,9 +28,7 @@ pub(super) fn build_with_builder(
         ));
     };
     let program = builder.program();
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()));
-    if !found {
+    if crate::commands::container::find_program(program).is_none() {
         return Err(user_error(
             format!("--builder {program}: no `{program}` on PATH"),
             Some(match builder {
