@@ -792,6 +792,42 @@ fn deployments_are_recorded_on_a_team_server() {
         .success()
         .json();
         assert_eq!(listed[0]["state"], "stopped", "{listed}");
+        // Images recorded on the server, listed through it by version and by environment.
+        let version = shown["version"].as_str().unwrap();
+        let build = serde_json::json!({
+            "environment": "mine", "version": version, "lock_hash": "sha256:11",
+            "base": null, "base_digest": null, "digest": "sha256:33", "pushed_to": null,
+            "output": "/tmp/img", "size": 1024, "layers": 3, "seconds": 0.5, "log": "",
+            "actor": "ignored", "built_at": "2026-11-29T12:00:00.000Z"
+        });
+        let r = http()
+            .post(format!("{}/api/v1/environments/mine/images", server.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(build.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        for reference in [format!("mine:{version}"), "mine".to_string()] {
+            let images = remote(
+                &cx,
+                &server.url,
+                Some(&reader),
+                &["image", "list", &reference, "--json"],
+            )
+            .success()
+            .json();
+            assert_eq!(images.as_array().unwrap().len(), 1, "{images}");
+            assert_eq!(images[0]["digest"], "sha256:33");
+            assert_eq!(images[0]["actor"], "alice");
+        }
+        let none = remote(
+            &cx,
+            &server.url,
+            Some(&reader),
+            &["image", "list", "mine:999", "--json"],
+        );
+        assert_ne!(none.code, 0, "{}", none.stdout);
         // The audit trail has the deployment's state changes.
         let admin = bootstrap_token(&cx, &db, "admin", "root");
         let audit = remote(&cx, &server.url, Some(&admin), &["audit", "--json"])

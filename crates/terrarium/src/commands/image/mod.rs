@@ -151,8 +151,19 @@ fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
         Some((name, version)) => (name.to_string(), Some(version.to_string())),
         None => (args.reference.clone(), None),
     };
-    // The environment must exist: an unknown name is an error, not an empty list.
-    store.versions(&name)?;
+    // The environment (and the version) must exist: an unknown one is an error, not an empty
+    // list.
+    match &version {
+        Some(version) => {
+            store.resolve(&terrarium_spec::names::Reference::Version(
+                name.clone(),
+                version.clone(),
+            ))?;
+        }
+        None => {
+            store.versions(&name)?;
+        }
+    }
     let builds = store.list_image_builds(&name, version.as_deref())?;
     if args.json {
         printer::json(&builds)?;
