@@ -30,6 +30,19 @@ fn tool(name: &str) -> Option<String> {
     Some(path)
 }
 
+/// Run a tool; it must succeed (its stderr in the failure).
+#[track_caller]
+fn succeed(command: &mut Command) -> std::process::Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        command,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn channel(cx: &TestContext) -> std::path::PathBuf {
     make_channel(
         &cx.path("channel"),
@@ -122,15 +135,7 @@ fn conda_environment_image_is_layered_reproducible_and_unpacks() {
         return;
     };
     let reference = format!("oci:{}:tools-1", cx.path("image-a").display());
-    let out = Command::new(&skopeo)
-        .args(["inspect", "--config", &reference])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(Command::new(&skopeo).args(["inspect", "--config", &reference]));
     let config: Value = serde_json::from_slice(&out.stdout).unwrap();
     let labels = &config["config"]["Labels"];
     assert_eq!(labels["org.terrarium.environment.name"], "tools");
@@ -172,15 +177,10 @@ fn conda_environment_image_is_layered_reproducible_and_unpacks() {
         &format!("docker-archive:{}", archive.display()),
     ])
     .success();
-    let out = Command::new(&skopeo)
-        .args(["inspect"])
-        .arg(format!("docker-archive:{}", archive.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(&skopeo)
+            .args(["inspect"])
+            .arg(format!("docker-archive:{}", archive.display())),
     );
     let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -192,16 +192,11 @@ fn conda_environment_image_is_layered_reproducible_and_unpacks() {
         first["layers"].as_array().unwrap().len()
     );
     let copied = cx.path("from-archive");
-    let out = Command::new(&skopeo)
-        .arg("copy")
-        .arg(format!("docker-archive:{}", archive.display()))
-        .arg(format!("oci:{}:copy", copied.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(&skopeo)
+            .arg("copy")
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("oci:{}:copy", copied.display())),
     );
 
     // umoci unpacks it into a runtime bundle; the environment works from the unpacked tree.
@@ -928,21 +923,13 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
         return;
     };
     let base_ref = format!("127.0.0.1:{}/library/debian-python:bookworm", registry.port);
-    let out = Command::new(&skopeo)
-        .args([
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            &base,
-            &format!("docker://{base_ref}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(Command::new(&skopeo).args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &base,
+        &format!("docker://{base_ref}"),
+    ]));
     // A repository of this run's own: a registry kept from an earlier run has the base's
     // layers in `team/pipenv` already, and nothing would be mounted.
     let target = format!(
@@ -972,20 +959,15 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
 
     // Pull it back, unpack it, run the environment's Python in it.
     let layout = cx.path("pulled");
-    let out = Command::new(&skopeo)
-        .args([
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            &format!("docker://{target}"),
-        ])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(&skopeo)
+            .args([
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                &format!("docker://{target}"),
+            ])
+            .arg(format!("oci:{}:v1", layout.display())),
     );
     let bundle = cx.path("bundle");
     let config = unpack(&umoci, &format!("{}:v1", layout.display()), &bundle);
