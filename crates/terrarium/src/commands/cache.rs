@@ -75,7 +75,7 @@ pub fn run(_context: &Context, command: CacheCommand) -> Result<ExitCode> {
                     println!(
                         "{:<24}  {:>10}  {:<8}  {:<6}  {}",
                         e.key,
-                        human(e.size_bytes),
+                        printer::human_size(e.size_bytes),
                         e.platform.as_deref().unwrap_or("-"),
                         if e.in_use { "yes" } else { "no" },
                         e.lock_hash.as_deref().unwrap_or("(incomplete)")
@@ -92,21 +92,10 @@ pub fn run(_context: &Context, command: CacheCommand) -> Result<ExitCode> {
                 printer::status(&format!(
                     "removed {} environment(s), freed {}",
                     removed.len(),
-                    human(freed)
+                    printer::human_size(freed)
                 ));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < units.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", units[unit])
 }

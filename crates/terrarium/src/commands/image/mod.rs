@@ -177,7 +177,7 @@ fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
                 "{:<8}  {:<71}  {:>9}  {:>6}  {:<24}  {}",
                 b.version,
                 b.digest,
-                human_size(b.size),
+                printer::human_size(b.size),
                 b.layers,
                 b.built_at,
                 b.pushed_to.as_deref().unwrap_or("-")
@@ -185,13 +185,4 @@ fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
 }
