@@ -474,6 +474,8 @@ impl Slot {
                     Err(job) => {
                         // It never reached the worker, which is gone.
                         *carry = Some(job);
+                        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+                        self.shared.changed.send_replace(());
                         self.reap(child).await;
                         break Ended::Restart;
                     }
@@ -689,18 +691,9 @@ fn signal_name(signal: i32) -> &'static str {
 mod tests {
     use super::*;
 
-    /// One worker, a fast request to show it is fast, then two requests queued together: the
-    /// second is handed to the worker while it runs the first, which kills the worker. Only the
-    /// first fails; the second had not begun, and the restarted worker answers it.
-    #[tokio::test]
-    async fn a_request_handed_ahead_survives_the_crash_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let entry = dir.path().join("score.py");
-        std::fs::write(
-            &entry,
-            "import os, time\n\ndef init():\n    pass\n\ndef run(raw):\n    if raw == 'crash':\n        time.sleep(0.2)\n        os._exit(9)\n    return raw\n",
-        )
-        .unwrap();
+    fn pool(dir: &std::path::Path, script: &str) -> (Pool, Arc<Mutex<Vec<String>>>) {
+        let entry = dir.join("score.py");
+        std::fs::write(&entry, script).unwrap();
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let log: Log = {
             let lines = Arc::clone(&lines);
@@ -711,7 +704,7 @@ mod tests {
             python_path: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")],
             entry: Some(entry),
             env: Vec::new(),
-            cwd: dir.path().to_path_buf(),
+            cwd: dir.to_path_buf(),
         };
         let config = PoolConfig {
             workers: 1,
@@ -719,34 +712,49 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             startup_timeout: Duration::from_secs(60),
         };
-        let pool = Pool::start(command, config, log).unwrap();
-        pool.wait_started().await.unwrap();
-        let request = |id: &str, body: &str| {
-            let header = RequestHeader {
-                kind: "request",
-                id: id.into(),
-                route: "score",
-                method: "POST".into(),
-                path: "/score".into(),
-                query: String::new(),
-                headers: Vec::new(),
-                remote_addr: None,
-            };
-            pool.submit(header, body.as_bytes().to_vec()).unwrap()
+        (Pool::start(command, config, log).unwrap(), lines)
+    }
+
+    fn request(pool: &Pool, id: &str, body: &str) -> oneshot::Receiver<Outcome> {
+        let header = RequestHeader {
+            kind: "request",
+            id: id.into(),
+            route: "score",
+            method: "POST".into(),
+            path: "/score".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            remote_addr: None,
         };
-        let status = |outcome: Outcome| match outcome {
+        pool.submit(header, body.as_bytes().to_vec()).unwrap()
+    }
+
+    fn status(outcome: Outcome) -> String {
+        match outcome {
             Outcome::Response { status, body, .. } => {
                 format!("{status} {}", String::from_utf8_lossy(&body))
             }
             other => format!("{other:?}"),
-        };
+        }
+    }
+
+    const SCRIPT: &str = "import os, time\n\ndef init():\n    pass\n\ndef run(raw):\n    if raw == 'crash':\n        time.sleep(0.2)\n        os._exit(9)\n    return raw\n";
+
+    /// One worker, a fast request to show it is fast, then two requests queued together: the
+    /// second is handed to the worker while it runs the first, which kills the worker. Only the
+    /// first fails; the second had not begun, and the restarted worker answers it.
+    #[tokio::test]
+    async fn a_request_handed_ahead_survives_the_crash_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, lines) = pool(dir.path(), SCRIPT);
+        pool.wait_started().await.unwrap();
         assert_eq!(
-            status(request("warm", "fast").await.unwrap()),
+            status(request(&pool, "warm", "fast").await.unwrap()),
             "200 \"fast\""
         );
         // Both queued before the slot runs again (one thread): it takes `crash`, then `after`.
-        let crash = request("crash", "crash");
-        let after = request("after", "after");
+        let crash = request(&pool, "crash", "crash");
+        let after = request(&pool, "after", "after");
         let crash = status(crash.await.unwrap());
         assert!(crash.starts_with("Crashed"), "{crash}");
         assert_eq!(status(after.await.unwrap()), "200 \"after\"");
@@ -755,6 +763,36 @@ mod tests {
             lines.contains("request after had not begun; the next worker serves it"),
             "{lines}"
         );
+        pool.shutdown().await;
+    }
+
+    /// A worker killed while idle: the next request cannot be written to it, goes to the
+    /// restarted worker, and the pool does not count a busy worker that is not.
+    #[tokio::test]
+    async fn a_worker_killed_while_idle_costs_no_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, lines) = pool(dir.path(), SCRIPT);
+        pool.wait_started().await.unwrap();
+        let started = lines.lock().unwrap().join("\n");
+        let pid = started
+            .split("started (pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .expect("the worker's pid is logged")
+            .to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            status(request(&pool, "next", "next").await.unwrap()),
+            "200 \"next\""
+        );
+        let status = pool.status();
+        assert_eq!((status.busy, status.restarts), (0, 1), "{status:?}");
+        assert_eq!(pool.health(), Health::Ready);
         pool.shutdown().await;
     }
 }
