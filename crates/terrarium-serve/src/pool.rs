@@ -175,6 +175,7 @@ impl Pool {
                     config: Arc::clone(&config),
                     shared: Arc::clone(&shared),
                     rx: Arc::clone(&rx),
+                    requeue: tx.downgrade(),
                 };
                 tokio::spawn(slot.run())
             })
@@ -294,6 +295,9 @@ struct Slot {
     config: Arc<PoolConfig>,
     shared: Arc<Shared>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    /// Puts a request that never began back in the queue, for any worker; dead once the pool
+    /// stops taking requests.
+    requeue: mpsc::WeakSender<Job>,
 }
 
 enum Ended {
@@ -311,12 +315,20 @@ impl Slot {
     async fn run(self) {
         let mut initialized = false;
         // A request handed to a worker that died before it began it: the next worker's first.
-        let mut carry = None;
+        let mut carry: Option<Job> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             if self.shared.stopping.load(Ordering::SeqCst)
                 || self.shared.failed.lock().unwrap().is_some()
             {
+                if let Some(job) = carry.take() {
+                    let message = format!(
+                        "request {} had not begun when its worker died, and no worker is left to serve it",
+                        job.header.id
+                    );
+                    self.log(&message);
+                    let _ = job.reply.send(Outcome::Crashed(message));
+                }
                 return;
             }
             match self.life(&mut initialized, &mut carry).await {
@@ -469,14 +481,29 @@ impl Slot {
                 self.shared.busy.fetch_add(1, Ordering::SeqCst);
                 self.shared.changed.send_replace(());
                 began = Instant::now();
-                match send(writer, job, needs_headers).await {
+                let deadline = began + self.config.request_timeout;
+                match send(writer, job, needs_headers, deadline).await {
                     Ok(job) => in_flight.push_back(job),
-                    Err(job) => {
+                    Err(Unsent::Gone(job)) => {
                         // It never reached the worker, which is gone.
-                        *carry = Some(job);
+                        self.requeue(job, carry);
                         self.shared.busy.fetch_sub(1, Ordering::SeqCst);
                         self.shared.changed.send_replace(());
                         self.reap(child).await;
+                        break Ended::Restart;
+                    }
+                    Err(Unsent::TimedOut(job)) => {
+                        // A worker that does not read its requests is as stuck as a slow one.
+                        let _ = child.kill().await;
+                        let timeout = self.config.request_timeout;
+                        self.log(&format!(
+                            "request {} could not be handed to the worker within the {} ms timeout; the worker was killed",
+                            job.header.id,
+                            timeout.as_millis()
+                        ));
+                        let _ = job.reply.send(Outcome::TimedOut(timeout));
+                        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+                        self.shared.changed.send_replace(());
                         break Ended::Restart;
                     }
                 }
@@ -486,11 +513,20 @@ impl Slot {
                     let mut rx = self.rx.try_lock().ok()?;
                     rx.try_recv().ok()
                 });
-                if let Some(job) = next.filter(|job| !job.reply.is_closed()) {
-                    match send(writer, job, needs_headers).await {
-                        Ok(job) => in_flight.push_back(job),
-                        Err(job) => *carry = Some(job),
+                match next {
+                    // Small enough to sit in the socket's buffer while the worker is busy, so
+                    // that writing it never waits for the worker.
+                    Some(job) if job.body.len() <= PIPELINE_MAX_BODY && !job.reply.is_closed() => {
+                        let deadline = began + self.config.request_timeout;
+                        match send(writer, job, needs_headers, deadline).await {
+                            Ok(job) => in_flight.push_back(job),
+                            Err(Unsent::Gone(job) | Unsent::TimedOut(job)) => {
+                                self.requeue(job, carry)
+                            }
+                        }
                     }
+                    Some(job) if !job.reply.is_closed() => *carry = Some(job),
+                    _ => {}
                 }
             }
             let deadline = began + self.config.request_timeout;
@@ -552,19 +588,39 @@ impl Slot {
                 }
             };
             let _ = job.reply.send(failure);
-            // A request handed ahead had not begun: the next worker serves it.
+            // A request handed ahead had not begun: another worker serves it.
             if let Some(next) = in_flight.pop_front() {
                 self.log(&format!(
                     "request {} had not begun; the next worker serves it",
                     next.header.id
                 ));
-                *carry = Some(next);
+                self.requeue(next, carry);
             }
             self.shared.busy.fetch_sub(1, Ordering::SeqCst);
             self.shared.changed.send_replace(());
             break Ended::Restart;
         };
         ended
+    }
+
+    /// Back into the queue for whichever worker is free, or, when the queue is full or closed,
+    /// kept for this slot's next worker.
+    fn requeue(&self, job: Job, carry: &mut Option<Job>) {
+        let job = match self.requeue.upgrade() {
+            Some(tx) => match tx.try_send(job) {
+                Ok(()) => return,
+                Err(
+                    mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job),
+                ) => job,
+            },
+            None => job,
+        };
+        if let Some(earlier) = carry.replace(job) {
+            // At most one request is handed ahead, so this slot never holds two.
+            let _ = earlier
+                .reply
+                .send(Outcome::Crashed("the worker died".into()));
+        }
     }
 
     /// The exit status of a worker that closed its channel (killed if it lingers).
@@ -649,19 +705,33 @@ impl Slot {
 
 /// A worker whose recent run() calls average less than this is handed its next request early.
 const PIPELINE_BELOW_MS: f64 = 2.0;
+/// ... if the request is no larger than this: it must fit the socket's buffer.
+const PIPELINE_MAX_BODY: usize = 32 * 1024;
 
-/// Write a request to a worker; the job back, either way (on error: it never reached the worker).
+/// Why a request was not written to its worker; it never reached it, either way.
+enum Unsent {
+    /// The worker is gone.
+    Gone(Job),
+    /// The worker did not read it before the deadline.
+    TimedOut(Job),
+}
+
+/// Write a request to a worker by `deadline`; the job back, either way.
 async fn send(
     writer: &mut tokio::net::unix::OwnedWriteHalf,
     mut job: Job,
     needs_headers: bool,
-) -> Result<Job, Job> {
+    deadline: Instant,
+) -> Result<Job, Unsent> {
     if !needs_headers {
         job.header.headers.clear();
     }
-    match write_frame(writer, &job.header, &job.body).await {
-        Ok(()) => Ok(job),
-        Err(_) => Err(job),
+    let written =
+        tokio::time::timeout_at(deadline.into(), write_frame(writer, &job.header, &job.body)).await;
+    match written {
+        Ok(Ok(())) => Ok(job),
+        Ok(Err(_)) => Err(Unsent::Gone(job)),
+        Err(_) => Err(Unsent::TimedOut(job)),
     }
 }
 
@@ -738,7 +808,7 @@ mod tests {
         }
     }
 
-    const SCRIPT: &str = "import os, time\n\ndef init():\n    pass\n\ndef run(raw):\n    if raw == 'crash':\n        time.sleep(0.2)\n        os._exit(9)\n    return raw\n";
+    const SCRIPT: &str = "import os, time\n\ndef init():\n    pass\n\ndef run(raw):\n    if raw == 'crash':\n        time.sleep(0.2)\n        os._exit(9)\n    if raw == 'big':\n        time.sleep(0.2)\n        return 'x' * 2000000\n    return raw\n";
 
     /// One worker, a fast request to show it is fast, then two requests queued together: the
     /// second is handed to the worker while it runs the first, which kills the worker. Only the
@@ -793,6 +863,46 @@ mod tests {
         let status = pool.status();
         assert_eq!((status.busy, status.restarts), (0, 1), "{status:?}");
         assert_eq!(pool.health(), Health::Ready);
+        pool.shutdown().await;
+    }
+
+    /// A large request is not handed to a busy worker: the front would block writing it while
+    /// the worker blocks writing its large answer, until the timeout killed both requests.
+    #[tokio::test]
+    async fn large_requests_wait_for_their_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, _lines) = pool(dir.path(), SCRIPT);
+        pool.wait_started().await.unwrap();
+        assert_eq!(
+            status(request(&pool, "warm", "fast").await.unwrap()),
+            "200 \"fast\""
+        );
+        let big_answer = request(&pool, "big-answer", "big");
+        let body = "y".repeat(4 << 20);
+        let big_request = request(&pool, "big-request", &body);
+        let answered = tokio::time::timeout(Duration::from_secs(20), async {
+            (big_answer.await.unwrap(), big_request.await.unwrap())
+        })
+        .await
+        .expect("both answered well within the timeout");
+        match answered {
+            (
+                Outcome::Response {
+                    status: 200,
+                    body: first,
+                    ..
+                },
+                Outcome::Response {
+                    status: 200,
+                    body: second,
+                    ..
+                },
+            ) => {
+                assert_eq!(first.len(), 2_000_002);
+                assert_eq!(second.len(), body.len() + 2);
+            }
+            other => panic!("{other:?}"),
+        }
         pool.shutdown().await;
     }
 }
