@@ -173,7 +173,12 @@ pub(super) fn image_lock(
                 .as_array()?
                 .iter()
                 .filter_map(|d| d.as_str())
-                .find(|d| d.split_whitespace().next() == Some("__glibc"))
+                .find(|d| {
+                    // The name ends where the version spec begins: `__glibc >=2.17`, `__glibc>=2.17`.
+                    d.split(|c: char| c.is_whitespace() || "<>=!~,[".contains(c))
+                        .next()
+                        == Some("__glibc")
+                })
                 .map(|d| (p, d.to_string()))
         });
         if let Some((package, constraint)) = needs_libc {
