@@ -22,14 +22,14 @@ pub use pool::{Health, PoolConfig, WorkerCommand};
 /// Where the service's log lines go (the front's and the workers' output).
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// A log of whole lines into `out`, through a buffer flushed every 100 ms and when the last
-/// handle goes: an access-log line per request costs no system call of its own.
-pub fn buffered_log(out: impl std::io::Write + Send + 'static) -> Log {
-    use std::io::Write as _;
-    let out = Arc::new(std::sync::Mutex::new(std::io::BufWriter::with_capacity(
-        1 << 16,
-        out,
-    )));
+/// A log of whole lines into `out`, through a buffer flushed every 100 ms: an access-log line per
+/// request costs no system call of its own. Keep the [`LogFlush`] until the end: dropping it
+/// writes what is left, on the caller's thread (not on the flusher's, which may be cut off when
+/// the process exits).
+pub fn buffered_log(out: impl std::io::Write + Send + 'static) -> (Log, LogFlush) {
+    let out: Arc<std::sync::Mutex<dyn std::io::Write + Send>> = Arc::new(std::sync::Mutex::new(
+        std::io::BufWriter::with_capacity(1 << 16, out),
+    ));
     let weak = Arc::downgrade(&out);
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_millis(100));
@@ -37,12 +37,25 @@ pub fn buffered_log(out: impl std::io::Write + Send + 'static) -> Log {
         let Ok(mut out) = out.lock() else { return };
         let _ = out.flush();
     });
-    Arc::new(move |line: &str| {
+    let flush = LogFlush(Arc::clone(&out));
+    let log: Log = Arc::new(move |line: &str| {
         if let Ok(mut out) = out.lock() {
             let _ = out.write_all(line.as_bytes());
             let _ = out.write_all(b"\n");
         }
-    })
+    });
+    (log, flush)
+}
+
+/// Flushes a [`buffered_log`] when dropped.
+pub struct LogFlush(Arc<std::sync::Mutex<dyn std::io::Write + Send>>);
+
+impl Drop for LogFlush {
+    fn drop(&mut self) {
+        if let Ok(mut out) = self.0.lock() {
+            let _ = out.flush();
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

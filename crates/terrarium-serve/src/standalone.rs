@@ -78,7 +78,7 @@ pub fn run(args: ServeArgs) -> std::io::Result<ExitCode> {
         app_root,
         shutdown_grace: Duration::from_secs(30),
     };
-    let log = buffered_log(std::io::stderr());
+    let (log, _flush) = buffered_log(std::io::stderr());
     match serve(config, log, |_| {})? {
         Stopped::Signal => Ok(ExitCode::SUCCESS),
         Stopped::Failed(reason) => {

@@ -224,7 +224,8 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     };
     store.put_deployment(&deployment)?;
 
-    let log = open_log(&log_path, !args.detached_child)?;
+    // `_flush` writes the log's last lines when this function returns.
+    let (log, _flush) = open_log(&log_path, !args.detached_child)?;
     // The store is blocking (and may be a remote workspace): record state changes on a thread
     // of their own, in order.
     let (events_tx, events_rx) = std::sync::mpsc::channel::<Event>();
@@ -455,15 +456,15 @@ type Log = terrarium_serve::Log;
 
 /// The deployment's log file (and stderr, in the foreground). Buffered, and flushed every
 /// 100 ms by a thread of its own: an access-log line per request must not cost a `write` each.
-fn open_log(path: &Path, to_stderr: bool) -> Result<Log> {
+fn open_log(path: &Path, to_stderr: bool) -> Result<(Log, terrarium_serve::LogFlush)> {
     std::fs::create_dir_all(path.parent().expect("logs are in a directory"))?;
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let file = terrarium_serve::buffered_log(file);
+    let (file, flush) = terrarium_serve::buffered_log(file);
     let format = time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
     );
-    Ok(Arc::new(move |line: &str| {
+    let log: Log = Arc::new(move |line: &str| {
         let stamp = time::OffsetDateTime::now_utc()
             .format(&format)
             .unwrap_or_default();
@@ -472,7 +473,8 @@ fn open_log(path: &Path, to_stderr: bool) -> Result<Log> {
         if to_stderr {
             let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
         }
-    }))
+    });
+    Ok((log, flush))
 }
 
 /// SHA-256 over the directory's regular files: relative path, size and contents, in path order.
