@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use terrarium_image::layout;
 
 use super::builder::build_with_builder;
-use super::stage::{add_deployment_layers, image_lock, open_base, stage};
+use super::stage::{add_deployment_layers, check_scratch, image_lock, open_base, stage};
 use super::{BuildArgs, Context};
 use crate::environments;
 use crate::printer::{self, user_error};
@@ -142,6 +142,7 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         &lock_hash,
         base.as_ref().map(|b| (b, blobs.as_path())),
     )?;
+    check_scratch(&record, &input)?;
     let target_prefix = input.target_prefix.clone();
     let mut input = input;
     if let Some((d, front)) = &deployment {

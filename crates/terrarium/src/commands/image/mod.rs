@@ -14,6 +14,7 @@ use crate::printer::{self, user_error};
 
 mod build;
 mod builder;
+mod elf;
 mod front;
 mod stage;
 
@@ -135,6 +136,7 @@ fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
         &lock_hash,
         base.as_ref().map(|b| (b, base_blobs.as_path())),
     )?;
+    stage::check_scratch(&record, &input)?;
     terrarium_image::dockerfile::write(&input, &args.output)
         .map_err(|e| user_error(e.to_string(), None))?;
     println!(

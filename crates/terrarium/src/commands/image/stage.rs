@@ -194,6 +194,33 @@ pub(super) fn image_lock(
     Ok((lock, lock_hash))
 }
 
+/// On a scratch base the environment is all there is: a program that needs the C library's
+/// loader (conda's `python`, say, from a package that does not declare `__glibc`) would not
+/// start. Refused, naming the file.
+pub(super) fn check_scratch(
+    record: &terrarium_store::VersionRecord,
+    input: &BuildInput,
+) -> Result<()> {
+    if input.base.is_some() {
+        return Ok(());
+    }
+    let missing = super::elf::missing_interpreter(&input.staging, &input.target_prefix)
+        .context("cannot read the staged environment")?;
+    if let Some((file, loader)) = missing {
+        return Err(user_error(
+            format!(
+                "{}:{}: {}/{} needs {loader}, the system C library's loader, which a scratch image does not have",
+                record.name,
+                record.version,
+                input.target_prefix,
+                file.display()
+            ),
+            Some("pass --base IMAGE, an image with glibc (e.g. Debian or Ubuntu)"),
+        ));
+    }
+    Ok(())
+}
+
 /// A deployment's layers (the service front, the worker shim, the model, the entry script) and
 /// the entrypoint that starts it.
 pub(super) fn add_deployment_layers(
