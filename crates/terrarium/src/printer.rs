@@ -116,18 +116,5 @@ impl terrarium_env::Reporter for Spinner {
     }
 }
 
-/// A byte count for people: `512 B`, `1.5 KiB`, `75.2 MiB`, ... up to TiB.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+/// A byte count for people (the web UI's format).
+pub use terrarium_server::human_size;

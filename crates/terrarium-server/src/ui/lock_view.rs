@@ -30,21 +30,6 @@ fn pylock_sizes(pylock: &str) -> BTreeMap<String, u64> {
     sizes
 }
 
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// Where an artifact comes from: its host and channel or index path, without credentials.
 fn source_of(url: &str) -> String {
     match url::Url::parse(url) {
@@ -73,7 +58,7 @@ pub fn render(lock_json: &str) -> Markup {
             h2 { (platform) }
             p.muted {
                 (locked.conda.len()) " conda and " (locked.pypi.len()) " PyPI packages, "
-                (human_size(conda_total + pypi_total)) " to download"
+                (crate::human_size(conda_total + pypi_total)) " to download"
                 @if let Some(python) = &locked.python { " · Python " (python.version) }
             }
             table.lock id={ "lock-" (platform) } {
@@ -82,14 +67,14 @@ pub fn render(lock_json: &str) -> Markup {
                     @for c in &locked.conda {
                         tr {
                             td { (c.name) } td.mono { (c.version) " " span.muted { (c.build) } } td { "conda" }
-                            td { @match c.record.get("size").and_then(|s| s.as_u64()) { Some(s) => (human_size(s)), None => "—" } }
+                            td { @match c.record.get("size").and_then(|s| s.as_u64()) { Some(s) => (crate::human_size(s)), None => "—" } }
                             td.mono { (source_of(&c.url)) } td.mono.muted { (c.sha256.get(..12).unwrap_or(&c.sha256)) }
                         }
                     }
                     @for p in &locked.pypi {
                         tr {
                             td { (p.name) } td.mono { (p.version) } td { "pypi" }
-                            td { @match sizes.get(&p.url) { Some(s) => (human_size(*s)), None => "—" } }
+                            td { @match sizes.get(&p.url) { Some(s) => (crate::human_size(*s)), None => "—" } }
                             td.mono { (source_of(&p.url)) } td.mono.muted { (p.sha256.get(..12).unwrap_or(&p.sha256)) }
                         }
                     }

@@ -277,7 +277,7 @@ async fn version(
                         tr {
                             td { (b.built_at) }
                             td.mono title=(b.log) { (b.digest) }
-                            td { (lock_view::human_size(b.size)) }
+                            td { (crate::human_size(b.size)) }
                             td { (b.layers) }
                             td { (b.base.as_deref().unwrap_or("scratch")) }
                             td.mono { (b.pushed_to.as_deref().unwrap_or("-")) }
