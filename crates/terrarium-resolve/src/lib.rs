@@ -17,6 +17,7 @@ use std::process::Command;
 
 use terrarium_spec::Definition;
 
+pub mod check;
 pub mod conda;
 mod error;
 pub mod formats;

@@ -5,12 +5,15 @@
 
 use std::io::Read as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
+use terrarium_store::audit::AuditScope;
 use terrarium_store::{AuditEntry, Store, StoreError, TokenRecord};
 
 use crate::error::ApiError;
@@ -70,6 +73,19 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Refuse unless the caller made the record (its actor is `author`) or is an admin.
+    pub fn require_author(&self, author: &str, what: &str) -> Result<(), ApiError> {
+        if self.role >= Role::Admin || self.actor == author {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{what} was made by {author}; only its author or an admin may change it"
+            )))
+        }
+    }
+}
+
 /// The SHA-256 of a token, as stored.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -123,9 +139,10 @@ pub fn issue_token(
     created_by: &str,
 ) -> Result<(String, TokenRecord), StoreError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    terrarium_spec::names::validate_display_name("token", name).map_err(StoreError::Invalid)?;
+    if name.chars().count() > 100 {
         return Err(StoreError::Invalid(
-            "a token name must be 1 to 100 printable characters".to_string(),
+            "a token name must be 1 to 100 characters".to_string(),
         ));
     }
     if Role::parse(role).is_none() {
@@ -190,14 +207,16 @@ pub fn authenticate(store: &dyn Store, token: &str) -> Result<Identity, ApiError
     })
 }
 
-fn presented_token(request: &Request) -> Option<String> {
+/// The token a request presents, and whether it came in the web UI's cookie (which a browser
+/// also sends with requests that other pages make).
+fn presented_token(request: &Request) -> Option<(String, bool)> {
     let headers = request.headers();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))?;
-        return Some(token.trim().to_string());
+        return Some((token.trim().to_string(), false));
     }
     headers
         .get_all(header::COOKIE)
@@ -206,7 +225,31 @@ fn presented_token(request: &Request) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+        .map(|(_, value)| (value.to_string(), true))
+}
+
+/// Headers a reverse proxy adds. A request that carries one did not come from this machine's
+/// own user, whatever its socket says.
+const FORWARDING_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Whether a browser request comes from one of this server's own pages: `Some(false)` for
+/// another origin, `None` when the request shows no origin at all (not a browser). A page of
+/// another origin on the same host (another port) gets the `SameSite=Strict` cookie too, so a
+/// state-changing request must show its origin: `Sec-Fetch-Site` (sent by every current
+/// browser), else `Origin`, else `Referer`, naming this host.
+fn same_origin(request: &Request) -> Option<bool> {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return Some(site == "same-origin" || site == "none");
+    }
+    let origin = text("origin").or_else(|| text("referer"))?;
+    let host = text("host").unwrap_or("");
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    Some(origin_host.is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host)))
 }
 
 /// Paths anyone may read: the API description, the login page and static assets.
@@ -238,7 +281,9 @@ fn audit_target(path: &str) -> Option<String> {
     })
 }
 
-/// Authenticate every request, and audit every mutating one (refused ones included).
+/// Authenticate every request; give every mutating one an audit row (refused ones included),
+/// written in the same transaction as its change; answer a request that takes too long with
+/// `timeout`, and then make sure its change does not land.
 pub async fn access(
     State(state): State<SharedState>,
     mut request: Request,
@@ -251,8 +296,16 @@ pub async fn access(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.to_string())
         .unwrap_or_else(|| "unknown".to_string());
-    let identity = match presented_token(&request) {
-        Some(token) => state.blocking(move |store| authenticate(store, &token)).await,
+    let presented = presented_token(&request);
+    let via_cookie = presented.as_ref().is_some_and(|(_, cookie)| *cookie);
+    let forwarded = FORWARDING_HEADERS
+        .iter()
+        .any(|name| request.headers().contains_key(*name));
+    let identity = match presented {
+        Some((token, _)) => state.blocking(move |store| authenticate(store, &token)).await,
+        None if state.allow_anonymous && forwarded => Err(ApiError::unauthorized(
+            "this request came through a proxy, so it needs a token: anonymous access (--allow-anonymous-local) is only for clients on this machine",
+        )),
         None if state.allow_anonymous => Ok(Identity {
             actor: "anonymous".to_string(),
             role: Role::Contributor,
@@ -262,51 +315,183 @@ pub async fn access(
             "this workspace needs a token: pass `Authorization: Bearer TOKEN` (the CLI reads TERRARIUM_TOKEN)",
         )),
     };
-    let (actor, response) = match identity {
-        Ok(identity) => {
-            let actor = match &identity.token_id {
-                Some(id) => format!("{} (token {id})", identity.actor),
-                None => identity.actor.clone(),
-            };
-            request.extensions_mut().insert(identity);
-            (actor, next.run(request).await)
-        }
-        Err(_) if is_public(&path) => ("anonymous".to_string(), next.run(request).await),
-        Err(err) if path.starts_with("/ui") && !is_mutating(&method) => {
-            let _ = err;
-            (
-                "anonymous".to_string(),
-                Redirect::to("/ui/login").into_response(),
-            )
-        }
-        Err(err) => ("unauthenticated".to_string(), err.into_response()),
+    let mutating = is_mutating(&method);
+    // A cookie is sent by the browser whichever page makes the request; a page's login post
+    // is checked too, so another page cannot sign a browser in as someone else.
+    let cross_origin = mutating
+        && match same_origin(&request) {
+            Some(same) => !same,
+            // No origin shown: a program, not a page; a cookie alone is not enough then.
+            None => via_cookie,
+        };
+    let actor = match &identity {
+        Ok(identity) => match &identity.token_id {
+            Some(id) => format!("{} (token {id})", identity.actor),
+            None => identity.actor.clone(),
+        },
+        Err(_) if is_public(&path) => "anonymous".to_string(),
+        Err(_) => "unauthenticated".to_string(),
     };
-    if is_mutating(&method) && path != "/ui/login" {
-        let entry = AuditEntry {
+    let scope = mutating.then(|| {
+        AuditScope::new(AuditEntry {
             id: 0,
             at: terrarium_store::now(),
             actor,
             action: format!("{method} {path}"),
             target: audit_target(&path),
-            status: i32::from(response.status().as_u16()),
+            // What a committed change records until the answer's status is known.
+            status: 200,
             remote,
-        };
-        if let Err(err) = state
-            .blocking(move |store| store.append_audit(&entry).map_err(ApiError::from))
-            .await
-        {
-            // A change that cannot be audited is reported as failed, though it happened.
-            eprintln!(
-                "terrarium server: cannot write the audit trail: {}",
-                err.message
-            );
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the request was carried out but could not be audited",
-            )
-            .into_response();
+        })
+    });
+    let response = if cross_origin {
+        ApiError::forbidden(
+            "this request came from a page of another origin; use the web UI's own pages, or an API token",
+        )
+        .into_response()
+    } else {
+        match identity {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity);
+                let run = with_timeout(next.run(request), state.request_timeout, scope.as_deref());
+                crate::state::AUDIT.scope(scope.clone(), run).await
+            }
+            Err(_) if is_public(&path) => {
+                let run = with_timeout(next.run(request), state.request_timeout, scope.as_deref());
+                crate::state::AUDIT.scope(scope.clone(), run).await
+            }
+            Err(_) if path.starts_with("/ui") && !mutating => {
+                Redirect::to("/ui/login").into_response()
+            }
+            Err(err) => err.into_response(),
+        }
+    };
+    let mut response = response;
+    if let Some(scope) = scope {
+        if path != "/ui/login" || scope.recorded().is_some() {
+            if let Err(message) = finish_audit(&state, &scope, response.status()).await {
+                // A refusal that cannot be audited is still a refusal; a change that was made
+                // has its row already (written with it).
+                eprintln!("terrarium server: cannot write the audit trail: {message}");
+                if scope.recorded().is_none() && response.status().is_success() {
+                    response = ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the request could not be audited",
+                    )
+                    .into_response();
+                }
+            }
         }
     }
-    response
+    security_headers(&mut response);
+    json_error_shape(response)
+}
+
+/// Answers that axum makes itself (a wrong method, a body too large, a form it cannot read)
+/// come without a body or as plain text; every error answer has the API's JSON shape.
+fn json_error_shape(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this route does not take that method")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "the request body has the wrong content type",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+            ("invalid", "the request body cannot be read")
+        }
+        s if s.is_server_error() => ("internal", "the server failed; see its log"),
+        _ => ("invalid", "the request was refused"),
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
+/// Record how a mutating request ended: the status of the row its change wrote, or a row of
+/// its own for a request that changed nothing (refused, failed, or a no-op).
+async fn finish_audit(
+    state: &SharedState,
+    scope: &Arc<AuditScope>,
+    status: StatusCode,
+) -> Result<(), String> {
+    let status = i32::from(status.as_u16());
+    let written = match scope.recorded() {
+        Some(_) if status == scope.entry().status => return Ok(()),
+        Some(id) => {
+            state
+                .blocking(move |store| Ok(store.set_audit_status(id, status)?))
+                .await
+        }
+        None => {
+            let mut entry = scope.entry().clone();
+            entry.status = status;
+            state
+                .blocking(move |store| Ok(store.append_audit(&entry)?))
+                .await
+        }
+    };
+    written.map_err(|err| err.message)
+}
+
+/// Run a request with a deadline. When it passes before the request's change committed, the
+/// change is cancelled (it rolls back) and the client gets `timeout`; when the change already
+/// committed, the request is let finish, so the client is never told "failed" of a change that
+/// happened.
+async fn with_timeout(
+    run: impl std::future::Future<Output = Response>,
+    timeout: Duration,
+    scope: Option<&AuditScope>,
+) -> Response {
+    tokio::pin!(run);
+    match tokio::time::timeout(timeout, &mut run).await {
+        Ok(response) => response,
+        Err(_) if scope.is_some_and(|scope| !scope.cancel()) => run.await,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", timeout.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// Headers every answer carries: the UI's pages load nothing from elsewhere and run no
+/// scripts, are never framed, and no content type is guessed.
+fn security_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
 }

@@ -379,6 +379,12 @@ impl Store for RemoteStore {
         ))
     }
 
+    fn set_audit_status(&self, _id: i64, _status: i32) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(
+            "the server writes its audit trail".to_string(),
+        ))
+    }
+
     fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.json(self.request(Method::GET, "/audit").query(&[
             ("limit", limit.clamp(1, 1000).to_string()),

@@ -4,7 +4,8 @@
 //!   PostgreSQL), so several replicas can serve one PostgreSQL workspace.
 //!   - `api/`: the REST API under `/api/v1`, with its OpenAPI document at `/openapi.json`;
 //!   - `auth`: API tokens (stored hashed), roles, and the audit trail of mutating requests;
-//!   - `ui/`: the server-rendered web UI under `/ui`.
+//!   - `ui/`: the server-rendered web UI under `/ui`;
+//!   - `listener`: accepting connections with a cap and a deadline for each request's head.
 //! - [`client::RemoteStore`] implements [`Store`] over that API, so every CLI command works
 //!   against `--workspace https://host:port` as it does against a local workspace.
 //!
@@ -16,10 +17,12 @@ pub mod wire;
 
 mod api;
 mod error;
+mod listener;
 mod server;
 mod state;
 mod ui;
 
+pub use listener::Limits;
 pub use server::{serve, ServerConfig};
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `75.2 MiB`, ... up to TiB. The web UI's and

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::middleware;
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
 use terrarium_store::Store;
@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Open connections and the deadline for a request's head.
+    pub limits: crate::listener::Limits,
 }
 
 impl ServerConfig {
@@ -37,13 +39,13 @@ impl ServerConfig {
             body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            limits: crate::listener::Limits::default_for_this_process(),
         }
     }
 }
 
 /// The whole application, for a pool of stores.
 pub fn app(state: SharedState, config: &ServerConfig) -> Router {
-    let timeout = config.request_timeout;
     let api = crate::api::router();
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
@@ -54,27 +56,14 @@ pub fn app(state: SharedState, config: &ServerConfig) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         })
+        // Authentication, the audit trail and the request timeout are one layer: the timeout
+        // must know whether the request's change committed (see `auth::access`).
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             crate::auth::access,
         ))
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(middleware::from_fn(move |request: Request, next: Next| {
-            with_timeout(request, next, timeout)
-        }))
         .with_state(state)
-}
-
-async fn with_timeout(request: Request, next: Next, timeout: Duration) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("the request took longer than {} s", timeout.as_secs()),
-        )
-        .into_response(),
-    }
 }
 
 /// Serve `stores` (one per database connection) until SIGINT or SIGTERM; then finish the
@@ -96,36 +85,21 @@ pub fn serve(config: ServerConfig, stores: Vec<Arc<dyn Store>>) -> std::io::Resu
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let state = Arc::new(AppState::new(stores, config.allow_anonymous_local));
+        let mut state = AppState::new(stores, config.allow_anonymous_local);
+        state.request_timeout = config.request_timeout;
+        let state = Arc::new(state);
         let app = app(state, &config);
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         eprintln!("terrarium server listening on http://{address}");
-        let grace = config.shutdown_grace;
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
+        crate::listener::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            config.limits,
+            shutdown_signal(),
+            config.shutdown_grace,
         )
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            eprintln!("terrarium server: stopping; finishing requests in flight");
-            let _ = stopping_tx.send(());
-        });
-        let server = tokio::spawn(async move { server.await });
-        // After the signal, in-flight requests get `grace` to finish.
-        let mut server = server;
-        tokio::select! {
-            result = &mut server => return result.map_err(std::io::Error::other)?,
-            _ = stopping_rx => {}
-        }
-        match tokio::time::timeout(grace, server).await {
-            Ok(result) => result.map_err(std::io::Error::other)??,
-            Err(_) => eprintln!(
-                "terrarium server: requests still running after {} s; stopping anyway",
-                grace.as_secs()
-            ),
-        }
+        .await?;
         eprintln!("terrarium server: stopped");
         Ok(())
     })

@@ -62,6 +62,65 @@ pub fn validate_label(label: &str) -> Result<(), String> {
         .map_err(|_| format!("invalid label `{label}`: use letters, digits, `.`, `_` or `-`"))
 }
 
+/// A path a definition carries that names files on disk (a build context, the Dockerfile inside
+/// it): plain relative components only. Exports join it onto their output folder and builds onto
+/// the context, so an absolute path or a `..` would read or write outside them. A URL (`scheme://`)
+/// is accepted as a remote location; it is never joined onto a local path.
+pub fn validate_relative_path(path: &str) -> Result<(), String> {
+    if path.contains("://") {
+        return if path.chars().any(char::is_control) {
+            Err(format!("invalid location `{}`", path.escape_debug()))
+        } else {
+            Ok(())
+        };
+    }
+    let bad = |why: &str| Err(format!("`{}` {why}", path.escape_debug()));
+    if path.is_empty() {
+        return bad("is empty");
+    }
+    if path.chars().any(char::is_control) {
+        return bad("holds a control character");
+    }
+    let bytes = path.as_bytes();
+    if path.starts_with(['/', '\\'])
+        || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
+    {
+        return bad("is an absolute path: give a path relative to the definition's folder");
+    }
+    if path.split(['/', '\\']).any(|part| part == "..") {
+        return bad("leaves the definition's folder (`..`): give a path inside it");
+    }
+    Ok(())
+}
+
+/// Whether `path` is a local relative path of plain components (see [`validate_relative_path`]),
+/// the only kind a writer may join onto its output folder.
+pub fn is_local_relative_path(path: &str) -> bool {
+    !path.contains("://") && validate_relative_path(path).is_ok()
+}
+
+/// A free-form display name (a token's, an experiment's): 1-255 characters, no control
+/// characters and no bidirectional-text controls, which could make a name read as another in a
+/// listing or an audit line.
+pub fn validate_display_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.chars().count() > 255 {
+        return Err(format!("a {kind} name needs 1-255 characters"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+        return Err(format!(
+            "the {kind} name `{}` holds the character U+{:04X}; control and bidirectional-text characters are not allowed",
+            name.escape_debug(),
+            c as u32
+        ));
+    }
+    Ok(())
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides, isolates, marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 pub fn is_curated(name: &str) -> bool {
     name.starts_with(CURATED_PREFIX)
 }
@@ -141,5 +200,43 @@ mod tests {
         );
         assert!(Reference::parse("bad name").is_err());
         assert!(validate_label("latest").is_err());
+    }
+
+    #[test]
+    fn relative_paths() {
+        for ok in [
+            ".",
+            "docker",
+            "docker/Dockerfile",
+            "./ctx",
+            "a..b/c",
+            "https://host/ctx.tar",
+        ] {
+            assert!(validate_relative_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "\\\\server\\share",
+            "C:\\x",
+            "..",
+            "../../../../home/user/.bashrc",
+            "ctx/../../x",
+            "ctx\\..\\x",
+            "a\nb",
+        ] {
+            assert!(validate_relative_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(!is_local_relative_path("https://host/ctx.tar"));
+    }
+
+    #[test]
+    fn display_names() {
+        assert!(validate_display_name("token", "ci runner 1").is_ok());
+        assert!(validate_display_name("token", "naïve").is_ok());
+        assert!(validate_display_name("token", "admin\u{202E}nimda").is_err());
+        assert!(validate_display_name("token", "a\u{2066}b").is_err());
+        assert!(validate_display_name("token", "a\tb").is_err());
+        assert!(validate_display_name("token", " ").is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! each node carries its 1-based line, and [`Map`] records which keys were read, so unknown keys
 //! can be reported with their line too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -56,6 +56,12 @@ pub fn parse(source: &SourceFile) -> Result<Node, SpecError> {
             format!("invalid YAML: {}", err.info()),
         ));
     }
+    if let Some(line) = builder.too_large {
+        return Err(SpecError::invalid(
+            Location::line(&source.path, line),
+            format!("the document holds more than {MAX_NODES} entries"),
+        ));
+    }
     if let Some((line, key)) = builder.duplicate {
         return Err(SpecError::invalid(
             Location::field(&source.path, line, &key),
@@ -75,27 +81,42 @@ pub fn parse(source: &SourceFile) -> Result<Node, SpecError> {
     }))
 }
 
+/// The most nodes one document may hold, aliases counted as what they expand to: a definition
+/// has hundreds; this bounds memory and time for a hostile one (a server parses what it is sent).
+pub const MAX_NODES: usize = 100_000;
+
 enum Frame {
     Seq(Node),
     Map {
         node: Node,
         pending_key: Option<(String, usize)>,
+        /// The keys so far, so a duplicate is found in constant time.
+        keys: HashSet<String>,
     },
 }
 
 #[derive(Default)]
 struct Builder {
-    stack: Vec<(Frame, usize)>,
-    anchors: HashMap<usize, Node>,
+    /// Open collections: the frame, its anchor, and how many nodes it holds so far.
+    stack: Vec<(Frame, usize, usize)>,
+    /// Anchored nodes and their sizes.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     duplicate: Option<(usize, String)>,
     complex_key: Option<usize>,
+    /// Nodes in the document so far.
+    nodes: usize,
+    too_large: Option<usize>,
 }
 
 impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize) {
+    /// Add a finished node of `size` nodes to the collection being built.
+    fn push_value(&mut self, node: Node, size: usize, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        if let Some((_, _, parent_size)) = self.stack.last_mut() {
+            *parent_size += size;
         }
         match self.stack.last_mut() {
             None => {
@@ -103,7 +124,7 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some((Frame::Seq(seq), _)) => {
+            Some((Frame::Seq(seq), _, _)) => {
                 if let Value::Seq(items) = &mut seq.value {
                     items.push(node);
                 }
@@ -112,7 +133,9 @@ impl Builder {
                 Frame::Map {
                     node: map,
                     pending_key,
+                    keys,
                 },
+                _,
                 _,
             )) => match pending_key.take() {
                 None => match node.value {
@@ -125,7 +148,7 @@ impl Builder {
                 },
                 Some((key, line)) => {
                     if let Value::Map(entries) = &mut map.value {
-                        if entries.iter().any(|(k, _)| *k == key) {
+                        if !keys.insert(key.clone()) {
                             self.duplicate.get_or_insert((line, key.clone()));
                         }
                         let mut node = node;
@@ -141,6 +164,19 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let line = mark.line().max(1);
+        if self.too_large.is_some() {
+            return;
+        }
+        if matches!(
+            ev,
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+        ) {
+            self.nodes += 1;
+            if self.nodes > MAX_NODES {
+                self.too_large = Some(line);
+                return;
+            }
+        }
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = style == TScalarStyle::Plain;
@@ -156,6 +192,7 @@ impl MarkedEventReceiver for Builder {
                         key_line: 0,
                         value,
                     },
+                    1,
                     anchor,
                 );
             }
@@ -166,6 +203,7 @@ impl MarkedEventReceiver for Builder {
                     value: Value::Seq(Vec::new()),
                 }),
                 anchor,
+                1,
             )),
             Event::MappingStart(anchor, _) => self.stack.push((
                 Frame::Map {
@@ -175,24 +213,37 @@ impl MarkedEventReceiver for Builder {
                         value: Value::Map(Vec::new()),
                     },
                     pending_key: None,
+                    keys: HashSet::new(),
                 },
                 anchor,
+                1,
             )),
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((frame, anchor)) = self.stack.pop() {
+                if let Some((frame, anchor, size)) = self.stack.pop() {
                     let node = match frame {
                         Frame::Seq(node) | Frame::Map { node, .. } => node,
                     };
-                    self.push_value(node, anchor);
+                    self.push_value(node, size, anchor);
                 }
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
-                    line,
-                    key_line: 0,
-                    value: Value::Null,
-                });
-                self.push_value(node, 0);
+                // An alias expands to a copy: count it as its size, before copying, so nested
+                // aliases ("billion laughs") stop at the bound instead of exhausting memory.
+                let size = self.anchors.get(&id).map_or(1, |(_, size)| *size);
+                self.nodes += size;
+                if self.nodes > MAX_NODES {
+                    self.too_large = Some(line);
+                    return;
+                }
+                let node = self.anchors.get(&id).map_or(
+                    Node {
+                        line,
+                        key_line: 0,
+                        value: Value::Null,
+                    },
+                    |(node, _)| node.clone(),
+                );
+                self.push_value(node, size, 0);
             }
             _ => {}
         }
@@ -386,3 +437,46 @@ impl<'n> Map<'n> {
 }
 
 pub use crate::yaml_out::{render, MapBuilder, Y};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse_text(text: &str) -> Result<Node, SpecError> {
+        parse(&SourceFile::from_text(Path::new("env.yml"), text))
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_large_maps() {
+        let mut text = String::from("environment_variables:\n");
+        for i in 0..20_000 {
+            text.push_str(&format!("  V{i}: x\n"));
+        }
+        text.push_str("  V7: again\n");
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("duplicate key"), "{err}");
+        assert!(err.contains("20002"), "the line of the second V7: {err}");
+    }
+
+    #[test]
+    fn a_document_past_the_bound_is_refused() {
+        let mut text = String::from("environment_variables:\n");
+        for i in 0..(MAX_NODES / 2 + 10) {
+            text.push_str(&format!("  V{i}: x\n"));
+        }
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("more than 100000 entries"), "{err}");
+    }
+
+    #[test]
+    fn nested_aliases_stop_at_the_bound() {
+        // Each level doubles: 2^40 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x]\n");
+        for i in 1..40 {
+            text.push_str(&format!("a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+        }
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("entries"), "{err}");
+    }
+}

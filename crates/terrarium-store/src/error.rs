@@ -41,6 +41,9 @@ pub enum StoreError {
     /// A remote workspace could not be reached, or answered something that is not the API.
     #[error("{0}")]
     Transport(String),
+    /// The request was cancelled (it timed out) before its change committed; nothing changed.
+    #[error("the request was cancelled before its change was made; nothing changed")]
+    Cancelled,
     /// The workspace directory could not be created or opened.
     #[error("cannot open the workspace at {path}")]
     Open {
@@ -61,7 +64,11 @@ impl StoreError {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Remote { status, .. } => *status < 500,
-            Self::Database(_) | Self::Corrupt(_) | Self::Open { .. } | Self::Transport(_) => false,
+            Self::Database(_)
+            | Self::Corrupt(_)
+            | Self::Open { .. }
+            | Self::Transport(_)
+            | Self::Cancelled => false,
             _ => true,
         }
     }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use terrarium_spec::names::Reference;
 use terrarium_spec::Definition;
 
+pub mod audit;
 mod error;
 mod postgres;
 mod sqlite;
@@ -39,6 +40,9 @@ pub struct Source {
     pub format: Option<String>,
 }
 
+/// The kinds of [`Source`] there are.
+pub const SOURCE_KINDS: &[&str] = &["manual", "import", "run", "clone", "curated", "relock"];
+
 impl Source {
     pub fn new(kind: &str) -> Self {
         Self {
@@ -46,6 +50,34 @@ impl Source {
             file: None,
             format: None,
         }
+    }
+
+    /// Check a source that came from a request: a known kind, a known format, and a file name
+    /// of printable characters (it is shown in listings and the web UI).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if !SOURCE_KINDS.contains(&self.kind.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "source.kind `{}` is not one of {}",
+                self.kind.escape_debug(),
+                SOURCE_KINDS.join(", ")
+            )));
+        }
+        if let Some(format) = &self.format {
+            terrarium_spec::Format::parse(format).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "source.format `{}` is not a known format",
+                    format.escape_debug()
+                ))
+            })?;
+        }
+        if let Some(file) = &self.file {
+            if file.is_empty() || file.len() > 4096 || file.chars().any(char::is_control) {
+                return Err(StoreError::Invalid(
+                    "source.file must be 1-4096 printable characters".to_string(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -335,6 +367,10 @@ pub trait Store: Send + Sync {
 
     /// Append to the audit trail.
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Correct the answer's status on an audit row a change wrote in its transaction (see
+    /// [`audit`]); the row itself already exists.
+    fn set_audit_status(&self, id: i64, status: i32) -> Result<(), StoreError>;
 
     /// The audit trail, newest first.
     fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError>;

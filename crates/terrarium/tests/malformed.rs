@@ -352,3 +352,44 @@ fn bad_names_and_references() {
         run.stderr
     );
 }
+
+/// A definition's build paths name files an export writes and a build reads: a path that is
+/// absolute or leaves the folder is refused at import (and so by `validate` and the server).
+#[test]
+fn build_paths_that_leave_their_folder() {
+    let cx = context();
+    cx.write("ctx/Dockerfile", "FROM python:3.11-slim\n");
+    let file = cx.write(
+        "escape.yml",
+        "name: escape\nbuild:\n  path: ctx\n  dockerfile_path: ../../../../home/user/.bashrc\n",
+    );
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &[
+            "escape.yml:4",
+            "build.dockerfile_path",
+            "leaves the definition's folder",
+        ],
+    );
+    let file = cx.write("absolute.yml", "name: absolute\nbuild:\n  path: /etc\n");
+    rejects(
+        &cx,
+        &file,
+        &[],
+        &["absolute.yml:3", "build.path", "absolute path"],
+    );
+}
+
+/// A document far larger than any definition is refused quickly, naming the file and line.
+#[test]
+fn too_many_entries() {
+    let cx = context();
+    let mut text = String::from("name: big\nenvironment_variables:\n");
+    for i in 0..60_000 {
+        text.push_str(&format!("  VAR_{i}: x\n"));
+    }
+    let file = cx.write("big.yml", &text);
+    rejects(&cx, &file, &[], &["big.yml:", "more than 100000 entries"]);
+}

@@ -82,10 +82,21 @@ pub async fn put(
             STATES.join(", ")
         )));
     }
-    deployment.actor = identity.actor;
+    terrarium_spec::names::validate_name(&name).map_err(ApiError::invalid)?;
+    deployment.actor = identity.actor.clone();
     let stored = deployment.clone();
     state
-        .blocking(move |store| Ok(store.put_deployment(&stored)?))
+        .blocking(move |store| {
+            // A record says which process to stop and where: only its author may change it.
+            match store.get_deployment(&name) {
+                Ok(existing) => {
+                    identity.require_author(&existing.actor, &format!("deployment {name}"))?
+                }
+                Err(terrarium_store::StoreError::NotFound(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+            Ok(store.put_deployment(&stored)?)
+        })
         .await?;
     Ok(Json(deployment))
 }

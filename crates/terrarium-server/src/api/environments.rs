@@ -127,28 +127,53 @@ pub async fn register(
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
     identity.require(Role::Contributor)?;
-    let definition = terrarium_spec::validate(&body.definition)?;
-    let lock = body
-        .lock
-        .map(|lock| check_lock(&lock, &definition))
-        .transpose()?;
     let source = body.source.unwrap_or_else(|| Source::new("manual"));
     if source.kind == "curated" {
         return Err(ApiError::forbidden(
             "only the server seeds curated environments",
         ));
     }
-    let request = RegisterRequest {
-        definition,
-        source,
-        parent: body.parent,
-        actor: identity.actor.clone(),
-        allow_curated: false,
-        force_new: body.force_new,
-        lock,
-    };
+    source.validate()?;
+    let actor = identity.actor.clone();
+    // Reading and checking a definition and a lock is CPU work that grows with their size: it
+    // runs on the blocking pool, never on the threads that answer every other request.
     let outcome = state
-        .blocking(move |store| Ok(store.register(request)?))
+        .blocking(move |store| {
+            let definition = terrarium_spec::validate(&body.definition)?;
+            let lock = body
+                .lock
+                .map(|lock| check_lock(&lock, &definition))
+                .transpose()?;
+            if let Some(parent) = &body.parent {
+                match Reference::parse(parent) {
+                    Ok(reference @ Reference::Version(..)) => {
+                        store.resolve(&reference).map_err(|err| match err {
+                            terrarium_store::StoreError::NotFound(_) => ApiError::invalid(format!(
+                                "parent `{}` is not a version in this workspace",
+                                parent.escape_debug()
+                            )),
+                            other => other.into(),
+                        })?;
+                    }
+                    _ => {
+                        return Err(ApiError::invalid(format!(
+                            "parent `{}` must be NAME:VERSION",
+                            parent.escape_debug()
+                        )))
+                    }
+                }
+            }
+            let request = RegisterRequest {
+                definition,
+                source,
+                parent: body.parent,
+                actor,
+                allow_curated: false,
+                force_new: body.force_new,
+                lock,
+            };
+            Ok(store.register(request)?)
+        })
         .await?;
     let status = if outcome.created {
         StatusCode::CREATED
@@ -165,27 +190,27 @@ pub async fn register(
         .into_response())
 }
 
-/// A lock must parse, carry the hash it claims, and belong to the definition.
+/// A lock must parse, carry the hash it claims, and belong to the definition: made from its
+/// content, and every package in it allowed by it (`Lock::check_against`).
 fn check_lock(
     body: &LockBody,
     definition: &terrarium_spec::Definition,
 ) -> Result<(String, String), ApiError> {
     let lock = terrarium_resolve::Lock::from_json(&body.lock)
         .map_err(|err| ApiError::invalid(format!("lock: {err}")))?;
+    // The expected hashes are not printed: the answer must not help forge a lock.
     if lock.lock_hash() != body.lock_hash {
-        return Err(ApiError::invalid(format!(
-            "lock: its content hashes to {}, not {}",
-            lock.lock_hash(),
-            body.lock_hash
-        )));
+        return Err(ApiError::invalid(
+            "lock: its content does not hash to the lock_hash sent with it",
+        ));
     }
-    let content = terrarium_spec::content_hash(definition);
-    if lock.content_hash != content {
-        return Err(ApiError::invalid(format!(
-            "lock: it was made for definition {}, not {content}",
-            lock.content_hash
-        )));
+    if lock.content_hash != terrarium_spec::content_hash(definition) {
+        return Err(ApiError::invalid(
+            "lock: it was made for another definition than this version's",
+        ));
     }
+    lock.check_against(definition)
+        .map_err(|err| ApiError::invalid(format!("lock: {err}")))?;
     Ok((body.lock_hash.clone(), body.lock.clone()))
 }
 
@@ -573,6 +598,9 @@ pub async fn set_lock(
     let lock_hash = state
         .blocking(move |store| {
             let record = store.resolve(&reference)?;
+            // A lock decides what every later build installs: only the version's author or an
+            // admin may give it one.
+            identity.require_author(&record.created_by, &format!("{name}:{version}"))?;
             let (hash, json) = check_lock(&body, &record.definition)?;
             Ok(store.set_lock(&name, &version, &hash, &json)?)
         })

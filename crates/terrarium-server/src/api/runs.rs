@@ -76,6 +76,8 @@ pub async fn create(
             "a run id is 1 to 100 letters, digits, `-` or `_`",
         ));
     }
+    terrarium_spec::names::validate_display_name("experiment", &run.experiment)
+        .map_err(ApiError::invalid)?;
     run.actor = identity.actor;
     let stored = run.clone();
     state
@@ -117,7 +119,11 @@ pub async fn finish(
 ) -> Result<StatusCode, ApiError> {
     identity.require(Role::Contributor)?;
     state
-        .blocking(move |store| Ok(store.finish_run(&id, &body.finished_at, body.exit_code)?))
+        .blocking(move |store| {
+            let run = store.get_run(&id)?;
+            identity.require_author(&run.actor, &format!("run {id}"))?;
+            Ok(store.finish_run(&id, &body.finished_at, body.exit_code)?)
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -135,7 +141,11 @@ pub async fn put_log(
     identity.require(Role::Contributor)?;
     let start = body.len().saturating_sub(MAX_LOG_BYTES);
     state
-        .blocking(move |store| Ok(store.put_run_log(&id, &body[start..])?))
+        .blocking(move |store| {
+            let run = store.get_run(&id)?;
+            identity.require_author(&run.actor, &format!("run {id}"))?;
+            Ok(store.put_run_log(&id, &body[start..])?)
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,6 +27,7 @@ pub fn router() -> Router<SharedState> {
         .route("/", get(environments))
         .route("/style.css", get(style))
         .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
         .route("/environments/{name}", get(environment))
         .route("/environments/{name}/versions/{version}", get(version))
         .route("/diff", get(diff))
@@ -89,6 +90,9 @@ fn page(title: &str, identity: Option<&Identity>, body: Markup) -> Markup {
                     }
                     @if let Some(identity) = identity {
                         span.who { (identity.actor) " · " (identity.role.as_str()) }
+                        form.logout method="post" action="/ui/logout" {
+                            button type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main { (body) }
@@ -448,7 +452,27 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(state): State<SharedState>, Form(form): Form<LoginForm>) -> Response {
+/// Whether the browser reached this server over TLS (directly, or through a proxy that says
+/// so): then the cookie is `Secure`, so it is never sent over plain HTTP.
+fn over_tls(headers: &axum::http::HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    text("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || text("origin").is_some_and(|o| o.starts_with("https://"))
+}
+
+/// Sign out: the browser forgets the token (it stays valid for the API until revoked).
+async fn logout(headers: axum::http::HeaderMap) -> Response {
+    let secure = if over_tls(&headers) { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/login")).into_response()
+}
+
+async fn login(
+    State(state): State<SharedState>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let secure = if over_tls(&headers) { "; Secure" } else { "" };
     let token = form.token.trim().to_string();
     let check = token.clone();
     match state
@@ -456,7 +480,7 @@ async fn login(State(state): State<SharedState>, Form(form): Form<LoginForm>) ->
         .await
     {
         Ok(_) => {
-            let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+            let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
             ([(header::SET_COOKIE, cookie)], Redirect::to("/ui")).into_response()
         }
         Err(err) => (

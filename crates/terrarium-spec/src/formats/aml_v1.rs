@@ -129,6 +129,17 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
                 context.get("dockerfilePath"),
                 "docker.buildContext.dockerfilePath",
             )?;
+            for (path, field) in [
+                (&d.docker.build_context, "docker.buildContext.location"),
+                (
+                    &d.docker.dockerfile_path,
+                    "docker.buildContext.dockerfilePath",
+                ),
+            ] {
+                if let Some(path) = path {
+                    crate::names::validate_relative_path(path).map_err(|e| cx.error(field, e))?;
+                }
+            }
             keep(
                 &mut d,
                 "docker.buildContext.locationType",

@@ -65,8 +65,14 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
             .get("path")
             .ok_or_else(|| reader.error(node.line, "build.path", "missing build context path"))?;
         let context = reader.string(context_node, "build.path")?;
-        let dockerfile =
-            reader.opt_string(build.get("dockerfile_path"), "build.dockerfile_path")?;
+        crate::names::validate_relative_path(&context)
+            .map_err(|e| reader.error(context_node.line, "build.path", e))?;
+        let dockerfile_node = build.get("dockerfile_path");
+        let dockerfile = reader.opt_string(dockerfile_node, "build.dockerfile_path")?;
+        if let (Some(file), Some(node)) = (&dockerfile, dockerfile_node) {
+            crate::names::validate_relative_path(file)
+                .map_err(|e| reader.error(node.line, "build.dockerfile_path", e))?;
+        }
         build.finish(&mut reader);
         d.docker.build_context = Some(context.clone());
         d.docker.dockerfile_path = dockerfile.clone();
@@ -660,8 +666,11 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
         notes.push("the Python version of a pip-only environment is written as the conda dependency `python=VERSION`".into());
     }
     if let (Some(context), Some(text)) = (&d.docker.build_context, &d.docker.base_dockerfile) {
-        if Path::new(context).is_relative() && !context.split(['/', '\\']).any(|p| p == "..") {
-            let dockerfile = d.docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
+        let dockerfile = d.docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
+        // Both are joined onto the export's folder: only plain relative paths are written.
+        if crate::names::is_local_relative_path(context)
+            && crate::names::is_local_relative_path(dockerfile)
+        {
             files.push((
                 format!("{}/{dockerfile}", context.trim_end_matches('/')),
                 text.clone(),

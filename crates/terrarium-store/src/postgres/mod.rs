@@ -65,8 +65,20 @@ impl PostgresStore {
         let mut attempt = 0;
         loop {
             let mut tx = client.transaction()?;
-            let result =
-                f(&mut tx).and_then(|value| tx.commit().map(|_| value).map_err(StoreError::from));
+            let result = f(&mut tx).and_then(|value| {
+                crate::audit::commit(
+                    tx,
+                    |tx, entry| {
+                        let row = tx.query_one(
+                            "INSERT INTO audit (at, actor, action, target, status, remote) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                            &[&entry.at, &entry.actor, &entry.action, &entry.target, &entry.status, &entry.remote],
+                        )?;
+                        Ok(row.get::<_, i64>(0))
+                    },
+                    |tx| Ok(tx.commit()?),
+                )
+                .map(|_| value)
+            });
             match result {
                 Err(StoreError::Database(err)) if attempt < 20 && is_conflict(err.as_ref()) => {
                     attempt += 1;
@@ -865,6 +877,16 @@ impl Store for PostgresStore {
             tx.execute(
                 "INSERT INTO audit (at, actor, action, target, status, remote) VALUES ($1, $2, $3, $4, $5, $6)",
                 &[&entry.at, &entry.actor, &entry.action, &entry.target, &entry.status, &entry.remote],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn set_audit_status(&self, id: i64, status: i32) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE audit SET status = $1 WHERE id = $2",
+                &[&status, &id],
             )?;
             Ok(())
         })

@@ -85,7 +85,14 @@ impl SqliteStore {
         let mut conn = self.conn.lock().expect("store mutex poisoned");
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
-        tx.commit()?;
+        crate::audit::commit(
+            tx,
+            |tx, entry| {
+                insert_audit(tx, entry)?;
+                Ok(tx.last_insert_rowid())
+            },
+            |tx| Ok(tx.commit()?),
+        )?;
         Ok(out)
     }
 
@@ -138,6 +145,14 @@ fn insert_lock(tx: &Connection, lock_hash: &str, lock: &str) -> Result<(), Store
 const SELECT_RUN: &str =
     "SELECT id, experiment, name, version, lock_hash, command, cwd, target, actor, \
      started_at, finished_at, exit_code, log_path FROM runs";
+
+fn insert_audit(tx: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit (at, actor, action, target, status, remote) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![entry.at, entry.actor, entry.action, entry.target, entry.status, entry.remote],
+    )?;
+    Ok(())
+}
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let command: String = r.get(5)?;
@@ -989,10 +1004,14 @@ impl Store for SqliteStore {
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| insert_audit(tx, entry))
+    }
+
+    fn set_audit_status(&self, id: i64, status: i32) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO audit (at, actor, action, target, status, remote) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![entry.at, entry.actor, entry.action, entry.target, entry.status, entry.remote],
+                "UPDATE audit SET status = ?1 WHERE id = ?2",
+                params![status, id],
             )?;
             Ok(())
         })

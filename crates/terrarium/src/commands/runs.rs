@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
 use super::Context;
-use crate::printer;
+use crate::printer::{self, user_error};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -96,9 +96,23 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             let text = match store.get_run_log(&run.id)? {
                 Some(text) => text,
                 // Runs recorded before logs were kept in the workspace, or still running.
+                // The file is found from the workspace's layout, never from the record, which
+                // anyone who can write records could point at any file.
                 None => {
-                    let path = run.log_path.context("the run has no log")?;
-                    std::fs::read(&path).with_context(|| format!("cannot read {path}"))?
+                    let safe_id = !run.id.is_empty()
+                        && run
+                            .id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    let path = context.runs_dir()?.join(format!("{}.log", run.id));
+                    if !safe_id || !path.is_file() {
+                        return Err(user_error(
+                            format!("run {} has no log in this workspace yet", run.id),
+                            None,
+                        ));
+                    }
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
                 }
             };
             use std::io::Write;

@@ -31,6 +31,13 @@ pub struct ServerArgs {
     /// Seconds one request may take.
     #[arg(long, default_value_t = 30)]
     request_timeout: u64,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Open connections at most; at the cap the longest-idle one is closed for a new one.
+    /// Default: 1024, or half the open-file limit when that is lower.
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -54,6 +61,10 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     config.allow_anonymous_local = args.allow_anonymous_local;
     config.body_limit = args.body_limit;
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    config.limits.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    if let Some(max) = args.max_connections {
+        config.limits.max_connections = max.max(1);
+    }
     terrarium_server::serve(config, stores).context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }

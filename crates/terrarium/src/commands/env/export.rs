@@ -189,6 +189,18 @@ fn write_dir_atomic(path: &Path, files: &[(String, String)], force: bool) -> Res
         .tempdir_in(&dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     for (name, text) in files {
+        // Names come from the definition (a build context, a Dockerfile path): each must stay
+        // inside the folder being written, whatever a record says.
+        if !is_plain_relative(Path::new(name)) {
+            return Err(user_error(
+                format!(
+                    "refusing to write `{}` outside {}",
+                    name.escape_debug(),
+                    path.display()
+                ),
+                Some("the definition names a file outside its folder; fix its build path"),
+            ));
+        }
         let file = tmp.path().join(name);
         if let Some(p) = file.parent() {
             std::fs::create_dir_all(p)?;
@@ -214,9 +226,43 @@ fn write_dir_atomic(path: &Path, files: &[(String, String)], force: bool) -> Res
     Ok(())
 }
 
+/// Only normal components (no root, no `..`, no `.` tricks), so a join stays inside its base.
+fn is_plain_relative(path: &Path) -> bool {
+    path.components().next().is_some()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
 fn parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_refuse_names_outside_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        for name in ["../escaped", "/tmp/absolute", "a/../../escaped", ""] {
+            let files = vec![
+                ("environment.yml".to_string(), "name: x\n".to_string()),
+                (name.to_string(), "text".to_string()),
+            ];
+            assert!(write_dir_atomic(&out, &files, false).is_err(), "{name:?}");
+            assert!(!out.exists(), "nothing is left behind for {name:?}");
+            assert!(!dir.path().join("escaped").exists());
+        }
+        let files = vec![("ctx/Dockerfile".to_string(), "FROM x\n".to_string())];
+        write_dir_atomic(&out, &files, false).unwrap();
+        assert!(out.join("ctx/Dockerfile").is_file());
     }
 }
