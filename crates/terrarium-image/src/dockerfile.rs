@@ -41,10 +41,13 @@ pub fn write(input: &BuildInput, dir: &Path) -> Result<(), ImageError> {
         text.push_str(&format!("# {comment}\nCOPY layers/{name}/ /\n"));
     }
     let base_path = input.base.as_ref().and_then(|b| {
-        b.config["config"]["Env"]
-            .as_array()?
+        b.config
+            .config
+            .as_ref()?
+            .env
+            .as_ref()?
             .iter()
-            .find_map(|v| v.as_str()?.strip_prefix("PATH=").map(String::from))
+            .find_map(|v| v.strip_prefix("PATH=").map(String::from))
     });
     for (key, value) in environment(input, base_path.as_deref()) {
         text.push_str(&format!("ENV {key}={}\n", quote(&value)));

@@ -10,9 +10,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
-use crate::ImageError;
+use crate::{Digest, ImageError};
 
 /// Where a file in the layer comes from.
 #[derive(Debug, Clone)]
@@ -26,10 +26,10 @@ pub enum Source {
 /// A finished layer blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
-    /// `sha256:...` of the compressed blob.
-    pub digest: String,
-    /// `sha256:...` of the uncompressed tar.
-    pub diff_id: String,
+    /// Of the compressed blob.
+    pub digest: Digest,
+    /// Of the uncompressed tar.
+    pub diff_id: Digest,
     pub size: u64,
     /// The blob's file.
     pub path: PathBuf,
@@ -111,7 +111,7 @@ pub fn write(
     let uncompressed = tar
         .into_inner()
         .map_err(|e| ImageError::io(staging.path(), e))?;
-    let diff_id = format!("sha256:{}", hex::encode(uncompressed.hasher.finalize()));
+    let diff_id = Digest::from_hasher(uncompressed.hasher);
     let mut compressed = uncompressed
         .inner
         .finish()
@@ -126,13 +126,13 @@ pub fn write(
         .map_err(|e| ImageError::io(staging.path(), e.into_error()))?
         .sync_all()
         .map_err(|e| ImageError::io(staging.path(), e))?;
-    let digest = hex::encode(hasher.finalize());
-    let path = dir.join(&digest);
+    let digest = Digest::from_hasher(hasher);
+    let path = digest.blob_path(dir);
     staging
         .persist(&path)
         .map_err(|e| ImageError::io(&path, e.error))?;
     Ok(Layer {
-        digest: format!("sha256:{digest}"),
+        digest,
         diff_id,
         size,
         path,
@@ -189,9 +189,20 @@ fn append<W: Write>(
     }
 }
 
+/// What the layer cache remembers of a layer (`<content key>.json`).
+#[derive(serde::Deserialize)]
+struct Record {
+    digest: Digest,
+    diff_id: Digest,
+    size: u64,
+    path: PathBuf,
+}
+
 /// Like [`write`], but a layer whose entries were written before (same paths, modes, link
 /// targets and bytes: hence the same tar) is taken from `cache` instead of compressed again.
 /// The contents are hashed (fast) to find it; the blob is hard-linked (or copied) into `dir`.
+/// A record that does not parse (a malformed digest included), or a blob that is not the one
+/// it names, is a miss: the layer is written again.
 pub fn write_cached(
     cache: &Path,
     dir: &Path,
@@ -200,32 +211,30 @@ pub fn write_cached(
 ) -> Result<Layer, ImageError> {
     let key = content_key(&entries)?;
     let record = cache.join(format!("{key}.json"));
-    if let Ok(text) = std::fs::read(&record) {
-        if let Ok(known) = serde_json::from_slice::<serde_json::Value>(&text) {
-            let (Some(digest), Some(diff_id), Some(size), Some(path)) = (
-                known["digest"].as_str(),
-                known["diff_id"].as_str(),
-                known["size"].as_u64(),
-                known["path"].as_str(),
-            ) else {
-                return write_and_remember(cache, &record, dir, entries, comment);
-            };
-            let target = dir.join(digest.trim_start_matches("sha256:"));
-            let source = Path::new(path);
-            let present = target.is_file()
-                || (source.is_file()
-                    && std::fs::create_dir_all(dir).is_ok()
-                    && (std::fs::hard_link(source, &target).is_ok()
-                        || std::fs::copy(source, &target).is_ok()));
-            if present && std::fs::metadata(&target).is_ok_and(|m| m.len() == size) {
-                return Ok(Layer {
-                    digest: digest.to_string(),
-                    diff_id: diff_id.to_string(),
-                    size,
-                    path: target,
-                    comment: comment.to_string(),
-                });
-            }
+    let known = std::fs::read(&record)
+        .ok()
+        .and_then(|text| serde_json::from_slice::<Record>(&text).ok());
+    if let Some(known) = known {
+        let target = known.digest.blob_path(dir);
+        let present = target.is_file()
+            || (known.path.is_file()
+                && std::fs::create_dir_all(dir).is_ok()
+                && (std::fs::hard_link(&known.path, &target).is_ok()
+                    || std::fs::copy(&known.path, &target).is_ok()));
+        let origin = dir.display().to_string();
+        if present
+            && known
+                .digest
+                .check_file(&target, Some(known.size), &origin)
+                .is_ok()
+        {
+            return Ok(Layer {
+                digest: known.digest,
+                diff_id: known.diff_id,
+                size: known.size,
+                path: target,
+                comment: comment.to_string(),
+            });
         }
     }
     write_and_remember(cache, &record, dir, entries, comment)
@@ -284,4 +293,62 @@ fn content_key(entries: &[(String, Source)]) -> Result<String, ImageError> {
         hasher.update([0]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// The layer cache is read back like any other input: a record whose digest climbs out of
+    /// the blobs directory, or whose blob is not that digest, is a miss, and the layer is
+    /// written again.
+    #[test]
+    fn a_poisoned_cache_record_is_a_miss() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("cache");
+        let dir = root.path().join("out/blobs/sha256");
+        let entries = || {
+            vec![(
+                "a/file".to_string(),
+                Source::Bytes(b"hello".to_vec(), 0o100644),
+            )]
+        };
+        let layer = write_cached(&cache, &dir, entries(), "first").unwrap();
+        let record = std::fs::read_dir(&cache)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let known: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        // Of the layer's size, so that only the digest can tell.
+        let other = root.path().join("other");
+        std::fs::write(&other, vec![0u8; layer.size as usize]).unwrap();
+
+        let mut climbing = known.clone();
+        climbing["digest"] = serde_json::json!("sha256:../../../escaped");
+        climbing["path"] = serde_json::json!(other);
+        let mut corrupt = known.clone();
+        corrupt["path"] = serde_json::json!(other);
+        let mut compared = 0;
+        for poisoned in [climbing, corrupt] {
+            std::fs::write(&record, poisoned.to_string()).unwrap();
+            std::fs::remove_file(&layer.path).unwrap();
+            let again = write_cached(&cache, &dir, entries(), "again").unwrap();
+            assert_eq!(again.digest, layer.digest, "{poisoned}");
+            assert_eq!(
+                sha256(&std::fs::read(&again.path).unwrap()),
+                again.digest.to_string(),
+                "{poisoned}"
+            );
+            assert!(!root.path().join("escaped").exists(), "{poisoned}");
+            compared += 1;
+        }
+        assert_eq!(compared, 2);
+    }
 }

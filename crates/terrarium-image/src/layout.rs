@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::{canonical_json, Image, ImageError, MEDIA_INDEX, MEDIA_MANIFEST};
+use crate::{canonical_json, Digest, Image, ImageError, MEDIA_INDEX, MEDIA_MANIFEST};
 
 /// The directory that [`crate::build`] writes blobs into, for a layout at `dir`.
 pub fn blobs_dir(dir: &Path) -> std::path::PathBuf {
@@ -42,7 +42,12 @@ pub fn write_docker_archive(
     file: &Path,
     repo_tag: &str,
 ) -> Result<(), ImageError> {
-    let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let blob = |digest: &Digest| {
+        digest
+            .blob_path(Path::new("blobs/sha256"))
+            .to_string_lossy()
+            .into_owned()
+    };
     let manifest = json!([{
         "Config": blob(&image.config_digest),
         "RepoTags": [repo_tag],
@@ -73,12 +78,12 @@ pub fn write_docker_archive(
             )
             .map_err(io)?;
         }
-        let mut digests: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
+        let mut digests: Vec<&Digest> = image.layers.iter().map(|l| &l.digest).collect();
         digests.push(&image.config_digest);
         digests.sort();
         digests.dedup();
         for digest in digests {
-            let path = blobs.join(digest.trim_start_matches("sha256:"));
+            let path = digest.blob_path(blobs);
             let reader = std::fs::File::open(&path).map_err(|e| ImageError::io(&path, e))?;
             let size = reader
                 .metadata()

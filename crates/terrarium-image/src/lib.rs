@@ -7,6 +7,7 @@
 //! byte-identical blobs, so the same lock gives the same image digest.
 
 pub mod base;
+pub mod digest;
 pub mod dockerfile;
 pub mod layer;
 pub mod layering;
@@ -17,20 +18,42 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+pub use digest::Digest;
 pub use layer::Layer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// A layer could not be made from the files given.
     #[error("{0}")]
     Layer(String),
+    /// A digest that is not `sha256:` and 64 lowercase hex digits (the text, cut to 100
+    /// characters).
+    #[error("malformed digest {0:?}: expected sha256: and 64 lowercase hex digits")]
+    MalformedDigest(String),
+    /// A blob whose bytes are not the ones its digest names.
+    #[error("blob {digest} from {origin} hashes to {actual}")]
+    DigestMismatch {
+        digest: Digest,
+        /// Where the bytes came from: `oci:DIR`, `REGISTRY/REPOSITORY`, a directory.
+        origin: String,
+        actual: Digest,
+    },
+    /// A blob whose length is not the size its descriptor gives.
+    #[error("blob {digest} from {origin} is {actual} bytes, not {expected}")]
+    SizeMismatch {
+        digest: Digest,
+        origin: String,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 impl ImageError {
@@ -38,6 +61,17 @@ impl ImageError {
         Self::Io {
             path: path.display().to_string(),
             source,
+        }
+    }
+
+    /// Errors in what was given (a base image's malformed or corrupt content) rather than
+    /// failures of this machine.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::MalformedDigest(_) | Self::DigestMismatch { .. } | Self::SizeMismatch { .. } => {
+                true
+            }
+            Self::Io { .. } | Self::Layer(_) => false,
         }
     }
 }
@@ -79,9 +113,10 @@ pub struct BuildInput {
 /// A built image: its blobs are in the layout directory.
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// The manifest's digest, as text (what build records keep).
     pub manifest_digest: String,
     pub manifest: Vec<u8>,
-    pub config_digest: String,
+    pub config_digest: Digest,
     pub config: Vec<u8>,
     /// Ours, built from the environment.
     pub layers: Vec<Layer>,
@@ -101,10 +136,6 @@ impl Image {
     }
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// Build the image's layers, config and manifest into `blobs` (a directory of blobs named by
 /// their hex digest).
 pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
@@ -116,10 +147,11 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
         });
     }
     let base = input.base.as_ref();
-    let mut config = base.map(|b| b.config.clone()).unwrap_or_else(|| json!({}));
-    if !config.is_object() {
-        config = json!({});
-    }
+    // The base's config holds only the fields an image inherits (see `base::ImageConfig`).
+    let mut config = match base {
+        Some(b) => serde_json::to_value(&b.config).expect("an image config serializes"),
+        None => json!({}),
+    };
     let base_env: Vec<(String, String)> = config["config"]["Env"]
         .as_array()
         .map(|a| {
@@ -201,7 +233,7 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
     config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
     config["history"] = json!(history);
     let config = canonical_json(&config);
-    let config_digest = sha256(&config);
+    let config_digest = Digest::of(&config);
     write_blob(blobs, &config_digest, &config)?;
     let manifest = json!({
         "schemaVersion": 2,
@@ -216,10 +248,10 @@ pub fn build(input: &BuildInput, blobs: &Path) -> Result<Image, ImageError> {
         "annotations": input.labels.iter().filter(|(k, _)| k.starts_with("org.opencontainers.")).collect::<BTreeMap<_, _>>(),
     });
     let manifest = canonical_json(&manifest);
-    let manifest_digest = sha256(&manifest);
+    let manifest_digest = Digest::of(&manifest);
     write_blob(blobs, &manifest_digest, &manifest)?;
     Ok(Image {
-        manifest_digest,
+        manifest_digest: manifest_digest.to_string(),
         manifest,
         config_digest,
         config,
@@ -310,8 +342,8 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
     serde_json::to_vec(&sort(value)).expect("JSON values serialize")
 }
 
-fn write_blob(blobs: &Path, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
-    let path = blobs.join(digest.trim_start_matches("sha256:"));
+fn write_blob(blobs: &Path, digest: &Digest, bytes: &[u8]) -> Result<(), ImageError> {
+    let path = digest.blob_path(blobs);
     std::fs::create_dir_all(blobs).map_err(|e| ImageError::io(blobs, e))?;
     std::fs::write(&path, bytes).map_err(|e| ImageError::io(&path, e))
 }

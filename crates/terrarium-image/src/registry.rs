@@ -14,7 +14,8 @@ use base64::Engine as _;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
 
-use crate::{Image, MEDIA_MANIFEST};
+use crate::digest::Verifier;
+use crate::{Digest, Image, ImageError, MEDIA_MANIFEST};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -31,6 +32,30 @@ pub enum RegistryError {
     },
     #[error("{0}")]
     Io(String),
+    /// A malformed digest asked for, or an answer that is not what its digest names.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// An answer whose `Docker-Content-Digest` header is not a digest.
+    #[error("the registry {registry} sent a malformed Docker-Content-Digest for {what}")]
+    ContentDigest {
+        registry: String,
+        what: String,
+        #[source]
+        source: ImageError,
+    },
+}
+
+impl RegistryError {
+    /// Errors in what was asked for or answered (a bad reference, a malformed or corrupt
+    /// answer) rather than failures to reach the registry.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Reference(..) => true,
+            Self::Image(err) => err.is_user_error(),
+            Self::ContentDigest { .. } => true,
+            Self::Unreachable { .. } | Self::Refused { .. } | Self::Io(_) => false,
+        }
+    }
 }
 
 /// `host[:port]/repository[:tag]`
@@ -222,7 +247,7 @@ impl Registry {
         }
     }
 
-    pub fn has_blob(&mut self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
+    pub fn has_blob(&mut self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
         let url = format!("{}/v2/{repository}/blobs/{digest}", self.base);
         let response = self.send(&|http| Ok(http.head(&url)))?;
         match response.status() {
@@ -236,7 +261,7 @@ impl Registry {
     pub fn upload(
         &mut self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         path: &Path,
     ) -> Result<u64, RegistryError> {
         let url = format!("{}/v2/{repository}/blobs/uploads/", self.base);
@@ -275,12 +300,19 @@ impl Registry {
         Ok(size)
     }
 
-    /// A manifest (or index) by tag or digest: its bytes and media type.
+    /// A manifest (or index) by tag or digest: its bytes, media type and digest. Asked for by
+    /// digest, the bytes must be that manifest; a `Docker-Content-Digest` answered must be
+    /// theirs.
     pub fn get_manifest(
         &mut self,
         repository: &str,
         reference: &str,
-    ) -> Result<(Vec<u8>, String), RegistryError> {
+    ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
+        // A tag has no `:`, so this is a digest, and a malformed one is refused unsent.
+        let expected = reference
+            .starts_with("sha256:")
+            .then(|| reference.parse::<Digest>())
+            .transpose()?;
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
         let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
             application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -288,24 +320,39 @@ impl Registry {
         if response.status() != StatusCode::OK {
             return Err(self.refused(&format!("the manifest {repository}:{reference}"), response));
         }
-        let media_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let media_type = header("content-type").unwrap_or_default();
+        let claimed = header("docker-content-digest")
+            .map(|d| d.parse::<Digest>())
+            .transpose()
+            .map_err(|source| RegistryError::ContentDigest {
+                registry: self.registry.clone(),
+                what: format!("the manifest {repository}:{reference}"),
+                source,
+            })?;
         let bytes = response.bytes().map_err(|e| self.unreachable(e))?.to_vec();
-        Ok((bytes, media_type))
+        let origin = format!("{}/{repository}", self.registry);
+        for digest in expected.iter().chain(&claimed) {
+            digest.check(&bytes, None, &origin)?;
+        }
+        let digest = Digest::of(&bytes);
+        Ok((bytes, media_type, digest))
     }
 
-    /// Download a blob to `path`, streamed, checking its digest.
+    /// Download a blob to `path`, streamed, checking its digest (and `size`, when known)
+    /// before it takes that name.
     pub fn get_blob(
         &mut self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
+        size: Option<u64>,
         path: &Path,
     ) -> Result<(), RegistryError> {
-        use sha2::{Digest, Sha256};
         use std::io::{Read, Write};
         let url = format!("{}/v2/{repository}/blobs/{digest}", self.base);
         let mut response = self.send(&|http| Ok(http.get(&url)))?;
@@ -315,7 +362,7 @@ impl Registry {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut staging = tempfile::NamedTempFile::new_in(dir)
             .map_err(|e| RegistryError::Io(format!("{}: {e}", dir.display())))?;
-        let mut hasher = Sha256::new();
+        let mut verifier = Verifier::default();
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = response
@@ -327,18 +374,17 @@ impl Registry {
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            verifier.update(&buf[..n]);
+            // Past the size the manifest gives, it is the wrong blob: stop before it fills the
+            // disk (`check` says so).
+            if size.is_some_and(|size| verifier.bytes_seen() > size) {
+                break;
+            }
             staging
                 .write_all(&buf[..n])
                 .map_err(|e| RegistryError::Io(e.to_string()))?;
         }
-        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if got != digest {
-            return Err(RegistryError::Io(format!(
-                "the registry {} sent {got} for the blob {digest}",
-                self.registry
-            )));
-        }
+        verifier.check(digest, size, &format!("{}/{repository}", self.registry))?;
         staging
             .persist(path)
             .map_err(|e| RegistryError::Io(format!("{}: {}", path.display(), e.error)))?;
@@ -350,7 +396,7 @@ impl Registry {
     pub fn mount(
         &mut self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         from: &str,
     ) -> Result<bool, RegistryError> {
         let url = format!(
@@ -409,18 +455,18 @@ pub fn push(
                 continue;
             }
         }
-        let path = blobs.join(layer.digest.trim_start_matches("sha256:"));
+        let path = layer.digest.blob_path(blobs);
         report.uploaded_bytes += registry.upload(&target.repository, &layer.digest, &path)?;
         report.uploaded_blobs += 1;
     }
-    let mut all: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
+    let mut all: Vec<&Digest> = image.layers.iter().map(|l| &l.digest).collect();
     all.push(&image.config_digest);
     for digest in all {
         if registry.has_blob(&target.repository, digest)? {
             report.skipped_blobs += 1;
             continue;
         }
-        let path = blobs.join(digest.trim_start_matches("sha256:"));
+        let path = digest.blob_path(blobs);
         report.uploaded_bytes += registry.upload(&target.repository, digest, &path)?;
         report.uploaded_blobs += 1;
     }
