@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -13,7 +13,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use serde::Deserialize;
 
 use crate::pool::{Health, Outcome, Pool, SubmitError};
 use crate::protocol::RequestHeader;
@@ -46,7 +45,10 @@ pub struct Routes {
     pub readiness: Option<String>,
 }
 
-pub fn router(app: Arc<App>, routes: &Routes, body_limit: usize) -> Router {
+/// The front's routes. Every answer the front makes itself has azmlinfsrv's error shape
+/// ([`message`]); a request's body must arrive whole within `body_timeout` (408 after) and
+/// within `body_limit` bytes (413).
+pub fn router(app: Arc<App>, routes: &Routes, body_limit: usize, body_timeout: Duration) -> Router {
     let mut router = Router::new()
         .route("/", get(liveness))
         .route("/score", any(score))
@@ -72,9 +74,17 @@ pub fn router(app: Arc<App>, routes: &Routes, body_limit: usize) -> Router {
     add(&routes.scoring, any(score));
     add(&routes.liveness, get(liveness));
     add(&routes.readiness, get(readiness));
+    let body = BodyRules {
+        app: Arc::clone(&app),
+        limit: body_limit,
+        timeout: body_timeout,
+    };
     router
+        // After every route is added: it applies to the routes there are.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(body, read_body))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             request_ids,
@@ -96,11 +106,111 @@ fn message(status: StatusCode, text: impl Into<String>) -> Response {
     response
 }
 
+async fn method_not_allowed() -> Response {
+    // As werkzeug words it; axum adds the `Allow` header.
+    message(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "405 Method Not Allowed: The method is not allowed for the requested URL.",
+    )
+}
+
 async fn not_found() -> Response {
     message(
         StatusCode::NOT_FOUND,
         "404 Not Found: The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.",
     )
+}
+
+#[derive(Clone)]
+struct BodyRules {
+    app: Arc<App>,
+    limit: usize,
+    timeout: Duration,
+}
+
+/// Why a request's body was not read.
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// A request's whole body, read before its handler runs: within the size limit, and within the
+/// timeout, so that a client sending it slowly (or not at all) holds its connection for a
+/// bounded time, and a request reaches the workers' queue only once it has arrived whole.
+async fn read_body(State(rules): State<BodyRules>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let read = if declared.is_some_and(|n| n > rules.limit as u64) {
+        // No use reading what will be refused.
+        Ok(Err(BodyError::TooLarge))
+    } else {
+        tokio::time::timeout(rules.timeout, collect(body, rules.limit)).await
+    };
+    let mut response = match read {
+        Ok(Ok(body)) => return next.run(Request::from_parts(parts, body)).await,
+        // axum's words for it, as the front said before it read bodies itself.
+        Ok(Err(BodyError::TooLarge)) => message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Failed to buffer the request body: length limit exceeded",
+        ),
+        Ok(Err(BodyError::Read(err))) => message(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to buffer the request body: {err}"),
+        ),
+        Err(_) => message(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "The request's body did not arrive within {} ms.",
+                rules.timeout.as_millis()
+            ),
+        ),
+    };
+    // The rest of the body may still be on its way: the connection cannot be reused.
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    let id = parts
+        .extensions
+        .get::<RequestIds>()
+        .map_or("", |ids| ids.request_id.as_str());
+    (rules.app.log)(&format!(
+        "{} {} {} {:.3}ms {id}",
+        parts.method,
+        parts.uri,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0,
+    ));
+    response
+}
+
+/// The body's bytes, at most `limit` of them.
+async fn collect(mut body: Body, limit: usize) -> Result<Body, BodyError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            // Trailers: nothing a handler reads.
+            continue;
+        };
+        size += data.len();
+        if size > limit {
+            return Err(BodyError::TooLarge);
+        }
+        chunks.push(data);
+    }
+    // One chunk (the usual case) is passed on without a copy.
+    Ok(match chunks.len() {
+        0 => Body::empty(),
+        1 => Body::from(chunks.remove(0)),
+        _ => Body::from(chunks.concat()),
+    })
 }
 
 /// Request ids on every response, and the azmlinfsrv header rules.
@@ -206,13 +316,14 @@ async fn ping(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-struct SwaggerQuery {
-    version: Option<String>,
-}
-
-async fn swagger(State(app): State<Arc<App>>, Query(query): Query<SwaggerQuery>) -> Response {
-    match app.swagger.get(query.version.as_deref()) {
+/// The query as pairs, which any query string is: a typed query would answer a repeated
+/// `version` with a plain-text 400, where Flask takes the first.
+async fn swagger(
+    State(app): State<Arc<App>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let version = query.iter().find(|(k, _)| k == "version").map(|(_, v)| v);
+    match app.swagger.get(version.map(String::as_str)) {
         Ok(doc) => {
             let mut response = axum::Json(doc).into_response();
             response.headers_mut().insert(
@@ -342,6 +453,12 @@ async fn dispatch(
             &app,
             &ids,
             &format!("Scoring timeout after {} ms", timeout.as_millis()),
+        ),
+        // The pool logged why.
+        Ok(Outcome::Invalid(_)) => failed(
+            &app,
+            &ids,
+            "An unexpected error occurred in scoring script. Check the logs for more info.",
         ),
         Ok(Outcome::Crashed(reason)) => {
             (app.log)(&format!("request {}: {reason}", ids.request_id));

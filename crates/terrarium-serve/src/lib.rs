@@ -1,22 +1,28 @@
 //! A scoring web service for a model, in the environment it was trained in.
 //!
-//! The HTTP front ([`http`]) is Rust (axum). Python workers ([`pool`]) run inside the
-//! materialized environment: each loads the Azure ML style entry script once, calls `init()`,
-//! then serves `run()` calls sent over a unix socket with a small framed protocol ([`protocol`]).
-//! The worker is dependency-free Python shipped in this crate ([`shim`]).
+//! The HTTP front ([`http`]) is Rust (axum), its connections held to deadlines and a cap
+//! ([`listen`]) so that slow clients cannot starve the others. Python workers ([`pool`]) run
+//! inside the materialized environment: each loads the Azure ML style entry script once, calls
+//! `init()`, then serves `run()` calls sent over a unix socket with a small framed protocol
+//! ([`protocol`]); their output goes to the log ([`output`]). The worker is dependency-free
+//! Python shipped in this crate ([`shim`]).
 
 pub mod http;
+pub mod listen;
+pub mod output;
 pub mod pool;
 pub mod protocol;
 pub mod shim;
 pub mod standalone;
 pub mod swagger;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use listen::Limits;
 pub use pool::{Health, PoolConfig, WorkerCommand};
 
 /// Where the service's log lines go (the front's and the workers' output).
@@ -88,30 +94,46 @@ pub enum Event {
 
 #[derive(Debug)]
 pub enum Stopped {
-    /// Stopped by SIGINT or SIGTERM, after draining.
+    /// Stopped by SIGINT or SIGTERM (or the caller's `stop`, see [`serve_with`]), after
+    /// draining.
     Signal,
     /// A worker's `init()` failed (or it could not start); nothing was served.
     Failed(String),
 }
 
-/// Run the service until a signal, or until the workers fail to start.
+/// Run the service, with the default [`Limits`], until a signal, or until the workers fail to
+/// start.
 pub fn serve(
     config: ServeConfig,
     log: Log,
     on_event: impl Fn(Event) + Send + Sync + 'static,
+) -> std::io::Result<Stopped> {
+    serve_with(config, Limits::default(), log, on_event, shutdown_signal())
+}
+
+/// Run the service until `stop` completes (then drain, as after a signal), or until the
+/// workers fail to start.
+pub fn serve_with(
+    config: ServeConfig,
+    limits: Limits,
+    log: Log,
+    on_event: impl Fn(Event) + Send + Sync + 'static,
+    stop: impl Future<Output = ()>,
 ) -> std::io::Result<Stopped> {
     // One thread: the front only shuffles bytes between sockets, and the CPUs are better left to
     // the Python workers; a multi-threaded runtime spent most of its time waking threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(config, log, on_event))
+    runtime.block_on(run(config, limits, log, on_event, stop))
 }
 
 async fn run(
     config: ServeConfig,
+    limits: Limits,
     log: Log,
     on_event: impl Fn(Event) + Send + Sync + 'static,
+    stop: impl Future<Output = ()>,
 ) -> std::io::Result<Stopped> {
     let scoring = config
         .routes
@@ -141,35 +163,40 @@ async fn run(
         log: Arc::clone(&log),
         server_version: format!("terrarium/{}", env!("CARGO_PKG_VERSION")),
     });
-    let router = http::router(app, &config.routes, config.body_limit);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut servers = Vec::new();
-    for listener in listeners {
-        let mut stop = stop_rx.clone();
-        let service = router
-            .clone()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+    let router = http::router(app, &config.routes, config.body_limit, limits.body_timeout);
+    // Besides connections, each worker holds a socket and two pipes (more while it restarts),
+    // and the runtime and the log a few.
+    let reserved = 32 + 8 * config.pool.workers;
+    let cap = listen::connection_cap(limits.max_connections, reserved);
+    if cap < limits.max_connections {
+        log(&format!(
+            "the open-files limit leaves room for {cap} connections at once (of {})",
+            limits.max_connections
+        ));
     }
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(listen::serve(
+        listeners,
+        router,
+        limits.header_timeout,
+        cap,
+        Arc::clone(&log),
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        },
+    ));
     for address in &addresses {
         log(&format!("listening on http://{address}"));
     }
     on_event(Event::Listening(addresses));
 
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
+    tokio::pin!(stop);
     let outcome = tokio::select! {
         started = pool.wait_started() => match started {
             Ok(()) => {
                 log("ready: every worker has finished init()");
                 on_event(Event::Ready);
-                signal.await;
+                stop.await;
                 Stopped::Signal
             }
             Err(reason) => {
@@ -178,7 +205,7 @@ async fn run(
                 Stopped::Failed(reason)
             }
         },
-        _ = &mut signal => Stopped::Signal,
+        _ = &mut stop => Stopped::Signal,
     };
     if matches!(outcome, Stopped::Signal) {
         log("stopping: finishing the requests in flight");
@@ -186,12 +213,7 @@ async fn run(
     }
     let _ = stop_tx.send(true);
     let grace = config.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async {
-        for server in servers {
-            let _ = server.await;
-        }
-    })
-    .await;
+    let drained = tokio::time::timeout(grace, server).await;
     if drained.is_err() {
         log(&format!(
             "requests still in flight after {} s were cut off",
@@ -203,11 +225,19 @@ async fn run(
     Ok(outcome)
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM: the `stop` of [`serve`].
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without a SIGTERM handler, SIGTERM stops the process as it would by default.
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::output::Lines;
 use crate::protocol::{read_frame, write_frame, RequestHeader, WorkerMessage};
 use crate::Log;
 
@@ -58,6 +58,9 @@ pub enum Outcome {
     },
     /// The worker exited while serving the request.
     Crashed(String),
+    /// The worker's answer cannot be an HTTP response (a status that is not one); why, as
+    /// logged. The worker goes on serving.
+    Invalid(String),
     /// run() overran the timeout; the worker was killed.
     TimedOut(Duration),
 }
@@ -361,7 +364,7 @@ impl Slot {
         let _ = std::fs::remove_file(&self.socket);
         let listener = UnixListener::bind(&self.socket)
             .map_err(|err| format!("cannot listen on {}: {err}", self.socket.display()))?;
-        let mut child = self.spawn()?;
+        let (mut child, output) = self.spawn()?;
         let startup = self.config.startup_timeout;
         let stream = tokio::select! {
             accepted = listener.accept() => accepted.map_err(|e| e.to_string())?.0,
@@ -429,7 +432,14 @@ impl Slot {
         self.log("ready");
 
         let ended = self
-            .serve(&mut child, &mut reader, &mut writer, needs_headers, carry)
+            .serve(
+                &mut child,
+                &mut reader,
+                &mut writer,
+                output,
+                needs_headers,
+                carry,
+            )
             .await;
         self.shared.live.fetch_sub(1, Ordering::SeqCst);
         self.shared.changed.send_replace(());
@@ -451,6 +461,7 @@ impl Slot {
         child: &mut tokio::process::Child,
         reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
         writer: &mut tokio::net::unix::OwnedWriteHalf,
+        mut output: OutputClosed,
         needs_headers: bool,
         carry: &mut Option<Job>,
     ) -> Ended {
@@ -458,11 +469,34 @@ impl Slot {
         let mut began = Instant::now();
         // The worker's recent run() time; pipelining only while it stays short.
         let mut recent_exec_ms = f64::INFINITY;
+        // A worker whose stdout or stderr is closed cannot print: its next print() raises. It
+        // is replaced, once idle. Not when that happened during init(), which would do it
+        // again.
+        let mut watch_output = match *output.borrow() {
+            Some(stream) => {
+                self.log(&format!(
+                    "its {stream} was closed during init(); what it prints there is lost"
+                ));
+                false
+            }
+            None => true,
+        };
         let ended = loop {
+            let output_closed = if watch_output { *output.borrow() } else { None };
             if in_flight.is_empty() {
+                if let Some(stream) = output_closed {
+                    break self.replace(child, writer, stream).await;
+                }
                 let job = match carry.take() {
                     Some(job) => Some(job),
-                    None => self.rx.lock().await.recv().await,
+                    None => tokio::select! {
+                        job = async { self.rx.lock().await.recv().await } => job,
+                        closed = output.wait_for(Option::is_some), if watch_output => {
+                            // The readers gone without a word: nothing left to watch.
+                            watch_output = closed.is_ok();
+                            continue;
+                        }
+                    },
                 };
                 let Some(job) = job else {
                     let _ = write_frame(writer, &serde_json::json!({"type": "stop"}), b"").await;
@@ -508,7 +542,8 @@ impl Slot {
                     }
                 }
             }
-            if in_flight.len() == 1 && recent_exec_ms < PIPELINE_BELOW_MS {
+            if in_flight.len() == 1 && recent_exec_ms < PIPELINE_BELOW_MS && output_closed.is_none()
+            {
                 let next = carry.take().or_else(|| {
                     let mut rx = self.rx.try_lock().ok()?;
                     rx.try_recv().ok()
@@ -550,12 +585,24 @@ impl Slot {
                         exec_ms
                     };
                     self.shared.served.fetch_add(1, Ordering::SeqCst);
-                    let _ = job.reply.send(Outcome::Response {
-                        status,
-                        headers,
-                        body,
-                        exec_ms,
-                    });
+                    let outcome = match status.http() {
+                        Some(status) => Outcome::Response {
+                            status,
+                            headers,
+                            body,
+                            exec_ms,
+                        },
+                        None => {
+                            // Shims older than their own status check let any status
+                            // through. The worker is fine: only this answer is not.
+                            let message = format!(
+                                "request {id}: run() answered with status {status}, which is not an HTTP status (100-999); answering 500"
+                            );
+                            self.log(&message);
+                            Outcome::Invalid(message)
+                        }
+                    };
+                    let _ = job.reply.send(outcome);
                     if in_flight.is_empty() {
                         self.shared.busy.fetch_sub(1, Ordering::SeqCst);
                         self.shared.changed.send_replace(());
@@ -565,6 +612,15 @@ impl Slot {
                 Ok(Ok(Some((other, _)))) => {
                     let _ = child.kill().await;
                     let message = format!("the worker answered request {id} with {other:?}");
+                    self.log(&message);
+                    Outcome::Crashed(message)
+                }
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::InvalidData => {
+                    // The channel is out of step, and the worker alive: no use waiting for it
+                    // to exit.
+                    let _ = child.kill().await;
+                    let message =
+                        format!("the worker answered request {id} with a malformed frame: {err}");
                     self.log(&message);
                     Outcome::Crashed(message)
                 }
@@ -623,6 +679,32 @@ impl Slot {
         }
     }
 
+    /// Replace an idle worker whose `stream` (stdout or stderr) was closed: asked to stop,
+    /// killed if it lingers.
+    async fn replace(
+        &self,
+        child: &mut tokio::process::Child,
+        writer: &mut tokio::net::unix::OwnedWriteHalf,
+        stream: &'static str,
+    ) -> Ended {
+        // A worker that exits closes its output too: then say so, not that its output closed.
+        if let Ok(status) = tokio::time::timeout(Duration::from_millis(100), child.wait()).await {
+            self.log(&format!("the worker exited ({})", describe(status.ok())));
+            return Ended::Restart;
+        }
+        self.log(&format!(
+            "its {stream} was closed, so its prints would fail; replacing it"
+        ));
+        let _ = write_frame(writer, &serde_json::json!({"type": "stop"}), b"").await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+        Ended::Restart
+    }
+
     /// The exit status of a worker that closed its channel (killed if it lingers).
     async fn reap(&self, child: &mut tokio::process::Child) -> Option<ExitStatus> {
         match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
@@ -634,7 +716,8 @@ impl Slot {
         }
     }
 
-    fn spawn(&self) -> Result<tokio::process::Child, String> {
+    /// Start a worker; with it, which of its output streams was closed, when one is.
+    fn spawn(&self) -> Result<(tokio::process::Child, OutputClosed), String> {
         let command = &self.command;
         let mut python_path: Vec<String> = command
             .python_path
@@ -677,31 +760,50 @@ impl Slot {
             .spawn()
             .map_err(|err| format!("cannot start {}: {err}", command.python.display()))?;
         // The worker's output (the entry script's prints, tracebacks) goes to the deployment log.
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let (closed, output) = watch::channel(None);
+        let closed = Arc::new(closed);
+        for (name, stream) in [
+            (
+                "stdout",
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
+            (
+                "stderr",
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
+        ] {
+            let Some(stream) = stream else { continue };
             let log = Arc::clone(&self.shared.log);
+            let closed = Arc::clone(&closed);
             let index = self.index;
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    log(&format!("worker {index} | {line}"));
+                let mut lines = Lines::new(stream);
+                loop {
+                    match lines.next_line().await {
+                        Ok(Some(line)) => log(&format!("worker {index} | {line}")),
+                        Ok(None) => break,
+                        Err(err) => {
+                            log(&format!("worker {index}: cannot read its {name}: {err}"));
+                            break;
+                        }
+                    }
                 }
+                // Unread from now on, the pipe breaks the worker's next print().
+                closed.send_replace(Some(name));
             });
         }
-        Ok(child)
+        Ok((child, output))
     }
 }
+
+/// Which of a worker's output streams was closed (or could no longer be read), once one is.
+type OutputClosed = watch::Receiver<Option<&'static str>>;
 
 /// A worker whose recent run() calls average less than this is handed its next request early.
 const PIPELINE_BELOW_MS: f64 = 2.0;
@@ -762,13 +864,17 @@ mod tests {
     use super::*;
 
     fn pool(dir: &std::path::Path, script: &str) -> (Pool, Arc<Mutex<Vec<String>>>) {
-        let entry = dir.join("score.py");
-        std::fs::write(&entry, script).unwrap();
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let log: Log = {
             let lines = Arc::clone(&lines);
             Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_string()))
         };
+        (pool_with_log(dir, script, log), lines)
+    }
+
+    fn pool_with_log(dir: &std::path::Path, script: &str, log: Log) -> Pool {
+        let entry = dir.join("score.py");
+        std::fs::write(&entry, script).unwrap();
         let command = WorkerCommand {
             python: "python3".into(),
             python_path: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")],
@@ -782,7 +888,36 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             startup_timeout: Duration::from_secs(60),
         };
-        (Pool::start(command, config, log).unwrap(), lines)
+        Pool::start(command, config, log).unwrap()
+    }
+
+    /// Wait (up to 30 s) until `count` is at least `at_least`.
+    async fn wait_for_count(count: &AtomicUsize, at_least: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count.load(Ordering::SeqCst) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {at_least}",
+                count.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait (up to 20 s) until the log has a line for which `found` holds.
+    async fn wait_for_line(lines: &Mutex<Vec<String>>, found: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if lines.lock().unwrap().iter().any(|l| found(l)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such line in the log:\n{}",
+                lines.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn request(pool: &Pool, id: &str, body: &str) -> oneshot::Receiver<Outcome> {
@@ -903,6 +1038,176 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        pool.shutdown().await;
+    }
+
+    const OUTPUT: &str = r#"import os, sys
+
+def init():
+    pass
+
+def run(raw):
+    if raw == 'bad-bytes':
+        sys.stdout.buffer.write(b'\xff\xfe\n')
+        sys.stdout.buffer.flush()
+        print('after the bad bytes')
+    elif raw == 'long':
+        sys.stdout.write('x' * 50000000)
+        sys.stdout.flush()
+    elif raw == 'close-stdout':
+        os.close(1)
+    else:
+        print('printed ' + raw)
+    return raw
+"#;
+
+    /// Bytes that are not UTF-8 on a worker's stdout are logged, replaced, and the log goes on.
+    /// They used to stop the log reader, after which every print() in run() failed with
+    /// BrokenPipe (a 500) while `/health` said READY.
+    #[tokio::test]
+    async fn output_that_is_not_utf8_does_not_stop_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, lines) = pool(dir.path(), OUTPUT);
+        pool.wait_started().await.unwrap();
+        assert_eq!(
+            status(request(&pool, "bad", "bad-bytes").await.unwrap()),
+            "200 \"bad-bytes\""
+        );
+        wait_for_line(&lines, |l| l == "worker 0 | \u{fffd}\u{fffd}").await;
+        wait_for_line(&lines, |l| l == "worker 0 | after the bad bytes").await;
+        for n in 0..3 {
+            let body = format!("later-{n}");
+            assert_eq!(
+                status(request(&pool, &body, &body).await.unwrap()),
+                format!("200 \"{body}\"")
+            );
+            let printed = format!("worker 0 | printed {body}");
+            wait_for_line(&lines, |l| l == printed).await;
+        }
+        assert_eq!(pool.status().restarts, 0);
+        pool.shutdown().await;
+    }
+
+    /// 50 MB printed without a newline (as a `\r` progress bar does) reaches the log as it
+    /// arrives, in lines no longer than the bound: the front holds one line of it at most (the
+    /// last, until the next newline). It used to hold all of it, waiting for a newline.
+    #[tokio::test]
+    async fn long_output_is_logged_in_bounded_lines() {
+        const PRINTED: usize = 50_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        // The bytes of `x` logged, and the worker's longest line.
+        let seen = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let log: Log = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |line: &str| {
+                if let Some(text) = line.strip_prefix("worker 0 | ") {
+                    let xs = text.bytes().filter(|&b| b == b'x').count();
+                    seen.0.fetch_add(xs, Ordering::SeqCst);
+                    seen.1.fetch_max(text.len(), Ordering::SeqCst);
+                }
+            })
+        };
+        let pool = pool_with_log(dir.path(), OUTPUT, log);
+        pool.wait_started().await.unwrap();
+        assert_eq!(
+            status(request(&pool, "long", "long").await.unwrap()),
+            "200 \"long\""
+        );
+        // All but the last line, which has not ended.
+        wait_for_count(&seen.0, PRINTED - PRINTED % crate::output::MAX_LINE).await;
+        // Its end: the next print.
+        assert_eq!(
+            status(request(&pool, "flush", "flush").await.unwrap()),
+            "200 \"flush\""
+        );
+        wait_for_count(&seen.0, PRINTED).await;
+        assert_eq!(seen.0.load(Ordering::SeqCst), PRINTED);
+        let longest = seen.1.load(Ordering::SeqCst);
+        assert!(
+            longest <= crate::output::MAX_LINE,
+            "a line of {longest} bytes"
+        );
+        pool.shutdown().await;
+    }
+
+    /// A worker whose stdout is closed can no longer print (each print() in run() would fail):
+    /// once its request is answered it is restarted, and the next worker's prints are logged.
+    #[tokio::test]
+    async fn a_worker_whose_output_closes_is_restarted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, lines) = pool(dir.path(), OUTPUT);
+        pool.wait_started().await.unwrap();
+        assert_eq!(
+            status(request(&pool, "close", "close-stdout").await.unwrap()),
+            "200 \"close-stdout\""
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pool.status().restarts < 1 || pool.health() != Health::Ready {
+            assert!(Instant::now() < deadline, "{:?}", pool.status());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            status(request(&pool, "after", "after").await.unwrap()),
+            "200 \"after\""
+        );
+        wait_for_line(&lines, |l| l == "worker 0 | printed after").await;
+        wait_for_line(&lines, |l| l.contains("stdout was closed")).await;
+        assert_eq!(pool.status().restarts, 1);
+        pool.shutdown().await;
+    }
+
+    const STATUS: &str = r#"from azureml.contrib.services.aml_response import AMLResponse
+import terrarium_worker
+
+def init():
+    pass
+
+def run(raw):
+    if raw == 'old-shim':
+        # A shim from before it checked the status (user-managed environments carry their
+        # own): the front must catch it.
+        terrarium_worker._STATUS_MIN, terrarium_worker._STATUS_MAX = -(1 << 70), 1 << 70
+        return 'old'
+    if raw.startswith('status '):
+        return AMLResponse('odd', int(raw.split()[1]), {'X-Extra': 'y'})
+    return raw
+"#;
+
+    /// An `AMLResponse` whose status is not an HTTP status gets a 500, with a log line naming
+    /// it, and its worker goes on serving. A status above 65535 used to break the channel: the
+    /// front waited 5 s for the worker to exit, then killed it.
+    #[tokio::test]
+    async fn a_status_that_is_not_http_is_a_500_and_the_worker_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, lines) = pool(dir.path(), STATUS);
+        pool.wait_started().await.unwrap();
+        for bad in ["70000", "1000", "99", "-5"] {
+            let answer = status(request(&pool, bad, &format!("status {bad}")).await.unwrap());
+            assert!(
+                answer.starts_with("500 ") && answer.contains("scoring script"),
+                "{bad}: {answer}"
+            );
+            wait_for_line(&lines, |l| l.contains(&format!("status {bad},"))).await;
+        }
+        assert_eq!(
+            status(request(&pool, "ok", "status 299").await.unwrap()),
+            "299 odd"
+        );
+        // The front's own check, for shims that do not check.
+        assert_eq!(
+            status(request(&pool, "old", "old-shim").await.unwrap()),
+            "200 \"old\""
+        );
+        for bad in ["70000", "1000", "-5"] {
+            let answer = status(request(&pool, bad, &format!("status {bad}")).await.unwrap());
+            assert!(answer.starts_with("Invalid("), "{bad}: {answer}");
+            wait_for_line(&lines, |l| l.contains(&format!("status {bad},"))).await;
+        }
+        assert_eq!(
+            status(request(&pool, "after", "after").await.unwrap()),
+            "200 \"after\""
+        );
+        assert_eq!(pool.status().restarts, 0);
         pool.shutdown().await;
     }
 }

@@ -57,10 +57,36 @@ pub enum WorkerMessage {
     },
     Response {
         id: String,
-        status: u16,
+        status: Status,
         headers: Vec<(String, String)>,
         exec_ms: f64,
     },
+}
+
+/// A response's status as the worker sent it: any JSON number, so that one that is no HTTP
+/// status (an `AMLResponse` of 70000, say) is a bad answer to one request, not a broken channel.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Status(serde_json::Number);
+
+impl Status {
+    /// The HTTP status, if it is one: three digits, as the `http` crate takes them.
+    pub fn http(&self) -> Option<u16> {
+        let code = u16::try_from(self.0.as_u64()?).ok()?;
+        (100..=999).contains(&code).then_some(code)
+    }
+}
+
+impl From<u16> for Status {
+    fn from(code: u16) -> Status {
+        Status(code.into())
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 fn yes() -> bool {
@@ -133,7 +159,7 @@ fn compact_response(header: &[u8]) -> std::io::Result<WorkerMessage> {
         .map_err(|_| invalid("a packed response id that is not UTF-8".into()))?;
     Ok(WorkerMessage::Response {
         id,
-        status,
+        status: status.into(),
         headers: vec![
             ("Content-Type".into(), "application/json".into()),
             ("x-ms-run-function-failed".into(), failed.into()),
@@ -165,7 +191,7 @@ mod tests {
                 headers,
                 ..
             } => {
-                assert_eq!((id.as_str(), status), ("r1", 201));
+                assert_eq!((id.as_str(), status.http()), ("r1", Some(201)));
                 assert_eq!(headers, vec![("Content-Type".into(), "text/plain".into())]);
             }
             other => panic!("{other:?}"),
@@ -201,7 +227,10 @@ mod tests {
                 },
                 body,
             ) => {
-                assert_eq!((id.as_str(), status, exec_ms), ("req-1", 500, 0.25));
+                assert_eq!(
+                    (id.as_str(), status.http(), exec_ms),
+                    ("req-1", Some(500), 0.25)
+                );
                 assert_eq!(
                     headers[1],
                     ("x-ms-run-function-failed".into(), "True".into())
@@ -212,6 +241,42 @@ mod tests {
         }
         // A packed header too short to hold its fields.
         assert!(read_frame(&mut b).await.is_err());
+    }
+
+    /// A status that is no HTTP status still reads as a response (which the pool answers with
+    /// 500): it used to make the frame unreadable, and the worker was killed.
+    #[tokio::test]
+    async fn any_numeric_status_reads_and_only_http_ones_are_http() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let statuses = [
+            "70000",
+            "1000",
+            "99",
+            "-5",
+            "200.0",
+            "1e30",
+            "18446744073709551616",
+            "200",
+            "999",
+        ];
+        for status in statuses {
+            let header = format!(
+                r#"{{"type": "response", "id": "r", "status": {status}, "headers": [], "exec_ms": 1.0}}"#
+            );
+            let header: serde_json::Value = serde_json::from_str(&header).unwrap();
+            write_frame(&mut a, &header, b"").await.unwrap();
+        }
+        drop(a);
+        let mut read = Vec::new();
+        while let Some((message, _)) = read_frame(&mut b).await.unwrap() {
+            match message {
+                WorkerMessage::Response { status, .. } => read.push(status.http()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(read.len(), statuses.len());
+        assert_eq!(read[..7], [None; 7]);
+        assert_eq!(read[7..], [Some(200), Some(999)]);
     }
 
     #[tokio::test]

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::http::Routes;
-use crate::{buffered_log, serve, PoolConfig, ServeConfig, Stopped, WorkerCommand};
+use crate::{
+    buffered_log, serve_with, shutdown_signal, Limits, PoolConfig, ServeConfig, Stopped,
+    WorkerCommand,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -38,6 +41,17 @@ pub struct ServeArgs {
     pub queue: Option<usize>,
     #[arg(long, default_value_t = 100, value_name = "MIB")]
     pub max_body_mib: usize,
+    /// How long a client may take to send a request's line and headers (also how long an idle
+    /// kept-alive connection stays open); then its connection is closed.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request's whole body; then it gets 408.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub body_timeout_ms: u64,
+    /// Connections held at once (fewer if the open-files limit is lower). At the cap, a new
+    /// connection closes the oldest idle one.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
 }
 
 /// Serve until SIGINT/SIGTERM (exit 0) or until the workers fail to start (exit 1).
@@ -78,8 +92,13 @@ pub fn run(args: ServeArgs) -> std::io::Result<ExitCode> {
         app_root,
         shutdown_grace: Duration::from_secs(30),
     };
+    let limits = Limits {
+        header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+        max_connections: args.max_connections.max(1),
+    };
     let (log, _flush) = buffered_log(std::io::stderr());
-    match serve(config, log, |_| {})? {
+    match serve_with(config, limits, log, |_| {}, shutdown_signal())? {
         Stopped::Signal => Ok(ExitCode::SUCCESS),
         Stopped::Failed(reason) => {
             eprintln!("error: the service failed: {reason}");

@@ -30,7 +30,7 @@ pub use sqlite::SqliteStore;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
-    /// `manual`, `import`, `run`, `clone`, `curated`, `relock`.
+    /// `manual`, `import`, `run`, `deploy`, `clone`, `curated`, `relock`.
     pub kind: String,
     /// The file it was imported from, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,7 +41,9 @@ pub struct Source {
 }
 
 /// The kinds of [`Source`] there are.
-pub const SOURCE_KINDS: &[&str] = &["manual", "import", "run", "clone", "curated", "relock"];
+pub const SOURCE_KINDS: &[&str] = &[
+    "manual", "import", "run", "deploy", "clone", "curated", "relock",
+];
 
 impl Source {
     pub fn new(kind: &str) -> Self {

@@ -234,9 +234,17 @@ def _is_response(value):
 def _response_parts(value):
     headers = []
     for k, v in value.headers.items():
-        if k.lower() != "content-length":
-            headers.append([k, str(v)])
-    return int(value.status_code), headers, value.get_data()
+        if str(k).lower() != "content-length":
+            headers.append([str(k), str(v)])
+    data = value.get_data()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return int(value.status_code), headers, bytes(data)
+
+
+# The statuses the front can answer with (three digits, as Flask passes them through); any other
+# is the script's error, answered 500. The front checks too, for shims before this check.
+_STATUS_MIN, _STATUS_MAX = 100, 999
 
 
 # The headers of a JSON response, which go to the front as a flag, not as a list (never mutated).
@@ -299,18 +307,19 @@ class Worker:
             started = time.perf_counter()
             status, headers, out = self.handle(header, body)
             elapsed = (time.perf_counter() - started) * 1000.0
-            if headers is _JSON_OK or headers is _JSON_FAILED:
-                head = _JSON_RESPONSE.pack(1, status, elapsed, headers is _JSON_FAILED)
-                send_frame(self.sock, head + header["id"].encode("utf-8"), out)
-            else:
-                write_frame(
-                    self.sock,
-                    {"type": "response", "id": header["id"], "status": status, "headers": headers,
-                     "exec_ms": elapsed},
-                    out,
+            try:
+                head = _response_head(header["id"], status, headers, elapsed)
+            except Exception:
+                # A response that cannot be framed must not take the worker down with it.
+                self.log("request %s: cannot send run()'s response:\n%s" % (header["id"], traceback.format_exc()))
+                status, headers, out = _json_response(
+                    500, {"message": "An unexpected internal error occurred. Check the logs for more info."}, False
                 )
+                head = _response_head(header["id"], status, headers, elapsed)
+            send_frame(self.sock, head, out)
 
     def handle(self, header, body):
+        """The response to one request: (status, headers, body bytes)."""
         route = header.get("route", "score")
         if route == "invocations" and self.mlflow_model is not None:
             return self.invocations(header, body)
@@ -355,6 +364,16 @@ class Worker:
         try:
             if _is_response(result):
                 status, headers, out = _response_parts(result)
+                if not _STATUS_MIN <= status <= _STATUS_MAX:
+                    self.log(
+                        "request %s: run() answered with status %r, which is not an HTTP status (100-999); answering 500"
+                        % (header["id"], status)
+                    )
+                    return _json_response(
+                        500,
+                        {"message": "An unexpected error occurred in scoring script. Check the logs for more info."},
+                        True,
+                    )
                 if status >= 500:
                     headers = _set_header(headers, "x-ms-run-function-failed", "True")
                 return status, headers, out
@@ -376,6 +395,15 @@ class Worker:
         except Exception:
             self.log("request %s: the MLflow model raised:\n%s" % (header["id"], traceback.format_exc()))
             return _json_response(500, {"error_code": "INTERNAL_ERROR", "message": "the model raised; see the deployment's log"}, False)
+
+
+def _response_head(request_id, status, headers, elapsed):
+    """A response frame's header bytes: packed for a JSON response, else JSON."""
+    if headers is _JSON_OK or headers is _JSON_FAILED:
+        head = _JSON_RESPONSE.pack(1, status, elapsed, headers is _JSON_FAILED)
+        return head + request_id.encode("utf-8")
+    header = {"type": "response", "id": request_id, "status": status, "headers": headers, "exec_ms": elapsed}
+    return json.dumps(header).encode("utf-8")
 
 
 def _parse_input(value):
