@@ -379,7 +379,6 @@ mod tests {
         d.conda = Some(Conda {
             channels: vec!["conda-forge".into()],
             dependencies: vec!["numpy>=1.26".into(), "__cuda".into()],
-            ..Conda::default()
         });
         d.python.pip = vec![PipRequirement {
             spec: "requests==2.31.0".into(),

@@ -29,7 +29,8 @@ pub struct ServeArgs {
     pub shim: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
-    #[arg(long, default_value = "0.0.0.0")]
+    /// The address to listen on: this machine only, unless told otherwise (`0.0.0.0`).
+    #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
     #[arg(long, default_value_t = 5001)]
     pub port: u16,

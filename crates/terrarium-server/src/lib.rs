@@ -5,7 +5,8 @@
 //!   - `api/`: the REST API under `/api/v1`, with its OpenAPI document at `/openapi.json`;
 //!   - `auth`: API tokens (stored hashed), roles, and the audit trail of mutating requests;
 //!   - `ui/`: the server-rendered web UI under `/ui`;
-//!   - `listener`: accepting connections with a cap and a deadline for each request's head.
+//!   - connections are accepted by the scoring front's listener (`terrarium_serve::listen`):
+//!     a deadline for each request's head, and a cap on open connections.
 //! - [`client::RemoteStore`] implements [`Store`] over that API, so every CLI command works
 //!   against `--workspace https://host:port` as it does against a local workspace.
 //!
@@ -17,12 +18,10 @@ pub mod wire;
 
 mod api;
 mod error;
-mod listener;
 mod server;
 mod state;
 mod ui;
 
-pub use listener::Limits;
 pub use server::{serve, ServerConfig};
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `75.2 MiB`, ... up to TiB. The web UI's and

@@ -27,8 +27,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
-    /// Open connections and the deadline for a request's head.
-    pub limits: crate::listener::Limits,
+    /// How long a client may take to send a request's head.
+    pub header_timeout: Duration,
+    /// Open connections at most (fewer when the open-files limit is lower).
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -39,7 +41,8 @@ impl ServerConfig {
             body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
-            limits: crate::listener::Limits::default_for_this_process(),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -78,6 +81,7 @@ pub fn serve(config: ServerConfig, stores: Vec<Arc<dyn Store>>) -> std::io::Resu
             ),
         ));
     }
+    let stores_count = stores.len();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -92,14 +96,29 @@ pub fn serve(config: ServerConfig, stores: Vec<Arc<dyn Store>>) -> std::io::Resu
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         eprintln!("terrarium server listening on http://{address}");
-        crate::listener::serve(
-            listener,
+        let log: terrarium_serve::Log =
+            Arc::new(|line: &str| eprintln!("terrarium server: {line}"));
+        let stopping = async {
+            shutdown_signal().await;
+            eprintln!("terrarium server: stopping; finishing requests in flight");
+        };
+        // The scoring front's listener: a deadline for each request's head, and a cap on
+        // connections at which the longest-idle one makes room. In-flight requests end within
+        // the request timeout, so the grace period bounds a shutdown.
+        let served = terrarium_serve::listen::serve(
+            vec![listener],
             app,
-            config.limits,
-            shutdown_signal(),
-            config.shutdown_grace,
-        )
-        .await?;
+            config.header_timeout,
+            terrarium_serve::listen::connection_cap(config.max_connections, 16 + stores_count),
+            log,
+            stopping,
+        );
+        if tokio::time::timeout(config.shutdown_grace + config.request_timeout, served)
+            .await
+            .is_err()
+        {
+            eprintln!("terrarium server: requests still running; stopping anyway");
+        }
         eprintln!("terrarium server: stopped");
         Ok(())
     })

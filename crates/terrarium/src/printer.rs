@@ -69,6 +69,12 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             user |= !matches!(e, SpecError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound);
         } else if let Some(e) = cause.downcast_ref::<terrarium_resolve::ResolveError>() {
             user |= e.is_user_error();
+        } else if let Some(e) = cause.downcast_ref::<terrarium_image::base::BaseError>() {
+            user |= e.is_user_error();
+        } else if let Some(e) = cause.downcast_ref::<terrarium_image::ImageError>() {
+            user |= e.is_user_error();
+        } else if let Some(e) = cause.downcast_ref::<terrarium_image::registry::RegistryError>() {
+            user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<StoreError>() {
             user |= e.is_user_error();
             if let StoreError::NotFound(_) = e {

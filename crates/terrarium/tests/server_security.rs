@@ -458,7 +458,8 @@ fn every_error_answer_is_json() {
     let origin = format!("http://{}", url.trim_start_matches("http://"));
     let auth = bearer(&alice);
     let big = vec![b'x'; 17 * 1024 * 1024];
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<&[u8]>, u16)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Option<&'a [u8]>, u16);
+    let cases: Vec<Case> = vec![
         (
             "DELETE",
             "/api/v1/runs",

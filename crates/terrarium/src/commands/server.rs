@@ -34,10 +34,10 @@ pub struct ServerArgs {
     /// Seconds a client may take to send a request's headers.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
-    /// Open connections at most; at the cap the longest-idle one is closed for a new one.
-    /// Default: 1024, or half the open-file limit when that is lower.
-    #[arg(long)]
-    max_connections: Option<usize>,
+    /// Open connections at most (fewer when the open-files limit is lower); at the cap the
+    /// longest-idle one is closed for a new one.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -61,10 +61,8 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     config.allow_anonymous_local = args.allow_anonymous_local;
     config.body_limit = args.body_limit;
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
-    config.limits.header_timeout = Duration::from_secs(args.header_timeout.max(1));
-    if let Some(max) = args.max_connections {
-        config.limits.max_connections = max.max(1);
-    }
+    config.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    config.max_connections = args.max_connections.max(1);
     terrarium_server::serve(config, stores).context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,10 +14,13 @@ use crate::printer::{self, user_error};
 
 /// Whether the OCI layout at `dir` holds the image `digest`.
 fn layout_has(dir: &Path, digest: &str) -> bool {
-    std::fs::read_to_string(dir.join("index.json")).is_ok_and(|index| index.contains(digest))
-        && layout::blobs_dir(dir)
-            .join(digest.trim_start_matches("sha256:"))
-            .is_file()
+    // The digest comes from a record: it becomes a path only once it is a well-formed digest.
+    let Ok(digest) = digest.parse::<terrarium_image::Digest>() else {
+        return false;
+    };
+    std::fs::read_to_string(dir.join("index.json"))
+        .is_ok_and(|index| index.contains(digest.as_str()))
+        && digest.blob_path(&layout::blobs_dir(dir)).is_file()
 }
 
 pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {

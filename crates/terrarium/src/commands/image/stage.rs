@@ -284,6 +284,10 @@ pub(super) fn add_deployment_layers(
         "/opt/terrarium/shim".into(),
         "--workers".into(),
         d.workers.to_string(),
+        // Inside the container's own network namespace: reachable only through the port
+        // the runtime publishes.
+        "--host".into(),
+        "0.0.0.0".into(),
         "--port".into(),
         "5001".into(),
     ];
@@ -329,16 +333,14 @@ pub(super) fn open_base(
     spinner.finish();
     match base {
         Ok(base) => Ok(Some(base)),
-        Err(err @ terrarium_image::base::BaseError::Invalid(..)) => Err(user_error(
-            err.to_string(),
-            Some("give REGISTRY/REPOSITORY[:TAG] or oci:DIR[:TAG]"),
-        )),
         Err(terrarium_image::base::BaseError::Registry(
             err @ terrarium_image::registry::RegistryError::Reference(..),
         )) => Err(user_error(
             err.to_string(),
             Some("give REGISTRY/REPOSITORY[:TAG] or oci:DIR[:TAG]"),
         )),
+        // A base that cannot be read or is not what its digests say: the message names the
+        // base and why; `printer::report` picks exit 2 for the base's fault.
         Err(err) => {
             Err(anyhow::Error::new(err).context(format!("cannot read the base image {reference}")))
         }
