@@ -458,7 +458,13 @@ fn every_error_answer_is_json() {
     let origin = format!("http://{}", url.trim_start_matches("http://"));
     let auth = bearer(&alice);
     let big = vec![b'x'; 17 * 1024 * 1024];
-    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Option<&'a [u8]>, u16);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Option<&'a [u8]>,
+        u16,
+    );
     let cases: Vec<Case> = vec![
         (
             "DELETE",
