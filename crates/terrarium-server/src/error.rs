@@ -166,19 +166,39 @@ pub struct ApiJson<T>(pub T);
 impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: serde::de::DeserializeOwned,
+    T: serde::de::DeserializeOwned + Send + 'static,
 {
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) =
-            axum::Json::<serde_json::Value>::from_request(request, state).await?;
-        if let Some(field) = find_nul(&value, &mut Vec::new()) {
-            return Err(nul_error(&field));
+        let json = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
+        if !json {
+            return Err(ApiError::invalid(
+                "Expected request with `Content-Type: application/json`",
+            ));
         }
-        serde_json::from_value(value)
-            .map(ApiJson)
-            .map_err(|err| ApiError::invalid(format!("Failed to deserialize the JSON body: {err}")))
+        let body = axum::body::Bytes::from_request(request, state).await?;
+        // Parsing grows with the body (up to the body limit): it runs on the blocking pool,
+        // never on the threads that answer every other request.
+        tokio::task::spawn_blocking(move || {
+            let value: serde_json::Value = serde_json::from_slice(&body).map_err(|err| {
+                ApiError::invalid(format!("Failed to parse the request body as JSON: {err}"))
+            })?;
+            if let Some(field) = find_nul(&value, &mut Vec::new()) {
+                return Err(nul_error(&field));
+            }
+            serde_json::from_value(value).map(ApiJson).map_err(|err| {
+                ApiError::invalid(format!("Failed to deserialize the JSON body: {err}"))
+            })
+        })
+        .await
+        .map_err(|err| ApiError::internal(format!("request task failed: {err}")))?
     }
 }
 

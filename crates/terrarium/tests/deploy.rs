@@ -836,3 +836,240 @@ fn deployments_are_recorded_on_a_team_server() {
         assert!(audit.contains("/api/v1/deployments/remote-svc"), "{audit}");
     }
 }
+
+/// A user-managed environment on the system's python3, registered by its first use.
+fn system_python_env(cx: &TestContext) -> PathBuf {
+    let python = Command::new("sh")
+        .args(["-c", "command -v python3"])
+        .output()
+        .unwrap()
+        .stdout;
+    cx.write(
+        "mine.yml",
+        format!(
+            "name: mine\npython:\n  user_managed: true\n  interpreter: {}\n",
+            String::from_utf8(python).unwrap().trim()
+        ),
+    )
+}
+
+/// This machine's name, as deployment records give it.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A process the test owns, killed when dropped.
+struct Bystander(std::process::Child);
+
+impl Bystander {
+    fn sleep() -> Self {
+        Self(Command::new("sleep").arg("300").spawn().unwrap())
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Change a deployment record behind the CLI's back, as anyone who may write records could.
+fn tamper(
+    cx: &TestContext,
+    name: &str,
+    change: impl FnOnce(&mut terrarium_store::DeploymentRecord),
+) -> Result<(), terrarium_store::StoreError> {
+    use terrarium_store::Store as _;
+    let store = terrarium_store::SqliteStore::open(&cx.workspace())?;
+    let mut record = store.get_deployment(name)?;
+    change(&mut record);
+    store.put_deployment(&record)
+}
+
+/// Puts a tampered record's pid back when dropped, so that the deployment can be stopped even
+/// when the test fails half-way.
+struct RestorePid<'a>(&'a TestContext, &'static str, u32);
+
+impl Drop for RestorePid<'_> {
+    fn drop(&mut self) {
+        let _ = tamper(self.0, self.1, |r| r.pid = Some(self.2));
+    }
+}
+
+/// A record whose pid was changed to another process of the user: `stop` signals nothing and
+/// says why; the deployment itself keeps serving and stops once its record is right again.
+#[test]
+fn stop_signals_only_the_process_the_pidfile_vouches_for() {
+    use std::os::unix::fs::PermissionsExt;
+    let cx = TestContext::new();
+    let env = venv_env(&cx, "python3", true);
+    let d = deploy(&cx, "svc", &env, &fixture("linear.py"), &[]);
+    let real_pid = d.show()["pid"].as_u64().unwrap() as u32;
+    // The serving process vouches for itself in the workspace's own folder, for its owner only.
+    let pidfile = cx.workspace().join("deployments/svc.pid");
+    let mode = std::fs::metadata(&pidfile).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{pidfile:?}");
+
+    let mut bystander = Bystander::sleep();
+    // Dropped before `d`, whose drop stops the deployment.
+    let restore = RestorePid(&cx, "svc", real_pid);
+    tamper(&cx, "svc", |r| r.pid = Some(bystander.pid())).unwrap();
+    let refused = cx.run(&["deployments", "stop", "svc"]).user_error();
+    assert!(
+        refused.stderr.contains(&format!(
+            "process {} is not deployment svc (its command line is `sleep 300`)",
+            bystander.pid()
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("nothing was signalled"),
+        "{}",
+        refused.stderr
+    );
+    assert!(bystander.alive(), "the bystander was signalled");
+    assert_eq!(
+        http().get(format!("{}/", d.url)).send().unwrap().status(),
+        200
+    );
+    // Listing does not record the deployment as stopped because of the changed record.
+    let shown = d.show();
+    assert_eq!(shown["state"], "ready", "{shown}");
+
+    // The record is put right again.
+    drop(restore);
+
+    // A record for a deployment that never ran here, naming the bystander: no pidfile, refused.
+    {
+        use terrarium_store::Store as _;
+        let store = terrarium_store::SqliteStore::open(&cx.workspace()).unwrap();
+        let mut ghost = store.get_deployment("svc").unwrap();
+        ghost.name = "ghost".into();
+        ghost.pid = Some(bystander.pid());
+        store.put_deployment(&ghost).unwrap();
+    }
+    let refused = cx.run(&["deployments", "stop", "ghost"]).user_error();
+    assert!(
+        refused.stderr.contains("nothing was signalled"),
+        "{}",
+        refused.stderr
+    );
+    assert!(bystander.alive(), "the bystander was signalled");
+
+    // With its record right again, the deployment stops, and its pidfile goes with it.
+    cx.run(&["deployments", "stop", "svc"]).success();
+    assert_eq!(d.show()["state"], "stopped");
+    assert!(!pidfile.exists());
+    assert!(bystander.alive());
+}
+
+/// `deployments logs` reads the workspace's own log file, never the file a record names, and
+/// refuses a name that would leave the logs folder.
+#[test]
+fn logs_are_read_from_the_workspace_never_from_the_record() {
+    use terrarium_store::Store as _;
+    let cx = TestContext::new();
+    let outside = cx.write("outside/private.txt", "PRIVATE CONTENTS\n");
+    let env = system_python_env(&cx);
+    cx.run_path(&["env", "create", "-f"], &env, &[]).success();
+    let store = terrarium_store::SqliteStore::open(&cx.workspace()).unwrap();
+    let record = terrarium_store::DeploymentRecord {
+        name: "svc".into(),
+        environment: "mine".into(),
+        version: "1".into(),
+        lock_hash: None,
+        model_path: "/model".into(),
+        model_hash: "sha256:00".into(),
+        entry: None,
+        workers: 1,
+        url: None,
+        host: this_host(),
+        pid: None,
+        state: "stopped".into(),
+        reason: None,
+        actor: "mallory".into(),
+        started_at: "2026-12-01T00:00:00.000Z".into(),
+        stopped_at: None,
+        log_path: Some(outside.display().to_string()),
+    };
+    store.put_deployment(&record).unwrap();
+    drop(store);
+    cx.write(
+        "workspace/deployments/svc.log",
+        "the deployment's own log\n",
+    );
+
+    let logs = cx.run(&["deployments", "logs", "svc"]).success();
+    assert_eq!(logs.stdout, "the deployment's own log\n");
+    let refused = cx
+        .run(&["deployments", "logs", "../outside/private"])
+        .user_error();
+    assert!(
+        refused.stderr.contains("invalid name"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("PRIVATE"), "{}", refused.stdout);
+    let refused = cx
+        .run(&["deployments", "stop", "../outside/private"])
+        .user_error();
+    assert!(
+        refused.stderr.contains("invalid name"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// A deployment name with `../` (or a folder) is refused before anything is written: nothing is
+/// created outside the logs folder, not even the workspace.
+#[test]
+fn deploy_refuses_a_name_that_leaves_the_logs_folder() {
+    let cx = TestContext::new();
+    let env = system_python_env(&cx);
+    let model = model(&cx);
+    for (name, detach) in [
+        ("../../escaped/x", true),
+        ("../../escaped/x", false),
+        ("curated/x", true),
+        ("a/b", true),
+        ("", true),
+    ] {
+        let mut command = cx.command();
+        command
+            .args(["deploy", name, "--port", "0", "--env"])
+            .arg(&env);
+        command.arg("--model").arg(&model);
+        command.arg("--entry").arg(fixture("linear.py"));
+        if detach {
+            command.arg("--detach");
+        }
+        let run: common::Run = command.output().unwrap().into();
+        let run = run.user_error();
+        assert!(
+            run.stderr.contains("invalid") || run.stderr.contains("needs a name"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(
+            !cx.path("escaped").exists(),
+            "{name}: a folder was created outside"
+        );
+        assert!(
+            !cx.workspace().exists(),
+            "{name}: the workspace was touched"
+        );
+    }
+}

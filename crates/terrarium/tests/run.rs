@@ -93,7 +93,9 @@ fn lock_build_run_and_record() {
     let run: common::Run = run.into();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
-        run.stdout.contains("beta 2.1 hello s3cret"),
+        // The process gets the secret: what it prints of it is masked, which only the exact
+        // value is.
+        run.stdout.contains("beta 2.1 hello ***"),
         "{}",
         run.stdout
     );
@@ -716,4 +718,62 @@ fn cache_gc_is_lru_and_spares_environments_in_use() {
         .success()
         .json();
     assert_eq!(removed.as_array().unwrap().len(), 1);
+}
+
+/// A secret printed in two pieces, flushed apart, is masked in what `run` prints and in the
+/// local log file as it is written (not only in the copy stored in the workspace); the log file
+/// is its owner's only.
+#[test]
+fn secrets_are_masked_in_the_local_log_as_it_is_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let cx = TestContext::new();
+    let python = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v python3"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let file = cx.write(
+        "sys.yml",
+        format!(
+            "name: sys\npython:\n  user_managed: true\n  interpreter: {}\nenvironment_variables:\n  TOKEN: ${{secret:API_TOKEN}}\n",
+            python.trim()
+        ),
+    );
+    let secret = "s3cr3t-value-42";
+    // Both streams: the value split across two writes, flushed 200 ms apart.
+    let script = "import os, sys, time\n\
+                  v = os.environ['TOKEN']\n\
+                  for f in (sys.stdout, sys.stderr):\n    \
+                      f.write('token=' + v[:3]); f.flush(); time.sleep(0.2)\n    \
+                      f.write(v[3:] + ' end\\n'); f.flush()\n";
+    let run: common::Run = cx
+        .command()
+        .args(["run", "--env"])
+        .arg(&file)
+        .args(["--", "python3", "-c", script])
+        .env("TERRARIUM_SECRET_API_TOKEN", secret)
+        .output()
+        .unwrap()
+        .into();
+    let run = run.success();
+    assert!(run.stdout.contains("token=*** end"), "{}", run.stdout);
+    assert!(run.stderr.contains("token=*** end"), "{}", run.stderr);
+    assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
+
+    let runs = cx.run(&["runs", "list", "--json"]).success().json();
+    let id = runs[0]["id"].as_str().unwrap();
+    let path = cx.workspace().join(format!("runs/{id}.log"));
+    let log = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(log.matches("token=*** end\n").count(), 2, "{log}");
+    assert!(!log.contains(secret), "{log}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{path:?}");
+    let stored = cx.run(&["runs", "logs", id]).success().stdout;
+    assert!(
+        !stored.contains(secret) && stored.contains("token=***"),
+        "{stored}"
+    );
 }

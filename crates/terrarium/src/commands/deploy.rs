@@ -69,6 +69,8 @@ pub struct DeployArgs {
 }
 
 pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
+    // Before anything touches the filesystem: the name becomes file names in the logs folder.
+    validate_deployment_name(&args.name)?;
     let store: Arc<dyn Store> = Arc::from(context.store()?);
     let record = environments::resolve_or_register(context, store.as_ref(), &args.env, "deploy")?;
     let model = std::fs::canonicalize(&args.model).map_err(|err| {
@@ -100,24 +102,33 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     if args.workers == 0 {
         return Err(user_error("--workers must be at least 1", None));
     }
+    let logs = logs_dir(context)?;
+    // Here, the pidfile says whether it runs (whatever the record says); elsewhere, the record.
     let existing = store.get_deployment(&args.name).ok();
-    if let Some(existing) = &existing {
-        if is_running(existing) {
-            return Err(user_error(
-                format!(
-                    "deployment {} is already running (pid {}, {})",
-                    existing.name,
-                    existing.pid.unwrap_or(0),
-                    existing.url.as_deref().unwrap_or("no address yet")
-                ),
-                Some(&format!(
-                    "stop it first: terrarium deployments stop {}",
-                    existing.name
-                )),
-            ));
-        }
+    let running = match serving_pid(&logs, &args.name) {
+        Some(pid) => Some(pid),
+        None => existing
+            .as_ref()
+            .filter(|d| d.host != hostname() && says_running(d))
+            .map(|d| d.pid.unwrap_or(0)),
+    };
+    if let Some(pid) = running {
+        return Err(user_error(
+            format!(
+                "deployment {} is already running (pid {pid}, {})",
+                args.name,
+                existing
+                    .as_ref()
+                    .and_then(|d| d.url.as_deref())
+                    .unwrap_or("no address yet")
+            ),
+            Some(&format!(
+                "stop it first: terrarium deployments stop {}",
+                args.name
+            )),
+        ));
     }
-    let log_path = logs_dir(context)?.join(format!("{}.log", args.name));
+    let log_path = logs.join(format!("{}.log", args.name));
     if args.detach {
         return detach(context, &args, &record, store.as_ref(), &log_path);
     }
@@ -222,6 +233,9 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
         stopped_at: None,
         log_path: Some(log_path.display().to_string()),
     };
+    // Written before the record names this process, and removed when it ends (`_pidfile`):
+    // `deployments stop` signals only the process the pidfile vouches for.
+    let _pidfile = PidFile::write_own(&logs, &args.name)?;
     store.put_deployment(&deployment)?;
 
     // `_flush` writes the log's last lines when this function returns.
@@ -514,16 +528,239 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// Whether the record's process is alive on this machine (a deployment on another machine
-/// counts as running while its record says so).
-pub fn is_running(d: &DeploymentRecord) -> bool {
-    if d.state != "starting" && d.state != "ready" {
-        return false;
+/// Deployment names become file names in the logs folder (`NAME.log`, `NAME.pid`): they follow
+/// the rule for environment names, without the `curated/` prefix (which would be a folder).
+pub fn validate_deployment_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(user_error("a deployment needs a name", None));
     }
-    if d.host != hostname() {
-        return true;
+    if terrarium_spec::names::is_curated(name) {
+        return Err(user_error(
+            format!(
+                "invalid deployment name `{name}`: `{}` is reserved for curated environments",
+                terrarium_spec::names::CURATED_PREFIX
+            ),
+            None,
+        ));
     }
-    d.pid.is_some_and(pid_alive)
+    terrarium_spec::names::validate_name(name).map_err(|err| user_error(err, None))
+}
+
+/// Whether the record says the deployment is up. A record is what anyone with write access to
+/// the workspace (maybe a team server) says; on this machine only the pidfile is trusted.
+pub fn says_running(d: &DeploymentRecord) -> bool {
+    d.state == "starting" || d.state == "ready"
+}
+
+/// What this machine knows of a deployment's serving process, for one that says it runs here.
+pub enum Serving {
+    /// The record's process is the deployment: its pidfile names it, with the same start time,
+    /// and its command line is `... deploy NAME ...`. Only this may be signalled.
+    Verified(u32),
+    /// Nothing serves it: the record's process, and the pidfile's, are gone.
+    Gone,
+    /// A live process that cannot be confirmed as the deployment; why, in a sentence.
+    Unverified(String),
+}
+
+/// Check the record's process against the local pidfile and `/proc`.
+pub fn check_serving(logs: &Path, d: &DeploymentRecord) -> Serving {
+    let name = &d.name;
+    match (d.pid, PidFile::state(logs, name)) {
+        (Some(pid), PidState::Running(file)) if file.pid == pid => Serving::Verified(pid),
+        (recorded, PidState::Running(file)) => {
+            let recorded = match recorded {
+                Some(pid) if pid_alive(pid) => not_the_deployment(pid, name),
+                Some(pid) => format!("the record names process {pid}, which is gone"),
+                None => "the record names no process".to_string(),
+            };
+            Serving::Unverified(format!(
+                "{recorded}; deployment {name} runs as process {} (its pidfile says so)",
+                file.pid
+            ))
+        }
+        // The pidfile's process ended (its pid may be in use again): the deployment is gone.
+        (Some(pid), PidState::Exited(file)) if file.pid == pid => Serving::Gone,
+        (Some(pid), _) if pid_alive(pid) => Serving::Unverified(not_the_deployment(pid, name)),
+        _ => Serving::Gone,
+    }
+}
+
+/// Why live process `pid` is not taken for deployment `name`.
+fn not_the_deployment(pid: u32, name: &str) -> String {
+    let command = command_line(pid).unwrap_or_default();
+    if is_deploy_command(&command, name) {
+        format!(
+            "process {pid} runs `{}` but no pidfile of this workspace vouches for it",
+            shown_command(&command)
+        )
+    } else {
+        format!(
+            "process {pid} is not deployment {name} (its command line is `{}`)",
+            shown_command(&command)
+        )
+    }
+}
+
+/// The pid of the process serving deployment `name` on this machine, per its pidfile.
+pub fn serving_pid(logs: &Path, name: &str) -> Option<u32> {
+    match PidFile::state(logs, name) {
+        PidState::Running(file) => Some(file.pid),
+        _ => None,
+    }
+}
+
+/// Remove deployment `name`'s pidfile once its process `pid` has exited (it removes it itself,
+/// unless it was killed).
+pub fn remove_pidfile(logs: &Path, name: &str, pid: u32) {
+    if let PidState::Exited(file) = PidFile::state(logs, name) {
+        if file.pid == pid {
+            PidFile::remove_if_nonce(logs, name, &file.nonce);
+        }
+    }
+}
+
+/// `<logs>/<name>.pid`: which process serves a deployment on this machine. It is written by the
+/// serving process itself, in the workspace's local folder, so unlike the record (which may live
+/// on a team server anyone can write to) it can be trusted to say which process to signal. The
+/// start time tells a process from a later one given the same pid; the nonce tells this
+/// deployment's pidfile from the next one's, so that a process removes only its own.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PidFile {
+    /// The format's version.
+    version: u32,
+    pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`: clock ticks after boot.
+    start_time: u64,
+    /// 16 random bytes, hex.
+    nonce: String,
+}
+
+enum PidState {
+    /// No pidfile, or one this version cannot read.
+    Missing,
+    /// Its process has ended, or the pid is another process's now.
+    Exited(PidFile),
+    /// Its process runs, and is the deployment.
+    Running(PidFile),
+    /// Its process runs but is not `deploy NAME` (its command line changed).
+    Foreign,
+}
+
+/// Removes the serving process's pidfile when the process stops serving.
+struct PidFileGuard {
+    logs: PathBuf,
+    name: String,
+    nonce: String,
+}
+
+impl Drop for PidFileGuard {
+    fn drop(&mut self) {
+        PidFile::remove_if_nonce(&self.logs, &self.name, &self.nonce);
+    }
+}
+
+impl PidFile {
+    const VERSION: u32 = 1;
+
+    fn path(logs: &Path, name: &str) -> PathBuf {
+        logs.join(format!("{name}.pid"))
+    }
+
+    /// Write this process's pidfile for deployment `name`: mode 0600, and atomically (a temporary
+    /// file renamed over the old one), so a reader never sees half of it.
+    fn write_own(logs: &Path, name: &str) -> Result<PidFileGuard> {
+        let pid = std::process::id();
+        let start_time = start_time(pid).context("cannot read this process's start time")?;
+        let mut nonce = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
+            .context("cannot read /dev/urandom")?;
+        let file = PidFile {
+            version: Self::VERSION,
+            pid,
+            start_time,
+            nonce: hex::encode(nonce),
+        };
+        std::fs::create_dir_all(logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let path = Self::path(logs, name);
+        // tempfile creates its files with mode 0600.
+        let mut temp = tempfile::NamedTempFile::new_in(logs)
+            .with_context(|| format!("cannot write into {}", logs.display()))?;
+        temp.write_all(&serde_json::to_vec(&file)?)?;
+        temp.as_file().sync_all()?;
+        temp.persist(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(PidFileGuard {
+            logs: logs.to_path_buf(),
+            name: name.to_string(),
+            nonce: file.nonce,
+        })
+    }
+
+    fn read(logs: &Path, name: &str) -> Option<PidFile> {
+        // Names from a record are not trusted to stay inside the folder.
+        validate_deployment_name(name).ok()?;
+        let text = std::fs::read(Self::path(logs, name)).ok()?;
+        serde_json::from_slice::<PidFile>(&text)
+            .ok()
+            .filter(|f| f.version == Self::VERSION)
+    }
+
+    fn state(logs: &Path, name: &str) -> PidState {
+        let Some(file) = Self::read(logs, name) else {
+            return PidState::Missing;
+        };
+        if !pid_alive(file.pid) || start_time(file.pid) != Some(file.start_time) {
+            return PidState::Exited(file);
+        }
+        match command_line(file.pid) {
+            Some(command) if is_deploy_command(&command, name) => PidState::Running(file),
+            _ => PidState::Foreign,
+        }
+    }
+
+    /// Remove the pidfile if it is still the one with `nonce` (not a newer deployment's).
+    fn remove_if_nonce(logs: &Path, name: &str, nonce: &str) {
+        if Self::read(logs, name).is_some_and(|now| now.nonce == nonce) {
+            let _ = std::fs::remove_file(Self::path(logs, name));
+        }
+    }
+}
+
+/// A process's start time, field 22 of `/proc/<pid>/stat` (the fields after the command name,
+/// which may hold spaces and parentheses, start at field 3).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// A process's arguments, from `/proc/<pid>/cmdline`.
+fn command_line(pid: u32) -> Option<Vec<String>> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        bytes
+            .split(|b| *b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect(),
+    )
+}
+
+/// Whether a command line is `... deploy ... NAME ...`, as the serving process's is.
+fn is_deploy_command(command: &[String], name: &str) -> bool {
+    command.iter().any(|arg| arg == "deploy") && command.iter().any(|arg| arg == name)
+}
+
+/// A command line for a message: its arguments joined, control characters escaped.
+fn shown_command(command: &[String]) -> String {
+    command
+        .iter()
+        .map(|arg| arg.escape_debug().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn pid_alive(pid: u32) -> bool {

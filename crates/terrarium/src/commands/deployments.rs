@@ -1,6 +1,6 @@
 //! `terrarium deployments list|show|logs|stop|shim`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,10 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use terrarium_store::DeploymentRecord;
 
-use super::deploy::{hostname, is_running, pid_alive};
+use super::deploy::{
+    check_serving, hostname, logs_dir, pid_alive, remove_pidfile, says_running, serving_pid,
+    validate_deployment_name, Serving,
+};
 use super::Context;
 use crate::printer::{self, user_error};
 
@@ -69,12 +72,13 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = context.store()?;
+    let logs = logs_dir(context)?;
     match command {
         DeploymentsCommand::List(args) => {
             let deployments: Vec<DeploymentRecord> = store
                 .list_deployments()?
                 .into_iter()
-                .map(|d| reconcile(store.as_ref(), d))
+                .map(|d| reconcile(store.as_ref(), &logs, d))
                 .collect();
             if args.json {
                 printer::json(&deployments)?;
@@ -97,7 +101,7 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
             }
         }
         DeploymentsCommand::Show(args) => {
-            let d = reconcile(store.as_ref(), store.get_deployment(&args.name)?);
+            let d = reconcile(store.as_ref(), &logs, store.get_deployment(&args.name)?);
             if args.json {
                 printer::json(&d)?;
             } else {
@@ -131,38 +135,69 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
             }
         }
         DeploymentsCommand::Logs(args) => {
+            validate_deployment_name(&args.name)?;
             let d = store.get_deployment(&args.name)?;
-            let path = d.log_path.clone().unwrap_or_default();
             if d.host != hostname() {
                 return Err(user_error(
                     format!(
-                        "deployment {} runs on {}; its log is there, in {path}",
+                        "deployment {} runs on {}; its log is on that machine",
                         d.name, d.host
                     ),
-                    None,
+                    Some(&format!(
+                        "run `terrarium deployments logs {}` there",
+                        d.name
+                    )),
                 ));
             }
-            let text = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
+            // Always the workspace's own log file, never the record's `log_path`: anyone who
+            // may write records could point that at any file this user can read.
+            let path = logs.join(format!("{}.log", d.name));
+            let text =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             use std::io::Write as _;
             std::io::stdout().write_all(&text)?;
         }
         DeploymentsCommand::Stop(args) => {
+            validate_deployment_name(&args.name)?;
             let d = store.get_deployment(&args.name)?;
-            if !is_running(&d) {
-                let d = reconcile(store.as_ref(), d);
-                printer::status(&format!(
-                    "deployment {} is not running ({})",
-                    d.name, d.state
-                ));
-                return Ok(ExitCode::SUCCESS);
-            }
-            if d.host != hostname() {
-                return Err(user_error(
-                    format!("deployment {} runs on {}; stop it there", d.name, d.host),
-                    None,
-                ));
-            }
-            let pid = d.pid.expect("a running deployment has a pid");
+            let serving = if d.host != hostname() {
+                if says_running(&d) {
+                    return Err(user_error(
+                        format!("deployment {} runs on {}; stop it there", d.name, d.host),
+                        None,
+                    ));
+                }
+                Serving::Gone
+            } else if says_running(&d) || serving_pid(&logs, &d.name).is_some() {
+                // A record that says stopped is checked too when the pidfile says it serves.
+                check_serving(&logs, &d)
+            } else {
+                Serving::Gone
+            };
+            let pid = match serving {
+                Serving::Verified(pid) => pid,
+                Serving::Gone => {
+                    let d = reconcile(store.as_ref(), &logs, d);
+                    printer::status(&format!(
+                        "deployment {} is not running ({})",
+                        d.name, d.state
+                    ));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Serving::Unverified(why) => {
+                    return Err(user_error(
+                        format!(
+                            "{why}; the record of deployment {} may have been changed by someone else; nothing was signalled",
+                            d.name
+                        ),
+                        Some(&format!(
+                            "`terrarium deployments show {}` shows the record; only the process that the deployment's pidfile in {} names is ever signalled",
+                            d.name,
+                            logs.display()
+                        )),
+                    ));
+                }
+            };
             let status = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status()
@@ -186,7 +221,9 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let d = reconcile(store.as_ref(), store.get_deployment(&args.name)?);
+            // The process removes its pidfile as it exits; not if it was killed meanwhile.
+            remove_pidfile(&logs, &d.name, pid);
+            let d = reconcile(store.as_ref(), &logs, store.get_deployment(&args.name)?);
             printer::status(&format!("deployment {} stopped ({})", d.name, d.state));
         }
         DeploymentsCommand::Shim(_) => unreachable!("handled above"),
@@ -195,10 +232,15 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
 }
 
 /// A record that says running, for a process on this machine that is gone (killed, or the
-/// machine rebooted), is recorded as stopped.
-fn reconcile(store: &dyn terrarium_store::Store, mut d: DeploymentRecord) -> DeploymentRecord {
-    let says_running = d.state == "starting" || d.state == "ready";
-    if says_running && d.host == hostname() && !d.pid.is_some_and(pid_alive) {
+/// machine rebooted), is recorded as stopped. A live process that cannot be confirmed as the
+/// deployment leaves the record as it is: it may be a changed record for one that still runs.
+fn reconcile(
+    store: &dyn terrarium_store::Store,
+    logs: &Path,
+    mut d: DeploymentRecord,
+) -> DeploymentRecord {
+    if says_running(&d) && d.host == hostname() && matches!(check_serving(logs, &d), Serving::Gone)
+    {
         d.state = "stopped".into();
         d.reason = Some("the serving process is gone".into());
         d.stopped_at = Some(terrarium_store::now());

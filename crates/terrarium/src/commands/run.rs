@@ -122,20 +122,21 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Secret values never reach the log file, nor our stdout and stderr (which CI keeps): each
+    // stream is masked as it is copied.
+    let secrets = environments::secret_values(&record);
+    let log = create_log(&log_path)?;
     let code = match command.spawn() {
         Ok(mut child) => {
-            let log = Arc::new(Mutex::new(
-                std::fs::File::create(&log_path)
-                    .with_context(|| format!("cannot write {}", log_path.display()))?,
-            ));
+            let log = Arc::new(Mutex::new(log));
             let out = child
                 .stdout
                 .take()
-                .map(|s| tee(s, std::io::stdout(), log.clone()));
+                .map(|s| tee(s, std::io::stdout(), log.clone(), Masker::new(&secrets)));
             let err = child
                 .stderr
                 .take()
-                .map(|s| tee(s, std::io::stderr(), log.clone()));
+                .map(|s| tee(s, std::io::stderr(), log.clone(), Masker::new(&secrets)));
             let status = child.wait()?;
             for handle in [out, err].into_iter().flatten() {
                 let _ = handle.join();
@@ -144,16 +145,19 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         }
         Err(err) => {
             let message = format!("cannot run `{}`: {err}\n", args.command[0]);
-            eprint!("error: {message}");
-            std::fs::write(&log_path, &message)?;
+            let message = Masker::new(&secrets).mask_all(message.as_bytes());
+            let _ = std::io::stderr().write_all(b"error: ");
+            let _ = std::io::stderr().write_all(&message);
+            let mut log = log;
+            log.write_all(&message)
+                .with_context(|| format!("cannot write {}", log_path.display()))?;
             127
         }
     };
-    // The log goes into the workspace too, so every client and the web UI can show it.
-    // Secret values are masked in the stored copy, which the whole team can read.
+    // The log goes into the workspace too, so every client and the web UI can show it. The file
+    // was masked as it was written, so the stored copy, which the whole team can read, is too.
     match read_log_tail(&log_path) {
         Ok(log) => {
-            let log = mask(log, &environments::secret_values(&record));
             if let Err(err) = store.put_run_log(&id, &log) {
                 printer::warn(&format!(
                     "cannot store the log of run {id} in the workspace: {err}"
@@ -168,24 +172,112 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-/// Replace every occurrence of each secret with `***`.
-fn mask(mut log: Vec<u8>, secrets: &[String]) -> Vec<u8> {
-    for secret in secrets {
-        let needle = secret.as_bytes();
-        let mut out = Vec::with_capacity(log.len());
-        let mut i = 0;
-        while i < log.len() {
-            if log[i..].starts_with(needle) {
-                out.extend_from_slice(b"***");
-                i += needle.len();
-            } else {
-                out.push(log[i]);
-                i += 1;
+/// A new run log, readable by its owner only: it holds the program's output, which may hold
+/// anything. `create_new` also refuses a file (or symlink) that is already there.
+fn create_log(path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Masks secret values in a stream that arrives in pieces: every byte covered by an occurrence
+/// of a secret is replaced, a run of such bytes by one `***`, even when an occurrence is split
+/// across pieces or overlaps another. To see a secret that is split, it holds back the end of
+/// what it was given while that end could still grow into a secret: never more than the
+/// longest secret less one byte, and nothing when the end cannot start a secret.
+struct Masker {
+    /// Non-empty, distinct.
+    secrets: Vec<Vec<u8>>,
+    /// Bytes given but not yet released.
+    held: Vec<u8>,
+    /// How many bytes at the start of `held` an occurrence already released covers.
+    covered: usize,
+    /// Whether the last bytes released were masked, so that masked bytes that follow belong to
+    /// the same `***`.
+    masking: bool,
+}
+
+impl Masker {
+    fn new(secrets: &[String]) -> Self {
+        let mut secrets: Vec<Vec<u8>> = secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        Self {
+            secrets,
+            held: Vec::new(),
+            covered: 0,
+            masking: false,
+        }
+    }
+
+    /// Take `input`; return what can be released now, masked.
+    fn push(&mut self, input: &[u8]) -> Vec<u8> {
+        self.held.extend_from_slice(input);
+        self.release(false)
+    }
+
+    /// Release everything still held back, masked: the stream has ended.
+    fn finish(&mut self) -> Vec<u8> {
+        self.release(true)
+    }
+
+    /// All of `text`, masked.
+    fn mask_all(mut self, text: &[u8]) -> Vec<u8> {
+        let mut out = self.push(text);
+        out.extend(self.finish());
+        out
+    }
+
+    fn release(&mut self, end: bool) -> Vec<u8> {
+        let held = std::mem::take(&mut self.held);
+        let mut cover_end = self.covered;
+        // Release up to the first position where what follows could still become a secret.
+        let mut release = held.len();
+        let mut masked = vec![false; held.len()];
+        for at in 0..held.len() {
+            let rest = &held[at..];
+            if !end
+                && self
+                    .secrets
+                    .iter()
+                    .any(|s| s.len() > rest.len() && s.starts_with(rest))
+            {
+                release = at;
+                break;
+            }
+            for secret in &self.secrets {
+                if rest.starts_with(secret) {
+                    cover_end = cover_end.max(at + secret.len());
+                }
+            }
+            if at < cover_end {
+                masked[at] = true;
             }
         }
-        log = out;
+        let mut out = Vec::with_capacity(release);
+        for (byte, masked) in held[..release].iter().zip(&masked) {
+            if *masked {
+                if !self.masking {
+                    out.extend_from_slice(b"***");
+                    self.masking = true;
+                }
+            } else {
+                out.push(*byte);
+                self.masking = false;
+            }
+        }
+        self.covered = cover_end.saturating_sub(release);
+        self.held = held[release..].to_vec();
+        out
     }
-    log
 }
 
 /// The end of a log, at most what the workspace keeps (8 MiB).
@@ -203,31 +295,35 @@ fn read_log_tail(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Copy a child's stream to ours as it arrives, and to the log in whole lines, so that lines
-/// of stdout and stderr interleave in the log but never split each other.
+/// of stdout and stderr interleave in the log but never split each other. Both copies are
+/// masked before they are written.
 fn tee(
     mut source: impl Read + Send + 'static,
     mut sink: impl Write + Send + 'static,
     log: Arc<Mutex<std::fs::File>>,
+    mut masker: Masker,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         let mut pending: Vec<u8> = Vec::new();
+        let mut copy = |text: &[u8], pending: &mut Vec<u8>| {
+            let _ = sink.write_all(text);
+            let _ = sink.flush();
+            pending.extend_from_slice(text);
+            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+                if let Ok(mut file) = log.lock() {
+                    let _ = file.write_all(&pending[..=end]);
+                }
+                pending.drain(..=end);
+            }
+        };
         loop {
             match source.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let _ = sink.write_all(&buf[..n]);
-                    let _ = sink.flush();
-                    pending.extend_from_slice(&buf[..n]);
-                    if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
-                        if let Ok(mut file) = log.lock() {
-                            let _ = file.write_all(&pending[..=end]);
-                        }
-                        pending.drain(..=end);
-                    }
-                }
+                Ok(n) => copy(&masker.push(&buf[..n]), &mut pending),
             }
         }
+        copy(&masker.finish(), &mut pending);
         if !pending.is_empty() {
             if let Ok(mut file) = log.lock() {
                 let _ = file.write_all(&pending);
@@ -253,4 +349,89 @@ fn new_run_id() -> String {
     seed = seed.wrapping_mul(0xff51_afd7_ed55_8ccd);
     seed ^= seed >> 33;
     format!("{stamp}-{:06x}", seed & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Masker;
+
+    fn secrets(values: &[&str]) -> Vec<String> {
+        values.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// `pieces` pushed one by one, then the end; also checks the hold-back bound on the way.
+    fn masked(secrets: &[String], pieces: &[&[u8]]) -> Vec<u8> {
+        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+        let mut masker = Masker::new(secrets);
+        let mut out = Vec::new();
+        for piece in pieces {
+            out.extend(masker.push(piece));
+            assert!(masker.held.len() < longest.max(1), "held {:?}", masker.held);
+        }
+        out.extend(masker.finish());
+        out
+    }
+
+    #[test]
+    fn a_secret_split_at_every_position_is_masked() {
+        let secret = secrets(&["s3cr3t-value"]);
+        let text = b"token=s3cr3t-value and again s3cr3t-value\n";
+        let mut cases = 0;
+        for split in 0..=text.len() {
+            let (a, b) = text.split_at(split);
+            assert_eq!(
+                String::from_utf8(masked(&secret, &[a, b])).unwrap(),
+                "token=*** and again ***\n",
+                "split at {split}"
+            );
+            cases += 1;
+        }
+        // One byte at a time.
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(masked(&secret, &bytes), b"token=*** and again ***\n");
+        assert_eq!(cases, text.len() + 1);
+    }
+
+    #[test]
+    fn overlapping_and_nested_secrets_are_masked_whole() {
+        // Overlapping: every byte either covers is masked, not just the first match.
+        let s = secrets(&["abcd", "cdef"]);
+        let text = b"x abcdef y";
+        for split in 0..=text.len() {
+            let (a, b) = text.split_at(split);
+            assert_eq!(masked(&s, &[a, b]), b"x *** y", "split at {split}");
+        }
+        // Nested: the longer one is not left half shown.
+        let s = secrets(&["pass", "password"]);
+        let text = b"pass password passw";
+        for split in 0..=text.len() {
+            let (a, b) = text.split_at(split);
+            assert_eq!(masked(&s, &[a, b]), b"*** *** ***w", "split at {split}");
+        }
+        // A secret that overlaps itself.
+        assert_eq!(masked(&secrets(&["aba"]), &[b"xababay"]), b"x***y");
+    }
+
+    #[test]
+    fn a_secret_at_the_end_and_a_prefix_at_the_end() {
+        let s = secrets(&["s3cret"]);
+        assert_eq!(masked(&s, &[b"value s3cret"]), b"value ***");
+        // A prefix is held back while it could become the secret, then released as it is.
+        let mut masker = Masker::new(&s);
+        assert_eq!(masker.push(b"value s3cr"), b"value ");
+        assert_eq!(masker.finish(), b"s3cr");
+        // What cannot start a secret is never held back (prompts show at once).
+        let mut masker = Masker::new(&s);
+        assert_eq!(masker.push(b"Password: "), b"Password: ");
+        assert!(masker.held.is_empty());
+    }
+
+    #[test]
+    fn no_secrets_and_empty_secrets_change_nothing() {
+        let text = b"plain text\n";
+        assert_eq!(masked(&[], &[text]), text);
+        // An empty value would match everywhere; it is ignored.
+        assert_eq!(masked(&secrets(&[""]), &[text]), text);
+        assert_eq!(Masker::new(&secrets(&["x"])).mask_all(b"a x b"), b"a *** b");
+    }
 }
