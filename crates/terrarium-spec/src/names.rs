@@ -8,10 +8,28 @@ pub const CURATED_PREFIX: &str = "curated/";
 /// The label that always means "the newest version that is not archived".
 pub const LATEST: &str = "latest";
 
+/// Names under this prefix are given by Terrarium to nameless definitions (a requirements
+/// file, most conda files and Dockerfiles): `anonymous/` and the start of the content hash,
+/// so the same content always has the same name and different content never shares one.
+pub const ANONYMOUS_PREFIX: &str = "anonymous/";
+
+/// The name of a nameless definition whose content hash is `content_hash` (`sha256:HEX`).
+pub fn anonymous_name(content_hash: &str) -> String {
+    let hex = content_hash.strip_prefix("sha256:").unwrap_or(content_hash);
+    format!("{ANONYMOUS_PREFIX}{}", &hex[..hex.len().min(16)])
+}
+
+pub fn is_anonymous(name: &str) -> bool {
+    name.starts_with(ANONYMOUS_PREFIX)
+}
+
 /// A name: 1-255 of letters, digits, `.`, `_`, `-`, starting with a letter or digit. Curated
-/// names are the same under the `curated/` prefix.
+/// and anonymous names are the same under the `curated/` and `anonymous/` prefixes.
 pub fn validate_name(name: &str) -> Result<(), String> {
-    let body = name.strip_prefix(CURATED_PREFIX).unwrap_or(name);
+    let body = name
+        .strip_prefix(CURATED_PREFIX)
+        .or_else(|| name.strip_prefix(ANONYMOUS_PREFIX))
+        .unwrap_or(name);
     let ok = !body.is_empty()
         && body.len() <= 255
         && body

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use terrarium_spec::names::Reference;
+use terrarium_spec::names::{self, Reference};
 use terrarium_spec::Definition;
 
 pub mod audit;
@@ -398,6 +398,31 @@ pub trait Store: Send + Sync {
 
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// What every backend checks before it registers `definition`, and its content hash: a valid
+/// name and version; `curated/` names only when seeding curated environments; an `anonymous/`
+/// name only as the one its content gives ([`names::anonymous_name`]), so that no one can
+/// register other content under it.
+pub(crate) fn check_registration(
+    definition: &Definition,
+    allow_curated: bool,
+) -> Result<String, StoreError> {
+    let name = &definition.name;
+    names::validate_name(name).map_err(StoreError::Invalid)?;
+    if names::is_curated(name) && !allow_curated {
+        return Err(StoreError::Curated(name.clone()));
+    }
+    if let Some(version) = &definition.version {
+        names::validate_version(version).map_err(StoreError::Invalid)?;
+    }
+    let hash = terrarium_spec::content_hash(definition);
+    if names::is_anonymous(name) && *name != names::anonymous_name(&hash) {
+        return Err(StoreError::Invalid(format!(
+            "`{name}` is an anonymous name, which Terrarium gives a nameless definition from its content; give this one a name of its own"
+        )));
+    }
+    Ok(hash)
 }
 
 /// The current time as RFC 3339 UTC with milliseconds.

@@ -46,14 +46,36 @@ impl LockArgs {
 
 /// A reference, or a definition file to register first (as Azure ML does at submission). A
 /// text that names a registered environment is a reference, even if a file of that name exists.
+///
+/// The file is registered under `name` when given, else under its own name; a nameless file (a
+/// requirements file, most conda files and Dockerfiles) is registered anonymously, under the
+/// name its content gives (`anonymous/HASH`): the same content always reuses that version,
+/// and two different files never become versions of one another.
 pub fn resolve_or_register(
     context: &Context,
     store: &dyn Store,
     text: &str,
     source_kind: &str,
+    name: Option<&str>,
 ) -> Result<VersionRecord> {
     let path = Path::new(text);
-    if let Ok(reference) = terrarium_spec::names::Reference::parse(text) {
+    if name.is_some() && !path.is_file() && !path.is_dir() {
+        return Err(user_error(
+            format!("--name names the environment a definition file is registered as, and `{text}` is not a file"),
+            Some("pass --env FILE --name NAME, or --env NAME[:VERSION] alone"),
+        ));
+    }
+    let name = match name {
+        Some(name) => {
+            terrarium_spec::names::validate_name(name).map_err(|e| user_error(e, None))?;
+            Some(name)
+        }
+        None => None,
+    };
+    if let Some(reference) = terrarium_spec::names::Reference::parse(text)
+        .ok()
+        .filter(|_| name.is_none())
+    {
         match store.resolve(&reference) {
             Ok(record) => return Ok(record),
             Err(err) if !path.exists() => return Err(err.into()),
@@ -67,11 +89,13 @@ pub fn resolve_or_register(
     let imported = terrarium_spec::import(path, None)?;
     printer::warnings(&imported.warnings);
     let mut definition = imported.definition;
-    if definition.name.is_empty() {
-        return Err(user_error(
-            format!("{} has no name", path.display()),
-            Some("add `name:` to the file, or register it with `terrarium env create -f FILE --name NAME`"),
-        ));
+    if let Some(name) = name {
+        definition.name = name.to_string();
+    }
+    let anonymous = definition.name.is_empty();
+    if anonymous {
+        definition.name =
+            terrarium_spec::names::anonymous_name(&terrarium_spec::content_hash(&definition));
     }
     definition.version = None;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -88,7 +112,15 @@ pub fn resolve_or_register(
         force_new: false,
         lock: None,
     })?;
-    if outcome.created {
+    if outcome.created && anonymous {
+        printer::status(&format!(
+            "registered {} (nameless) as {}:{}; name it with `terrarium env clone {} NAME`",
+            path.display(),
+            outcome.record.name,
+            outcome.record.version,
+            outcome.record.name
+        ));
+    } else if outcome.created {
         printer::status(&format!(
             "registered {}:{} from {}",
             outcome.record.name,
@@ -127,7 +159,7 @@ pub fn make_lock(definition: &terrarium_spec::Definition, options: &LockOptions)
     if definition.runtime == terrarium_spec::model::Runtime::Docker && !definition.has_packages() {
         return Err(user_error(
             "a docker-runtime environment without packages has nothing to lock or build here",
-            Some("it runs as a container image; see the images issue"),
+            Some("build and run its image: `terrarium image build REF --builder buildah`"),
         ));
     }
     let spinner = printer::Spinner::start("resolving");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use terrarium_spec::names::{self, Reference};
-use terrarium_spec::{content_hash, Definition};
+use terrarium_spec::Definition;
 
 use crate::{
     now, AuditEntry, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate, RegisterOutcome,
@@ -338,14 +338,7 @@ impl Store for SqliteStore {
         let mut definition = request.definition;
         definition.normalize();
         let name = definition.name.clone();
-        names::validate_name(&name).map_err(StoreError::Invalid)?;
-        if names::is_curated(&name) && !request.allow_curated {
-            return Err(StoreError::Curated(name));
-        }
-        if let Some(version) = &definition.version {
-            names::validate_version(version).map_err(StoreError::Invalid)?;
-        }
-        let hash = content_hash(&definition);
+        let hash = crate::check_registration(&definition, request.allow_curated)?;
         let tags_json = serde_json::to_string(&definition.tags).expect("tags serialize");
         self.write(|tx| {
             tx.execute(

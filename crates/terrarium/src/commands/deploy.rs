@@ -29,6 +29,10 @@ pub struct DeployArgs {
     /// The environment: NAME, NAME:VERSION, NAME@LABEL, or a definition file (registered first).
     #[arg(long = "env", value_name = "REF|FILE")]
     env: String,
+    /// Register the --env file as the environment of this name [default: the file's own name;
+    /// a nameless file is registered anonymously, as `anonymous/HASH`].
+    #[arg(long = "env-name", alias = "name", value_name = "NAME")]
+    env_name: Option<String>,
     /// The model directory, given to the entry script as `AZUREML_MODEL_DIR`.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
@@ -72,7 +76,13 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     // Before anything touches the filesystem: the name becomes file names in the logs folder.
     validate_deployment_name(&args.name)?;
     let store: Arc<dyn Store> = Arc::from(context.store()?);
-    let record = environments::resolve_or_register(context, store.as_ref(), &args.env, "deploy")?;
+    let record = environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.env,
+        "deploy",
+        args.env_name.as_deref(),
+    )?;
     let model = std::fs::canonicalize(&args.model).map_err(|err| {
         user_error(
             format!("--model {}: {err}", args.model.display()),

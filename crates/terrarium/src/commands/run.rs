@@ -17,6 +17,10 @@ pub struct RunArgs {
     /// The environment: NAME, NAME:VERSION, NAME@LABEL, or a definition file (registered first).
     #[arg(long = "env", value_name = "REF|FILE")]
     env: String,
+    /// Register the --env file under this name [default: the file's own name; a nameless
+    /// file is registered anonymously, as `anonymous/HASH`].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// The experiment the run belongs to.
     #[arg(long, default_value = "default")]
     experiment: String,
@@ -43,7 +47,13 @@ pub enum Target {
 
 pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record = environments::resolve_or_register(context, store.as_ref(), &args.env, "run")?;
+    let record = environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.env,
+        "run",
+        args.name.as_deref(),
+    )?;
     let (lock, lock_hash) =
         environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     if lock.kind == terrarium_resolve::LockKind::UserManaged {

@@ -31,8 +31,13 @@ pub struct VerifyArgs {
 
 pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record =
-        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let record = environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.reference,
+        "import",
+        None,
+    )?;
     let (lock, hash) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let Some(env) = env else {

@@ -14,6 +14,10 @@ pub struct ListArgs {
     /// Include archived environments.
     #[arg(long)]
     archived: bool,
+    /// Include anonymous environments (`anonymous/HASH`: nameless files registered by `run`,
+    /// `deploy`, `env build`, ...; `env clone` gives one a name).
+    #[arg(long)]
+    anonymous: bool,
     /// Only environments with this tag KEY=VALUE (or KEY).
     #[arg(long, value_name = "KEY[=VALUE]")]
     tag: Option<String>,
@@ -25,6 +29,13 @@ pub struct ListArgs {
 pub fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
     let store = context.store()?;
     let mut records = store.list(args.archived)?;
+    let hidden = records
+        .iter()
+        .filter(|r| terrarium_spec::names::is_anonymous(&r.name))
+        .count();
+    if !args.anonymous {
+        records.retain(|r| !terrarium_spec::names::is_anonymous(&r.name));
+    }
     if let Some(tag) = &args.tag {
         records.retain(|r| match tag.split_once('=') {
             Some((k, v)) => r.tags.get(k).is_some_and(|x| x == v),
@@ -35,6 +46,12 @@ pub fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
         printer::json(&records)?;
     } else {
         print_table(&records);
+        if hidden > 0 && !args.anonymous {
+            printer::status(&format!(
+                "and {hidden} anonymous environment{} (--anonymous lists them)",
+                if hidden == 1 { "" } else { "s" }
+            ));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,8 +32,13 @@ pub struct KernelArgs {
 /// Start `$SHELL` inside the environment.
 pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record =
-        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let record = environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.reference,
+        "import",
+        None,
+    )?;
     let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let vars = environments::process_env(&record, &lock, env.as_ref())?;
@@ -55,8 +60,13 @@ pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
 /// Secrets are not printed: variables that reference them read `$TERRARIUM_SECRET_<NAME>`.
 pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record =
-        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let record = environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.reference,
+        "import",
+        None,
+    )?;
     let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let mut out = String::new();
@@ -90,8 +100,13 @@ pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
 /// Install a Jupyter kernelspec that runs the environment's Python.
 pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let record =
-        environments::resolve_or_register(context, store.as_ref(), &args.reference, "import")?;
+    let record = environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.reference,
+        "import",
+        None,
+    )?;
     let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let python = match &env {

@@ -25,9 +25,14 @@ fn layout_has(dir: &Path, digest: &str) -> bool {
 
 pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let reference = terrarium_spec::names::Reference::parse(&args.reference)
-        .map_err(|e| user_error(e, None))?;
-    let record = store.resolve(&reference)?;
+    // A reference, or a definition file registered first (anonymously when it has no name).
+    let record = crate::environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.reference,
+        "import",
+        None,
+    )?;
     let push = args
         .push
         .as_deref()

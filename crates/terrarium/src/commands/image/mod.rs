@@ -71,7 +71,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The environment: NAME, NAME:VERSION or NAME@LABEL.
+    /// The environment: NAME, NAME:VERSION, NAME@LABEL, or a definition file (registered
+    /// first; anonymously when it has no name).
     reference: String,
     /// Where to write the image: `DIR` or `oci:DIR`, an OCI image layout (`oci:DIR:TAG` for
     /// skopeo, umoci, podman), or `docker-archive:FILE`, a `docker load` archive
