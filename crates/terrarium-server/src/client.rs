@@ -425,6 +425,28 @@ impl Store for RemoteStore {
         self.all("/deployments", &[])
     }
 
+    fn put_context(&self, digest: &str, archive: &[u8]) -> Result<(), StoreError> {
+        terrarium_store::check_context_digest(digest)?;
+        self.send(
+            self.request(Method::PUT, &format!("/contexts/{}", segment(digest)))
+                .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+                .body(archive.to_vec()),
+        )?;
+        Ok(())
+    }
+
+    fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        terrarium_store::check_context_digest(digest)?;
+        let response =
+            self.send(self.request(Method::GET, &format!("/contexts/{}", segment(digest))))?;
+        Ok(response
+            .bytes()
+            .map_err(|err| {
+                StoreError::Transport(format!("reading a build context from {}: {err}", self.base))
+            })?
+            .to_vec())
+    }
+
     fn meta_get(&self, _key: &str) -> Result<Option<String>, StoreError> {
         Err(StoreError::Invalid(
             "workspace settings are not available over the API".to_string(),

@@ -64,7 +64,12 @@ impl Source {
                 SOURCE_KINDS.join(", ")
             )));
         }
-        if let Some(format) = &self.format {
+        // `image:REF` for an environment made from an image (`env create --image REF`).
+        if let Some(format) = self.format.as_deref().filter(|f| {
+            f.strip_prefix("image:").is_none_or(|image| {
+                terrarium_spec::formats::validate_image_reference(image).is_err()
+            })
+        }) {
             terrarium_spec::Format::parse(format).ok_or_else(|| {
                 StoreError::Invalid(format!(
                     "source.format `{}` is not a known format",
@@ -396,6 +401,14 @@ pub trait Store: Send + Sync {
     /// Every deployment, by name.
     fn list_deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError>;
 
+    /// Keep a packed build context under its digest (`sha256:HEX`, see
+    /// `terrarium_spec::context`); keeping one twice is a no-op. The caller checks that the
+    /// archive is the context the digest names.
+    fn put_context(&self, digest: &str, archive: &[u8]) -> Result<(), StoreError>;
+
+    /// A packed build context, by digest. The caller checks it (`context::unpack` does).
+    fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError>;
+
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
@@ -423,6 +436,24 @@ pub(crate) fn check_registration(
         )));
     }
     Ok(hash)
+}
+
+/// A context digest is `sha256:` and 64 lowercase hex digits.
+pub fn check_context_digest(digest: &str) -> Result<(), StoreError> {
+    let ok = digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "`{}` is not a build context digest (sha256: and 64 lowercase hex digits)",
+            digest.escape_debug()
+        )))
+    }
 }
 
 /// The current time as RFC 3339 UTC with milliseconds.

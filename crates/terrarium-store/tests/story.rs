@@ -146,6 +146,35 @@ fn story(store: &dyn Store) {
 
     store.meta_set("k", "v").unwrap();
     assert_eq!(store.meta_get("k").unwrap().as_deref(), Some("v"));
+
+    // Build contexts, content-addressed; keeping one twice is a no-op.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    store.put_context(&digest, b"first").unwrap();
+    store.put_context(&digest, b"first").unwrap();
+    assert_eq!(store.get_context(&digest).unwrap(), b"first");
+    assert!(matches!(
+        store.get_context(&format!("sha256:{}", "cd".repeat(32))),
+        Err(StoreError::NotFound(_))
+    ));
+    for bad in ["sha256:../x", "sha256:AB", "md5:00"] {
+        assert!(matches!(
+            store.put_context(bad, b"x"),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    // An `anonymous/` name is only the one the content gives.
+    let mut squat = definition("anonymous/0123456789abcdef", "1.26");
+    squat.version = None;
+    assert!(matches!(
+        register(store, squat),
+        Err(StoreError::Invalid(_))
+    ));
+    let mut nameless = definition("", "1.26");
+    nameless.version = None;
+    nameless.name = terrarium_spec::names::anonymous_name(&terrarium_spec::content_hash(&nameless));
+    let (version, created) = register(store, nameless).unwrap();
+    assert_eq!((version.as_str(), created), ("1", true));
 }
 
 #[test]

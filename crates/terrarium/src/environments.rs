@@ -88,6 +88,7 @@ pub fn resolve_or_register(
     }
     let imported = terrarium_spec::import(path, None)?;
     printer::warnings(&imported.warnings);
+    keep_context(store, &imported)?;
     let mut definition = imported.definition;
     if let Some(name) = name {
         definition.name = name.to_string();
@@ -130,6 +131,56 @@ pub fn resolve_or_register(
     }
     let _ = context;
     Ok(outcome.record)
+}
+
+/// Keep the Docker build context of an imported definition in the workspace, under its
+/// digest, before the version that names it is registered: builds then use it from any
+/// directory and any machine, and nothing can name a context the workspace lacks.
+pub fn keep_context(store: &dyn Store, imported: &terrarium_spec::Imported) -> Result<()> {
+    let docker = &imported.definition.docker;
+    let (Some(context), Some(digest)) = (&docker.build_context, &docker.build_context_digest)
+    else {
+        return Ok(());
+    };
+    if !terrarium_spec::names::is_local_relative_path(context) {
+        return Ok(());
+    }
+    let base = imported
+        .files
+        .first()
+        .and_then(|f| f.parent())
+        .unwrap_or(Path::new("."));
+    let dir = base.join(context);
+    let dockerfile = Path::new(docker.dockerfile_path.as_deref().unwrap_or("Dockerfile"));
+    if !dir.is_dir() {
+        // A definition that carries its Dockerfile and context digest (an export read back
+        // without its context folder): usable if the workspace already has the context.
+        return match store.get_context(digest) {
+            Ok(_) => Ok(()),
+            Err(terrarium_store::StoreError::NotFound(_)) => Err(user_error(
+                format!(
+                    "the build context `{context}` ({}) is not there, and this workspace does not have it",
+                    dir.display()
+                ),
+                Some("put the context folder beside the definition, as `env export` writes it"),
+            )),
+            Err(err) => Err(err.into()),
+        };
+    }
+    match terrarium_spec::context::pack(&dir, dockerfile)? {
+        Some((found, archive)) if found == *digest => {
+            store.put_context(digest, &archive)?;
+            Ok(())
+        }
+        Some(_) => Err(user_error(
+            format!(
+                "the build context {} is not the one the definition names ({digest})",
+                dir.display()
+            ),
+            Some("it changed while it was read, or since it was exported: import the definition from its own folder again"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The version's lock, making it now if the version has none (it is then fixed).

@@ -8,6 +8,7 @@ use utoipa::OpenApi;
 use crate::state::SharedState;
 
 pub mod access;
+pub mod contexts;
 pub mod deployments;
 pub mod environments;
 pub mod images;
@@ -30,6 +31,7 @@ pub mod runs;
         runs::list, runs::create, runs::get, runs::finish, runs::put_log, runs::get_log,
         deployments::list, deployments::get, deployments::put,
         images::list, images::add,
+        contexts::put, contexts::get,
         access::create, access::list, access::revoke, access::audit, access::whoami,
     ),
     modifiers(&BearerAuth, &CommonErrors),
@@ -158,6 +160,14 @@ pub fn router() -> Router<SharedState> {
         .route(
             "/environments/{name}/images",
             get(images::list).post(images::add),
+        )
+        .route(
+            "/contexts/{digest}",
+            get(contexts::get)
+                .put(contexts::put)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    contexts::MAX_CONTEXT_BYTES,
+                )),
         )
         .route("/deployments", get(deployments::list))
         .route(

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_access.sql"),
     include_str!("../../migrations/postgres/0003_deployments.sql"),
     include_str!("../../migrations/postgres/0004_image_builds.sql"),
+    include_str!("../../migrations/postgres/0005_contexts.sql"),
 ];
 
 /// Serializes concurrent migrators (any constant shared by all Terrarium processes).
@@ -774,6 +775,25 @@ impl Store for PostgresStore {
                 .collect())
         })?;
         crate::error::decode_records(&records, "deployment")
+    }
+
+    fn put_context(&self, digest: &str, archive: &[u8]) -> Result<(), StoreError> {
+        crate::check_context_digest(digest)?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO contexts (digest, archive, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
+                &[&digest, &archive, &now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        self.read(|tx| {
+            tx.query_opt("SELECT archive FROM contexts WHERE digest = $1", &[&digest])?
+                .map(|r| r.get(0))
+                .ok_or_else(|| StoreError::NotFound(format!("build context {digest}")))
+        })
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_access.sql"),
     include_str!("../../migrations/sqlite/0004_deployments.sql"),
     include_str!("../../migrations/sqlite/0005_image_builds.sql"),
+    include_str!("../../migrations/sqlite/0006_contexts.sql"),
 ];
 
 /// The database file inside a workspace directory.
@@ -898,6 +899,29 @@ impl Store for SqliteStore {
             Ok(rows)
         })?;
         crate::error::decode_records(&records, "deployment")
+    }
+
+    fn put_context(&self, digest: &str, archive: &[u8]) -> Result<(), StoreError> {
+        crate::check_context_digest(digest)?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO contexts (digest, archive, created_at) VALUES (?1, ?2, ?3)",
+                params![digest, archive, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT archive FROM contexts WHERE digest = ?1",
+                params![digest],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("build context {digest}")))
+        })
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {

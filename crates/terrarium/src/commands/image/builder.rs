@@ -1,6 +1,5 @@
 //! Environments defined by a Dockerfile: built by the builder the user names.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -46,38 +45,28 @@ pub(super) fn build_with_builder(
         &dockerfile,
         docker.base_dockerfile.as_deref().unwrap_or_default(),
     )?;
-    let context_dir = match &docker.build_context {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if !dir.is_dir() {
-                return Err(user_error(
-                    format!(
-                        "the build context {} of {}:{} is gone",
-                        dir.display(),
-                        record.name,
-                        record.version
-                    ),
-                    None,
-                ));
-            }
-            let relative = PathBuf::from(docker.dockerfile_path.as_deref().unwrap_or("Dockerfile"));
-            let digest = terrarium_spec::context::context_digest(&dir, &relative)
-                .map_err(|e| user_error(e.to_string(), None))?;
-            if digest != docker.build_context_digest {
-                return Err(user_error(
-                    format!(
-                        "the build context {} changed since {}:{} was registered; the image would not be that version's",
-                        dir.display(),
-                        record.name,
-                        record.version
-                    ),
-                    Some("register the changed context as a new version"),
-                ));
-            }
-            dir
-        }
-        None => scratch.path().to_path_buf(),
-    };
+    // The build context is the one stored with the version, content-addressed: the same from
+    // any directory and any machine, and checked against its digest as it is unpacked.
+    let context_dir = scratch.path().join("context");
+    std::fs::create_dir(&context_dir)?;
+    if let Some(digest) = &docker.build_context_digest {
+        let archive = store.get_context(digest).map_err(|err| match err {
+            terrarium_store::StoreError::NotFound(_) => user_error(
+                format!(
+                    "the build context of {}:{} ({digest}) is not in this workspace",
+                    record.name, record.version
+                ),
+                Some("register the definition again from its folder (`terrarium env create -f FILE`): that stores its context"),
+            ),
+            other => other.into(),
+        })?;
+        terrarium_spec::context::unpack(&archive, &context_dir, digest).with_context(|| {
+            format!(
+                "the stored build context of {}:{} is damaged",
+                record.name, record.version
+            )
+        })?;
+    }
     let local = format!(
         "localhost/terrarium/{}:{}",
         record.name.replace('/', "-"),
