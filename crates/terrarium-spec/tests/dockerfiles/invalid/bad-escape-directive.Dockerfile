@@ -1,0 +1,2 @@
+# escape=^
+FROM mcr.microsoft.com/windows/nanoserver:ltsc2022

@@ -1,0 +1,4 @@
+# escape=`
+# Nothing here but comments.
+
+#FROM python:3.11

@@ -1,0 +1,3 @@
+ARG BASE=python:3.11
+RUN echo "no stage yet"
+FROM ${BASE}

@@ -1,0 +1,3 @@
+FROM ubuntu:22.04
+SHELL /bin/bash -o pipefail -c
+RUN echo hi
