@@ -27,20 +27,55 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
         path.to_path_buf()
     };
     let source = SourceFile::read(&path)?;
-    let base_image = validate(&source)?;
+    validate(&source)?;
     let mut definition = Definition {
         runtime: Runtime::Docker,
         ..Definition::default()
     };
     definition.python.user_managed = true;
+    // A Dockerfile that copies files from its folder: that folder is its build context, part
+    // of the environment's content (Azure ML v2's `build: {path: ., dockerfile_path: ...}`).
+    if uses_context(&source)? {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into());
+        definition.docker.build_context_digest =
+            crate::context::context_digest(dir, Path::new(&name))?;
+        definition.docker.build_context = Some(".".to_string());
+        if name != "Dockerfile" {
+            definition.docker.dockerfile_path = Some(name);
+        }
+    }
     definition.docker.base_dockerfile = Some(source.text);
-    let _ = base_image;
     Ok(Imported {
         definition,
         format: Format::Dockerfile,
         warnings: Vec::new(),
         files: vec![path],
     })
+}
+
+/// Whether the Dockerfile copies files from its build context: a `COPY` or `ADD` (not
+/// `--from` another stage or image) with a source that is neither a heredoc nor a URL. Such a
+/// Dockerfile's folder is part of its environment.
+pub fn uses_context(source: &SourceFile) -> Result<bool, SpecError> {
+    let parsed = parse(source)?;
+    Ok(parsed.instructions.iter().any(|instruction| {
+        matches!(instruction.keyword, Keyword::Copy | Keyword::Add)
+            && !instruction.from_elsewhere
+            && instruction.args.split_last().is_some_and(|(_, sources)| {
+                sources.iter().any(|src| {
+                    !src.starts_with("<<") && !src.contains("://") && !src.starts_with("git@")
+                })
+            })
+    }))
 }
 
 /// Check the Dockerfile as BuildKit would before building it; returns the first stage's base
@@ -177,6 +212,8 @@ struct Instruction {
     json: bool,
     /// For `ONBUILD`, the instruction it registers.
     trigger: Option<Box<Instruction>>,
+    /// `COPY --from=...`: copies from a stage or image, not from the build context.
+    from_elsewhere: bool,
 }
 
 impl Instruction {
@@ -404,6 +441,7 @@ fn parse_instruction(text: &str, escape: char) -> Result<Instruction, String> {
         None => (text, ""),
     };
     let keyword = Keyword::parse(command).ok_or_else(|| unknown_instruction(command))?;
+    let flags = &rest[..rest.len() - skip_flags(rest, escape).len()];
     let rest = skip_flags(rest, escape).trim();
     let mut instruction = Instruction {
         line: 0,
@@ -411,6 +449,9 @@ fn parse_instruction(text: &str, escape: char) -> Result<Instruction, String> {
         args: Vec::new(),
         json: false,
         trigger: None,
+        from_elsewhere: flags
+            .split(is_arg_space)
+            .any(|flag| flag.starts_with("--from=") || flag == "--from"),
     };
     let at_least_one = || format!("`{keyword}` needs at least one argument");
     match keyword {
@@ -1418,5 +1459,27 @@ mod tests {
         assert_eq!(collect("a"), vec![(1, "a")]);
         assert_eq!(collect("a\r\n\nb\n"), vec![(1, "a"), (2, ""), (3, "b")]);
         assert_eq!(collect("\u{feff}a\n"), vec![(1, "a")]);
+    }
+
+    #[test]
+    fn which_dockerfiles_use_their_context() {
+        let uses = |text: &str| {
+            uses_context(&SourceFile::from_text(Path::new("Dockerfile"), text)).unwrap()
+        };
+        assert!(uses("FROM python:3.11\nCOPY requirements.txt /app/\n"));
+        assert!(uses("FROM python:3.11\nADD --chown=1:1 src /app/src\n"));
+        assert!(uses(
+            "FROM python:3.11 AS b\nRUN true\nFROM b\nCOPY . /app\n"
+        ));
+        assert!(!uses("FROM python:3.11\nRUN pip install numpy\n"));
+        assert!(!uses(
+            "FROM golang AS b\nRUN go build\nFROM scratch\nCOPY --from=b /out /bin/app\n"
+        ));
+        assert!(!uses(
+            "FROM python:3.11\nCOPY <<EOF /etc/app.conf\nx=1\nEOF\n"
+        ));
+        assert!(!uses(
+            "FROM python:3.11\nADD https://example.com/a.tar.gz /opt/\n"
+        ));
     }
 }

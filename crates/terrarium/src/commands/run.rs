@@ -10,7 +10,8 @@ use terrarium_store::RunRecord;
 
 use super::Context;
 use crate::environments::{self, LockArgs};
-use crate::{printer, workspace};
+use crate::printer::{self, user_error};
+use crate::workspace;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -46,6 +47,8 @@ pub enum Target {
 }
 
 pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
+    terrarium_spec::names::validate_display_name("experiment", &args.experiment)
+        .map_err(|e| user_error(e, None))?;
     let store = context.store()?;
     let record = environments::resolve_or_register(
         context,
