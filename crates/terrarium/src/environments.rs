@@ -183,6 +183,60 @@ pub fn keep_context(store: &dyn Store, imported: &terrarium_spec::Imported) -> R
     }
 }
 
+/// Write a Dockerfile-defined version's build as it was registered into `dir` (created; it
+/// must not exist or be empty): its stored build context, checked against its digest, and
+/// its Dockerfile at its `dockerfile_path`.
+pub fn write_docker_build(store: &dyn Store, record: &VersionRecord, dir: &Path) -> Result<()> {
+    let docker = &record.definition.docker;
+    let Some(text) = &docker.base_dockerfile else {
+        return Err(user_error(
+            format!("{}:{} has no Dockerfile", record.name, record.version),
+            None,
+        ));
+    };
+    if dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(user_error(
+            format!("{} already exists and is not empty", dir.display()),
+            Some("give a new or empty folder"),
+        ));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(digest) = &docker.build_context_digest {
+        let archive = store.get_context(digest).map_err(|err| match err {
+            terrarium_store::StoreError::NotFound(_) => user_error(
+                format!(
+                    "the build context of {}:{} ({digest}) is not in this workspace",
+                    record.name, record.version
+                ),
+                Some("register the definition again from its folder (`terrarium env create -f FILE`): that stores its context"),
+            ),
+            other => other.into(),
+        })?;
+        terrarium_spec::context::unpack(&archive, dir, digest).with_context(|| {
+            format!(
+                "the stored build context of {}:{} is damaged",
+                record.name, record.version
+            )
+        })?;
+    }
+    let name = docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
+    if !terrarium_spec::names::is_local_relative_path(name) {
+        return Err(user_error(
+            format!(
+                "the Dockerfile path `{}` leaves its folder",
+                name.escape_debug()
+            ),
+            None,
+        ));
+    }
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// The version's lock, making it now if the version has none (it is then fixed).
 pub fn ensure_lock(
     store: &dyn Store,

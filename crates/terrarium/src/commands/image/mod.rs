@@ -125,6 +125,19 @@ fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
     let reference = terrarium_spec::names::Reference::parse(&args.reference)
         .map_err(|e| user_error(e, None))?;
     let record = store.resolve(&reference)?;
+    // A Dockerfile-defined environment: its own Dockerfile and build context, as registered.
+    let docker = &record.definition.docker;
+    if docker.base_dockerfile.is_some() && !record.definition.has_packages() {
+        environments::write_docker_build(store.as_ref(), &record, &args.output)?;
+        let name = docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
+        println!(
+            "wrote {}/{name} and its build context: docker build -t IMAGE -f {}/{name} {}",
+            args.output.display(),
+            args.output.display(),
+            args.output.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let (lock, lock_hash) = image_lock(store.as_ref(), &record, args.base.is_some())?;
     let cache = environments::cache_dir()?;
     std::fs::create_dir_all(&cache)?;
