@@ -482,8 +482,20 @@ type Log = terrarium_serve::Log;
 /// 100 ms by a thread of its own: an access-log line per request must not cost a `write` each.
 fn open_log(path: &Path, to_stderr: bool) -> Result<(Log, terrarium_serve::LogFlush)> {
     std::fs::create_dir_all(path.parent().expect("logs are in a directory"))?;
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    // The workers' output may hold anything their environment holds, secrets included:
+    // readable by the owner only (a log left by an older version is made so too).
+    let file = {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file
+    };
     let (file, flush) = terrarium_serve::buffered_log(file);
     let format = time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
