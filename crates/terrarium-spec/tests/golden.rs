@@ -77,14 +77,9 @@ fn golden_imports_exports_and_round_trips() {
     let mut failures = Vec::new();
     for (case, input, format) in CASES {
         let path = fixtures().join(input);
-        // Detection must find the same format as the explicit one (aml-v2 reads as native).
+        // Detection must find the same format as the explicit one.
         let detected = formats::detect(&path).unwrap();
-        let expected_detect = if *format == Format::AmlV2 {
-            Format::Native
-        } else {
-            *format
-        };
-        assert_eq!(detected, expected_detect, "detected format of {case}");
+        assert_eq!(detected, *format, "detected format of {case}");
 
         let imported =
             formats::import(&path, Some(*format)).unwrap_or_else(|e| panic!("{case}: {e}"));

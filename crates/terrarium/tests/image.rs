@@ -857,15 +857,35 @@ fn dockerfile_environments_are_built_by_the_named_builder() {
         .json();
     assert_eq!(builds[0]["digest"], built["digest"]);
 
-    // A context that changed since the version was registered is refused.
+    // The build uses the context stored with the version: the folder changing, or going, does
+    // not change what version 1 is built from.
     cx.write("ctx/hello.txt", "changed\n");
-    let run = cx.run(&["image", "build", "from-docker", "--builder", "buildah"]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("changed since from-docker:1 was registered"),
-        "{}",
-        run.stderr
+    std::fs::remove_dir_all(cx.path("ctx")).unwrap();
+    let again = cx.path("out-again");
+    let run: common::Run = cx
+        .command()
+        .args([
+            "image",
+            "build",
+            "from-docker",
+            "--builder",
+            "buildah",
+            "--output",
+        ])
+        .arg(&again)
+        .env("CONTAINERS_STORAGE_CONF", &storage)
+        .output()
+        .unwrap()
+        .into();
+    run.success();
+    unpack(
+        &umoci,
+        &format!("{}:from-docker-1", again.display()),
+        &cx.path("bundle-again"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(cx.path("bundle-again/rootfs/hello.txt")).unwrap(),
+        "hello from the context\n"
     );
 }
 

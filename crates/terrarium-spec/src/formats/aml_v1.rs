@@ -215,6 +215,11 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
         }
     }
     let dockerfile_path = dir.join(DOCKERFILE_FILE);
+    misnamed(
+        &dockerfile_path,
+        d.docker.base_dockerfile.is_some(),
+        &mut cx,
+    )?;
     if dockerfile_path.is_file() {
         let text = SourceFile::read(&dockerfile_path)?;
         super::dockerfile::validate(&text)?;
@@ -268,6 +273,7 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
 
     // conda_dependencies.yml (or inline python.condaDependencies)
     let conda_path = dir.join(CONDA_FILE);
+    misnamed(&conda_path, conda_inline.is_some(), &mut cx)?;
     let conda = if conda_path.is_file() {
         let conda_source = SourceFile::read(&conda_path)?;
         let conda_root = yaml::parse(&conda_source)?;
@@ -301,6 +307,34 @@ pub fn import(path: &Path) -> Result<Imported, SpecError> {
         warnings: cx.warnings,
         files,
     })
+}
+
+/// The SDK reads `expected` by that exact name: a near name beside it (`.yaml`, other case)
+/// would be ignored without a word. An error when nothing else gives what the file holds, a
+/// warning when the JSON has it inline.
+fn misnamed(expected: &Path, inline: bool, cx: &mut Cx<'_>) -> Result<(), SpecError> {
+    if expected.exists() {
+        return Ok(());
+    }
+    let Some(near) = super::near_name(expected) else {
+        return Ok(());
+    };
+    let name = expected
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let found = expected.with_file_name(&near);
+    let message =
+        format!("Azure ML v1 reads this file only as `{name}`: rename `{near}` to `{name}`");
+    if inline {
+        cx.warnings.push(Warning {
+            location: Location::file(&found),
+            message: format!("{message}; it was ignored, the definition's inline copy was read"),
+        });
+        Ok(())
+    } else {
+        Err(SpecError::invalid(Location::file(&found), message))
+    }
 }
 
 const KNOWN_TOP: &[&str] = &[
@@ -525,7 +559,22 @@ pub fn export(d: &Definition) -> Exported {
         serde_json::to_string_pretty(&doc).expect("json") + "\n",
     )];
     let mut notes = Vec::new();
-    let mut dropped_fields = dropped(d, &["runtime", "inference", "python.version"]);
+    let mut cannot = vec![
+        "description",
+        "tags",
+        "runtime",
+        "inference",
+        "python.version",
+    ];
+    if d.extensions.keys().any(|key| !carries_extension(d, key)) {
+        cannot.push("extensions");
+    }
+    // The folder's files are not written (Azure ML v1 takes a context from a datastore or a
+    // git URL), only the Dockerfile: a context with other files is lost.
+    if d.docker.build_context_digest.is_some() {
+        cannot.push("docker.build_context");
+    }
+    let mut dropped_fields = dropped(d, &cannot);
     if d.conda.is_some() || !d.python.pip.is_empty() || !d.python.index.is_empty() {
         files.push((
             CONDA_FILE.to_string(),
@@ -550,10 +599,82 @@ pub fn export(d: &Definition) -> Exported {
     }
 }
 
+/// Whether the export writes the preserved field `key` back (see [`export`]).
+fn carries_extension(d: &Definition, key: &str) -> bool {
+    let Some(rest) = key.strip_prefix("aml_v1.") else {
+        return false;
+    };
+    if rest == "docker.buildContext.locationType" {
+        return d.docker.build_context.is_some();
+    }
+    if let Some(field) = rest.strip_prefix("docker.") {
+        return !field.contains('.')
+            || [
+                "baseImageRegistry.address",
+                "baseImageRegistry.username",
+                "baseImageRegistry.registryIdentity",
+            ]
+            .contains(&field);
+    }
+    rest.starts_with("python.")
+        || ["databricks", "r", "inferencingStackVersion", "assetId"].contains(&rest)
+}
+
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
         Some(c) => c.to_uppercase().collect::<String>() + chars.as_str(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::testing::{assert_drops_exactly, variants, write};
+
+    #[test]
+    fn drops_exactly_what_it_cannot_carry() {
+        let compared = assert_drops_exactly(
+            Format::AmlV1,
+            &["description", "tags", "runtime", "inference", "extensions"],
+        );
+        assert_eq!(compared, variants().len() + 1);
+    }
+
+    #[test]
+    fn a_misnamed_conda_file_is_named_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), DEFINITION_FILE, "{\"name\": \"v1\"}\n");
+        let misnamed = write(
+            dir.path(),
+            "conda_dependencies.yaml",
+            "channels: [conda-forge]\ndependencies: [numpy]\n",
+        );
+        let err = import(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: Azure ML v1 reads this file only as `conda_dependencies.yml`: rename \
+                 `conda_dependencies.yaml` to `conda_dependencies.yml`",
+                misnamed.display()
+            )
+        );
+        // With the packages inline in the JSON, the stray file is a warning.
+        write(
+            dir.path(),
+            DEFINITION_FILE,
+            "{\"name\": \"v1\", \"python\": {\"condaDependencies\": {\"dependencies\": [\"scipy\"]}}}\n",
+        );
+        let imported = import(dir.path()).unwrap();
+        assert_eq!(
+            imported.definition.conda.unwrap().dependencies,
+            ["scipy".to_string()]
+        );
+        assert!(
+            imported.warnings[0].to_string().contains("it was ignored"),
+            "{:?}",
+            imported.warnings
+        );
     }
 }

@@ -185,7 +185,6 @@ pub fn export(definition: &Definition) -> Exported {
         dropped: dropped(
             definition,
             &[
-                "version",
                 "description",
                 "tags",
                 "runtime",
@@ -206,5 +205,38 @@ pub fn export(definition: &Definition) -> Exported {
             ],
         ),
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::testing::{assert_drops_exactly, variants};
+
+    #[test]
+    fn drops_exactly_what_it_cannot_carry() {
+        let compared = assert_drops_exactly(
+            Format::Conda,
+            &[
+                "description",
+                "tags",
+                "runtime",
+                "python.interpreter",
+                "python.user_managed",
+                "docker.base_image",
+                "docker.base_dockerfile",
+                "docker.build_context",
+                "docker.dockerfile_path",
+                "docker.shm_size",
+                "docker.gpu",
+                "docker.platform",
+                "spark.repositories",
+                "spark.packages",
+                "spark.precache",
+                "inference",
+                "extensions",
+            ],
+        );
+        assert_eq!(compared, variants().len() + 1);
     }
 }

@@ -1159,14 +1159,22 @@ pub fn export(d: &Definition) -> Result<Exported, SpecError> {
         out.push_str("RUN python -m venv /opt/terrarium/env \\\n    && /opt/terrarium/env/bin/pip install --no-cache-dir -r /tmp/terrarium-requirements.txt\n");
         out.push_str("ENV PATH=/opt/terrarium/env/bin:$PATH\n");
     } else {
-        let base = d
-            .docker
-            .base_image
-            .clone()
-            .ok_or_else(|| SpecError::Unsupported {
-                format: "dockerfile",
-                message: "the environment has no base image, Dockerfile or packages".to_string(),
-            })?;
+        // Nothing to install (an empty requirements file, say): the base image, or for a
+        // Python environment the Python it asks for.
+        let base = match &d.docker.base_image {
+            Some(base) => base.clone(),
+            None if d.runtime == Runtime::Python => format!(
+                "python:{}-slim",
+                d.python.version.clone().unwrap_or_else(|| "3.11".into())
+            ),
+            None => {
+                return Err(SpecError::Unsupported {
+                    format: "dockerfile",
+                    message: "the environment has no base image, Dockerfile or packages"
+                        .to_string(),
+                })
+            }
+        };
         out.push_str(&format!("FROM {base}\n"));
     }
     let mut secret_refs = Vec::new();

@@ -123,11 +123,20 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
                 let rel = reader.string(node, "conda_file")?;
                 let conda_path = resolve(path, &rel);
                 let conda_source = SourceFile::read(&conda_path).map_err(|e| match e {
-                    SpecError::Io { source: io, .. } => reader.error(
-                        node.line,
-                        "conda_file",
-                        format!("cannot read {}: {io}", conda_path.display()),
-                    ),
+                    SpecError::Io { source: io, .. } => {
+                        let mut message = format!("cannot read {}: {io}", conda_path.display());
+                        if io.kind() == std::io::ErrorKind::NotFound {
+                            if let Some(near) = super::near_name(&conda_path) {
+                                // Said as the user would write it in `conda_file`.
+                                let meant = match rel.rsplit_once('/') {
+                                    Some((dir, _)) => format!("{dir}/{near}"),
+                                    None => near,
+                                };
+                                message.push_str(&format!("; did you mean `{meant}`?"));
+                            }
+                        }
+                        reader.error(node.line, "conda_file", message)
+                    }
                     other => other,
                 })?;
                 let conda_root = yaml::parse(&conda_source)?;
@@ -614,21 +623,86 @@ pub fn export(d: &Definition) -> Exported {
     }
 }
 
-/// Azure ML v2: a directory with `environment.yml` and, when there are packages, `conda.yml`.
+/// Azure ML v2: a directory with `environment.yml`; `conda.yml` when there are packages; the
+/// Dockerfile in its build context folder (`docker-context/` for an inline Dockerfile).
+///
+/// The context's other files are not in the definition, only their digest: the export lists
+/// `docker.build_context` as dropped when there are any ([`super::context_folder`] says where
+/// a caller that has them writes them).
 pub fn export_aml_v2(d: &Definition) -> Exported {
     let mut files = Vec::new();
     let mut notes = Vec::new();
+    let mut cannot = vec![
+        "python.interpreter",
+        "python.user_managed",
+        "docker.shm_size",
+        "docker.gpu",
+        "spark.repositories",
+        "spark.packages",
+        "spark.precache",
+        "extensions",
+    ];
+    if d.docker
+        .platform
+        .as_deref()
+        .is_some_and(|p| p != "windows/amd64")
+    {
+        cannot.push("docker.platform");
+    }
     let needs_conda = d.conda.is_some() || !d.python.pip.is_empty() || !d.python.index.is_empty();
     if needs_conda {
         files.push((
             "conda.yml".to_string(),
             yaml::render(&conda_env::conda_yaml(d, None, true)),
         ));
+        if d.conda.is_none() && d.python.version.is_some() {
+            notes.push("the Python version of a pip-only environment is written as the conda dependency `python=VERSION`".into());
+        }
+    } else {
+        // Variables and a pip-only Python version live in the conda file; without packages a
+        // conda file would make Azure ML build a conda environment the definition lacks.
+        cannot.extend(["environment_variables", "python.version"]);
     }
+
+    // The build: a Dockerfile written into a local context folder. A context without its
+    // Dockerfile's text, or a remote one, cannot be written or read back.
+    let mut written = d.clone();
+    let dockerfile = d.docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
+    let local_context = d.docker.build_context.as_deref().filter(|context| {
+        d.docker.base_dockerfile.is_some()
+            && crate::names::is_local_relative_path(context)
+            && crate::names::is_local_relative_path(dockerfile)
+    });
+    if d.docker.build_context.is_some() && local_context.is_none() {
+        cannot.extend(["docker.build_context", "docker.dockerfile_path"]);
+        written.docker.build_context = None;
+        written.docker.dockerfile_path = None;
+    }
+    if let Some(text) = &d.docker.base_dockerfile {
+        match local_context {
+            Some(context) => {
+                files.push((
+                    format!("{}/{dockerfile}", context.trim_end_matches('/')),
+                    text.clone(),
+                ));
+                if d.docker.build_context_digest.is_some() {
+                    cannot.push("docker.build_context");
+                }
+            }
+            None => {
+                files.push(("docker-context/Dockerfile".to_string(), text.clone()));
+                written.docker.build_context = Some("docker-context".to_string());
+                written.docker.dockerfile_path = None;
+                notes.push("the inline Dockerfile is written to docker-context/Dockerfile".into());
+            }
+        }
+    }
+
     let mut map = MapBuilder::new();
-    aml_v2_fields(d, &mut map, needs_conda.then(|| Y::str("conda.yml")));
+    aml_v2_fields(&written, &mut map, needs_conda.then(|| Y::str("conda.yml")));
+    let mut dropped_fields = dropped(d, &cannot);
     // Azure ML v2 has no runtime; importing infers docker for an image or Dockerfile without
-    // packages, so only other cases lose it.
+    // packages, so only other cases lose it (a Python runtime included).
     let inferred = if !d.has_packages()
         && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some())
     {
@@ -636,58 +710,8 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
     } else {
         Runtime::Python
     };
-    let mut dropped_fields = dropped(
-        d,
-        &[
-            "python.interpreter",
-            "python.user_managed",
-            "docker.shm_size",
-            "docker.gpu",
-            "spark.repositories",
-            "spark.packages",
-            "spark.precache",
-            "extensions",
-        ],
-    );
-    if d.docker
-        .platform
-        .as_deref()
-        .is_some_and(|p| p != "windows/amd64")
-    {
-        dropped_fields.push("docker.platform".to_string());
-    }
-    if !needs_conda && !d.environment_variables.is_empty() {
-        dropped_fields.push("environment_variables".to_string());
-    }
     if d.runtime != inferred {
         dropped_fields.insert(0, "runtime".to_string());
-    }
-    if d.conda.is_none() && d.python.version.is_some() {
-        notes.push("the Python version of a pip-only environment is written as the conda dependency `python=VERSION`".into());
-    }
-    if let (Some(context), Some(text)) = (&d.docker.build_context, &d.docker.base_dockerfile) {
-        let dockerfile = d.docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
-        // Both are joined onto the export's folder: only plain relative paths are written.
-        if crate::names::is_local_relative_path(context)
-            && crate::names::is_local_relative_path(dockerfile)
-        {
-            files.push((
-                format!("{}/{dockerfile}", context.trim_end_matches('/')),
-                text.clone(),
-            ));
-            notes.push(format!("only the Dockerfile of the build context `{context}` is written; copy the context's other files beside it"));
-        }
-    }
-    if d.docker.base_dockerfile.is_some() && d.docker.build_context.is_none() {
-        files.push((
-            "docker-context/Dockerfile".to_string(),
-            d.docker.base_dockerfile.clone().unwrap_or_default(),
-        ));
-        map.put(
-            "build",
-            Y::Map(vec![("path".into(), Y::str("docker-context"))]),
-        );
-        notes.push("the inline Dockerfile is written to docker-context/Dockerfile".into());
     }
     files.insert(
         0,
@@ -697,5 +721,81 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
         files,
         dropped: dropped_fields,
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::testing::{assert_drops_exactly, variants, write};
+
+    #[test]
+    fn native_drops_nothing() {
+        let compared = assert_drops_exactly(Format::Native, &[]);
+        assert_eq!(compared, variants().len() + 1);
+    }
+
+    #[test]
+    fn aml_v2_drops_exactly_what_it_cannot_carry() {
+        let compared = assert_drops_exactly(
+            Format::AmlV2,
+            &[
+                "runtime",
+                "python.interpreter",
+                "python.user_managed",
+                "docker.shm_size",
+                "docker.gpu",
+                "docker.platform",
+                "spark.repositories",
+                "spark.packages",
+                "spark.precache",
+                "extensions",
+            ],
+        );
+        assert_eq!(compared, variants().len() + 1);
+    }
+
+    fn conda_file_error(yaml_name: &str, neighbour: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "env/environment.yml",
+            &format!("name: near\nimage: python:3.11-slim\nconda_file: {yaml_name}\n"),
+        );
+        write(
+            dir.path(),
+            &format!("env/{neighbour}"),
+            "channels: [conda-forge]\ndependencies: [numpy]\n",
+        );
+        import(&dir.path().join("env/environment.yml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_missing_conda_file_names_its_near_neighbour() {
+        for (wanted, present) in [
+            ("conda.yaml", "conda.yml"),
+            ("conda.yml", "conda.yaml"),
+            ("conda_dependencies.yml", "conda_dependencies.yaml"),
+            ("Conda.yml", "conda.yml"),
+            ("conda.yml", "condaa.yml"),
+        ] {
+            let err = conda_file_error(wanted, present);
+            assert!(
+                err.contains("environment.yml:3: field `conda_file`: cannot read")
+                    && err.contains(wanted)
+                    && err.ends_with(&format!("did you mean `{present}`?")),
+                "{wanted} vs {present}: {err}"
+            );
+        }
+        // In a subfolder, said as the user writes it.
+        let err = conda_file_error("deps/conda.yaml", "deps/conda.yml");
+        assert!(err.ends_with("did you mean `deps/conda.yml`?"), "{err}");
+        // Nothing near: no guess.
+        let err = conda_file_error("conda.yml", "requirements.txt");
+        assert!(!err.contains("did you mean"), "{err}");
+        let err = conda_file_error("conda.yml", "conda.py");
+        assert!(!err.contains("did you mean"), "{err}");
     }
 }

@@ -15,7 +15,9 @@ use crate::workspace;
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The definition: a file (native/Azure ML v2 YAML, conda environment.yml,
-    /// requirements.txt, Dockerfile) or a directory (Azure ML v1, conda prefix, virtualenv).
+    /// requirements.txt, Dockerfile) or a directory (Azure ML v2 folder with its
+    /// environment.yml, Azure ML v1, conda prefix, virtualenv, a Dockerfile's folder): whatever
+    /// `env export` writes.
     #[arg(
         short = 'f',
         long = "file",
@@ -53,6 +55,8 @@ pub struct CreateArgs {
 }
 
 pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
+    let mut with_context = None;
+    let mut read_from = String::new();
     let (mut definition, source, warnings) = if let Some(image) = &args.image {
         let definition = formats::from_image(image).map_err(|e| user_error(e, None))?;
         (
@@ -65,8 +69,17 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
             Vec::new(),
         )
     } else {
-        let file = args.file.as_ref().expect("clap requires --file or --image");
+        let Some(file) = args.file.as_ref() else {
+            return Err(user_error(
+                "pass a definition (-f PATH) or an image (--image REFERENCE)",
+                None,
+            ));
+        };
         let imported = formats::import(file, args.format)?;
+        if imported.definition.docker.build_context_digest.is_some() {
+            with_context = Some(imported.clone());
+        }
+        read_from = format!(", read from {} as {}", file.display(), imported.format);
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.clone());
         let source = Source {
             kind: "import".into(),
@@ -93,6 +106,11 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
     }
     definition.tags.extend(args.tags);
     let store = context.store()?;
+    // The build context's files are content (by digest): the workspace keeps them before a
+    // version names them, so builds and exports have them from anywhere.
+    if let Some(imported) = &with_context {
+        crate::environments::keep_context(store.as_ref(), imported)?;
+    }
     let name = definition.name.clone();
     // Lock before registering, so that a definition that cannot be resolved leaves nothing
     // behind, unless the same content is already registered (then its lock stands).
@@ -158,12 +176,12 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
         println!("{}:{}", record.name, record.version);
         if outcome.created {
             printer::status(&format!(
-                "created {}:{} ({})",
+                "created {}:{} ({}){read_from}",
                 record.name, record.version, record.content_hash
             ));
         } else {
             printer::status(&format!(
-                "unchanged: {}:{} already has this content ({})",
+                "unchanged: {}:{} already has this content ({}){read_from}",
                 record.name, record.version, record.content_hash
             ));
         }

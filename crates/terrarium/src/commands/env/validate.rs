@@ -26,7 +26,11 @@ pub struct ValidateArgs {
 #[derive(Serialize)]
 struct Validation<'a> {
     file: String,
+    /// The detected (or given) format: `aml-v2` for an Azure ML v2 file, `native` for one
+    /// with Terrarium's keys.
     format: &'static str,
+    /// Every file read, the definition first (for a folder: the file chosen in it).
+    files: Vec<String>,
     name: &'a str,
     content_hash: String,
     warnings: &'a [Warning],
@@ -40,6 +44,11 @@ pub fn validate(_context: &Context, args: ValidateArgs) -> Result<ExitCode> {
         printer::json(&Validation {
             file: args.file.display().to_string(),
             format: imported.format.name(),
+            files: imported
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect(),
             name: &imported.definition.name,
             content_hash: hash,
             warnings: &imported.warnings,
