@@ -19,7 +19,7 @@ pub const MAX_CONTEXT_BYTES: usize = terrarium_spec::context::MAX_PACKED_BYTES a
 /// checks that its files are the context the digest names before keeping it.
 #[utoipa::path(put, path = "/api/v1/contexts/{digest}", tag = "contexts",
     params(("digest" = String, Path, description = "`sha256:HEX`, the definition's `docker.build_context_digest`")),
-    request_body(content = String, content_type = "application/gzip"),
+    request_body(content = String, content_type = "application/octet-stream", description = "the context packed as a gzipped tar"),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn put(
     State(state): State<SharedState>,
