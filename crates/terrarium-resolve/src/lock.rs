@@ -86,8 +86,10 @@ impl Lock {
             "kind": self.kind,
             "platforms": self.platforms,
         });
-        // serde_json's map is sorted: the text is canonical.
-        let value: serde_json::Value = serde_json::from_str(&value.to_string()).expect("json");
+        // Keys sorted at every level, whatever order the maps keep: serde_json keeps insertion
+        // order when any crate in the build turns on `preserve_order` (rattler does), and a
+        // conda record read back from JSON has another order than the one rattler wrote.
+        let value = terrarium_spec::canonical::sorted(value);
         format!(
             "sha256:{}",
             hex::encode(Sha256::digest(value.to_string().as_bytes()))
@@ -130,5 +132,78 @@ impl Lock {
         }
         out.sort();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A conda + PyPI lock whose conda record keys are in the order rattler writes them (not
+    /// sorted), as a lock is before it is first stored.
+    fn lock() -> Lock {
+        let record: serde_json::Value = serde_json::from_str(
+            r#"{"name": "numpy", "version": "1.26.4", "build": "py311_0", "build_number": 0,
+                "subdir": "linux-64", "depends": ["python >=3.11"], "sha256": "00", "url": "https://conda.anaconda.org/conda-forge/linux-64/numpy-1.26.4-py311_0.conda",
+                "channel": "https://conda.anaconda.org/conda-forge/", "fn": "numpy-1.26.4-py311_0.conda"}"#,
+        )
+        .unwrap();
+        let mut platforms = BTreeMap::new();
+        platforms.insert(
+            "linux-64".to_string(),
+            PlatformLock {
+                python: Some(LockedPython {
+                    interpreter: None,
+                    version: "3.11.9".into(),
+                }),
+                conda: vec![LockedConda {
+                    name: "numpy".into(),
+                    version: "1.26.4".into(),
+                    build: "py311_0".into(),
+                    url:
+                        "https://conda.anaconda.org/conda-forge/linux-64/numpy-1.26.4-py311_0.conda"
+                            .into(),
+                    sha256: "00".into(),
+                    record,
+                }],
+                pypi: vec![LockedPypi {
+                    name: "requests".into(),
+                    version: "2.31.0".into(),
+                    url: "https://files.pythonhosted.org/packages/requests-2.31.0-py3-none-any.whl"
+                        .into(),
+                    sha256: "11".into(),
+                }],
+                pylock: Some("lock-version = \"1.0\"\n".into()),
+            },
+        );
+        Lock {
+            lock_version: LOCK_VERSION,
+            kind: LockKind::Resolved,
+            content_hash: "sha256:22".into(),
+            platforms,
+            tools: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_hash_survives_a_json_round_trip() {
+        let lock = lock();
+        let back = Lock::from_json(&lock.to_json()).unwrap();
+        assert_eq!(back.lock_hash(), lock.lock_hash());
+        assert_eq!(back, Lock::from_json(&back.to_json()).unwrap());
+    }
+
+    /// Locks written by lock format 1 are read by every later Terrarium, with the same hash.
+    #[test]
+    fn lock_format_1_fixture() {
+        let text = include_str!("../tests/fixtures/lock-v1.json");
+        let lock = Lock::from_json(text).unwrap();
+        assert_eq!(lock.lock_version, 1);
+        assert_eq!(lock.packages("linux-64").len(), 2);
+        assert_eq!(
+            lock.lock_hash(),
+            "sha256:5b5407eb9abe822fcad55be245116fa169744401e29861e4ea8f472135864b0d",
+            "the lock hash of a stored lock must never change"
+        );
     }
 }

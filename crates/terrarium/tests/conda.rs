@@ -365,3 +365,59 @@ fn conda_locks_for_several_platforms() {
         bad.stderr
     );
 }
+
+/// A conda lock made by a client is accepted by a team server (its hash survives the trip as
+/// JSON, and it belongs to the definition), and a build through the server uses it.
+#[test]
+fn a_conda_lock_travels_through_a_team_server() {
+    let cx = TestContext::new();
+    let channel = channel(&cx);
+    let db = format!("sqlite://{}", cx.path("server-ws").display());
+    let token = common::server::bootstrap_token(&cx, &db, "contributor", "alice");
+    let server = common::server::Server::start(&cx, &db, &[]);
+    let file = cx.write("environment.yml", conda_env("tools", &channel, &["tool"]));
+    let created = common::server::remote(
+        &cx,
+        &server.url,
+        Some(&token),
+        &["env", "create", "--json", "-f", file.to_str().unwrap()],
+    )
+    .success()
+    .json();
+    let hash = created["lock_hash"]
+        .as_str()
+        .expect("locked at registration");
+    // Locked later, through `env lock` of a --no-lock version, too.
+    let deferred = cx.write("deferred.yml", conda_env("later", &channel, &["libbeta"]));
+    common::server::remote(
+        &cx,
+        &server.url,
+        Some(&token),
+        &[
+            "env",
+            "create",
+            "--no-lock",
+            "-f",
+            deferred.to_str().unwrap(),
+        ],
+    )
+    .success();
+    let locked = common::server::remote(
+        &cx,
+        &server.url,
+        Some(&token),
+        &["env", "lock", "later", "--json"],
+    )
+    .success()
+    .json();
+    assert!(locked["lock_hash"].is_string(), "{locked}");
+    let built = common::server::remote(
+        &cx,
+        &server.url,
+        Some(&token),
+        &["env", "build", "tools", "--json"],
+    )
+    .success()
+    .json();
+    assert_eq!(built["lock_hash"], hash);
+}

@@ -163,23 +163,20 @@ fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
 
 fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let (name, version) = match args.reference.split_once(':') {
-        Some((name, version)) => (name.to_string(), Some(version.to_string())),
-        None => (args.reference.clone(), None),
+    // NAME lists every version's images; NAME:VERSION and NAME@LABEL one version's. The
+    // environment (and the version) must exist: an unknown one is an error, not an empty list.
+    use terrarium_spec::names::Reference;
+    let reference = Reference::parse(&args.reference).map_err(|e| user_error(e, None))?;
+    let (name, version) = match &reference {
+        Reference::Latest(name) => {
+            store.versions(name)?;
+            (name.clone(), None)
+        }
+        Reference::Version(..) | Reference::Label(..) => {
+            let record = store.resolve(&reference)?;
+            (record.name, Some(record.version))
+        }
     };
-    // The environment (and the version) must exist: an unknown one is an error, not an empty
-    // list.
-    match &version {
-        Some(version) => {
-            store.resolve(&terrarium_spec::names::Reference::Version(
-                name.clone(),
-                version.clone(),
-            ))?;
-        }
-        None => {
-            store.versions(&name)?;
-        }
-    }
     let builds = store.list_image_builds(&name, version.as_deref())?;
     if args.json {
         printer::json(&builds)?;

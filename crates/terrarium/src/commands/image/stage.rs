@@ -40,7 +40,15 @@ pub(super) fn stage(
     if section.conda.is_empty() {
         // A pip-only environment runs on the base image's Python: its (relocatable) virtual
         // environment, with `home` and the `python` links pointing at the image's interpreter.
-        let (base, blobs) = base.expect("image_lock requires a base for pip-only environments");
+        let Some((base, blobs)) = base else {
+            return Err(user_error(
+                format!(
+                    "{}:{} is a pip-only environment: its image needs a base image with Python",
+                    record.name, record.version
+                ),
+                Some("pass --base IMAGE, e.g. --base python:3.11-slim"),
+            ));
+        };
         let version = section
             .python
             .as_ref()
@@ -56,7 +64,17 @@ pub(super) fn stage(
                 Some("choose a base image with that Python"),
             )
         })?;
-        let env = environments::materialize(lock)?.expect("a system-managed environment");
+        // A user-managed environment was installed by its user on their machine: there is
+        // nothing Terrarium can put in an image.
+        let Some(env) = environments::materialize(lock)? else {
+            return Err(user_error(
+                format!(
+                    "{}:{} is user-managed: Terrarium records what is installed but cannot build it into an image",
+                    record.name, record.version
+                ),
+                Some("build its image with the Dockerfile you install it with (`image build --builder buildah` for a Dockerfile environment), or register a system-managed definition"),
+            ));
+        };
         relocate_venv(&env.prefix, staging.path(), &python)?;
     } else {
         let spinner = printer::Spinner::start("installing for the image");
