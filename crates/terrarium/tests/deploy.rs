@@ -1073,3 +1073,29 @@ fn deploy_refuses_a_name_that_leaves_the_logs_folder() {
         );
     }
 }
+
+/// A nameless requirements file deploys: it is registered anonymously, the deployment records
+/// that version, and the same file deploys the same version again.
+#[test]
+fn a_nameless_requirements_file_deploys() {
+    let cx = TestContext::new();
+    if !common::uv_available() {
+        return;
+    }
+    let wheels = cx.path("wheels");
+    common::make_wheels(&wheels, &["alpha==1.0"]);
+    let requirements = cx.write(
+        "requirements.txt",
+        format!("--no-index\n--find-links {}\nalpha\n", wheels.display()),
+    );
+    let d = deploy(&cx, "nameless", &requirements, &fixture("linear.py"), &[]);
+    let shown = d.show();
+    let environment = shown["environment"].as_str().unwrap().to_string();
+    assert!(environment.starts_with("anonymous/"), "{shown}");
+    let answer = d.post("/score", &json!({"data": [[1, 2, 3]]}));
+    assert_eq!(answer.status(), 200);
+    drop(d);
+    let again = deploy(&cx, "nameless-2", &requirements, &fixture("linear.py"), &[]);
+    assert_eq!(again.show()["environment"], environment.as_str());
+    assert_eq!(again.show()["version"], shown["version"]);
+}
