@@ -382,7 +382,6 @@ pub trait Store: Send + Sync {
     /// The audit trail, newest first.
     fn list_audit(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
     /// Record an image built from `build.environment:build.version`.
     fn add_image_build(&self, build: &ImageBuildRecord) -> Result<(), StoreError>;
 
@@ -409,6 +408,7 @@ pub trait Store: Send + Sync {
     /// A packed build context, by digest. The caller checks it (`context::unpack` does).
     fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError>;
 
+    /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
@@ -428,6 +428,17 @@ pub(crate) fn check_registration(
     }
     if let Some(version) = &definition.version {
         names::validate_version(version).map_err(StoreError::Invalid)?;
+        // Automatic versions continue after the highest number: keep far from overflow.
+        let numeric = version.chars().all(|c| c.is_ascii_digit());
+        if numeric
+            && version
+                .parse::<u64>()
+                .map_or(true, |n| n >= 1_000_000_000_000)
+        {
+            return Err(StoreError::Invalid(format!(
+                "version `{version}` is too large a number; numeric versions are below 1000000000000"
+            )));
+        }
     }
     let hash = terrarium_spec::content_hash(definition);
     if names::is_anonymous(name) && *name != names::anonymous_name(&hash) {

@@ -599,6 +599,14 @@ impl Store for PostgresStore {
                     reason: format!("label(s) {} point to it; move or remove them first (`terrarium env unlabel`)", labels.join(", ")),
                 });
             }
+            // The same order as SQLite's: labels, runs, deployments, images.
+            let runs: i64 = tx.query_one("SELECT COUNT(*) FROM runs WHERE name = $1 AND version = $2", &[&name, &version])?.get(0);
+            if runs > 0 {
+                return Err(StoreError::Referenced {
+                    reference: format!("{name}:{version}"),
+                    reason: format!("{runs} recorded run(s) used it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                });
+            }
             let deployments: Vec<String> = tx
                 .query("SELECT name FROM deployments WHERE env_name = $1 AND env_version = $2 ORDER BY name", &[&name, &version])?
                 .iter()
@@ -615,13 +623,6 @@ impl Store for PostgresStore {
                 return Err(StoreError::Referenced {
                     reference: format!("{name}:{version}"),
                     reason: format!("{images} image(s) were built from it; archive it instead (`terrarium env archive {name}:{version}`)"),
-                });
-            }
-            let runs: i64 = tx.query_one("SELECT COUNT(*) FROM runs WHERE name = $1 AND version = $2", &[&name, &version])?.get(0);
-            if runs > 0 {
-                return Err(StoreError::Referenced {
-                    reference: format!("{name}:{version}"),
-                    reason: format!("{runs} recorded run(s) used it; archive it instead (`terrarium env archive {name}:{version}`)"),
                 });
             }
             tx.execute("DELETE FROM versions WHERE name = $1 AND version = $2", &[&name, &version])?;
@@ -699,7 +700,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<RunRecord>, StoreError> {
         self.read(|tx| {
             let sql = format!("{SELECT_RUN} WHERE ($1::TEXT IS NULL OR experiment = $1) ORDER BY seq DESC LIMIT $2");
-            Ok(tx.query(&sql, &[&experiment, &(limit as i64)])?.iter().map(run_from_row).collect())
+            Ok(tx.query(&sql, &[&experiment, &i64::try_from(limit).unwrap_or(i64::MAX)])?.iter().map(run_from_row).collect())
         })
     }
 
@@ -910,7 +911,7 @@ impl Store for PostgresStore {
             Ok(tx
                 .query(
                     "SELECT id, at, actor, action, target, status, remote FROM audit ORDER BY id DESC LIMIT $1 OFFSET $2",
-                    &[&(limit as i64), &(offset as i64)],
+                    &[&i64::try_from(limit).unwrap_or(i64::MAX), &i64::try_from(offset).unwrap_or(i64::MAX)],
                 )?
                 .iter()
                 .map(|r| AuditEntry {

@@ -817,7 +817,10 @@ impl Store for SqliteStore {
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let runs = stmt
-                .query_map(params![experiment, limit as i64], run_from_row)?
+                .query_map(
+                    params![experiment, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    run_from_row,
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(runs)
         })
@@ -1040,7 +1043,7 @@ impl Store for SqliteStore {
                 "SELECT id, at, actor, action, target, status, remote FROM audit ORDER BY id DESC LIMIT ?1 OFFSET ?2",
             )?;
             let entries = stmt
-                .query_map(params![limit as i64, offset as i64], |r| {
+                .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX), i64::try_from(offset).unwrap_or(i64::MAX)], |r| {
                     Ok(AuditEntry {
                         id: r.get(0)?,
                         at: r.get(1)?,
