@@ -7,14 +7,14 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(String),
     /// Versions are immutable: the explicit version exists with other content.
-    #[error("{name}:{version} already exists with different content (content hash {existing}); versions are immutable, register without a version to get a new one")]
+    #[error("{name}:{version} already exists with different content (content hash {existing}); versions are immutable")]
     VersionConflict {
         name: String,
         version: String,
         existing: String,
     },
     /// `curated/` names are read-only.
-    #[error("`{0}` is a curated environment and is read-only; use `terrarium env clone {0} NEW-NAME` to make an editable copy")]
+    #[error("`{0}` is a curated environment and is read-only")]
     Curated(String),
     /// A version cannot be deleted while something refers to it.
     #[error("{reference} cannot be deleted: {reason}")]

@@ -931,17 +931,10 @@ fn audit_scope(store: &dyn Store) {
 }
 
 /// When several things refer to a version, both backends must refuse its deletion with the
-/// same error. Which reason to name first is a choice; the test pins SQLite's order, labels ->
-/// runs -> deployments -> image builds. It is the order both backends had before deployments
-/// existed (runs right after labels), with the later checks appended, and it names a run, a
-/// reference that never goes away ("archive it instead"), before a deployment, which the user
-/// would otherwise move to another version only to be refused again.
-///
-/// KNOWN BUG (PostgreSQL; reported, not fixed here): its `delete_version` checks deployments and
-/// image builds before runs, so for a version with a run and a deployment it answers
-/// `Referenced { reason: "deployment(s) web serve it" }`, and for one with a run and an image
-/// build `Referenced { reason: "1 image(s) were built from it; ..." }`, where SQLite answers
-/// `Referenced { reason: "1 recorded run(s) used it; archive it instead (...)" }` for both.
+/// same error. Which reason to name first is a choice; the test pins the order labels -> runs
+/// -> deployments -> image builds: a run, a reference that never goes away, is named before a
+/// deployment, which the user would otherwise move to another version only to be refused
+/// again. (PostgreSQL checked deployments and images before runs until this test found it.)
 fn delete_refusal_order(store: &dyn Store) {
     let at = "2026-01-01T00:00:00.000Z";
     for numpy in ["1.26", "1.25", "1.24"] {

@@ -77,17 +77,60 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<StoreError>() {
             user |= e.is_user_error();
-            if let StoreError::NotFound(_) = e {
-                hint = hint.or(Some(
-                    "`terrarium env list` shows the environments in this workspace".into(),
-                ));
-            }
+            hint = hint.or(store_hint(e));
         }
     }
     if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(if user { EXIT_USER_ERROR } else { EXIT_FAILURE })
+}
+
+/// What to do about a store error: the library says what is wrong, the CLI says which command
+/// helps. A team server's answers carry the same cases as codes.
+fn store_hint(err: &StoreError) -> Option<String> {
+    let code = match err {
+        StoreError::Remote { code, .. } => code.as_str(),
+        StoreError::NotFound(_) => "not_found",
+        StoreError::Curated(_) => "curated",
+        StoreError::Archived(_) => "archived",
+        StoreError::Referenced { .. } => "referenced",
+        StoreError::VersionConflict { .. } => "conflict",
+        _ => return None,
+    };
+    Some(match (code, err) {
+        ("not_found", StoreError::NotFound(subject)) if subject.starts_with("run ") => {
+            "`terrarium runs list` shows the runs in this workspace".into()
+        }
+        ("not_found", StoreError::NotFound(subject)) if subject.starts_with("deployment ") => {
+            "`terrarium deployments list` shows the deployments in this workspace".into()
+        }
+        ("not_found", StoreError::NotFound(subject)) if subject.starts_with("token ") => {
+            "`terrarium token list` shows the tokens of this workspace".into()
+        }
+        ("not_found", StoreError::NotFound(subject))
+            if subject.starts_with("environment")
+                || subject.starts_with("version")
+                || subject.starts_with("label") =>
+        {
+            "`terrarium env list` shows the environments in this workspace".into()
+        }
+        ("curated", StoreError::Curated(name)) => {
+            format!("`terrarium env clone {name} NEW-NAME` makes an editable copy")
+        }
+        ("curated", _) => "`terrarium env clone NAME NEW-NAME` makes an editable copy".into(),
+        ("archived", _) => {
+            "an archived version is still there by NAME:VERSION; `terrarium env restore NAME[:VERSION]` brings it back".into()
+        }
+        ("referenced", StoreError::Referenced { reference, .. }) => format!(
+            "`terrarium env archive {reference}` hides it instead; labels move with `terrarium env label` and go with `terrarium env unlabel`"
+        ),
+        ("referenced", _) => "archive it instead (`terrarium env archive NAME:VERSION`)".into(),
+        ("conflict", _) => {
+            "register without --version to get a new version: versions are immutable".into()
+        }
+        _ => return None,
+    })
 }
 
 /// A spinner on stderr when it is a terminal; silent otherwise.

@@ -657,3 +657,42 @@ fn export_writes_every_format_atomically() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The store says what is wrong; the CLI says which command helps, per kind of error.
+#[test]
+fn errors_come_with_the_hint_for_their_kind() {
+    let cx = TestContext::new();
+    let file = cx.write("env.yml", CONDA_ENV);
+    cx.run_path(&["env", "create", "--no-lock", "-f"], &file, &[])
+        .success();
+    cx.run(&["env", "label", "demo:1", "production"]).success();
+    let refused = cx.run(&["env", "delete", "demo:1"]).user_error();
+    assert!(
+        refused.stderr.contains("label(s) production point to it")
+            && refused
+                .stderr
+                .contains("hint: `terrarium env archive demo:1`"),
+        "{}",
+        refused.stderr
+    );
+    let missing = cx.run(&["runs", "show", "no-such-run"]).user_error();
+    assert!(
+        missing.stderr.contains("hint: `terrarium runs list`"),
+        "{}",
+        missing.stderr
+    );
+    let missing = cx.run(&["env", "show", "no-such-env"]).user_error();
+    assert!(
+        missing.stderr.contains("hint: `terrarium env list`"),
+        "{}",
+        missing.stderr
+    );
+    let curated = cx.run(&["env", "archive", "curated/sklearn"]).user_error();
+    assert!(
+        curated
+            .stderr
+            .contains("hint: `terrarium env clone curated/sklearn NEW-NAME`"),
+        "{}",
+        curated.stderr
+    );
+}

@@ -401,7 +401,7 @@ impl Store for PostgresStore {
                 Reference::Latest(name) => {
                     if env_archived {
                         return Err(StoreError::Archived(format!(
-                            "environment `{name}` is archived: use {name}:VERSION, or `terrarium env restore {name}`"
+                            "environment `{name}` is archived"
                         )));
                     }
                     match latest(tx, name)? {
@@ -409,7 +409,7 @@ impl Store for PostgresStore {
                         None => {
                             let any = tx.query_opt("SELECT 1 FROM versions WHERE name = $1 LIMIT 1", &[name])?.is_some();
                             Err(if any {
-                                StoreError::Archived(format!("every version of `{name}` is archived: use {name}:VERSION, or restore one"))
+                                StoreError::Archived(format!("every version of `{name}` is archived"))
                             } else {
                                 StoreError::NotFound(format!("environment `{name}` (it has no versions)"))
                             })
@@ -597,7 +597,7 @@ impl Store for PostgresStore {
             if !labels.is_empty() {
                 return Err(StoreError::Referenced {
                     reference: format!("{name}:{version}"),
-                    reason: format!("label(s) {} point to it; move or remove them first (`terrarium env unlabel`)", labels.join(", ")),
+                    reason: format!("label(s) {} point to it", labels.join(", ")),
                 });
             }
             // The same order as SQLite's: labels, runs, deployments, images.
@@ -605,7 +605,7 @@ impl Store for PostgresStore {
             if runs > 0 {
                 return Err(StoreError::Referenced {
                     reference: format!("{name}:{version}"),
-                    reason: format!("{runs} recorded run(s) used it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                    reason: format!("{runs} recorded run(s) used it"),
                 });
             }
             let deployments: Vec<String> = tx
@@ -623,7 +623,7 @@ impl Store for PostgresStore {
             if images > 0 {
                 return Err(StoreError::Referenced {
                     reference: format!("{name}:{version}"),
-                    reason: format!("{images} image(s) were built from it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                    reason: format!("{images} image(s) were built from it"),
                 });
             }
             tx.execute("DELETE FROM versions WHERE name = $1 AND version = $2", &[&name, &version])?;

@@ -476,7 +476,7 @@ impl Store for SqliteStore {
                 Reference::Latest(name) => {
                     if env_archived {
                         return Err(StoreError::Archived(format!(
-                            "environment `{name}` is archived: use {name}:VERSION, or `terrarium env restore {name}`"
+                            "environment `{name}` is archived"
                         )));
                     }
                     match latest(conn, name)? {
@@ -489,7 +489,7 @@ impl Store for SqliteStore {
                             )?;
                             if any {
                                 Err(StoreError::Archived(format!(
-                                    "every version of `{name}` is archived: use {name}:VERSION, or restore one"
+                                    "every version of `{name}` is archived"
                                 )))
                             } else {
                                 Err(StoreError::NotFound(format!("environment `{name}` (it has no versions)")))
@@ -697,7 +697,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::Referenced {
                     reference: format!("{name}:{version}"),
                     reason: format!(
-                        "label(s) {} point to it; move or remove them first (`terrarium env unlabel`)",
+                        "label(s) {} point to it",
                         labels.join(", ")
                     ),
                 });
@@ -710,7 +710,7 @@ impl Store for SqliteStore {
             if runs > 0 {
                 return Err(StoreError::Referenced {
                     reference: format!("{name}:{version}"),
-                    reason: format!("{runs} recorded run(s) used it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                    reason: format!("{runs} recorded run(s) used it"),
                 });
             }
             let deployments: Vec<String> = tx
@@ -731,7 +731,7 @@ impl Store for SqliteStore {
             if images > 0 {
                 return Err(StoreError::Referenced {
                     reference: format!("{name}:{version}"),
-                    reason: format!("{images} image(s) were built from it; archive it instead (`terrarium env archive {name}:{version}`)"),
+                    reason: format!("{images} image(s) were built from it"),
                 });
             }
             tx.execute("DELETE FROM versions WHERE name = ?1 AND version = ?2", params![name, version])?;
