@@ -393,7 +393,10 @@ impl Store for PostgresStore {
                 Reference::Version(name, version) => load(tx, name, version),
                 Reference::Label(name, label) => {
                     let version: String = tx
-                        .query_opt("SELECT version FROM labels WHERE name = $1 AND label = $2", &[name, label])?
+                        .query_opt(
+                            "SELECT version FROM labels WHERE name = $1 AND label = $2",
+                            &[name, label],
+                        )?
                         .map(|r| r.get(0))
                         .ok_or_else(|| StoreError::NotFound(format!("label {name}@{label}")))?;
                     load(tx, name, &version)
@@ -407,11 +410,20 @@ impl Store for PostgresStore {
                     match latest(tx, name)? {
                         Some((version, _)) => load(tx, name, &version),
                         None => {
-                            let any = tx.query_opt("SELECT 1 FROM versions WHERE name = $1 LIMIT 1", &[name])?.is_some();
+                            let any = tx
+                                .query_opt(
+                                    "SELECT 1 FROM versions WHERE name = $1 LIMIT 1",
+                                    &[name],
+                                )?
+                                .is_some();
                             Err(if any {
-                                StoreError::Archived(format!("every version of `{name}` is archived"))
+                                StoreError::Archived(format!(
+                                    "every version of `{name}` is archived"
+                                ))
                             } else {
-                                StoreError::NotFound(format!("environment `{name}` (it has no versions)"))
+                                StoreError::NotFound(format!(
+                                    "environment `{name}` (it has no versions)"
+                                ))
                             })
                         }
                     }

@@ -470,7 +470,8 @@ impl Store for SqliteStore {
                             |r| r.get(0),
                         )
                         .optional()?;
-                    let version = version.ok_or_else(|| StoreError::NotFound(format!("label {name}@{label}")))?;
+                    let version = version
+                        .ok_or_else(|| StoreError::NotFound(format!("label {name}@{label}")))?;
                     load(conn, name, &version)
                 }
                 Reference::Latest(name) => {
@@ -492,7 +493,9 @@ impl Store for SqliteStore {
                                     "every version of `{name}` is archived"
                                 )))
                             } else {
-                                Err(StoreError::NotFound(format!("environment `{name}` (it has no versions)")))
+                                Err(StoreError::NotFound(format!(
+                                    "environment `{name}` (it has no versions)"
+                                )))
                             }
                         }
                     }
