@@ -66,42 +66,21 @@ pub fn prepare(
         .join("images")
         .join(record.name.replace('/', "--"))
         .join(&record.version);
-    // The image, through `image build` itself: built once, recorded, reused.
-    let mut build = Command::new(std::env::current_exe()?);
-    if let Some(workspace) = &context.workspace {
-        build.arg("--workspace").arg(workspace);
-    }
-    build
-        .args([
-            "image",
-            "build",
-            &format!("{}:{}", record.name, record.version),
-        ])
-        .arg("--output")
-        .arg(&layout)
-        .arg("--json");
-    if let Some(base) = base {
-        build.args(["--base", base]);
-    }
-    let out = build
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run terrarium image build")?;
-    if !out.status.success() {
-        return Err(user_error(
+    // The image, as `image build` makes it: built once, recorded, reused.
+    let store = context.store()?;
+    let args = crate::commands::image::BuildArgs::for_container(
+        format!("{}:{}", record.name, record.version),
+        layout.clone(),
+        base.map(str::to_string),
+    );
+    let built =
+        crate::commands::image::build_image(store.as_ref(), record, &args).with_context(|| {
             format!(
-                "cannot build the image of {}:{} to run it in a container (see above)",
+                "cannot build the image of {}:{} to run it in a container",
                 record.name, record.version
-            ),
-            None,
-        ));
-    }
-    let built: Value = serde_json::from_slice(&out.stdout).context("image build's answer")?;
-    let digest = built["digest"]
-        .as_str()
-        .context("image build gave no digest")?
-        .trim_start_matches("sha256:")
-        .to_string();
+            )
+        })?;
+    let digest = built.digest.trim_start_matches("sha256:").to_string();
     let tag = format!("{}-{}", record.name.replace('/', "-"), record.version);
     let bundles = cache.join("bundles");
     let bundle = bundles.join(&digest);

@@ -23,9 +23,17 @@ fn layout_has(dir: &Path, digest: &str) -> bool {
         && digest.blob_path(&layout::blobs_dir(dir)).is_file()
 }
 
+/// What a build made, or found already made: its digest, and what `image build` prints.
+pub(crate) struct Built {
+    pub digest: String,
+    /// The `--json` answer.
+    json: serde_json::Value,
+    /// The lines printed without `--json`.
+    lines: Vec<String>,
+}
+
 pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    // A reference, or a definition file registered first (anonymously when it has no name).
     let record = crate::environments::resolve_or_register(
         context,
         store.as_ref(),
@@ -33,8 +41,23 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         "import",
         None,
     )?;
-    let push = args
-        .push
+    if record.definition.docker.base_dockerfile.is_some() {
+        let push = parse_push(&args)?;
+        return build_with_builder(store.as_ref(), &record, &args, push.as_ref());
+    }
+    let built = build_image(store.as_ref(), &record, &args)?;
+    if args.json {
+        printer::json(&built.json)?;
+    } else {
+        for line in &built.lines {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_push(args: &BuildArgs) -> Result<Option<terrarium_image::registry::ImageRef>> {
+    args.push
         .as_deref()
         .map(terrarium_image::registry::ImageRef::parse)
         .transpose()
@@ -43,9 +66,25 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
                 e.to_string(),
                 Some("e.g. --push 127.0.0.1:5000/team/train:v1"),
             )
-        })?;
+        })
+}
+
+/// Build the image of `record`'s lock as `args` say (or find it built), and record it. The
+/// library call behind `image build` and `run --target container`.
+pub(crate) fn build_image(
+    store: &dyn terrarium_store::Store,
+    record: &terrarium_store::VersionRecord,
+    args: &BuildArgs,
+) -> Result<Built> {
+    let push = parse_push(args)?;
     if record.definition.docker.base_dockerfile.is_some() {
-        return build_with_builder(store.as_ref(), &record, &args, push.as_ref());
+        return Err(user_error(
+            format!(
+                "{}:{} is defined by a Dockerfile, which only a container builder can build",
+                record.name, record.version
+            ),
+            Some("build it with `terrarium image build REF --builder buildah`"),
+        ));
     }
     if args.builder.is_some() {
         return Err(user_error(
@@ -56,7 +95,7 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             Some("leave out --builder"),
         ));
     }
-    let (lock, lock_hash) = image_lock(store.as_ref(), &record, args.base.is_some())?;
+    let (lock, lock_hash) = image_lock(store, record, args.base.is_some())?;
     let section = lock
         .platforms
         .get("linux-64")
@@ -124,12 +163,12 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
             && archive.is_none()
             && deployment.is_none()
     }) {
-        if args.json {
-            let mut value = serde_json::to_value(done)?;
-            value["reused"] = serde_json::json!(true);
-            printer::json(&value)?;
-        } else {
-            println!(
+        let mut json = serde_json::to_value(done)?;
+        json["reused"] = serde_json::json!(true);
+        return Ok(Built {
+            digest: done.digest.clone(),
+            json,
+            lines: vec![format!(
                 "{}:{} was built already: {} ({})",
                 record.name,
                 record.version,
@@ -138,19 +177,18 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
                     .as_deref()
                     .or(done.output.as_deref())
                     .unwrap_or("-")
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+            )],
+        });
     }
     // Kept until the image is written: the layers are read from it.
     let (_staging, input) = stage(
         &cache,
-        &record,
+        record,
         &lock,
         &lock_hash,
         base.as_ref().map(|b| (b, blobs.as_path())),
     )?;
-    check_scratch(&record, &input)?;
+    check_scratch(record, &input)?;
     let target_prefix = input.target_prefix.clone();
     let mut input = input;
     if let Some((d, front)) = &deployment {
@@ -226,51 +264,52 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         actor: crate::workspace::actor(),
         built_at: terrarium_store::now(),
     })?;
-    if args.json {
-        printer::json(&serde_json::json!({
-            "environment": record.name,
-            "version": record.version,
-            "lock_hash": lock_hash,
-            "prefix": target_prefix,
-            "base": args.base,
-            "base_digest": base_digest,
-            "digest": image.manifest_digest,
-            "config_digest": image.config_digest,
-            "size": image.size(),
-            "layers": image.layers.iter().map(|l| serde_json::json!({"digest": l.digest, "size": l.size, "holds": l.comment})).collect::<Vec<_>>(),
-            "output": output.display().to_string(),
+    let json = serde_json::json!({
+        "environment": record.name,
+        "version": record.version,
+        "lock_hash": lock_hash,
+        "prefix": target_prefix,
+        "base": args.base,
+        "base_digest": base_digest,
+        "digest": image.manifest_digest,
+        "config_digest": image.config_digest,
+        "size": image.size(),
+        "layers": image.layers.iter().map(|l| serde_json::json!({"digest": l.digest, "size": l.size, "holds": l.comment})).collect::<Vec<_>>(),
+        "output": output.display().to_string(),
+        "tag": tag,
+        "seconds": seconds,
+        "push": pushed.as_ref().map(|(target, tag, report)| serde_json::json!({
+            "registry": target.registry,
+            "repository": target.repository,
             "tag": tag,
-            "seconds": seconds,
-            "push": pushed.as_ref().map(|(target, tag, report)| serde_json::json!({
-                "registry": target.registry,
-                "repository": target.repository,
-                "tag": tag,
-                "mounted_blobs": report.mounted_blobs,
-                "uploaded_blobs": report.uploaded_blobs,
-                "uploaded_bytes": report.uploaded_bytes,
-                "skipped_blobs": report.skipped_blobs,
-            })),
-        }))?;
-    } else {
-        println!(
-            "built {}:{} as oci:{}:{tag} ({}, {} layers, {:.1} MiB) in {seconds:.1}s",
-            record.name,
-            record.version,
-            output.display(),
-            image.manifest_digest,
-            image.layers.len(),
-            image.size() as f64 / (1024.0 * 1024.0)
-        );
-    }
-    if let (false, Some((target, tag, report))) = (args.json, &pushed) {
-        println!(
+            "mounted_blobs": report.mounted_blobs,
+            "uploaded_blobs": report.uploaded_blobs,
+            "uploaded_bytes": report.uploaded_bytes,
+            "skipped_blobs": report.skipped_blobs,
+        })),
+    });
+    let mut lines = vec![format!(
+        "built {}:{} as oci:{}:{tag} ({}, {} layers, {:.1} MiB) in {seconds:.1}s",
+        record.name,
+        record.version,
+        output.display(),
+        image.manifest_digest,
+        image.layers.len(),
+        image.size() as f64 / (1024.0 * 1024.0)
+    )];
+    if let Some((target, tag, report)) = &pushed {
+        lines.push(format!(
             "pushed {}/{}:{tag}: {} blobs uploaded ({} bytes), {} already there",
             target.registry,
             target.repository,
             report.uploaded_blobs,
             report.uploaded_bytes,
             report.skipped_blobs
-        );
+        ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Built {
+        digest: image.manifest_digest.clone(),
+        json,
+        lines,
+    })
 }

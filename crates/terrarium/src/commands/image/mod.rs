@@ -112,6 +112,26 @@ pub struct BuildArgs {
     json: bool,
 }
 
+impl BuildArgs {
+    /// The image `run --target container` runs: the version's own, into `output`, on `base`.
+    pub(crate) fn for_container(reference: String, output: PathBuf, base: Option<String>) -> Self {
+        Self {
+            reference,
+            output: Some(output),
+            push: None,
+            insecure_registries: Vec::new(),
+            base,
+            deployment: None,
+            front: None,
+            builder: None,
+            tag: None,
+            json: true,
+        }
+    }
+}
+
+pub(crate) use build::build_image;
+
 pub fn run(context: &Context, command: ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Build(args) => build(context, args),
