@@ -115,6 +115,43 @@ impl Lock {
         Ok(lock)
     }
 
+    /// The packages that differ from `self` to `new` on `platform`, as diff changes in the
+    /// `locked` section, keyed `conda:NAME` or `pypi:NAME`: removed and changed in key order,
+    /// then added. The one lock diff that `env diff` and the server's diff both show.
+    pub fn diff(&self, new: &Lock, platform: &str) -> Vec<terrarium_spec::diff::Change> {
+        use terrarium_spec::diff::{Change, ChangeKind};
+        let packages = |lock: &Lock| -> BTreeMap<String, String> {
+            lock.packages(platform)
+                .into_iter()
+                .map(|(name, version, source)| (format!("{source}:{name}"), version))
+                .collect()
+        };
+        let (old, new) = (packages(self), packages(new));
+        let change = |key: &String, kind, old: Option<&String>, new: Option<&String>| Change {
+            section: "locked",
+            key: key.clone(),
+            kind,
+            old: old.cloned(),
+            new: new.cloned(),
+        };
+        let mut changes = Vec::new();
+        for (key, version) in &old {
+            match new.get(key) {
+                None => changes.push(change(key, ChangeKind::Removed, Some(version), None)),
+                Some(v) if v != version => {
+                    changes.push(change(key, ChangeKind::Changed, Some(version), Some(v)))
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, version) in &new {
+            if !old.contains_key(key) {
+                changes.push(change(key, ChangeKind::Added, None, Some(version)));
+            }
+        }
+        changes
+    }
+
     /// All package names and versions for one platform, conda and PyPI, sorted.
     pub fn packages(&self, platform: &str) -> Vec<(String, String, &'static str)> {
         let mut out = Vec::new();
@@ -191,6 +228,35 @@ mod tests {
         let back = Lock::from_json(&lock.to_json()).unwrap();
         assert_eq!(back.lock_hash(), lock.lock_hash());
         assert_eq!(back, Lock::from_json(&back.to_json()).unwrap());
+    }
+
+    #[test]
+    fn the_lock_diff() {
+        let old = lock();
+        let mut new = lock();
+        let section = new.platforms.get_mut("linux-64").unwrap();
+        section.pypi[0].version = "2.32.0".into();
+        section.conda.clear();
+        section.pypi.push(LockedPypi {
+            name: "idna".into(),
+            version: "3.7".into(),
+            url: "https://files.pythonhosted.org/idna-3.7-py3-none-any.whl".into(),
+            sha256: "33".into(),
+        });
+        let changes: Vec<String> = old
+            .diff(&new, "linux-64")
+            .iter()
+            .map(|c| format!("{:?} {} {:?} {:?}", c.kind, c.key, c.old, c.new))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "Removed conda:numpy Some(\"1.26.4\") None",
+                "Changed pypi:requests Some(\"2.31.0\") Some(\"2.32.0\")",
+                "Added pypi:idna None Some(\"3.7\")",
+            ]
+        );
+        assert!(old.diff(&old, "linux-64").is_empty());
     }
 
     /// Locks written by lock format 1 are read by every later Terrarium, with the same hash.

@@ -1,7 +1,5 @@
 //! `/api/v1/environments`: versions, labels, history, diff, archive, export, locks.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -532,37 +530,23 @@ pub fn diff_versions(
         .collect();
     if let (Some(a), Some(b)) = (&old.lock_hash, &new.lock_hash) {
         if a != b {
-            let packages = |hash: &str| -> Result<BTreeMap<String, String>, ApiError> {
-                let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)
-                    .map_err(|err| ApiError::internal(format!("stored lock: {err}")))?;
-                Ok(lock
-                    .packages(platform)
+            let lock = |hash: &str| {
+                terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)
+                    .map_err(|err| ApiError::internal(format!("stored lock: {err}")))
+            };
+            let (old_lock, new_lock) = (lock(a)?, lock(b)?);
+            changes.extend(
+                old_lock
+                    .diff(&new_lock, platform)
                     .into_iter()
-                    .map(|(name, version, source)| (format!("{source}:{name}"), version))
-                    .collect())
-            };
-            let (old_packages, new_packages) = (packages(a)?, packages(b)?);
-            let mut change = |key: &String, kind: &str, o: Option<&String>, n: Option<&String>| {
-                changes.push(DiffChange {
-                    section: "locked".to_string(),
-                    key: key.clone(),
-                    kind: kind.to_string(),
-                    old: o.cloned(),
-                    new: n.cloned(),
-                })
-            };
-            for (key, version) in &old_packages {
-                match new_packages.get(key) {
-                    None => change(key, "removed", Some(version), None),
-                    Some(v) if v != version => change(key, "changed", Some(version), Some(v)),
-                    Some(_) => {}
-                }
-            }
-            for (key, version) in &new_packages {
-                if !old_packages.contains_key(key) {
-                    change(key, "added", None, Some(version));
-                }
-            }
+                    .map(|c| DiffChange {
+                        section: c.section.to_string(),
+                        key: c.key,
+                        kind: kind_name(c.kind).to_string(),
+                        old: c.old,
+                        new: c.new,
+                    }),
+            );
         }
     }
     Ok(DiffResponse {

@@ -20,21 +20,6 @@ pub struct DiffArgs {
     json: bool,
 }
 
-fn lock_change(
-    key: &str,
-    kind: terrarium_spec::diff::ChangeKind,
-    old: Option<&String>,
-    new: Option<&String>,
-) -> terrarium_spec::diff::Change {
-    terrarium_spec::diff::Change {
-        section: "locked",
-        key: key.to_string(),
-        kind,
-        old: old.cloned(),
-        new: new.cloned(),
-    }
-}
-
 #[derive(Serialize)]
 struct DiffOutput {
     old: String,
@@ -55,46 +40,10 @@ pub fn diff(context: &Context, args: DiffArgs) -> Result<ExitCode> {
     // With two locks, the resolved packages too (this machine's platform).
     if let (Some(a), Some(b)) = (&old.lock_hash, &new.lock_hash) {
         if a != b {
-            let platform = terrarium_resolve::current_platform();
-            let packages =
-                |hash: &str| -> Result<std::collections::BTreeMap<String, (String, String)>> {
-                    let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)?;
-                    Ok(lock
-                        .packages(&platform)
-                        .into_iter()
-                        .map(|(name, version, source)| {
-                            (format!("{source}:{name}"), (version.clone(), version))
-                        })
-                        .collect())
-                };
-            let (old_packages, new_packages) = (packages(a)?, packages(b)?);
-            for (key, (version, _)) in &old_packages {
-                match new_packages.get(key) {
-                    None => diff.changes.push(lock_change(
-                        key,
-                        terrarium_spec::diff::ChangeKind::Removed,
-                        Some(version),
-                        None,
-                    )),
-                    Some((v, _)) if v != version => diff.changes.push(lock_change(
-                        key,
-                        terrarium_spec::diff::ChangeKind::Changed,
-                        Some(version),
-                        Some(v),
-                    )),
-                    Some(_) => {}
-                }
-            }
-            for (key, (version, _)) in &new_packages {
-                if !old_packages.contains_key(key) {
-                    diff.changes.push(lock_change(
-                        key,
-                        terrarium_spec::diff::ChangeKind::Added,
-                        None,
-                        Some(version),
-                    ));
-                }
-            }
+            let old_lock = terrarium_resolve::Lock::from_json(&store.get_lock(a)?)?;
+            let new_lock = terrarium_resolve::Lock::from_json(&store.get_lock(b)?)?;
+            diff.changes
+                .extend(old_lock.diff(&new_lock, &terrarium_resolve::current_platform()));
         }
     }
     if args.json {
