@@ -183,6 +183,30 @@ pub fn keep_context(store: &dyn Store, imported: &terrarium_spec::Imported) -> R
     }
 }
 
+/// Unpack the build context stored with `record` (if it has one) into the empty folder `dir`,
+/// checked against its digest: the same context from any directory and any machine.
+pub fn unpack_stored_context(store: &dyn Store, record: &VersionRecord, dir: &Path) -> Result<()> {
+    let Some(digest) = &record.definition.docker.build_context_digest else {
+        return Ok(());
+    };
+    let archive = store.get_context(digest).map_err(|err| match err {
+        terrarium_store::StoreError::NotFound(_) => user_error(
+            format!(
+                "the build context of {}:{} ({digest}) is not in this workspace",
+                record.name, record.version
+            ),
+            Some("register the definition again from its folder (`terrarium env create -f FILE`): that stores its context"),
+        ),
+        other => other.into(),
+    })?;
+    terrarium_spec::context::unpack(&archive, dir, digest).with_context(|| {
+        format!(
+            "the stored build context of {}:{} is damaged",
+            record.name, record.version
+        )
+    })
+}
+
 /// Write a Dockerfile-defined version's build as it was registered into `dir` (created; it
 /// must not exist or be empty): its stored build context, checked against its digest, and
 /// its Dockerfile at its `dockerfile_path`.
@@ -201,24 +225,7 @@ pub fn write_docker_build(store: &dyn Store, record: &VersionRecord, dir: &Path)
         ));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    if let Some(digest) = &docker.build_context_digest {
-        let archive = store.get_context(digest).map_err(|err| match err {
-            terrarium_store::StoreError::NotFound(_) => user_error(
-                format!(
-                    "the build context of {}:{} ({digest}) is not in this workspace",
-                    record.name, record.version
-                ),
-                Some("register the definition again from its folder (`terrarium env create -f FILE`): that stores its context"),
-            ),
-            other => other.into(),
-        })?;
-        terrarium_spec::context::unpack(&archive, dir, digest).with_context(|| {
-            format!(
-                "the stored build context of {}:{} is damaged",
-                record.name, record.version
-            )
-        })?;
-    }
+    unpack_stored_context(store, record, dir)?;
     let name = docker.dockerfile_path.as_deref().unwrap_or("Dockerfile");
     if !terrarium_spec::names::is_local_relative_path(name) {
         return Err(user_error(

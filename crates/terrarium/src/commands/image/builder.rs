@@ -49,24 +49,7 @@ pub(super) fn build_with_builder(
     // any directory and any machine, and checked against its digest as it is unpacked.
     let context_dir = scratch.path().join("context");
     std::fs::create_dir(&context_dir)?;
-    if let Some(digest) = &docker.build_context_digest {
-        let archive = store.get_context(digest).map_err(|err| match err {
-            terrarium_store::StoreError::NotFound(_) => user_error(
-                format!(
-                    "the build context of {}:{} ({digest}) is not in this workspace",
-                    record.name, record.version
-                ),
-                Some("register the definition again from its folder (`terrarium env create -f FILE`): that stores its context"),
-            ),
-            other => other.into(),
-        })?;
-        terrarium_spec::context::unpack(&archive, &context_dir, digest).with_context(|| {
-            format!(
-                "the stored build context of {}:{} is damaged",
-                record.name, record.version
-            )
-        })?;
-    }
+    crate::environments::unpack_stored_context(store, record, &context_dir)?;
     let local = format!(
         "localhost/terrarium/{}:{}",
         record.name.replace('/', "-"),
