@@ -101,9 +101,9 @@ pub fn run(args: ServeArgs) -> std::io::Result<ExitCode> {
     let (log, _flush) = buffered_log(std::io::stderr());
     match serve_with(config, limits, log, |_| {}, shutdown_signal())? {
         Stopped::Signal => Ok(ExitCode::SUCCESS),
-        Stopped::Failed(reason) => {
-            eprintln!("error: the service failed: {reason}");
-            Ok(ExitCode::FAILURE)
-        }
+        // Reported by the caller's printer (the CLI's, or `terrarium-serve`'s main).
+        Stopped::Failed(reason) => Err(std::io::Error::other(format!(
+            "the service failed: {reason}"
+        ))),
     }
 }

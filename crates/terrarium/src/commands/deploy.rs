@@ -293,20 +293,15 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
         let _ = events_tx.send(event);
     });
     let mut deployment = recorder.join().expect("the recorder thread does not panic");
-    let code = match outcome {
+    // Every error goes through the CLI's printer; a failed service is reported once its
+    // state is recorded.
+    let failed = match outcome {
         Ok(Stopped::Signal) => {
             deployment.state = "stopped".into();
             deployment.stopped_at = Some(terrarium_store::now());
-            ExitCode::SUCCESS
+            None
         }
-        Ok(Stopped::Failed(reason)) => {
-            eprintln!(
-                "error: deployment {} failed: {reason}\n  hint: the log is in {}",
-                deployment.name,
-                log_path.display()
-            );
-            ExitCode::FAILURE
-        }
+        Ok(Stopped::Failed(reason)) => Some(reason),
         Err(err) => {
             deployment.state = "failed".into();
             deployment.reason = Some(err.to_string());
@@ -320,7 +315,15 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     };
     store.put_deployment(&deployment)?;
     drop(env);
-    Ok(code)
+    match failed {
+        None => Ok(ExitCode::SUCCESS),
+        Some(reason) => Err(anyhow::anyhow!(
+            "deployment {} failed: {reason}; its log is in {} (`terrarium deployments logs {}`)",
+            deployment.name,
+            log_path.display(),
+            deployment.name
+        )),
+    }
 }
 
 /// The interpreter a user-managed environment recorded.
