@@ -21,6 +21,15 @@ pub enum EnvError {
 }
 
 impl EnvError {
+    /// Errors in what was asked (a lock that cannot be used here) rather than failures of this
+    /// machine (a file that cannot be written, an installer that failed).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Resolve(err) => err.is_user_error(),
+            Self::Build(_) | Self::Io { .. } => false,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

@@ -24,8 +24,8 @@ pub use layer::Layer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing a file failed (the cause is the source, shown once by the printer).
+    #[error("cannot read or write {path}")]
     Io {
         path: String,
         #[source]
