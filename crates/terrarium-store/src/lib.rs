@@ -40,6 +40,62 @@ pub struct Source {
     pub format: Option<String>,
 }
 
+/// Where a deployment is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentState {
+    /// Its workers are loading the entry script and running `init()`.
+    Starting,
+    /// Serving requests.
+    Ready,
+    /// It could not start or serve (the record's `reason` says why).
+    Failed,
+    /// It was stopped, or its process is gone.
+    Stopped,
+}
+
+impl DeploymentState {
+    pub const ALL: [DeploymentState; 4] =
+        [Self::Starting, Self::Ready, Self::Failed, Self::Stopped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    /// Starting or ready: its process should be running.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Starting | Self::Ready)
+    }
+}
+
+impl std::fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DeploymentState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| {
+                format!(
+                    "state `{}` is not one of starting, ready, failed, stopped",
+                    text.escape_debug()
+                )
+            })
+    }
+}
+
 /// The kinds of [`Source`] there are.
 pub const SOURCE_KINDS: &[&str] = &[
     "manual", "import", "run", "deploy", "clone", "curated", "relock",
@@ -202,8 +258,7 @@ pub struct DeploymentRecord {
     /// The machine and process serving it, to stop it.
     pub host: String,
     pub pid: Option<u32>,
-    /// `starting`, `ready`, `failed` or `stopped`.
-    pub state: String,
+    pub state: DeploymentState,
     /// Why it failed, when it did.
     pub reason: Option<String>,
     pub actor: String,

@@ -121,7 +121,7 @@ fn deployment(name: &str, environment: &str, version: &str) -> DeploymentRecord 
         url: None,
         host: "host-1".into(),
         pid: None,
-        state: "starting".into(),
+        state: terrarium_store::DeploymentState::Starting,
         reason: None,
         actor: "story".into(),
         started_at: "2026-01-01T00:00:00.000Z".into(),
@@ -710,7 +710,7 @@ fn images_and_deployments(store: &dyn Store) {
     assert_eq!(store.get_deployment("web").unwrap(), web);
     // Put again: the record is replaced.
     let ready = DeploymentRecord {
-        state: "ready".into(),
+        state: terrarium_store::DeploymentState::Ready,
         url: Some("http://127.0.0.1:8000".into()),
         pid: Some(4242),
         version: "14".into(),

@@ -998,7 +998,7 @@ fn logs_are_read_from_the_workspace_never_from_the_record() {
         url: None,
         host: this_host(),
         pid: None,
-        state: "stopped".into(),
+        state: terrarium_store::DeploymentState::Stopped,
         reason: None,
         actor: "mallory".into(),
         started_at: "2026-12-01T00:00:00.000Z".into(),

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use terrarium_store::DeploymentRecord;
+use terrarium_store::{DeploymentRecord, DeploymentState};
 use utoipa::IntoParams;
 
 use super::environments::page;
@@ -11,8 +11,6 @@ use crate::auth::{Identity, Role};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::SharedState;
 use crate::wire::{ErrorBody, Page};
-
-const STATES: &[&str] = &["starting", "ready", "failed", "stopped"];
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -34,12 +32,18 @@ pub async fn list(
     State(state): State<SharedState>,
     ApiQuery(query): ApiQuery<DeploymentsQuery>,
 ) -> Result<Json<Page<DeploymentRecord>>, ApiError> {
+    let wanted: Option<DeploymentState> = query
+        .state
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError::invalid)?;
     let all = state
         .blocking(|store| Ok(store.list_deployments()?))
         .await?;
     let items = all
         .into_iter()
-        .filter(|d| query.state.as_deref().is_none_or(|s| d.state == s))
+        .filter(|d| wanted.is_none_or(|s| d.state == s))
         .collect();
     Ok(Json(page(items, query.limit, query.offset)))
 }
@@ -73,13 +77,6 @@ pub async fn put(
         return Err(ApiError::invalid(format!(
             "the body names deployment `{}`, the path `{name}`",
             deployment.name
-        )));
-    }
-    if !STATES.contains(&deployment.state.as_str()) {
-        return Err(ApiError::invalid(format!(
-            "state `{}` is not one of {}",
-            deployment.state,
-            STATES.join(", ")
         )));
     }
     terrarium_spec::names::validate_name(&name).map_err(ApiError::invalid)?;

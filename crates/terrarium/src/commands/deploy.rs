@@ -15,7 +15,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 use terrarium_resolve::LockKind;
 use terrarium_serve::{http::Routes, Event, PoolConfig, ServeConfig, Stopped, WorkerCommand};
-use terrarium_store::{DeploymentRecord, Store};
+use terrarium_store::{DeploymentRecord, DeploymentState, Store};
 
 use super::Context;
 use crate::environments::{self, LockArgs};
@@ -236,7 +236,7 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
         url: None,
         host: hostname(),
         pid: Some(std::process::id()),
-        state: "starting".into(),
+        state: DeploymentState::Starting,
         reason: None,
         actor: workspace::actor(),
         started_at: terrarium_store::now(),
@@ -265,7 +265,7 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
                         deployment.url = addresses.first().map(|a| format!("http://{a}"));
                     }
                     Event::Ready => {
-                        deployment.state = "ready".into();
+                        deployment.state = DeploymentState::Ready;
                         printer::status(&format!(
                             "deployment {} serving {}:{} at {} ({workers} worker{})",
                             deployment.name,
@@ -276,7 +276,7 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
                         ));
                     }
                     Event::Failed(reason) => {
-                        deployment.state = "failed".into();
+                        deployment.state = DeploymentState::Failed;
                         deployment.reason = Some(reason);
                         deployment.stopped_at = Some(terrarium_store::now());
                     }
@@ -297,13 +297,13 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     // state is recorded.
     let failed = match outcome {
         Ok(Stopped::Signal) => {
-            deployment.state = "stopped".into();
+            deployment.state = DeploymentState::Stopped;
             deployment.stopped_at = Some(terrarium_store::now());
             None
         }
         Ok(Stopped::Failed(reason)) => Some(reason),
         Err(err) => {
-            deployment.state = "failed".into();
+            deployment.state = DeploymentState::Failed;
             deployment.reason = Some(err.to_string());
             deployment.stopped_at = Some(terrarium_store::now());
             store.put_deployment(&deployment)?;
@@ -445,7 +445,10 @@ fn detach(
             ));
         }
         if let Ok(d) = store.get_deployment(&args.name) {
-            if d.started_at >= started_at && d.pid == Some(child.id()) && d.state == "ready" {
+            if d.started_at >= started_at
+                && d.pid == Some(child.id())
+                && d.state == DeploymentState::Ready
+            {
                 println!(
                     "deployment {} serving {}:{} at {} (pid {})",
                     d.name,
@@ -574,7 +577,7 @@ pub fn validate_deployment_name(name: &str) -> Result<()> {
 /// Whether the record says the deployment is up. A record is what anyone with write access to
 /// the workspace (maybe a team server) says; on this machine only the pidfile is trusted.
 pub fn says_running(d: &DeploymentRecord) -> bool {
-    d.state == "starting" || d.state == "ready"
+    d.state.is_live()
 }
 
 /// What this machine knows of a deployment's serving process, for one that says it runs here.

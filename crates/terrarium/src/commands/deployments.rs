@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use terrarium_store::DeploymentRecord;
+use terrarium_store::{DeploymentRecord, DeploymentState};
 
 use super::deploy::{
     check_serving, hostname, logs_dir, pid_alive, remove_pidfile, says_running, serving_pid,
@@ -241,7 +241,7 @@ fn reconcile(
 ) -> DeploymentRecord {
     if says_running(&d) && d.host == hostname() && matches!(check_serving(logs, &d), Serving::Gone)
     {
-        d.state = "stopped".into();
+        d.state = DeploymentState::Stopped;
         d.reason = Some("the serving process is gone".into());
         d.stopped_at = Some(terrarium_store::now());
         if let Err(err) = store.put_deployment(&d) {
