@@ -136,6 +136,28 @@ impl BaseError {
     }
 }
 
+/// The largest index, manifest or image config read into memory (the OCI distribution spec
+/// lets registries refuse manifests over 4 MiB): a hostile base cannot make a build read
+/// gigabytes of JSON.
+pub const MAX_JSON_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Read a small JSON document from a layout, refusing one larger than [`MAX_JSON_BYTES`].
+fn read_json_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_JSON_BYTES + 1),
+        &mut bytes,
+    )?;
+    if bytes.len() as u64 > MAX_JSON_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB, more than an image's JSON can be",
+            MAX_JSON_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
 /// A content descriptor: an index's entry, a manifest's config or layer.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -200,7 +222,7 @@ impl Source<'_> {
                 reference, blobs, ..
             } => {
                 let path = descriptor.digest.blob_path(blobs);
-                std::fs::read(&path).map_err(|e| {
+                read_json_file(&path).map_err(|e| {
                     BaseError::Invalid(reference.to_string(), format!("{}: {e}", path.display()))
                 })?
             }
@@ -289,7 +311,7 @@ pub fn open(reference: &str, blobs: &Path, insecure: &[String]) -> Result<Base, 
                 origin: format!("oci:{}", dir.display()),
             };
             let index_path = dir.join("index.json");
-            let index = std::fs::read(&index_path)
+            let index = read_json_file(&index_path)
                 .map_err(|e| bad(format!("{}: {e}", index_path.display())))?;
             let index: Manifest = parse(reference, "index.json", &index)?;
             let entry = index
@@ -356,7 +378,7 @@ pub fn open(reference: &str, blobs: &Path, insecure: &[String]) -> Result<Base, 
         .layers
         .ok_or_else(|| bad("the manifest lists no layers".into()))?;
     let config_path = source.fetch(&config, blobs)?;
-    let config_bytes = std::fs::read(&config_path).map_err(|e| ImageError::io(&config_path, e))?;
+    let config_bytes = read_json_file(&config_path).map_err(|e| ImageError::io(&config_path, e))?;
     // The bytes parsed are the bytes checked, whatever happened to the file since.
     config
         .digest

@@ -43,6 +43,13 @@ pub enum RegistryError {
         #[source]
         source: ImageError,
     },
+    /// An answer larger than what it can be (a manifest over 4 MiB).
+    #[error("the registry {registry} sent more than {limit} bytes for {what}")]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: u64,
+    },
 }
 
 impl RegistryError {
@@ -52,7 +59,7 @@ impl RegistryError {
         match self {
             Self::Reference(..) => true,
             Self::Image(err) => err.is_user_error(),
-            Self::ContentDigest { .. } => true,
+            Self::ContentDigest { .. } | Self::TooLarge { .. } => true,
             Self::Unreachable { .. } | Self::Refused { .. } | Self::Io(_) => false,
         }
     }
@@ -335,7 +342,21 @@ impl Registry {
                 what: format!("the manifest {repository}:{reference}"),
                 source,
             })?;
-        let bytes = response.bytes().map_err(|e| self.unreachable(e))?.to_vec();
+        // A manifest is small (registries refuse ones over 4 MiB): never read more.
+        let limit = crate::base::MAX_JSON_BYTES;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(response, limit + 1), &mut bytes)
+            .map_err(|e| RegistryError::Unreachable {
+                registry: self.registry.clone(),
+                message: format!("reading the manifest {repository}:{reference}: {e}"),
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(RegistryError::TooLarge {
+                registry: self.registry.clone(),
+                what: format!("the manifest {repository}:{reference}"),
+                limit,
+            });
+        }
         let origin = format!("{}/{repository}", self.registry);
         for digest in expected.iter().chain(&claimed) {
             digest.check(&bytes, None, &origin)?;

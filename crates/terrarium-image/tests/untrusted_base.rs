@@ -206,6 +206,22 @@ fn uppercase_hex_in_the_index_is_refused() {
     assert!(err.contains(&upper), "{err}");
 }
 
+/// An index.json far larger than any image's is refused before it is read whole.
+#[test]
+fn an_enormous_index_is_refused() {
+    let case = Case::new();
+    let config = case.blob(&config_json());
+    let layer = case.blob(b"layer");
+    let manifest = case.manifest(config, vec![layer]);
+    case.index(manifest);
+    let index = case.layout().join("index.json");
+    let mut text = std::fs::read(&index).unwrap();
+    text.extend(std::iter::repeat_n(b' ', 5 * 1024 * 1024));
+    std::fs::write(&index, text).unwrap();
+    let err = case.refused("larger than 4 MiB");
+    assert!(err.contains("index.json"), "{err}");
+}
+
 /// The manifest, the config and a layer in turn: stored under the digest of other bytes.
 #[test]
 fn a_blob_whose_bytes_are_not_its_digest_is_refused() {
