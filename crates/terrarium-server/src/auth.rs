@@ -344,29 +344,34 @@ pub async fn access(
             remote,
         })
     });
-    let response = if cross_origin {
-        ApiError::forbidden(
-            "this request came from a page of another origin; use the web UI's own pages, or an API token",
+    // Who may go on to the handler: an identified caller, or anyone for a public path.
+    let refusal = if cross_origin {
+        Some(
+            ApiError::forbidden(
+                "this request came from a page of another origin; use the web UI's own pages, or an API token",
+            )
+            .into_response(),
         )
-        .into_response()
     } else {
         match identity {
             Ok(identity) => {
                 request.extensions_mut().insert(identity);
-                let run = with_timeout(next.run(request), state.request_timeout, scope.as_deref());
-                crate::state::AUDIT.scope(scope.clone(), run).await
+                None
             }
-            Err(_) if is_public(&path) => {
-                let run = with_timeout(next.run(request), state.request_timeout, scope.as_deref());
-                crate::state::AUDIT.scope(scope.clone(), run).await
-            }
+            Err(_) if is_public(&path) => None,
             Err(_) if path.starts_with("/ui") && !mutating => {
-                Redirect::to("/ui/login").into_response()
+                Some(Redirect::to("/ui/login").into_response())
             }
-            Err(err) => err.into_response(),
+            Err(err) => Some(err.into_response()),
         }
     };
-    let mut response = response;
+    let mut response = match refusal {
+        Some(response) => response,
+        None => {
+            let run = with_timeout(next.run(request), state.request_timeout, scope.as_deref());
+            crate::state::AUDIT.scope(scope.clone(), run).await
+        }
+    };
     if let Some(scope) = scope {
         if path != "/ui/login" || scope.recorded().is_some() {
             if let Err(message) = finish_audit(&state, &scope, response.status()).await {
