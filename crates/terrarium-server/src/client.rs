@@ -435,6 +435,25 @@ impl Store for RemoteStore {
         Ok(())
     }
 
+    fn has_context(&self, digest: &str) -> Result<bool, StoreError> {
+        terrarium_store::check_context_digest(digest)?;
+        let path = format!("/contexts/{}", segment(digest));
+        // HEAD: the answer's status, not the archive.
+        let response = self.request(Method::HEAD, &path).send().map_err(|err| {
+            StoreError::Transport(format!(
+                "cannot reach the workspace server at {}: {}",
+                self.base,
+                terrarium_resolve::conda::error_chain(&err)
+            ))
+        })?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            // A HEAD answer has no body to explain a refusal: ask again for the error.
+            _ => self.send(self.request(Method::GET, &path)).map(|_| true),
+        }
+    }
+
     fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         terrarium_store::check_context_digest(digest)?;
         let response =

@@ -463,6 +463,9 @@ pub trait Store: Send + Sync {
     /// A packed build context, by digest. The caller checks it (`context::unpack` does).
     fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError>;
 
+    /// Whether the workspace keeps the build context `digest`, without reading it.
+    fn has_context(&self, digest: &str) -> Result<bool, StoreError>;
+
     /// A small key-value area for the workspace itself (e.g. the curated bundle's hash).
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError>;

@@ -854,7 +854,9 @@ fn contexts_and_meta(store: &dyn Store) {
 
     // Build contexts, content-addressed; keeping one twice is a no-op.
     let digest = hex("ab");
+    assert!(!store.has_context(&digest).unwrap());
     store.put_context(&digest, b"first").unwrap();
+    assert!(store.has_context(&digest).unwrap());
     store.put_context(&digest, b"first").unwrap();
     assert_eq!(store.get_context(&digest).unwrap(), b"first");
     assert!(matches!(

@@ -155,9 +155,9 @@ pub fn keep_context(store: &dyn Store, imported: &terrarium_spec::Imported) -> R
     if !dir.is_dir() {
         // A definition that carries its Dockerfile and context digest (an export read back
         // without its context folder): usable if the workspace already has the context.
-        return match store.get_context(digest) {
-            Ok(_) => Ok(()),
-            Err(terrarium_store::StoreError::NotFound(_)) => Err(user_error(
+        return match store.has_context(digest) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(user_error(
                 format!(
                     "the build context `{context}` ({}) is not there, and this workspace does not have it",
                     dir.display()
@@ -166,6 +166,10 @@ pub fn keep_context(store: &dyn Store, imported: &terrarium_spec::Imported) -> R
             )),
             Err(err) => Err(err.into()),
         };
+    }
+    // Kept already (every `run` of the same file gets here): no need to pack and send it again.
+    if store.has_context(digest)? {
+        return Ok(());
     }
     match terrarium_spec::context::pack(&dir, dockerfile)? {
         Some((found, archive)) if found == *digest => {

@@ -159,6 +159,40 @@ fn contexts_travel_through_a_team_server() {
         ],
     )
     .success();
+    // Registering the same folder again sends nothing: the server has the context.
+    remote(
+        &cx,
+        &server.url,
+        Some(&token),
+        &[
+            "env",
+            "create",
+            "--name",
+            "trainer",
+            "-f",
+            dockerfile.to_str().unwrap(),
+        ],
+    )
+    .success();
+    let uploads = cx
+        .command_without_workspace()
+        .args(["audit", "--db", &db, "--json", "--limit", "1000"])
+        .output()
+        .unwrap();
+    let uploads: common::Run = uploads.into();
+    let uploads = uploads.success().json();
+    let puts = uploads
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("PUT /api/v1/contexts/")
+        })
+        .count();
+    assert_eq!(puts, 1, "{uploads}");
     std::fs::remove_dir_all(&dir).unwrap();
     let out = cx.path("other-machine/out");
     remote(

@@ -802,6 +802,17 @@ impl Store for PostgresStore {
         })
     }
 
+    fn has_context(&self, digest: &str) -> Result<bool, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM contexts WHERE digest = $1)",
+                    &[&digest],
+                )?
+                .get(0))
+        })
+    }
+
     fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         self.read(|tx| {
             tx.query_opt("SELECT archive FROM contexts WHERE digest = $1", &[&digest])?

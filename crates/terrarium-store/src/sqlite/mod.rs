@@ -919,6 +919,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn has_context(&self, digest: &str) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM contexts WHERE digest = ?1)",
+                params![digest],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
     fn get_context(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         self.read(|conn| {
             conn.query_row(
