@@ -20,6 +20,7 @@ use terrarium_spec::Definition;
 pub mod audit;
 mod error;
 mod postgres;
+mod sql;
 mod sqlite;
 
 pub use error::StoreError;
