@@ -9,7 +9,7 @@ pub enum EnvError {
     Build(String),
     /// The lock could not be read.
     #[error(transparent)]
-    Resolve(#[from] terrarium_resolve::ResolveError),
+    Lock(#[from] terrarium_lock::LockError),
     /// A file operation failed.
     #[error("{}: {action}", path.display())]
     Io {
@@ -25,7 +25,7 @@ impl EnvError {
     /// machine (a file that cannot be written, an installer that failed).
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Resolve(err) => err.is_user_error(),
+            Self::Lock(err) => err.is_user_error(),
             Self::Build(_) | Self::Io { .. } => false,
         }
     }

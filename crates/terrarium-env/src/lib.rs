@@ -16,9 +16,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use terrarium_resolve::conda::error_chain;
-use terrarium_resolve::uv::Uv;
-use terrarium_resolve::{Lock, LockKind, PlatformLock};
+use terrarium_lock::uv::Uv;
+use terrarium_lock::{Lock, LockKind, PlatformLock};
+use terrarium_spec::error::error_chain;
 
 mod error;
 mod verify;
@@ -326,8 +326,7 @@ impl EnvCache {
         let has_conda = !section.conda.is_empty();
         if has_conda {
             reporter.step(&format!("linking {} conda packages", section.conda.len()));
-            let records =
-                terrarium_resolve::conda::records(&section.conda).map_err(EnvError::Resolve)?;
+            let records = section.conda_records()?;
             let subdir: rattler_conda_types::Subdir = platform
                 .parse()
                 .map_err(|_| EnvError::Build(format!("unknown platform {platform}")))?;

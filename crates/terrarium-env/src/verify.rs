@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use terrarium_resolve::Lock;
+use terrarium_lock::Lock;
 
 use crate::EnvError;
 

@@ -11,9 +11,9 @@ use rattler_conda_types::{
 use rattler_repodata_gateway::Gateway;
 use rattler_solve::{ChannelPriority, SolverImpl, SolverTask};
 use rattler_virtual_packages::{VirtualPackageOverrides, VirtualPackages};
+use terrarium_lock::LockedConda;
 use terrarium_spec::model::Conda;
 
-use crate::lock::LockedConda;
 use crate::ResolveError;
 
 /// Virtual packages for `platform`: detected on this machine for the current platform (with
@@ -103,7 +103,7 @@ pub fn solve(
             .await
             .map_err(|e| ResolveError::Channel {
                 channel: conda.channels.join(", "),
-                message: error_chain(&e),
+                message: terrarium_spec::error::error_chain(&e),
             })?;
         let task = SolverTask {
             virtual_packages,
@@ -129,19 +129,6 @@ pub fn solve(
     Ok(locked)
 }
 
-/// An error and all its causes on one line, for messages from libraries whose `Display`
-/// shows only the outermost layer.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn to_locked(record: RepoDataRecord) -> Result<LockedConda, ResolveError> {
     let sha256 = record
         .package_record
@@ -158,20 +145,4 @@ fn to_locked(record: RepoDataRecord) -> Result<LockedConda, ResolveError> {
         sha256,
         record: serde_json::to_value(&record).map_err(|e| ResolveError::Format(e.to_string()))?,
     })
-}
-
-/// The repodata records of a lock, for installation.
-pub fn records(locked: &[LockedConda]) -> Result<Vec<RepoDataRecord>, ResolveError> {
-    locked
-        .iter()
-        .map(|l| {
-            serde_json::from_value(l.record.clone())
-                .map_err(|e| ResolveError::Format(format!("conda record of {}: {e}", l.name)))
-        })
-        .collect()
-}
-
-/// The platform this machine is.
-pub fn current_platform() -> Subdir {
-    Subdir::current().unwrap_or(Subdir::Linux64)
 }

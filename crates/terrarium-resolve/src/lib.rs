@@ -8,6 +8,9 @@
 //! - user-managed environments are never resolved: their lock records the interpreter and
 //!   what is installed in it.
 //!
+//! The lock itself (types, hash, formats, diff, the check against a definition) is
+//! `terrarium-lock`'s; this crate makes one.
+//!
 //! Design goal: the same inputs give a byte-identical lock (sorted packages, canonical JSON),
 //! and resolution happens once per environment version.
 
@@ -17,17 +20,16 @@ use std::process::Command;
 
 use terrarium_spec::Definition;
 
-pub mod check;
+use terrarium_lock::{Lock, LockKind, LockedPypi, LockedPython, PlatformLock, LOCK_VERSION};
+
 pub mod conda;
 mod error;
-pub mod formats;
-pub mod lock;
 pub mod pypi;
 pub mod python;
 pub mod uv;
 
 pub use error::ResolveError;
-pub use lock::{Lock, LockKind, LockedConda, LockedPypi, LockedPython, PlatformLock};
+pub use terrarium_lock::current_platform;
 
 /// How to lock.
 #[derive(Debug, Clone, Default)]
@@ -38,11 +40,6 @@ pub struct LockOptions {
     pub virtual_packages: Vec<String>,
     /// Terrarium's cache directory (repodata cache, tools).
     pub cache_dir: PathBuf,
-}
-
-/// The platform name of this machine (`linux-64`).
-pub fn current_platform() -> String {
-    conda::current_platform().to_string()
 }
 
 /// Resolve a system-managed definition.
@@ -145,7 +142,7 @@ pub fn lock(definition: &Definition, options: &LockOptions) -> Result<Lock, Reso
         out.insert(platform.clone(), section);
     }
     Ok(Lock {
-        lock_version: lock::LOCK_VERSION,
+        lock_version: LOCK_VERSION,
         kind: LockKind::Resolved,
         content_hash: terrarium_spec::content_hash(definition),
         platforms: out,
@@ -170,7 +167,7 @@ pub fn record_user_managed(definition: &Definition) -> Result<Lock, ResolveError
         },
     );
     Ok(Lock {
-        lock_version: lock::LOCK_VERSION,
+        lock_version: LOCK_VERSION,
         kind: LockKind::UserManaged,
         content_hash: terrarium_spec::content_hash(definition),
         platforms,

@@ -5,9 +5,9 @@ use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use terrarium_lock::LockedPypi;
 use terrarium_spec::model::{IndexOptions, PipRequirement};
 
-use crate::lock::LockedPypi;
 use crate::python::Interpreter;
 use crate::uv::Uv;
 use crate::ResolveError;

@@ -1,8 +1,11 @@
 //! Finding uv: `$TERRARIUM_UV`, else `uv` on PATH, else a copy bootstrapped from PyPI at the
-//! pinned version into Terrarium's tool cache.
+//! pinned version into Terrarium's tool cache. The handle itself, and how uv is always run,
+//! is `terrarium_lock::uv::Uv`, which installing a lock uses too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub use terrarium_lock::uv::Uv;
 
 use crate::ResolveError;
 
@@ -12,55 +15,37 @@ pub const UV_VERSION: &str = "0.9.30";
 /// Environment variable naming a uv binary to use.
 pub const TERRARIUM_UV: &str = "TERRARIUM_UV";
 
-#[derive(Debug, Clone)]
-pub struct Uv {
-    pub path: PathBuf,
-    pub version: String,
-}
-
-impl Uv {
-    /// A `uv` command with the settings that keep it reproducible and offline-friendly: never
-    /// download interpreters, ignore user and project configuration files.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.path);
-        cmd.env("UV_PYTHON_DOWNLOADS", "never");
-        cmd.env("UV_NO_CONFIG", "1");
-        cmd.env_remove("VIRTUAL_ENV");
-        cmd.env_remove("CONDA_PREFIX");
-        cmd
+/// The uv at `path`, if it runs.
+fn probe(path: PathBuf) -> Option<Uv> {
+    let output = Command::new(&path).arg("--version").output().ok()?;
+    if !output.status.success() {
+        return None;
     }
-
-    fn probe(path: PathBuf) -> Option<Uv> {
-        let output = Command::new(&path).arg("--version").output().ok()?;
-        if !output.status.success() {
-            return None;
-        }
-        let text = String::from_utf8_lossy(&output.stdout);
-        let version = text.split_whitespace().nth(1)?.to_string();
-        Some(Uv { path, version })
-    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text.split_whitespace().nth(1)?.to_string();
+    Some(Uv { path, version })
 }
 
 /// Find uv, bootstrapping it into `tools_dir` if needed.
 pub fn find(tools_dir: &Path) -> Result<Uv, ResolveError> {
     if let Some(path) = std::env::var_os(TERRARIUM_UV).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        return Uv::probe(path.clone()).ok_or_else(|| {
+        return probe(path.clone()).ok_or_else(|| {
             ResolveError::Uv(format!(
                 "{TERRARIUM_UV}={} is not a working uv",
                 path.display()
             ))
         });
     }
-    if let Some(uv) = which("uv").and_then(Uv::probe) {
+    if let Some(uv) = which("uv").and_then(probe) {
         return Ok(uv);
     }
     let cached = tools_dir.join(format!("uv-{UV_VERSION}")).join("uv");
-    if let Some(uv) = Uv::probe(cached.clone()) {
+    if let Some(uv) = probe(cached.clone()) {
         return Ok(uv);
     }
     bootstrap(tools_dir)?;
-    Uv::probe(cached).ok_or_else(|| ResolveError::Uv("the bootstrapped uv does not run".into()))
+    probe(cached).ok_or_else(|| ResolveError::Uv("the bootstrapped uv does not run".into()))
 }
 
 /// Search PATH for an executable.

@@ -73,7 +73,7 @@ impl RemoteStore {
             StoreError::Transport(format!(
                 "cannot reach the workspace server at {}: {}",
                 self.base,
-                terrarium_resolve::conda::error_chain(&err)
+                terrarium_spec::error::error_chain(&err)
             ))
         })?;
         if response.status().is_success() {
@@ -443,7 +443,7 @@ impl Store for RemoteStore {
             StoreError::Transport(format!(
                 "cannot reach the workspace server at {}: {}",
                 self.base,
-                terrarium_resolve::conda::error_chain(&err)
+                terrarium_spec::error::error_chain(&err)
             ))
         })?;
         match response.status() {

@@ -68,7 +68,7 @@ impl From<StoreError> for ApiError {
             other => {
                 // The cause goes to the server's log, not to the client: it may name hosts,
                 // files or queries.
-                let chain = terrarium_resolve::conda::error_chain(&other);
+                let chain = terrarium_spec::error::error_chain(&other);
                 eprintln!("terrarium server: store error: {chain}");
                 Self::internal("the workspace store failed; see the server's log")
             }

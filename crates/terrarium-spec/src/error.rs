@@ -1,4 +1,5 @@
-//! Errors and warnings, each tied to a place in a file.
+//! Errors and warnings, each tied to a place in a file; and `error_chain`, which puts any
+//! error and its causes on one line.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -110,4 +111,17 @@ impl SpecError {
             _ => None,
         }
     }
+}
+
+/// An error and all its causes on one line, for messages from libraries whose `Display`
+/// shows only the outermost layer.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use terrarium_env::{Env, EnvCache};
-use terrarium_resolve::{Lock, LockKind, LockOptions};
+use terrarium_lock::{Lock, LockKind};
+use terrarium_resolve::LockOptions;
 use terrarium_store::{RegisterRequest, Source, Store, VersionRecord};
 
 use crate::commands::Context;
@@ -294,7 +295,7 @@ pub fn materialize(lock: &Lock) -> Result<Option<Env>> {
         return Ok(None);
     }
     let cache = cache_dir()?;
-    let platform = terrarium_resolve::current_platform();
+    let platform = terrarium_lock::current_platform();
     if !lock.platforms.contains_key(&platform) {
         return Err(user_error(
             format!("the lock has no packages for this machine's platform ({platform})"),
@@ -322,7 +323,7 @@ pub fn materialize(lock: &Lock) -> Result<Option<Env>> {
 
 /// For user-managed environments: warn when the interpreter's packages changed since the lock.
 pub fn check_user_managed(lock: &Lock, record: &VersionRecord) {
-    let platform = terrarium_resolve::current_platform();
+    let platform = terrarium_lock::current_platform();
     let Some(section) = lock.platforms.get(&platform) else {
         return;
     };
@@ -387,7 +388,7 @@ pub fn process_env(
             }
         }
         None => {
-            let platform = terrarium_resolve::current_platform();
+            let platform = terrarium_lock::current_platform();
             if let Some(interp) = lock
                 .platforms
                 .get(&platform)

@@ -69,6 +69,8 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             user |= !matches!(e, SpecError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound);
         } else if let Some(e) = cause.downcast_ref::<terrarium_resolve::ResolveError>() {
             user |= e.is_user_error();
+        } else if let Some(e) = cause.downcast_ref::<terrarium_lock::LockError>() {
+            user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<terrarium_env::EnvError>() {
             user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<terrarium_image::base::BaseError>() {

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
+use terrarium_spec::error::error_chain;
 use terrarium_spec::names::Reference;
 use terrarium_store::{Event, MetadataUpdate, RegisterRequest, Source, VersionRecord};
 use utoipa::IntoParams;
@@ -194,8 +195,8 @@ fn check_lock(
     body: &LockBody,
     definition: &terrarium_spec::Definition,
 ) -> Result<(String, String), ApiError> {
-    let lock = terrarium_resolve::Lock::from_json(&body.lock)
-        .map_err(|err| ApiError::invalid(format!("lock: {err}")))?;
+    let lock = terrarium_lock::Lock::from_json(&body.lock)
+        .map_err(|err| ApiError::invalid(format!("lock: {}", error_chain(&err))))?;
     // The expected hashes are not printed: the answer must not help forge a lock.
     if lock.lock_hash() != body.lock_hash {
         return Err(ApiError::invalid(
@@ -501,7 +502,7 @@ pub async fn diff(
     let new_ref = reference(query.new)?;
     let platform = query
         .platform
-        .unwrap_or_else(terrarium_resolve::current_platform);
+        .unwrap_or_else(terrarium_lock::current_platform);
     Ok(Json(
         state
             .blocking(move |store| diff_versions(store, &old_ref, &new_ref, &platform))
@@ -531,8 +532,9 @@ pub fn diff_versions(
     if let (Some(a), Some(b)) = (&old.lock_hash, &new.lock_hash) {
         if a != b {
             let lock = |hash: &str| {
-                terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)
-                    .map_err(|err| ApiError::internal(format!("stored lock: {err}")))
+                terrarium_lock::Lock::from_json(&store.get_lock(hash)?).map_err(|err| {
+                    ApiError::internal(format!("stored lock: {}", error_chain(&err)))
+                })
             };
             let (old_lock, new_lock) = (lock(a)?, lock(b)?);
             changes.extend(

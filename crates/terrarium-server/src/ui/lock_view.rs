@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use maud::{html, Markup};
+use terrarium_spec::error::error_chain;
 
 /// Sizes of PyPI artifacts by URL, from the PEP 751 text (`size` of wheels and sdists).
 fn pylock_sizes(pylock: &str) -> BTreeMap<String, u64> {
@@ -44,10 +45,10 @@ fn source_of(url: &str) -> String {
 }
 
 pub fn render(lock_json: &str) -> Markup {
-    let lock = match terrarium_resolve::Lock::from_json(lock_json) {
+    let lock = match terrarium_lock::Lock::from_json(lock_json) {
         Ok(lock) => lock,
         Err(err) => {
-            return html! { p.fail { "The stored lock cannot be read: " (err.to_string()) } }
+            return html! { p.fail { "The stored lock cannot be read: " (error_chain(&err)) } }
         }
     };
     html! {

@@ -317,7 +317,7 @@ async fn diff(
     };
     let old = Reference::parse(&full(&query.old)).map_err(ApiError::invalid)?;
     let new = Reference::parse(&full(&query.new)).map_err(ApiError::invalid)?;
-    let platform = terrarium_resolve::current_platform();
+    let platform = terrarium_lock::current_platform();
     let diff = state
         .blocking(move |store| {
             crate::api::environments::diff_versions(store, &old, &new, &platform)

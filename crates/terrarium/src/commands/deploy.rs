@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use sha2::{Digest, Sha256};
-use terrarium_resolve::LockKind;
+use terrarium_lock::LockKind;
 use terrarium_serve::{http::Routes, Event, PoolConfig, ServeConfig, Stopped, WorkerCommand};
 use terrarium_store::{DeploymentRecord, DeploymentState, Store};
 
@@ -327,8 +327,8 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
 }
 
 /// The interpreter a user-managed environment recorded.
-fn user_managed_interpreter(lock: &terrarium_resolve::Lock) -> Result<PathBuf> {
-    let platform = terrarium_resolve::current_platform();
+fn user_managed_interpreter(lock: &terrarium_lock::Lock) -> Result<PathBuf> {
+    let platform = terrarium_lock::current_platform();
     lock.platforms
         .get(&platform)
         .and_then(|p| p.python.as_ref())

@@ -59,7 +59,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     )?;
     let (lock, lock_hash) =
         environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
-    if lock.kind == terrarium_resolve::LockKind::UserManaged {
+    if lock.kind == terrarium_lock::LockKind::UserManaged {
         environments::check_user_managed(&lock, &record);
     }
     let container = match args.target {

@@ -74,9 +74,9 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<ExitCode> {
             Some("build it first with `terrarium env build`"),
         ));
     };
-    let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)?;
+    let lock = terrarium_lock::Lock::from_json(&store.get_lock(hash)?)?;
     let cache = terrarium_env::EnvCache::new(&environments::cache_dir()?);
-    let platform = terrarium_resolve::current_platform();
+    let platform = terrarium_lock::current_platform();
     let Some(env) = cache.lookup(&lock, &platform)? else {
         return Err(user_error(
             format!(

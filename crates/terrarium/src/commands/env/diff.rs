@@ -40,10 +40,10 @@ pub fn diff(context: &Context, args: DiffArgs) -> Result<ExitCode> {
     // With two locks, the resolved packages too (this machine's platform).
     if let (Some(a), Some(b)) = (&old.lock_hash, &new.lock_hash) {
         if a != b {
-            let old_lock = terrarium_resolve::Lock::from_json(&store.get_lock(a)?)?;
-            let new_lock = terrarium_resolve::Lock::from_json(&store.get_lock(b)?)?;
+            let old_lock = terrarium_lock::Lock::from_json(&store.get_lock(a)?)?;
+            let new_lock = terrarium_lock::Lock::from_json(&store.get_lock(b)?)?;
             diff.changes
-                .extend(old_lock.diff(&new_lock, &terrarium_resolve::current_platform()));
+                .extend(old_lock.diff(&new_lock, &terrarium_lock::current_platform()));
         }
     }
     if args.json {

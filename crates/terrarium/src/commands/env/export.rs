@@ -80,15 +80,15 @@ fn export_lock(context: &Context, args: &ExportArgs, format: ExportFormat) -> Re
             Some("lock it with `terrarium env lock`"),
         ));
     };
-    let lock = terrarium_resolve::Lock::from_json(&store.get_lock(hash)?)?;
+    let lock = terrarium_lock::Lock::from_json(&store.get_lock(hash)?)?;
     let text = match format {
-        ExportFormat::PixiLock => terrarium_resolve::formats::pixi_lock(&lock, &record.definition)?,
+        ExportFormat::PixiLock => terrarium_lock::formats::pixi_lock(&lock, &record.definition)?,
         ExportFormat::Pylock => {
             let platform = args
                 .platform
                 .clone()
-                .unwrap_or_else(terrarium_resolve::current_platform);
-            terrarium_resolve::formats::pylock(&lock, &platform)?
+                .unwrap_or_else(terrarium_lock::current_platform);
+            terrarium_lock::formats::pylock(&lock, &platform)?
         }
         ExportFormat::Definition(_) => unreachable!(),
     };

@@ -38,7 +38,7 @@ struct LockSummary {
     name: String,
     version: String,
     lock_hash: String,
-    kind: terrarium_resolve::LockKind,
+    kind: terrarium_lock::LockKind,
     platforms: Vec<String>,
     packages: Vec<Package>,
 }

@@ -113,7 +113,7 @@ pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
         Some(env) => env.python(),
         None => lock
             .platforms
-            .get(&terrarium_resolve::current_platform())
+            .get(&terrarium_lock::current_platform())
             .and_then(|p| p.python.as_ref())
             .and_then(|p| p.interpreter.clone())
             .map(PathBuf::from)

@@ -16,7 +16,7 @@ use crate::printer::{self, user_error};
 pub(super) fn stage(
     cache: &Path,
     record: &terrarium_store::VersionRecord,
-    lock: &terrarium_resolve::Lock,
+    lock: &terrarium_lock::Lock,
     lock_hash: &str,
     base: Option<(&terrarium_image::base::Base, &Path)>,
 ) -> Result<(tempfile::TempDir, BuildInput)> {
@@ -162,7 +162,7 @@ pub(super) fn image_lock(
     store: &dyn terrarium_store::Store,
     record: &terrarium_store::VersionRecord,
     has_base: bool,
-) -> Result<(terrarium_resolve::Lock, String)> {
+) -> Result<(terrarium_lock::Lock, String)> {
     let (lock, lock_hash) =
         environments::ensure_lock(store, record, &environments::LockArgs::default().options()?)?;
     let platform = "linux-64";

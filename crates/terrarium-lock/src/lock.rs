@@ -6,8 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use rattler_conda_types::RepoDataRecord;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::LockError;
 
 pub const LOCK_VERSION: u32 = 1;
 
@@ -69,6 +72,26 @@ pub struct LockedConda {
     pub record: serde_json::Value,
 }
 
+impl PlatformLock {
+    /// The repodata records of the conda packages, which rattler installs from.
+    pub fn conda_records(&self) -> Result<Vec<RepoDataRecord>, LockError> {
+        self.conda
+            .iter()
+            .map(LockedConda::repodata_record)
+            .collect()
+    }
+}
+
+impl LockedConda {
+    /// The stored repodata record.
+    pub fn repodata_record(&self) -> Result<RepoDataRecord, LockError> {
+        serde_json::from_value(self.record.clone()).map_err(|source| LockError::CondaRecord {
+            name: self.name.clone(),
+            source,
+        })
+    }
+}
+
 /// One PyPI distribution and the artifact to install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedPypi {
@@ -103,14 +126,13 @@ impl Lock {
             + "\n"
     }
 
-    pub fn from_json(text: &str) -> Result<Self, crate::ResolveError> {
-        let lock: Lock =
-            serde_json::from_str(text).map_err(|e| crate::ResolveError::Format(e.to_string()))?;
+    pub fn from_json(text: &str) -> Result<Self, LockError> {
+        let lock: Lock = serde_json::from_str(text).map_err(LockError::Parse)?;
         if lock.lock_version > LOCK_VERSION {
-            return Err(crate::ResolveError::Format(format!(
-                "lock version {} is newer than this terrarium understands ({LOCK_VERSION})",
-                lock.lock_version
-            )));
+            return Err(LockError::NewerVersion {
+                found: lock.lock_version,
+                supported: LOCK_VERSION,
+            });
         }
         Ok(lock)
     }

@@ -21,19 +21,17 @@ use rattler_conda_types::{
 use terrarium_spec::Definition;
 
 use crate::lock::{Lock, LockKind, LockedConda, PlatformLock};
+use crate::LockError;
 
 /// Why a lock does not belong to a definition.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LockMismatch(String);
-
-fn mismatch(text: impl Into<String>) -> LockMismatch {
-    LockMismatch(text.into())
+fn mismatch(text: impl Into<String>) -> LockError {
+    LockError::Mismatch(text.into())
 }
 
 impl Lock {
-    /// Check that this lock belongs to `definition` (see the module's documentation).
-    pub fn check_against(&self, definition: &Definition) -> Result<(), LockMismatch> {
+    /// Check that this lock belongs to `definition` (see the module's documentation); the
+    /// error is a [`LockError::Mismatch`] that says why not.
+    pub fn check_against(&self, definition: &Definition) -> Result<(), LockError> {
         let user_managed = definition.python.user_managed;
         match (user_managed, self.kind) {
             (true, LockKind::UserManaged) => return Ok(()),
@@ -80,7 +78,7 @@ struct Sources {
 }
 
 impl Sources {
-    fn of(definition: &Definition) -> Result<Self, LockMismatch> {
+    fn of(definition: &Definition) -> Result<Self, LockError> {
         let mut sources = Sources {
             channels: Vec::new(),
             relative_channels: Vec::new(),
@@ -204,7 +202,7 @@ fn check_conda(
     sources: &Sources,
     platform: &str,
     section: &PlatformLock,
-) -> Result<(), LockMismatch> {
+) -> Result<(), LockError> {
     let mut records = Vec::with_capacity(section.conda.len());
     for package in &section.conda {
         let record = conda_record(package).map_err(|why| {
@@ -286,7 +284,7 @@ fn check_pypi(
     sources: &Sources,
     platform: &str,
     section: &PlatformLock,
-) -> Result<(), LockMismatch> {
+) -> Result<(), LockError> {
     for package in &section.pypi {
         if !sources.allows_pypi(&package.url) {
             return Err(mismatch(format!(
