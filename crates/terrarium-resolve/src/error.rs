@@ -39,7 +39,8 @@ pub enum ResolveError {
         #[source]
         source: std::io::Error,
     },
-    /// A lock could not be read or written in a format.
+    /// A part of a lock could not be read or written: uv's `pylock.toml`, a conda record, an
+    /// interpreter's list of installed packages.
     #[error("lock format error: {0}")]
     Format(String),
     /// The request is not possible (e.g. an unknown platform).
