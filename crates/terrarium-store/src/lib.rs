@@ -10,6 +10,9 @@
 //! - `curated/` names are written only by curated seeding.
 //!
 //! Every mutation is one transaction, so concurrent processes never lose or duplicate versions.
+//!
+//! The rules and their SQL are written once (`sql`), over a small transaction interface each
+//! backend implements; a backend keeps only its connection, migrations and transactions.
 
 use std::collections::BTreeMap;
 

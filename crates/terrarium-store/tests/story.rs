@@ -1,7 +1,7 @@
 //! One story of the `Store` contract, written against `dyn Store` so that every backend runs the
 //! same test: SQLite always, PostgreSQL when `TERRARIUM_TEST_POSTGRES` names a server.
 //!
-//! Coverage: `story` calls all 34 methods of the `Store` trait, on both backends, and checks
+//! Coverage: `story` calls all 35 methods of the `Store` trait, on both backends, and checks
 //! their results and the errors a user can reach (NotFound, Invalid, Curated, Referenced,
 //! VersionConflict, Archived):
 //!
@@ -13,7 +13,7 @@
 //! - audit (3): append_audit, set_audit_status, list_audit
 //! - images (2): add_image_build, list_image_builds
 //! - deployments (3): put_deployment, get_deployment, list_deployments
-//! - build contexts (2): put_context, get_context
+//! - build contexts (3): put_context, get_context, has_context
 //! - workspace metadata (2): meta_get, meta_set
 //!
 //! `audit_scope` checks that a change and its audit row commit together (`audit::with_scope`),

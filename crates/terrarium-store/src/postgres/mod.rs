@@ -204,3 +204,14 @@ fn row(row: &postgres::Row) -> Result<Row, StoreError> {
     }
     Ok(Row(columns))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_outside_literals() {
+        assert_eq!(
+            super::numbered("SELECT '?1', x FROM t WHERE a = ?1 AND b = ?12"),
+            "SELECT '?1', x FROM t WHERE a = $1 AND b = $12"
+        );
+    }
+}

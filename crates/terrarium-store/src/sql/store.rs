@@ -212,12 +212,12 @@ impl<B: Backend> Store for B {
                     labels.join(", ")
                 )));
             }
-            let runs = count(
-                tx,
-                "SELECT COUNT(*) FROM runs WHERE name = ?1 AND version = ?2",
-                name,
-                version,
-            )?;
+            let runs: i64 = tx
+                .value(
+                    "SELECT COUNT(*) FROM runs WHERE name = ?1 AND version = ?2",
+                    args![name, version],
+                )?
+                .unwrap_or(0);
             if runs > 0 {
                 return Err(referenced(format!("{runs} recorded run(s) used it")));
             }
@@ -231,12 +231,12 @@ impl<B: Backend> Store for B {
                     deployments.join(", ")
                 )));
             }
-            let images = count(
-                tx,
-                "SELECT COUNT(*) FROM image_builds WHERE env_name = ?1 AND env_version = ?2",
-                name,
-                version,
-            )?;
+            let images: i64 = tx
+                .value(
+                    "SELECT COUNT(*) FROM image_builds WHERE env_name = ?1 AND env_version = ?2",
+                    args![name, version],
+                )?
+                .unwrap_or(0);
             if images > 0 {
                 return Err(referenced(format!("{images} image(s) were built from it")));
             }
@@ -844,11 +844,6 @@ pub fn insert_audit(tx: &mut dyn Conn, entry: &AuditEntry) -> Result<i64, StoreE
         ],
     )?
     .ok_or_else(|| StoreError::Corrupt("inserting an audit row returned no id".to_string()))
-}
-
-/// `SELECT COUNT(*) ... WHERE (name) = ?1 AND (version) = ?2`.
-fn count(tx: &mut dyn Conn, sql: &str, name: &str, version: &str) -> Result<i64, StoreError> {
-    Ok(tx.value(sql, args![name, version])?.unwrap_or(0))
 }
 
 /// (version, content_hash) of the latest non-archived version.
