@@ -37,52 +37,26 @@ pub enum Value<'a> {
     Bytes(&'a [u8]),
 }
 
-impl From<i32> for Value<'_> {
-    fn from(value: i32) -> Self {
-        Self::I32(value)
-    }
+/// Each Rust type a parameter comes as, and its [`Value`].
+macro_rules! value_from {
+    ($($type:ty => |$v:ident| $value:expr,)*) => {
+        $(impl<'a> From<$type> for Value<'a> {
+            fn from($v: $type) -> Self {
+                $value
+            }
+        })*
+    };
 }
 
-impl From<i64> for Value<'_> {
-    fn from(value: i64) -> Self {
-        Self::I64(value)
-    }
-}
-
-impl From<bool> for Value<'_> {
-    fn from(value: bool) -> Self {
-        Self::Bool(value)
-    }
-}
-
-impl<'a> From<&'a str> for Value<'a> {
-    fn from(value: &'a str) -> Self {
-        Self::Text(Some(value))
-    }
-}
-
-impl<'a> From<&'a String> for Value<'a> {
-    fn from(value: &'a String) -> Self {
-        Self::Text(Some(value))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Value<'a> {
-    fn from(value: Option<&'a str>) -> Self {
-        Self::Text(value)
-    }
-}
-
-impl<'a> From<&'a Option<String>> for Value<'a> {
-    fn from(value: &'a Option<String>) -> Self {
-        Self::Text(value.as_deref())
-    }
-}
-
-impl<'a> From<&'a [u8]> for Value<'a> {
-    fn from(value: &'a [u8]) -> Self {
-        Self::Bytes(value)
-    }
+value_from! {
+    i32 => |n| Value::I32(n),
+    i64 => |n| Value::I64(n),
+    bool => |b| Value::Bool(b),
+    &'a str => |text| Value::Text(Some(text)),
+    &'a String => |text| Value::Text(Some(text)),
+    Option<&'a str> => |text| Value::Text(text),
+    &'a Option<String> => |text| Value::Text(text.as_deref()),
+    &'a [u8] => |bytes| Value::Bytes(bytes),
 }
 
 /// One column of a result row. Booleans read as integers (0, 1), as SQLite stores them.
