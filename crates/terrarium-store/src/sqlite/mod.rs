@@ -7,8 +7,9 @@
 //! The operations and their SQL are in [`crate::sql`]; this module opens the database,
 //! migrates it, and runs the transactions.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -35,7 +36,31 @@ pub struct SqliteStore {
     /// One connection, shared by the threads of this process in turn.
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Taken around every write transaction; shared by all of this process's stores on the
+    /// same database file.
+    write_gate: Arc<Gate>,
 }
+
+/// One write gate per database file in this process. SQLite lets one writer in at a time and
+/// makes the others wait in its busy handler, which sleeps (1, 2, 5, 10, ... ms) between
+/// tries, so concurrent registrations through a server's connections spent milliseconds each
+/// asleep. Writers of one process queue here instead, first come first served, and start the
+/// moment the previous one commits; other processes still meet at SQLite's lock.
+fn write_gate(path: &Path) -> Arc<Gate> {
+    type Gates = Mutex<HashMap<PathBuf, Arc<Gate>>>;
+    static GATES: OnceLock<Gates> = OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut gates = GATES
+        .get_or_init(Gates::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(gates.entry(key).or_default())
+}
+
+/// Writers wait their turn in order: a plain mutex lets the writer that just finished take it
+/// again ahead of those waiting, and a condvar wakes every waiter for one to go on; parking_lot's
+/// fair mutex hands the lock straight to the next in line.
+type Gate = parking_lot::FairMutex<()>;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,6 +82,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            write_gate: write_gate(&path),
             path,
         })
     }
@@ -129,6 +155,7 @@ impl Backend for SqliteStore {
         &self,
         f: impl Fn(&mut dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let _turn = self.write_gate.lock();
         let mut conn = self.conn.lock().expect("store mutex poisoned");
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&mut Tx(&tx))?;
