@@ -1,10 +1,16 @@
 //! Property tests: the content hash ignores order where order does not matter and metadata,
 //! notices order where it does, and every format round-trips what it can carry.
+//!
+//! The round trips are counted per format over the run, and each format must compare a share
+//! of the cases: a change that makes a format stop being compared fails the test instead of
+//! passing unseen. Run with `--nocapture` to see the counts.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::sample::subsequence;
+use proptest::test_runner::TestRunner;
 use terrarium_spec::content_hash;
 use terrarium_spec::formats::{self, Format};
 use terrarium_spec::model::{Conda, Definition, Inference, PipRequirement, Route, Runtime};
@@ -133,6 +139,31 @@ fn definition(with_conda: bool) -> impl Strategy<Value = Definition> {
     )
 }
 
+/// The formats exported by the round-trip property, and the share of the run's cases (in
+/// percent) whose round trip each must compare. Measured over runs of 258 cases: native and
+/// requirements 100%, aml-v2, aml-v1 and conda 76-79% (the pip-only environments with a
+/// Python version are not compared), dockerfile 0%; the floors leave a margin for the run's
+/// random cases.
+const COMPARED_FLOOR_PERCENT: &[(Format, usize)] = &[
+    (Format::Native, 100),
+    (Format::AmlV2, 60),
+    (Format::AmlV1, 60),
+    (Format::Conda, 60),
+    (Format::Requirements, 100),
+    (Format::Dockerfile, 0),
+];
+
+/// What became of the exports to one format over a run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    /// Round trips whose content hash was compared.
+    compared: usize,
+    /// Exports read back but not compared: their notes say the format changes the definition.
+    not_compared: usize,
+    /// Definitions the format refused to export.
+    refused: usize,
+}
+
 fn shuffled(d: &Definition, seed: u64) -> Definition {
     let mut d = d.clone();
     let rotate = |n: usize| if n == 0 { 0 } else { (seed as usize) % n };
@@ -222,14 +253,47 @@ proptest! {
     }
 
     #[test]
-    fn every_format_round_trips_what_it_carries(d in prop_oneof![definition(true), definition(false)]) {
-        for format in [Format::Native, Format::AmlV2, Format::AmlV1, Format::Conda, Format::Requirements, Format::Dockerfile] {
-            let Ok(exported) = formats::export(&d, format) else { continue };
+    fn native_round_trip_is_exact(d in prop_oneof![definition(true), definition(false)]) {
+        let exported = formats::export(&d, Format::Native).unwrap();
+        prop_assert!(exported.dropped.is_empty());
+        let mut back = write_and_import(&exported, Format::Native);
+        back.normalize();
+        // Everything survives, metadata included.
+        prop_assert_eq!(&back.description, &d.description);
+        prop_assert_eq!(&back.tags, &d.tags);
+        prop_assert_eq!(content_hash(&back), content_hash(&d));
+    }
+}
+
+#[test]
+fn every_format_round_trips_what_it_carries() {
+    let config = ProptestConfig {
+        // Failures are saved in, and replayed from, properties.proptest-regressions.
+        source_file: Some(file!()),
+        ..ProptestConfig::with_cases(256)
+    };
+    let cases = RefCell::new(0usize);
+    let counts = RefCell::new(BTreeMap::<&str, Counts>::new());
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&prop_oneof![definition(true), definition(false)], |d| {
+        *cases.borrow_mut() += 1;
+        for (format, _) in COMPARED_FLOOR_PERCENT {
+            let format = *format;
+            let mut counts = counts.borrow_mut();
+            let count = counts.entry(format.name()).or_default();
+            let Ok(exported) = formats::export(&d, format) else {
+                count.refused += 1;
+                continue;
+            };
             let back = write_and_import(&exported, format);
-            let lossy = exported.notes.iter().any(|n| !n.starts_with("only the Dockerfile") && !n.starts_with("the inline Dockerfile"));
+            let lossy = exported.notes.iter().any(|n| {
+                !n.starts_with("only the Dockerfile") && !n.starts_with("the inline Dockerfile")
+            });
             if lossy {
+                count.not_compared += 1;
                 continue;
             }
+            count.compared += 1;
             let expected = formats::without_fields(&d, &exported.dropped);
             prop_assert_eq!(
                 content_hash(&back),
@@ -240,17 +304,26 @@ proptest! {
                 exported.files
             );
         }
+        Ok(())
+    });
+    if let Err(err) = result {
+        panic!("{err}");
     }
-
-    #[test]
-    fn native_round_trip_is_exact(d in prop_oneof![definition(true), definition(false)]) {
-        let exported = formats::export(&d, Format::Native).unwrap();
-        prop_assert!(exported.dropped.is_empty());
-        let mut back = write_and_import(&exported, Format::Native);
-        back.normalize();
-        // Everything survives, metadata included.
-        prop_assert_eq!(&back.description, &d.description);
-        prop_assert_eq!(&back.tags, &d.tags);
-        prop_assert_eq!(content_hash(&back), content_hash(&d));
+    let cases = cases.into_inner();
+    let counts = counts.into_inner();
+    for (format, floor) in COMPARED_FLOOR_PERCENT {
+        let count = counts.get(format.name()).copied().unwrap_or_default();
+        eprintln!(
+            "round trips to {format}: {} of {cases} cases compared ({}%, floor {floor}%), {} not compared, {} refused",
+            count.compared,
+            count.compared * 100 / cases,
+            count.not_compared,
+            count.refused
+        );
+        assert!(
+            count.compared * 100 >= floor * cases,
+            "{format}: {} of {cases} round trips compared, under the {floor}% this test compares: {count:?}",
+            count.compared
+        );
     }
 }
