@@ -23,7 +23,7 @@ mod yaml_out;
 pub use canonical::{canonical_json, content_hash};
 pub use diff::{diff, Diff};
 pub use error::{Location, SpecError, Warning};
-pub use formats::{export, import, Exported, Format, Imported};
+pub use formats::{export, import, ExportNote, Exported, Format, Imported};
 pub use model::Definition;
 
 /// Check a definition that did not come from a file (e.g. JSON sent to the server) with the

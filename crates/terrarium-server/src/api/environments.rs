@@ -474,7 +474,7 @@ pub async fn export(
             .map(|(path, content)| ExportedFile { path, content })
             .collect(),
         dropped: exported.dropped,
-        notes: exported.notes,
+        notes: exported.notes.iter().map(ToString::to_string).collect(),
     }))
 }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Location, SpecError, Warning};
-use crate::formats::{conda_env, dropped, Exported, Format, Imported};
+use crate::formats::{conda_env, dropped, ExportNote, Exported, Format, Imported};
 use crate::model::Definition;
 use crate::source::SourceFile;
 use crate::yaml::{self, Reader};
@@ -585,7 +585,9 @@ pub fn export(d: &Definition) -> Exported {
             )),
         ));
         if d.conda.is_none() && d.python.version.is_some() {
-            notes.push("Azure ML v1 builds every environment with conda: this pip-only environment is written as a conda file, so importing it back gives a conda environment".into());
+            notes.push(ExportNote::PipOnlyAsConda {
+                format: Format::AmlV1,
+            });
             dropped_fields.retain(|f| f != "python.version");
         }
     }

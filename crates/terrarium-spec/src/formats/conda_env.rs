@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::SpecError;
-use crate::formats::{dropped, Exported, Format, Imported};
+use crate::formats::{dropped, ExportNote, Exported, Format, Imported};
 use crate::model::{Conda, Definition, IndexOptions, PipRequirement};
 use crate::pip::{self, Requirements};
 use crate::source::SourceFile;
@@ -174,11 +174,9 @@ pub fn export(definition: &Definition) -> Exported {
     let text = yaml::render(&conda_yaml(definition, Some(&definition.name), true));
     let mut notes = Vec::new();
     if definition.conda.is_none() && definition.python.version.is_some() {
-        notes.push(
-            "a pip-only environment's Python version is written as the conda dependency \
-             `python=VERSION`; importing the file back gives a conda environment"
-                .to_string(),
-        );
+        notes.push(ExportNote::PipOnlyAsConda {
+            format: Format::Conda,
+        });
     }
     Exported {
         files: vec![(String::new(), text)],

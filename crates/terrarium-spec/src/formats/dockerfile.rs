@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::error::{Location, SpecError};
-use crate::formats::{dropped, Exported, Format, Imported};
+use crate::formats::{dropped, ExportNote, Exported, Format, Imported};
 use crate::model::{Definition, Runtime};
 use crate::source::SourceFile;
 
@@ -1189,12 +1189,9 @@ pub fn export(d: &Definition) -> Result<Exported, SpecError> {
         ));
     }
     if !secret_refs.is_empty() {
-        notes.push(format!(
-            "variables that reference secrets are not written into an image: {}",
-            secret_refs.join(", ")
-        ));
+        notes.push(ExportNote::SecretVariablesNotWritten { names: secret_refs });
     }
-    notes.push("a Dockerfile carries the packages as build steps; importing it back gives a user-managed docker environment".into());
+    notes.push(ExportNote::PackagesAsBuildSteps);
     Ok(Exported {
         files: vec![(String::new(), out)],
         dropped: dropped(

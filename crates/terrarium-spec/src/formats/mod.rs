@@ -27,8 +27,11 @@ pub mod aml_v1;
 pub mod conda_env;
 pub mod dockerfile;
 pub mod native;
+mod note;
 pub mod prefix;
 pub mod requirements;
+
+pub use note::ExportNote;
 
 /// A definition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,12 +102,13 @@ pub struct Imported {
 }
 
 /// The result of writing a definition: files relative to the output (a single file has the
-/// empty name), and the fields that the format could not carry.
+/// empty name), the fields that the format could not carry, and what else the export says
+/// about them.
 #[derive(Debug, Clone, Default)]
 pub struct Exported {
     pub files: Vec<(String, String)>,
     pub dropped: Vec<String>,
-    pub notes: Vec<String>,
+    pub notes: Vec<ExportNote>,
 }
 
 /// The keys of an Azure ML v2 environment YAML (what the native reader knows of them).

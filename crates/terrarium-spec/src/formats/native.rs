@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::SpecError;
-use crate::formats::{conda_env, dropped, Exported, Format, Imported};
+use crate::formats::{conda_env, dropped, ExportNote, Exported, Format, Imported};
 use crate::model::{Definition, Inference, PipRequirement, Route, Runtime};
 use crate::pip::{self, Requirements};
 use crate::source::SourceFile;
@@ -656,7 +656,9 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
             yaml::render(&conda_env::conda_yaml(d, None, true)),
         ));
         if d.conda.is_none() && d.python.version.is_some() {
-            notes.push("the Python version of a pip-only environment is written as the conda dependency `python=VERSION`".into());
+            notes.push(ExportNote::PipOnlyAsConda {
+                format: Format::AmlV2,
+            });
         }
     } else {
         // Variables and a pip-only Python version live in the conda file; without packages a
@@ -693,7 +695,7 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
                 files.push(("docker-context/Dockerfile".to_string(), text.clone()));
                 written.docker.build_context = Some("docker-context".to_string());
                 written.docker.dockerfile_path = None;
-                notes.push("the inline Dockerfile is written to docker-context/Dockerfile".into());
+                notes.push(ExportNote::InlineDockerfileInContext);
             }
         }
     }

@@ -125,6 +125,8 @@ fn export_definition(context: &Context, args: ExportArgsResolved) -> Result<Exit
     // keeps them, and they go where the format reads them, so the export reads back whole.
     let docker = &record.definition.docker;
     let mut context_files = None;
+    // The workspace's note, not the format's: said after the export's notes.
+    let mut context_note = None;
     let folder = formats::context_folder(&record.definition, args.format).filter(|folder| {
         // A native file in its own context folder would change the context it names.
         args.format != Format::Native
@@ -159,11 +161,13 @@ fn export_definition(context: &Context, args: ExportArgsResolved) -> Result<Exit
                     archive,
                 });
             }
-            Err(terrarium_store::StoreError::NotFound(_)) => exported.notes.push(format!(
-                "the files of the build context `{folder}` ({digest}) are not in this workspace, \
-                 so they were not written; register the definition again from its folder to \
-                 keep them"
-            )),
+            Err(terrarium_store::StoreError::NotFound(_)) => {
+                context_note = Some(format!(
+                    "the files of the build context `{folder}` ({digest}) are not in this \
+                     workspace, so they were not written; register the definition again from \
+                     its folder to keep them"
+                ))
+            }
             Err(err) => return Err(err.into()),
         }
     }
@@ -176,7 +180,12 @@ fn export_definition(context: &Context, args: ExportArgsResolved) -> Result<Exit
             exported.dropped.join(", ")
         ));
     }
-    for note in &exported.notes {
+    for note in exported
+        .notes
+        .iter()
+        .map(ToString::to_string)
+        .chain(context_note)
+    {
         eprintln!("note: {note}");
     }
     let written = match &target {
