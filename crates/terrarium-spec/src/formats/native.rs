@@ -704,8 +704,13 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
     aml_v2_fields(&written, &mut map, needs_conda.then(|| Y::str("conda.yml")));
     let mut dropped_fields = dropped(d, &cannot);
     // Azure ML v2 has no runtime; importing infers docker for an image or Dockerfile without
-    // packages, so only other cases lose it (a Python runtime included).
-    let inferred = if !d.has_packages()
+    // packages, so only other cases lose it (a Python runtime included). A pip-only Python
+    // version written into the conda file is a package there.
+    let writes_packages = d.has_packages()
+        || notes.contains(&ExportNote::PipOnlyAsConda {
+            format: Format::AmlV2,
+        });
+    let inferred = if !writes_packages
         && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some())
     {
         Runtime::Docker
@@ -755,6 +760,24 @@ mod tests {
             ],
         );
         assert_eq!(compared, variants().len() + 1);
+    }
+
+    /// An image with a Python version and an index but no packages is a docker environment;
+    /// Azure ML v2 writes the version into the conda file, where it is a package, so the
+    /// runtime does not come back and the export says so.
+    #[test]
+    fn aml_v2_names_the_runtime_a_conda_python_loses() {
+        let mut d = Definition {
+            name: "index-only".into(),
+            runtime: Runtime::Docker,
+            ..Definition::default()
+        };
+        d.docker.base_image = Some("python:3.11-slim".into());
+        d.python.version = Some("3.10".into());
+        d.python.index.index_url = Some("https://pypi.example.org/simple".into());
+        let (dropped, back, _) = crate::formats::testing::round_trip(&d, Format::AmlV2).unwrap();
+        assert_eq!(back.runtime, Runtime::Python);
+        assert_eq!(dropped, ["runtime"]);
     }
 
     fn conda_file_error(yaml_name: &str, neighbour: &str) -> String {
