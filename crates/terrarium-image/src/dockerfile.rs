@@ -18,10 +18,7 @@ pub fn write(input: &BuildInput, dir: &Path) -> Result<(), ImageError> {
             .next()
             .is_some()
     {
-        return Err(ImageError::Layer(format!(
-            "{} is not empty; give a new directory for the build context",
-            dir.display()
-        )));
+        return Err(ImageError::NotEmpty(dir.to_path_buf()));
     }
     let from = input
         .base

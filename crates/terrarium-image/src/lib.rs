@@ -1,18 +1,28 @@
-//! OCI images from environments: daemonless, layered, reproducible.
+//! OCI images from environment locks: daemonless, layered, reproducible.
 //!
-//! An environment's installed prefix (installed for its in-image path, see
-//! `terrarium_env::EnvCache::install_into`) becomes layers ([`layering`], [`layer`]) under
-//! `/opt/terrarium/envs/<lock-hash>`, an image config with the environment's variables and
-//! labels, and a manifest, written as an OCI image layout ([`layout`]). The same prefix gives
-//! byte-identical blobs, so the same lock gives the same image digest.
+//! [`stage`] takes an environment version (its definition and lock, as plain data) to an
+//! image: its packages installed for the in-image prefix (`terrarium_env::EnvCache::install_into`),
+//! on a base image ([`base`]) or scratch, a deployment's layers ([`deployment`]) on top. The
+//! prefix becomes layers ([`layering`], [`layer`]) under `/opt/terrarium/envs/<name>`, an image
+//! config with the environment's variables and labels, and a manifest, written as an OCI image
+//! layout ([`layout`]) and pushed ([`registry`]). The same prefix gives byte-identical blobs,
+//! so the same lock gives the same image digest.
+//!
+//! Nothing here solves a definition or reads a workspace: the caller brings the lock. Progress
+//! goes to a [`Reporter`]; errors say whether they are the user's ([`StageError::is_user_error`]).
 
 pub mod base;
+pub mod deployment;
 pub mod digest;
 pub mod dockerfile;
+mod elf;
+mod error;
 pub mod layer;
 pub mod layering;
 pub mod layout;
 pub mod registry;
+mod reporter;
+pub mod stage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,61 +30,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 pub use digest::Digest;
+pub use error::{ImageError, StageError};
 pub use layer::Layer;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    /// Reading or writing a file failed (the cause is the source, shown once by the printer).
-    #[error("cannot read or write {path}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A layer could not be made from the files given.
-    #[error("{0}")]
-    Layer(String),
-    /// A digest that is not `sha256:` and 64 lowercase hex digits (the text, cut to 100
-    /// characters).
-    #[error("malformed digest {0:?}: expected sha256: and 64 lowercase hex digits")]
-    MalformedDigest(String),
-    /// A blob whose bytes are not the ones its digest names.
-    #[error("blob {digest} from {origin} hashes to {actual}")]
-    DigestMismatch {
-        digest: Digest,
-        /// Where the bytes came from: `oci:DIR`, `REGISTRY/REPOSITORY`, a directory.
-        origin: String,
-        actual: Digest,
-    },
-    /// A blob whose length is not the size its descriptor gives.
-    #[error("blob {digest} from {origin} is {actual} bytes, not {expected}")]
-    SizeMismatch {
-        digest: Digest,
-        origin: String,
-        expected: u64,
-        actual: u64,
-    },
-}
-
-impl ImageError {
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-
-    /// Errors in what was given (a base image's malformed or corrupt content) rather than
-    /// failures of this machine.
-    pub fn is_user_error(&self) -> bool {
-        match self {
-            Self::MalformedDigest(_) | Self::DigestMismatch { .. } | Self::SizeMismatch { .. } => {
-                true
-            }
-            Self::Io { .. } | Self::Layer(_) => false,
-        }
-    }
-}
+pub use reporter::{Quiet, Reporter};
 
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -86,7 +44,7 @@ pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub struct BuildInput {
     /// The installed files, as they must appear at `target_prefix`.
     pub staging: PathBuf,
-    /// The in-image prefix, absolute (`/opt/terrarium/envs/<lock-hash>`).
+    /// The in-image prefix, absolute (`/opt/terrarium/envs/<name>`).
     pub target_prefix: String,
     /// The environment's variables, secret references left as references.
     pub env: Vec<(String, String)>,

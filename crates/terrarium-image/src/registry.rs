@@ -13,6 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
+use terrarium_spec::error::error_chain;
 
 use crate::digest::Verifier;
 use crate::{Digest, Image, ImageError, MEDIA_MANIFEST};
@@ -162,15 +163,9 @@ impl Registry {
     }
 
     fn unreachable(&self, err: reqwest::Error) -> RegistryError {
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
         RegistryError::Unreachable {
             registry: self.registry.clone(),
-            message,
+            message: error_chain(&err),
         }
     }
 
