@@ -5,8 +5,12 @@
 //! inside the materialized environment: each loads the Azure ML style entry script once, calls
 //! `init()`, then serves `run()` calls sent over a unix socket with a small framed protocol
 //! ([`protocol`]); their output goes to the log ([`output`]). The worker is dependency-free
-//! Python shipped in this crate ([`shim`]).
+//! Python shipped in this crate ([`shim`]). A named deployment of the service on this machine
+//! ([`deployment`]) has a log, a pidfile that says which process serves it, and a record its
+//! caller keeps; the model it serves is identified by a hash of its directory.
 
+pub mod deployment;
+mod error;
 pub mod http;
 pub mod listen;
 pub mod output;
@@ -22,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::DeploymentError;
 pub use listen::Limits;
 pub use pool::{Health, PoolConfig, WorkerCommand};
 

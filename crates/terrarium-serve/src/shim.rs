@@ -99,6 +99,16 @@ pub fn install(cache: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// Whether the interpreter `python` can import the shim (a user-managed environment must carry
+/// it: `python -m terrarium_worker --check`). An error when `python` cannot be run at all.
+pub fn is_installed(python: &Path) -> std::io::Result<bool> {
+    let output = std::process::Command::new(python)
+        .args(["-m", "terrarium_worker", "--socket", "-", "--check"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    Ok(output.status.success())
+}
+
 /// Build `terrarium_worker-<VERSION>-py3-none-any.whl` in `dir`, for `pip install` into a
 /// user-managed environment. Returns its path.
 pub fn wheel(dir: &Path) -> std::io::Result<PathBuf> {

@@ -79,6 +79,8 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<terrarium_image::registry::RegistryError>() {
             user |= e.is_user_error();
+        } else if let Some(e) = cause.downcast_ref::<terrarium_serve::DeploymentError>() {
+            user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<StoreError>() {
             user |= e.is_user_error();
             hint = hint.or(store_hint(e));

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use sha2::{Digest, Sha256};
 use terrarium_lock::LockKind;
-use terrarium_serve::{http::Routes, Event, PoolConfig, ServeConfig, Stopped, WorkerCommand};
+use terrarium_serve::deployment::{self, Change, DeploymentError, Folder, Recorded, Recorder};
+use terrarium_serve::{http::Routes, PoolConfig, ServeConfig, Stopped, WorkerCommand};
 use terrarium_store::{DeploymentRecord, DeploymentState, Store};
 
 use super::Context;
@@ -112,17 +112,10 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     if args.workers == 0 {
         return Err(user_error("--workers must be at least 1", None));
     }
-    let logs = logs_dir(context)?;
+    let folder = folder(context)?;
     // Here, the pidfile says whether it runs (whatever the record says); elsewhere, the record.
     let existing = store.get_deployment(&args.name).ok();
-    let running = match serving_pid(&logs, &args.name) {
-        Some(pid) => Some(pid),
-        None => existing
-            .as_ref()
-            .filter(|d| d.host != hostname() && says_running(d))
-            .map(|d| d.pid.unwrap_or(0)),
-    };
-    if let Some(pid) = running {
+    if let Some(pid) = folder.running(&args.name, existing.as_ref().map(recorded).as_ref()) {
         return Err(user_error(
             format!(
                 "deployment {} is already running (pid {pid}, {})",
@@ -138,7 +131,7 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
             )),
         ));
     }
-    let log_path = logs.join(format!("{}.log", args.name));
+    let log_path = folder.log_path(&args.name)?;
     if args.detach {
         return detach(context, &args, &record, store.as_ref(), &log_path);
     }
@@ -223,8 +216,8 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     };
 
     printer::status("hashing the model directory");
-    let model_hash = hash_dir(&model)?;
-    let deployment = DeploymentRecord {
+    let model_hash = deployment::hash_dir(&model)?;
+    let starting = DeploymentRecord {
         name: args.name.clone(),
         environment: record.name.clone(),
         version: record.version.clone(),
@@ -234,7 +227,7 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
         entry: entry.as_ref().map(|e| e.display().to_string()),
         workers: args.workers,
         url: None,
-        host: hostname(),
+        host: deployment::hostname(),
         pid: Some(std::process::id()),
         state: DeploymentState::Starting,
         reason: None,
@@ -245,84 +238,35 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     };
     // Written before the record names this process, and removed when it ends (`_pidfile`):
     // `deployments stop` signals only the process the pidfile vouches for.
-    let _pidfile = PidFile::write_own(&logs, &args.name)?;
-    store.put_deployment(&deployment)?;
+    let _pidfile = folder.claim(&args.name)?;
+    store.put_deployment(&starting)?;
 
     // `_flush` writes the log's last lines when this function returns.
-    let (log, _flush) = open_log(&log_path, !args.detached_child)?;
-    // The store is blocking (and may be a remote workspace): record state changes on a thread
-    // of their own, in order.
-    let (events_tx, events_rx) = std::sync::mpsc::channel::<Event>();
-    let recorder = {
-        let store = Arc::clone(&store);
-        let mut deployment = deployment.clone();
-        let log = Arc::clone(&log);
-        let workers = args.workers;
-        std::thread::spawn(move || {
-            for event in events_rx {
-                match event {
-                    Event::Listening(addresses) => {
-                        deployment.url = addresses.first().map(|a| format!("http://{a}"));
-                    }
-                    Event::Ready => {
-                        deployment.state = DeploymentState::Ready;
-                        printer::status(&format!(
-                            "deployment {} serving {}:{} at {} ({workers} worker{})",
-                            deployment.name,
-                            deployment.environment,
-                            deployment.version,
-                            deployment.url.as_deref().unwrap_or("?"),
-                            if workers == 1 { "" } else { "s" }
-                        ));
-                    }
-                    Event::Failed(reason) => {
-                        deployment.state = DeploymentState::Failed;
-                        deployment.reason = Some(reason);
-                        deployment.stopped_at = Some(terrarium_store::now());
-                    }
-                    Event::Stopping => continue,
-                }
-                if let Err(err) = store.put_deployment(&deployment) {
-                    log(&format!("cannot record the deployment's state: {err}"));
-                }
-            }
-            deployment
-        })
-    };
-    let outcome = terrarium_serve::serve(config, Arc::clone(&log), move |event| {
-        let _ = events_tx.send(event);
+    let to_stderr: terrarium_serve::Log = Arc::new(|line: &str| {
+        let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
     });
-    let mut deployment = recorder.join().expect("the recorder thread does not panic");
+    let (log, _flush) = folder.open_log(&args.name, (!args.detached_child).then_some(to_stderr))?;
+    let recorder = StoreRecorder {
+        store: Arc::clone(&store),
+        deployment: starting,
+    };
     // Every error goes through the CLI's printer; a failed service is reported once its
     // state is recorded.
-    let failed = match outcome {
-        Ok(Stopped::Signal) => {
-            deployment.state = DeploymentState::Stopped;
-            deployment.stopped_at = Some(terrarium_store::now());
-            None
-        }
-        Ok(Stopped::Failed(reason)) => Some(reason),
-        Err(err) => {
-            deployment.state = DeploymentState::Failed;
-            deployment.reason = Some(err.to_string());
-            deployment.stopped_at = Some(terrarium_store::now());
-            store.put_deployment(&deployment)?;
-            return Err(user_error(
-                format!("deployment {} cannot serve: {err}", deployment.name),
-                Some("choose another --port if the address is in use"),
-            ));
-        }
-    };
-    store.put_deployment(&deployment)?;
+    let outcome = deployment::serve(config, log, recorder);
     drop(env);
-    match failed {
-        None => Ok(ExitCode::SUCCESS),
-        Some(reason) => Err(anyhow::anyhow!(
+    match outcome {
+        Ok(Stopped::Signal) => Ok(ExitCode::SUCCESS),
+        Ok(Stopped::Failed(reason)) => Err(anyhow::anyhow!(
             "deployment {} failed: {reason}; its log is in {} (`terrarium deployments logs {}`)",
-            deployment.name,
+            args.name,
             log_path.display(),
-            deployment.name
+            args.name
         )),
+        Err(DeploymentError::Serve(err)) => Err(user_error(
+            format!("deployment {} cannot serve: {err}", args.name),
+            Some("choose another --port if the address is in use"),
+        )),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -345,13 +289,9 @@ fn user_managed_interpreter(lock: &terrarium_lock::Lock) -> Result<PathBuf> {
 /// User-managed environments must carry the worker shim, as Azure ML requires
 /// `azureml-defaults` in deployable user-managed environments.
 fn check_shim(python: &Path, record: &terrarium_store::VersionRecord) -> Result<()> {
-    let output = Command::new(python)
-        .args(["-m", "terrarium_worker", "--socket", "-", "--check"])
-        .stdin(Stdio::null())
-        .output();
-    match output {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(_) => Err(user_error(
+    match terrarium_serve::shim::is_installed(python) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(user_error(
             format!(
                 "the user-managed environment {}:{} cannot be deployed: its interpreter {} has no `terrarium_worker` package, the scoring worker that Terrarium runs in the environment",
                 record.name,
@@ -482,78 +422,19 @@ pub fn logs_dir(context: &Context) -> Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from("deployments")))
 }
 
-type Log = terrarium_serve::Log;
-
-/// The deployment's log file (and stderr, in the foreground). Buffered, and flushed every
-/// 100 ms by a thread of its own: an access-log line per request must not cost a `write` each.
-fn open_log(path: &Path, to_stderr: bool) -> Result<(Log, terrarium_serve::LogFlush)> {
-    std::fs::create_dir_all(path.parent().expect("logs are in a directory"))?;
-    // The workers' output may hold anything their environment holds, secrets included:
-    // readable by the owner only (a log left by an older version is made so too).
-    let file = {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file
-    };
-    let (file, flush) = terrarium_serve::buffered_log(file);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
-    );
-    let log: Log = Arc::new(move |line: &str| {
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(&format)
-            .unwrap_or_default();
-        let line = format!("{stamp} {line}");
-        file(&line);
-        if to_stderr {
-            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
-        }
-    });
-    Ok((log, flush))
+/// The deployments folder of this workspace on this machine.
+pub fn folder(context: &Context) -> Result<Folder> {
+    Ok(Folder::new(logs_dir(context)?))
 }
 
-/// SHA-256 over the directory's regular files: relative path, size and contents, in path order.
-pub fn hash_dir(dir: &Path) -> Result<String> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        for entry in std::fs::read_dir(&current)
-            .with_context(|| format!("cannot read {}", current.display()))?
-        {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() || kind.is_symlink() {
-                files.push(entry.path());
-            }
-        }
+/// What a record says of its deployment's process, for the liveness checks.
+pub fn recorded(d: &DeploymentRecord) -> Recorded<'_> {
+    Recorded {
+        name: &d.name,
+        host: &d.host,
+        pid: d.pid,
+        live: d.state.is_live(),
     }
-    files.sort();
-    let mut hasher = Sha256::new();
-    for file in files {
-        let relative = file.strip_prefix(dir).unwrap_or(&file);
-        hasher.update(relative.to_string_lossy().as_bytes());
-        hasher.update([0]);
-        let mut reader = std::fs::File::open(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let size = std::io::copy(&mut reader, &mut hasher)?;
-        hasher.update(size.to_be_bytes());
-    }
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Deployment names become file names in the logs folder (`NAME.log`, `NAME.pid`): they follow
@@ -574,230 +455,40 @@ pub fn validate_deployment_name(name: &str) -> Result<()> {
     terrarium_spec::names::validate_name(name).map_err(|err| user_error(err, None))
 }
 
-/// Whether the record says the deployment is up. A record is what anyone with write access to
-/// the workspace (maybe a team server) says; on this machine only the pidfile is trusted.
-pub fn says_running(d: &DeploymentRecord) -> bool {
-    d.state.is_live()
+/// Keeps the workspace's record of a deployment as its service goes.
+struct StoreRecorder {
+    store: Arc<dyn Store>,
+    deployment: DeploymentRecord,
 }
 
-/// What this machine knows of a deployment's serving process, for one that says it runs here.
-pub enum Serving {
-    /// The record's process is the deployment: its pidfile names it, with the same start time,
-    /// and its command line is `... deploy NAME ...`. Only this may be signalled.
-    Verified(u32),
-    /// Nothing serves it: the record's process, and the pidfile's, are gone.
-    Gone,
-    /// A live process that cannot be confirmed as the deployment; why, in a sentence.
-    Unverified(String),
-}
-
-/// Check the record's process against the local pidfile and `/proc`.
-pub fn check_serving(logs: &Path, d: &DeploymentRecord) -> Serving {
-    let name = &d.name;
-    match (d.pid, PidFile::state(logs, name)) {
-        (Some(pid), PidState::Running(file)) if file.pid == pid => Serving::Verified(pid),
-        (recorded, PidState::Running(file)) => {
-            let recorded = match recorded {
-                Some(pid) if pid_alive(pid) => not_the_deployment(pid, name),
-                Some(pid) => format!("the record names process {pid}, which is gone"),
-                None => "the record names no process".to_string(),
-            };
-            Serving::Unverified(format!(
-                "{recorded}; deployment {name} runs as process {} (its pidfile says so)",
-                file.pid
-            ))
+impl Recorder for StoreRecorder {
+    fn record(&mut self, change: &Change) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let deployment = &mut self.deployment;
+        match change {
+            Change::Listening(url) => deployment.url = Some(url.clone()),
+            Change::Ready => {
+                deployment.state = DeploymentState::Ready;
+                let workers = deployment.workers;
+                printer::status(&format!(
+                    "deployment {} serving {}:{} at {} ({workers} worker{})",
+                    deployment.name,
+                    deployment.environment,
+                    deployment.version,
+                    deployment.url.as_deref().unwrap_or("?"),
+                    if workers == 1 { "" } else { "s" }
+                ));
+            }
+            Change::Failed(reason) => {
+                deployment.state = DeploymentState::Failed;
+                deployment.reason = Some(reason.clone());
+                deployment.stopped_at = Some(terrarium_store::now());
+            }
+            Change::Stopped => {
+                deployment.state = DeploymentState::Stopped;
+                deployment.stopped_at = Some(terrarium_store::now());
+            }
         }
-        // The pidfile's process ended (its pid may be in use again): the deployment is gone.
-        (Some(pid), PidState::Exited(file)) if file.pid == pid => Serving::Gone,
-        (Some(pid), _) if pid_alive(pid) => Serving::Unverified(not_the_deployment(pid, name)),
-        _ => Serving::Gone,
-    }
-}
-
-/// Why live process `pid` is not taken for deployment `name`.
-fn not_the_deployment(pid: u32, name: &str) -> String {
-    let command = command_line(pid).unwrap_or_default();
-    if is_deploy_command(&command, name) {
-        format!(
-            "process {pid} runs `{}` but no pidfile of this workspace vouches for it",
-            shown_command(&command)
-        )
-    } else {
-        format!(
-            "process {pid} is not deployment {name} (its command line is `{}`)",
-            shown_command(&command)
-        )
-    }
-}
-
-/// The pid of the process serving deployment `name` on this machine, per its pidfile.
-pub fn serving_pid(logs: &Path, name: &str) -> Option<u32> {
-    match PidFile::state(logs, name) {
-        PidState::Running(file) => Some(file.pid),
-        _ => None,
-    }
-}
-
-/// Remove deployment `name`'s pidfile once its process `pid` has exited (it removes it itself,
-/// unless it was killed).
-pub fn remove_pidfile(logs: &Path, name: &str, pid: u32) {
-    if let PidState::Exited(file) = PidFile::state(logs, name) {
-        if file.pid == pid {
-            PidFile::remove_if_nonce(logs, name, &file.nonce);
-        }
-    }
-}
-
-/// `<logs>/<name>.pid`: which process serves a deployment on this machine. It is written by the
-/// serving process itself, in the workspace's local folder, so unlike the record (which may live
-/// on a team server anyone can write to) it can be trusted to say which process to signal. The
-/// start time tells a process from a later one given the same pid; the nonce tells this
-/// deployment's pidfile from the next one's, so that a process removes only its own.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct PidFile {
-    /// The format's version.
-    version: u32,
-    pid: u32,
-    /// Field 22 of `/proc/<pid>/stat`: clock ticks after boot.
-    start_time: u64,
-    /// 16 random bytes, hex.
-    nonce: String,
-}
-
-enum PidState {
-    /// No pidfile, or one this version cannot read.
-    Missing,
-    /// Its process has ended, or the pid is another process's now.
-    Exited(PidFile),
-    /// Its process runs, and is the deployment.
-    Running(PidFile),
-    /// Its process runs but is not `deploy NAME` (its command line changed).
-    Foreign,
-}
-
-/// Removes the serving process's pidfile when the process stops serving.
-struct PidFileGuard {
-    logs: PathBuf,
-    name: String,
-    nonce: String,
-}
-
-impl Drop for PidFileGuard {
-    fn drop(&mut self) {
-        PidFile::remove_if_nonce(&self.logs, &self.name, &self.nonce);
-    }
-}
-
-impl PidFile {
-    const VERSION: u32 = 1;
-
-    fn path(logs: &Path, name: &str) -> PathBuf {
-        logs.join(format!("{name}.pid"))
-    }
-
-    /// Write this process's pidfile for deployment `name`: mode 0600, and atomically (a temporary
-    /// file renamed over the old one), so a reader never sees half of it.
-    fn write_own(logs: &Path, name: &str) -> Result<PidFileGuard> {
-        let pid = std::process::id();
-        let start_time = start_time(pid).context("cannot read this process's start time")?;
-        let mut nonce = [0u8; 16];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
-            .context("cannot read /dev/urandom")?;
-        let file = PidFile {
-            version: Self::VERSION,
-            pid,
-            start_time,
-            nonce: hex::encode(nonce),
-        };
-        std::fs::create_dir_all(logs)
-            .with_context(|| format!("cannot create {}", logs.display()))?;
-        let path = Self::path(logs, name);
-        // tempfile creates its files with mode 0600.
-        let mut temp = tempfile::NamedTempFile::new_in(logs)
-            .with_context(|| format!("cannot write into {}", logs.display()))?;
-        temp.write_all(&serde_json::to_vec(&file)?)?;
-        temp.as_file().sync_all()?;
-        temp.persist(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(PidFileGuard {
-            logs: logs.to_path_buf(),
-            name: name.to_string(),
-            nonce: file.nonce,
-        })
-    }
-
-    fn read(logs: &Path, name: &str) -> Option<PidFile> {
-        // Names from a record are not trusted to stay inside the folder.
-        validate_deployment_name(name).ok()?;
-        let text = std::fs::read(Self::path(logs, name)).ok()?;
-        serde_json::from_slice::<PidFile>(&text)
-            .ok()
-            .filter(|f| f.version == Self::VERSION)
-    }
-
-    fn state(logs: &Path, name: &str) -> PidState {
-        let Some(file) = Self::read(logs, name) else {
-            return PidState::Missing;
-        };
-        if !pid_alive(file.pid) || start_time(file.pid) != Some(file.start_time) {
-            return PidState::Exited(file);
-        }
-        match command_line(file.pid) {
-            Some(command) if is_deploy_command(&command, name) => PidState::Running(file),
-            _ => PidState::Foreign,
-        }
-    }
-
-    /// Remove the pidfile if it is still the one with `nonce` (not a newer deployment's).
-    fn remove_if_nonce(logs: &Path, name: &str, nonce: &str) {
-        if Self::read(logs, name).is_some_and(|now| now.nonce == nonce) {
-            let _ = std::fs::remove_file(Self::path(logs, name));
-        }
-    }
-}
-
-/// A process's start time, field 22 of `/proc/<pid>/stat` (the fields after the command name,
-/// which may hold spaces and parentheses, start at field 3).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(") ")?;
-    rest.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-/// A process's arguments, from `/proc/<pid>/cmdline`.
-fn command_line(pid: u32) -> Option<Vec<String>> {
-    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        bytes
-            .split(|b| *b == 0)
-            .filter(|arg| !arg.is_empty())
-            .map(|arg| String::from_utf8_lossy(arg).into_owned())
-            .collect(),
-    )
-}
-
-/// Whether a command line is `... deploy ... NAME ...`, as the serving process's is.
-fn is_deploy_command(command: &[String], name: &str) -> bool {
-    command.iter().any(|arg| arg == "deploy") && command.iter().any(|arg| arg == name)
-}
-
-/// A command line for a message: its arguments joined, control characters escaped.
-fn shown_command(command: &[String]) -> String {
-    command
-        .iter()
-        .map(|arg| arg.escape_debug().to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub fn pid_alive(pid: u32) -> bool {
-    // A zombie (exited, not yet reaped) is not alive.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X'),
-        Err(_) => false,
+        self.store.put_deployment(deployment)?;
+        Ok(())
     }
 }

@@ -1,17 +1,15 @@
 //! `terrarium deployments list|show|logs|stop|shim`
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
+use terrarium_serve::deployment::{self, DeploymentError, Folder, Stop};
 use terrarium_store::{DeploymentRecord, DeploymentState};
 
-use super::deploy::{
-    check_serving, hostname, logs_dir, pid_alive, remove_pidfile, says_running, serving_pid,
-    validate_deployment_name, Serving,
-};
+use super::deploy::{folder, recorded, validate_deployment_name};
 use super::Context;
 use crate::printer::{self, user_error};
 
@@ -72,13 +70,13 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = context.store()?;
-    let logs = logs_dir(context)?;
+    let folder = folder(context)?;
     match command {
         DeploymentsCommand::List(args) => {
             let deployments: Vec<DeploymentRecord> = store
                 .list_deployments()?
                 .into_iter()
-                .map(|d| reconcile(store.as_ref(), &logs, d))
+                .map(|d| reconcile(store.as_ref(), &folder, d))
                 .collect();
             if args.json {
                 printer::json(&deployments)?;
@@ -101,7 +99,7 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
             }
         }
         DeploymentsCommand::Show(args) => {
-            let d = reconcile(store.as_ref(), &logs, store.get_deployment(&args.name)?);
+            let d = reconcile(store.as_ref(), &folder, store.get_deployment(&args.name)?);
             if args.json {
                 printer::json(&d)?;
             } else {
@@ -137,94 +135,55 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
         DeploymentsCommand::Logs(args) => {
             validate_deployment_name(&args.name)?;
             let d = store.get_deployment(&args.name)?;
-            if d.host != hostname() {
-                return Err(user_error(
-                    format!(
-                        "deployment {} runs on {}; its log is on that machine",
-                        d.name, d.host
-                    ),
+            let text = folder.read_log(&recorded(&d)).map_err(|err| match err {
+                DeploymentError::Elsewhere { .. } => user_error(
+                    format!("{err}; its log is on that machine"),
                     Some(&format!(
                         "run `terrarium deployments logs {}` there",
                         d.name
                     )),
-                ));
-            }
-            // Always the workspace's own log file, never the record's `log_path`: anyone who
-            // may write records could point that at any file this user can read.
-            let path = logs.join(format!("{}.log", d.name));
-            let text =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                ),
+                err => err.into(),
+            })?;
             use std::io::Write as _;
             std::io::stdout().write_all(&text)?;
         }
         DeploymentsCommand::Stop(args) => {
             validate_deployment_name(&args.name)?;
             let d = store.get_deployment(&args.name)?;
-            let serving = if d.host != hostname() {
-                if says_running(&d) {
-                    return Err(user_error(
-                        format!("deployment {} runs on {}; stop it there", d.name, d.host),
-                        None,
-                    ));
-                }
-                Serving::Gone
-            } else if says_running(&d) || serving_pid(&logs, &d.name).is_some() {
-                // A record that says stopped is checked too when the pidfile says it serves.
-                check_serving(&logs, &d)
-            } else {
-                Serving::Gone
-            };
-            let pid = match serving {
-                Serving::Verified(pid) => pid,
-                Serving::Gone => {
-                    let d = reconcile(store.as_ref(), &logs, d);
+            let stop = folder
+                .stop(&recorded(&d), Duration::from_secs(args.wait))
+                .map_err(|err| match err {
+                    DeploymentError::Elsewhere { .. } => {
+                        user_error(format!("{err}; stop it there"), None)
+                    }
+                    DeploymentError::Unverified { .. } => user_error(
+                        err.to_string(),
+                        Some(&format!(
+                            "`terrarium deployments show {}` shows the record; only the process that the deployment's pidfile in {} names is ever signalled",
+                            d.name,
+                            folder.dir().display()
+                        )),
+                    ),
+                    DeploymentError::StillRunning { .. } => user_error(
+                        err.to_string(),
+                        Some("wait longer with --wait, or kill the process"),
+                    ),
+                    err => err.into(),
+                })?;
+            match stop {
+                Stop::NotRunning => {
+                    let d = reconcile(store.as_ref(), &folder, d);
                     printer::status(&format!(
                         "deployment {} is not running ({})",
                         d.name, d.state
                     ));
-                    return Ok(ExitCode::SUCCESS);
                 }
-                Serving::Unverified(why) => {
-                    return Err(user_error(
-                        format!(
-                            "{why}; the record of deployment {} may have been changed by someone else; nothing was signalled",
-                            d.name
-                        ),
-                        Some(&format!(
-                            "`terrarium deployments show {}` shows the record; only the process that the deployment's pidfile in {} names is ever signalled",
-                            d.name,
-                            logs.display()
-                        )),
-                    ));
+                Stop::Stopped { .. } => {
+                    let d = reconcile(store.as_ref(), &folder, store.get_deployment(&args.name)?);
+                    printer::status(&format!("deployment {} stopped ({})", d.name, d.state));
                 }
-            };
-            let status = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .context("cannot run kill")?;
-            if !status.success() && pid_alive(pid) {
-                return Err(user_error(
-                    format!("cannot signal process {pid} of deployment {}", d.name),
-                    None,
-                ));
             }
-            let deadline = Instant::now() + Duration::from_secs(args.wait);
-            while pid_alive(pid) {
-                if Instant::now() > deadline {
-                    return Err(user_error(
-                        format!(
-                            "deployment {} (pid {pid}) is still finishing requests after {} s",
-                            d.name, args.wait
-                        ),
-                        Some("wait longer with --wait, or kill the process"),
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            // The process removes its pidfile as it exits; not if it was killed meanwhile.
-            remove_pidfile(&logs, &d.name, pid);
-            let d = reconcile(store.as_ref(), &logs, store.get_deployment(&args.name)?);
-            printer::status(&format!("deployment {} stopped ({})", d.name, d.state));
         }
         DeploymentsCommand::Shim(_) => unreachable!("handled above"),
     }
@@ -236,13 +195,12 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
 /// deployment leaves the record as it is: it may be a changed record for one that still runs.
 fn reconcile(
     store: &dyn terrarium_store::Store,
-    logs: &Path,
+    folder: &Folder,
     mut d: DeploymentRecord,
 ) -> DeploymentRecord {
-    if says_running(&d) && d.host == hostname() && matches!(check_serving(logs, &d), Serving::Gone)
-    {
+    if folder.is_gone(&recorded(&d)) {
         d.state = DeploymentState::Stopped;
-        d.reason = Some("the serving process is gone".into());
+        d.reason = Some(deployment::GONE.into());
         d.stopped_at = Some(terrarium_store::now());
         if let Err(err) = store.put_deployment(&d) {
             printer::warn(&format!("cannot record that {} stopped: {err}", d.name));
