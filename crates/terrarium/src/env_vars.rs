@@ -35,3 +35,7 @@ pub const TERRARIUM_TOKEN: &str = "TERRARIUM_TOKEN";
 /// The config file (`workspace = "..."`, `token = "..."`). Defaults to
 /// `~/.config/terrarium/config.toml`.
 pub const TERRARIUM_CONFIG: &str = "TERRARIUM_CONFIG";
+
+/// The statically linked service front a deployment's image carries (`scripts/build-front.sh`),
+/// when `image build --front` is not given. Defaults to `terrarium-serve` next to `terrarium`.
+pub const TERRARIUM_FRONT: &str = "TERRARIUM_FRONT";

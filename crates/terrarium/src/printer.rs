@@ -77,6 +77,9 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<terrarium_image::ImageError>() {
             user |= e.is_user_error();
+        } else if let Some(e) = cause.downcast_ref::<terrarium_image::StageError>() {
+            user |= e.is_user_error();
+            hint = hint.or(stage_hint(e).map(str::to_string));
         } else if let Some(e) = cause.downcast_ref::<terrarium_image::registry::RegistryError>() {
             user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<terrarium_serve::DeploymentError>() {
@@ -139,6 +142,27 @@ fn store_hint(err: &StoreError) -> Option<String> {
     })
 }
 
+/// What to do about an image that cannot be made: the flags that help.
+fn stage_hint(err: &terrarium_image::StageError) -> Option<&'static str> {
+    use terrarium_image::StageError as E;
+    Some(match err {
+        E::NoImagePlatform { .. } => "relock with --platform linux-64",
+        E::NotConda { .. } => "pass --base IMAGE (an image with the Python the environment was locked for), or add python to its conda dependencies",
+        E::NeedsGlibc { .. } | E::NeedsLoader { .. } => {
+            "pass --base IMAGE, an image with glibc (e.g. Debian or Ubuntu)"
+        }
+        E::PipOnlyWithoutBase { .. } => "pass --base IMAGE, e.g. --base python:3.11-slim",
+        E::NoPython { .. } => "choose a base image with that Python",
+        E::UserManaged { .. } => "build its image with the Dockerfile you install it with (`image build --builder buildah` for a Dockerfile environment), or register a system-managed definition",
+        E::NoPlatform { .. } => "relock with --platform including it",
+        E::BaseReference(_) => "give REGISTRY/REPOSITORY[:TAG] or oci:DIR[:TAG]",
+        E::FrontUnreadable { .. } | E::NotAFront { .. } | E::DynamicFront { .. } => {
+            "build it with scripts/build-front.sh (cargo build --release -p terrarium-serve with +crt-static) and pass --front PATH or set TERRARIUM_FRONT, or install it next to terrarium"
+        }
+        _ => return None,
+    })
+}
+
 /// A spinner on stderr when it is a terminal; silent otherwise.
 pub struct Spinner {
     bar: Option<indicatif::ProgressBar>,
@@ -167,6 +191,32 @@ impl terrarium_env::Reporter for Spinner {
     fn step(&self, message: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(message.to_string());
+        }
+    }
+}
+
+/// A library's long steps (`terrarium_image::Reporter`), each a spinner while it lasts.
+#[derive(Default)]
+pub struct Progress {
+    spinner: std::cell::RefCell<Option<Spinner>>,
+}
+
+impl terrarium_image::Reporter for Progress {
+    fn start(&self, message: &str) {
+        if let Some(previous) = self.spinner.replace(Some(Spinner::start(message))) {
+            previous.finish();
+        }
+    }
+
+    fn step(&self, message: &str) {
+        if let Some(spinner) = self.spinner.borrow().as_ref() {
+            terrarium_env::Reporter::step(spinner, message);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish();
         }
     }
 }

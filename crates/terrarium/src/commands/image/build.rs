@@ -1,27 +1,17 @@
-//! `terrarium image build`: lock -> layers -> OCI layout, archive or registry; recorded.
+//! `terrarium image build`: find the version and its lock, have `terrarium_image::stage` build
+//! the image (or find it built), record it on the version, print.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use terrarium_image::layout;
+use terrarium_image::deployment::{check_front, Deployment};
+use terrarium_image::{layout, stage};
 
 use super::builder::build_with_builder;
-use super::stage::{add_deployment_layers, check_scratch, image_lock, open_base, stage};
-use super::{BuildArgs, Context};
-use crate::environments;
+use super::{environment, image_lock, image_uv, BuildArgs, Context};
 use crate::printer::{self, user_error};
-
-/// Whether the OCI layout at `dir` holds the image `digest`.
-fn layout_has(dir: &Path, digest: &str) -> bool {
-    // The digest comes from a record: it becomes a path only once it is a well-formed digest.
-    let Ok(digest) = digest.parse::<terrarium_image::Digest>() else {
-        return false;
-    };
-    std::fs::read_to_string(dir.join("index.json"))
-        .is_ok_and(|index| index.contains(digest.as_str()))
-        && digest.blob_path(&layout::blobs_dir(dir)).is_file()
-}
+use crate::{env_vars, environments};
 
 /// What a build made, or found already made: its digest, and what `image build` prints.
 pub(crate) struct Built {
@@ -96,10 +86,6 @@ pub(crate) fn build_image(
         ));
     }
     let (lock, lock_hash) = image_lock(store, record, args.base.is_some())?;
-    let section = lock
-        .platforms
-        .get("linux-64")
-        .expect("image_lock checks it");
     let started = std::time::Instant::now();
     let cache = environments::cache_dir()?;
     let cached_layout = cache
@@ -120,14 +106,7 @@ pub(crate) fn build_image(
     };
     let default_tag = format!("{}-{}", record.name.replace('/', "-"), record.version);
     let tag = args.tag.clone().unwrap_or_else(|| default_tag.clone());
-    let push_to = push.as_ref().map(|t| {
-        format!(
-            "{}/{}:{}",
-            t.registry,
-            t.repository,
-            t.tag.clone().unwrap_or_else(|| tag.clone())
-        )
-    });
+    let repo_tag = format!("terrarium/{}:{tag}", record.name.replace('/', "-"));
     let deployment = match &args.deployment {
         Some(name) => {
             let d = store.get_deployment(name)?;
@@ -143,26 +122,57 @@ pub(crate) fn build_image(
                     )),
                 ));
             }
-            Some((d, super::front::find(args.front.as_deref())?))
+            let (front, origin) = locate_front(args.front.as_deref())?;
+            check_front(&front, origin)?;
+            Some((d, front))
         }
         None => None,
     };
     let blobs = layout::blobs_dir(&output);
-    let base = open_base(args.base.as_deref(), &blobs, &args.insecure_registries)?;
+    let progress = printer::Progress::default();
+    let base = stage::open_base(
+        args.base.as_deref(),
+        &blobs,
+        &args.insecure_registries,
+        &progress,
+    )?;
     let base_digest = base.as_ref().map(|b| b.manifest_digest.clone());
+    let mut request = stage::ImageRequest {
+        environment: environment(record, &lock, &lock_hash),
+        cache_dir: &cache,
+        base: base.as_ref(),
+        uv: None,
+        layout: &output,
+        layout_requested: args.output.is_some(),
+        tag: &tag,
+        archive: archive.as_deref().map(|file| (file, repo_tag.as_str())),
+        push: push.as_ref().map(|target| stage::Push {
+            target,
+            insecure: &args.insecure_registries,
+        }),
+        deployment: deployment.as_ref().map(|(d, front)| Deployment {
+            name: &d.name,
+            model_path: Path::new(&d.model_path),
+            model_hash: &d.model_hash,
+            entry: d.entry.as_deref().map(Path::new),
+            workers: d.workers,
+            front,
+            shim: terrarium_serve::shim::FILES,
+        }),
+    };
+    let push_to = request.pushed_to();
     // Built before for this lock and base, and where it was asked to go: nothing to do.
     let previous = store.list_image_builds(&record.name, Some(&record.version))?;
-    if let Some(done) = previous.iter().find(|b| {
-        b.lock_hash == lock_hash
-            && b.base_digest == base_digest
-            && match &push_to {
-                Some(target) => b.pushed_to.as_deref() == Some(target.as_str()),
-                None => layout_has(&output, &b.digest),
-            }
-            && (args.output.is_none() || layout_has(&output, &b.digest))
-            && archive.is_none()
-            && deployment.is_none()
-    }) {
+    let prior: Vec<stage::PriorBuild> = previous
+        .iter()
+        .map(|b| stage::PriorBuild {
+            lock_hash: &b.lock_hash,
+            base_digest: b.base_digest.as_deref(),
+            digest: &b.digest,
+            pushed_to: b.pushed_to.as_deref(),
+        })
+        .collect();
+    if let Some(done) = request.reusable(&prior).map(|i| &previous[i]) {
         let mut json = serde_json::to_value(done)?;
         json["reused"] = serde_json::json!(true);
         return Ok(Built {
@@ -180,63 +190,23 @@ pub(crate) fn build_image(
             )],
         });
     }
-    // Kept until the image is written: the layers are read from it.
-    let (_staging, input) = stage(
-        &cache,
-        record,
-        &lock,
-        &lock_hash,
-        base.as_ref().map(|b| (b, blobs.as_path())),
-    )?;
-    check_scratch(record, &input)?;
-    let target_prefix = input.target_prefix.clone();
-    let mut input = input;
-    if let Some((d, front)) = &deployment {
-        add_deployment_layers(&mut input, d, front)?;
-    }
-    let image = terrarium_image::build(&input, &blobs)
-        .with_context(|| format!("cannot build the image in {}", output.display()))?;
-    layout::write_index(&output, &image, &tag)?;
-    if let Some(file) = &archive {
-        let repo_tag = format!("terrarium/{}:{tag}", record.name.replace('/', "-"));
-        layout::write_docker_archive(&image, &blobs, file, &repo_tag)
-            .with_context(|| format!("cannot write {}", file.display()))?;
-    }
-    let pushed = match &push {
-        Some(target) => {
-            let push_tag = target.tag.clone().unwrap_or_else(|| tag.clone());
-            let spinner = printer::Spinner::start(&format!(
-                "pushing to {}/{}:{push_tag}",
-                target.registry, target.repository
-            ));
-            let report = terrarium_image::registry::push(
-                &image,
-                &blobs,
-                target,
-                &push_tag,
-                &args.insecure_registries,
-            );
-            spinner.finish();
-            let report = report.with_context(|| {
-                format!(
-                    "pushing {}:{} to {}/{} failed; the image is complete in {}, and pushing again uploads only what the registry still lacks",
-                    record.name, record.version, target.registry, target.repository, output.display()
-                )
-            })?;
-            Some((target.clone(), push_tag, report))
-        }
-        None => None,
-    };
+    let uv = image_uv(&cache, &lock)?;
+    request.uv = uv.as_ref();
+    let built = stage::build_image(&request, &progress)?;
+    let image = &built.image;
+    let target_prefix = &built.target_prefix;
+    let pushed = built.pushed.as_ref();
     let seconds = started.elapsed().as_secs_f64();
     let mut log = format!(
         "installed {} conda and {} PyPI packages for {target_prefix}; {} layers, {} bytes; written to {}",
-        section.conda.len(),
-        section.pypi.len(),
+        built.conda_packages,
+        built.pypi_packages,
         image.layers.len(),
         image.size(),
         output.display()
     );
-    if let Some((_, _, report)) = &pushed {
+    if let Some(pushed) = pushed {
+        let report = &pushed.report;
         log.push_str(&format!(
             "; pushed to {}: {} blobs uploaded ({} bytes), {} already there",
             push_to.as_deref().unwrap_or("?"),
@@ -278,14 +248,14 @@ pub(crate) fn build_image(
         "output": output.display().to_string(),
         "tag": tag,
         "seconds": seconds,
-        "push": pushed.as_ref().map(|(target, tag, report)| serde_json::json!({
-            "registry": target.registry,
-            "repository": target.repository,
-            "tag": tag,
-            "mounted_blobs": report.mounted_blobs,
-            "uploaded_blobs": report.uploaded_blobs,
-            "uploaded_bytes": report.uploaded_bytes,
-            "skipped_blobs": report.skipped_blobs,
+        "push": pushed.map(|p| serde_json::json!({
+            "registry": p.registry,
+            "repository": p.repository,
+            "tag": p.tag,
+            "mounted_blobs": p.report.mounted_blobs,
+            "uploaded_blobs": p.report.uploaded_blobs,
+            "uploaded_bytes": p.report.uploaded_bytes,
+            "skipped_blobs": p.report.skipped_blobs,
         })),
     });
     let mut lines = vec![format!(
@@ -297,14 +267,15 @@ pub(crate) fn build_image(
         image.layers.len(),
         image.size() as f64 / (1024.0 * 1024.0)
     )];
-    if let Some((target, tag, report)) = &pushed {
+    if let Some(p) = pushed {
         lines.push(format!(
-            "pushed {}/{}:{tag}: {} blobs uploaded ({} bytes), {} already there",
-            target.registry,
-            target.repository,
-            report.uploaded_blobs,
-            report.uploaded_bytes,
-            report.skipped_blobs
+            "pushed {}/{}:{}: {} blobs uploaded ({} bytes), {} already there",
+            p.registry,
+            p.repository,
+            p.tag,
+            p.report.uploaded_blobs,
+            p.report.uploaded_bytes,
+            p.report.skipped_blobs
         ));
     }
     Ok(Built {
@@ -312,4 +283,20 @@ pub(crate) fn build_image(
         json,
         lines,
     })
+}
+
+/// Where the service front for `--deployment` is, and where that came from: `--front`, else
+/// `TERRARIUM_FRONT`, else `terrarium-serve` next to this executable. `check_front`
+/// checks that it is one.
+fn locate_front(explicit: Option<&Path>) -> Result<(PathBuf, &'static str)> {
+    Ok(
+        match (explicit, std::env::var_os(env_vars::TERRARIUM_FRONT)) {
+            (Some(path), _) => (path.to_path_buf(), "--front"),
+            (None, Some(path)) if !path.is_empty() => (PathBuf::from(path), "TERRARIUM_FRONT"),
+            _ => {
+                let exe = std::env::current_exe().context("cannot find the terrarium binary")?;
+                (exe.with_file_name("terrarium-serve"), "next to terrarium")
+            }
+        },
+    )
 }

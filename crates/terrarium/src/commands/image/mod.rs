@@ -1,12 +1,17 @@
 //! `terrarium image build|list|dockerfile`: OCI images of environment versions, without a
-//! daemon. `build.rs` builds and pushes, `stage.rs` decides what goes in, `builder.rs` runs
-//! buildah or docker for Dockerfile environments.
+//! daemon. The images are `terrarium_image::stage`'s; these commands find the version and its
+//! lock, call it, record and print. `build.rs` is `image build`, `builder.rs` runs buildah or
+//! docker for Dockerfile environments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use terrarium_image::stage;
+use terrarium_lock::uv::Uv;
+use terrarium_lock::Lock;
+use terrarium_store::{Store, VersionRecord};
 
 use super::Context;
 use crate::environments;
@@ -14,12 +19,8 @@ use crate::printer::{self, user_error};
 
 mod build;
 mod builder;
-mod elf;
-mod front;
-mod stage;
 
 use build::build;
-use stage::{image_lock, open_base, stage};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -132,6 +133,38 @@ impl BuildArgs {
 
 pub(crate) use build::build_image;
 
+/// The version as `terrarium_image::stage` takes it.
+fn environment<'a>(
+    record: &'a VersionRecord,
+    lock: &'a Lock,
+    lock_hash: &'a str,
+) -> stage::Environment<'a> {
+    stage::Environment {
+        name: &record.name,
+        version: &record.version,
+        content_hash: &record.content_hash,
+        definition: &record.definition,
+        lock,
+        lock_hash,
+    }
+}
+
+/// The version's lock (made now if it has none), checked to be one an image can be built from.
+fn image_lock(store: &dyn Store, record: &VersionRecord, has_base: bool) -> Result<(Lock, String)> {
+    let (lock, lock_hash) =
+        environments::ensure_lock(store, record, &environments::LockArgs::default().options()?)?;
+    stage::check_lock(&environment(record, &lock, &lock_hash), has_base)?;
+    Ok((lock, lock_hash))
+}
+
+/// uv, when staging the lock needs it (found, or fetched into the cache's tools, only then).
+fn image_uv(cache: &Path, lock: &Lock) -> Result<Option<Uv>> {
+    if !stage::needs_uv(lock) {
+        return Ok(None);
+    }
+    Ok(Some(terrarium_resolve::uv::find(&cache.join("tools"))?))
+}
+
 pub fn run(context: &Context, command: ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Build(args) => build(context, args),
@@ -162,17 +195,22 @@ fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
     let cache = environments::cache_dir()?;
     std::fs::create_dir_all(&cache)?;
     let base_blobs = cache.join("images").join("base-blobs");
-    let base = open_base(args.base.as_deref(), &base_blobs, &args.insecure_registries)?;
-    let (_staging, input) = stage(
-        &cache,
-        &record,
-        &lock,
-        &lock_hash,
-        base.as_ref().map(|b| (b, base_blobs.as_path())),
+    let progress = printer::Progress::default();
+    let base = stage::open_base(
+        args.base.as_deref(),
+        &base_blobs,
+        &args.insecure_registries,
+        &progress,
     )?;
-    stage::check_scratch(&record, &input)?;
-    terrarium_image::dockerfile::write(&input, &args.output)
-        .map_err(|e| user_error(e.to_string(), None))?;
+    let uv = image_uv(&cache, &lock)?;
+    let staging = stage::Staging {
+        environment: environment(&record, &lock, &lock_hash),
+        cache_dir: &cache,
+        base: base.as_ref(),
+        base_blobs: &base_blobs,
+        uv: uv.as_ref(),
+    };
+    stage::write_dockerfile(&staging, &args.output, &progress)?;
     println!(
         "wrote {}/Dockerfile and its build context: docker build -t IMAGE {}",
         args.output.display(),
