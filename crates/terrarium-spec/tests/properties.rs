@@ -5,14 +5,17 @@
 //! of the cases: a change that makes a format stop being compared fails the test instead of
 //! passing unseen. Run with `--nocapture` to see the counts.
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use common::{Floor, Tally, EXPORTS};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 use proptest::test_runner::TestRunner;
 use terrarium_spec::content_hash;
-use terrarium_spec::formats::{self, ExportNote, Format};
+use terrarium_spec::formats::{self, Format};
 use terrarium_spec::model::{Conda, Definition, Inference, PipRequirement, Route, Runtime};
 
 const PIP: &[&str] = &[
@@ -139,35 +142,21 @@ fn definition(with_conda: bool) -> impl Strategy<Value = Definition> {
     )
 }
 
-/// The formats exported by the round-trip property, and the shares of the run's cases (in
-/// percent) whose round trip each must compare: whole (but for the fields it drops), and at
-/// all (whole, or but for the fields its notes say it changes). Measured over runs of 258
-/// cases: native and requirements compare every case whole; aml-v2, aml-v1 and conda 70-79%
-/// whole (not the pip-only environments with a Python version, which they write as conda
-/// ones), the rest but for those fields; dockerfile none whole (it writes the packages as
-/// build steps), every case but for those. The floors under 100% leave a margin for the run's
-/// random cases.
-const COMPARED_FLOOR_PERCENT: &[(Format, usize, usize)] = &[
-    (Format::Native, 100, 100),
-    (Format::AmlV2, 60, 100),
-    (Format::AmlV1, 60, 100),
-    (Format::Conda, 60, 100),
-    (Format::Requirements, 100, 100),
-    (Format::Dockerfile, 0, 100),
+/// The share of the run's cases (in percent) whose round trip each format must compare: whole
+/// (but for the fields it drops), and at all (whole, or but for the fields its notes say it
+/// changes). Measured over runs of 258 cases: native and requirements compare every case
+/// whole; aml-v2, aml-v1 and conda 69-79% whole (not the pip-only environments with a Python
+/// version, which they write as conda ones) and the rest but for those fields; dockerfile
+/// none whole (it writes the packages as build steps) and every case but for those. The
+/// floors under 100% leave a margin for the run's random cases.
+const FLOOR_PERCENT: &[Floor] = &[
+    Floor::new(Format::Native, 100, 100),
+    Floor::new(Format::AmlV2, 60, 100),
+    Floor::new(Format::AmlV1, 60, 100),
+    Floor::new(Format::Conda, 60, 100),
+    Floor::new(Format::Requirements, 100, 100),
+    Floor::new(Format::Dockerfile, 0, 100),
 ];
-
-/// What became of the exports to one format over a run.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    /// Round trips compared whole: the content hash of what came back is the original's
-    /// without the fields the export dropped.
-    whole: usize,
-    /// Round trips whose notes say the format changes some fields: compared without those
-    /// fields, and what came back exports to the same files.
-    but_changed: usize,
-    /// Definitions the format refused to export.
-    refused: usize,
-}
 
 fn shuffled(d: &Definition, seed: u64) -> Definition {
     let mut d = d.clone();
@@ -191,38 +180,6 @@ fn shuffled(d: &Definition, seed: u64) -> Definition {
     d.description = Some(format!("changed {seed}"));
     d.tags = BTreeMap::from([("k".to_string(), seed.to_string())]);
     d
-}
-
-fn write_and_import(exported: &formats::Exported, format: Format) -> Definition {
-    let dir = tempfile::tempdir().unwrap();
-    let target = match format {
-        Format::AmlV1 | Format::AmlV2 => dir.path().join("out"),
-        Format::Requirements => dir.path().join("requirements.txt"),
-        Format::Dockerfile => dir.path().join("Dockerfile"),
-        _ => dir.path().join("environment.yml"),
-    };
-    for (name, text) in &exported.files {
-        let path = if name.is_empty() {
-            target.clone()
-        } else {
-            target.join(name)
-        };
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-    }
-    let read = if format == Format::AmlV2 {
-        target.join("environment.yml")
-    } else {
-        target
-    };
-    formats::import(&read, Some(format))
-        .unwrap_or_else(|e| {
-            panic!(
-                "import of {format} export failed: {e}\n{:#?}",
-                exported.files
-            )
-        })
-        .definition
 }
 
 proptest! {
@@ -261,7 +218,7 @@ proptest! {
     fn native_round_trip_is_exact(d in prop_oneof![definition(true), definition(false)]) {
         let exported = formats::export(&d, Format::Native).unwrap();
         prop_assert!(exported.dropped.is_empty());
-        let mut back = write_and_import(&exported, Format::Native);
+        let mut back = common::write_and_import(&exported, Format::Native).map_err(TestCaseError::fail)?;
         back.normalize();
         // Everything survives, metadata included.
         prop_assert_eq!(&back.description, &d.description);
@@ -278,77 +235,25 @@ fn every_format_round_trips_what_it_carries() {
         ..ProptestConfig::with_cases(256)
     };
     let cases = RefCell::new(0usize);
-    let counts = RefCell::new(BTreeMap::<&str, Counts>::new());
+    let tally = RefCell::new(Tally::default());
     let mut runner = TestRunner::new(config);
     let result = runner.run(&prop_oneof![definition(true), definition(false)], |d| {
         *cases.borrow_mut() += 1;
-        for (format, _, _) in COMPARED_FLOOR_PERCENT {
-            let format = *format;
-            let mut counts = counts.borrow_mut();
-            let count = counts.entry(format.name()).or_default();
+        for format in EXPORTS {
             let Ok(exported) = formats::export(&d, format) else {
-                count.refused += 1;
+                tally.borrow_mut().refused(format);
                 continue;
             };
-            let back = write_and_import(&exported, format);
-            let changed: Vec<String> = exported
-                .notes
-                .iter()
-                .flat_map(ExportNote::changes)
-                .map(|field| field.to_string())
-                .collect();
-            let gone = [exported.dropped.clone(), changed.clone()].concat();
-            let expected = formats::without_fields(&d, &gone);
-            let back_unchanged = formats::without_fields(&back, &changed);
-            prop_assert_eq!(
-                content_hash(&back_unchanged),
-                content_hash(&expected),
-                "{} round trip changed (not counting {:?}):\n{}\nexport:\n{:#?}",
-                format,
-                changed,
-                terrarium_spec::diff(&expected, &back_unchanged),
-                exported.files
-            );
-            if changed.is_empty() {
-                count.whole += 1;
-                continue;
-            }
-            // What the export changed, it writes back the same way.
-            let again = formats::export(&back, format);
-            prop_assert!(
-                again
-                    .as_ref()
-                    .is_ok_and(|again| again.files == exported.files),
-                "{} export of what came back differs:\n{:#?}\nfirst export:\n{:#?}",
-                format,
-                again.map(|again| again.files),
-                exported.files
-            );
-            count.but_changed += 1;
+            let compared =
+                common::round_trip(&d, format, &exported).map_err(TestCaseError::fail)?;
+            tally.borrow_mut().compared(format, compared);
         }
         Ok(())
     });
     if let Err(err) = result {
         panic!("{err}");
     }
-    let cases = cases.into_inner();
-    let counts = counts.into_inner();
-    for (format, whole_floor, compared_floor) in COMPARED_FLOOR_PERCENT {
-        let count = counts.get(format.name()).copied().unwrap_or_default();
-        let compared = count.whole + count.but_changed;
-        eprintln!(
-            "round trips to {format} over {cases} cases: {} compared whole ({}%, floor {whole_floor}%), \
-             {} but for the fields their notes change ({}% compared, floor {compared_floor}%), {} refused",
-            count.whole,
-            count.whole * 100 / cases,
-            count.but_changed,
-            compared * 100 / cases,
-            count.refused
-        );
-        assert!(
-            count.whole * 100 >= whole_floor * cases && compared * 100 >= compared_floor * cases,
-            "{format}: fewer round trips compared than the floors ({whole_floor}% whole, \
-             {compared_floor}% at all) over {cases} cases: {count:?}"
-        );
-    }
+    tally
+        .into_inner()
+        .assert_shares("round trips", cases.into_inner(), FLOOR_PERCENT);
 }
