@@ -44,6 +44,13 @@ pub enum StoreError {
     /// The request was cancelled (it timed out) before its change committed; nothing changed.
     #[error("the request was cancelled before its change was made; nothing changed")]
     Cancelled,
+    /// A curated definition shipped in the binary does not parse (a defect of the build).
+    #[error("curated definition {file} is invalid")]
+    CuratedInvalid {
+        file: String,
+        #[source]
+        source: terrarium_spec::SpecError,
+    },
     /// The workspace directory could not be created or opened.
     #[error("cannot open the workspace at {path}")]
     Open {
@@ -68,7 +75,8 @@ impl StoreError {
             | Self::Corrupt(_)
             | Self::Open { .. }
             | Self::Transport(_)
-            | Self::Cancelled => false,
+            | Self::Cancelled
+            | Self::CuratedInvalid { .. } => false,
             _ => true,
         }
     }

@@ -13,6 +13,9 @@
 //!
 //! The rules and their SQL are written once (`sql`), over a small transaction interface each
 //! backend implements; a backend keeps only its connection, migrations and transactions.
+//!
+//! A workspace setting (a directory, `sqlite://DIR`, `postgres://...`) opens its database
+//! ([`open`], [`Location`]); [`curated::seed`] keeps the curated environments in it.
 
 use std::collections::BTreeMap;
 
@@ -21,12 +24,15 @@ use terrarium_spec::names::{self, Reference};
 use terrarium_spec::Definition;
 
 pub mod audit;
+pub mod curated;
 mod error;
+mod location;
 mod postgres;
 mod sql;
 mod sqlite;
 
 pub use error::StoreError;
+pub use location::{is_database_url, open, Location};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

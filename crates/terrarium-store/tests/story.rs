@@ -17,8 +17,9 @@
 //! - workspace metadata (2): meta_get, meta_set
 //!
 //! `audit_scope` checks that a change and its audit row commit together (`audit::with_scope`),
-//! and `delete_refusal_order` that both backends give the same refusal when several things
-//! refer to a version.
+//! `delete_refusal_order` that both backends give the same refusal when several things
+//! refer to a version, and `curated_seeding` that a workspace opened from its setting
+//! (`terrarium_store::open`) is seeded with the curated environments once.
 
 use std::collections::BTreeMap;
 
@@ -996,6 +997,41 @@ fn delete_refusal_order(store: &dyn Store) {
     );
 }
 
+/// Seeding registers every curated definition once, as version 1; seeding again, even with the
+/// bundle's stored hash changed (a new binary with the same definitions), adds no version.
+fn curated_seeding(store: &dyn Store) {
+    use terrarium_store::curated;
+    curated::seed(store).unwrap();
+    let seeded: Vec<_> = store
+        .list(false)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.curated)
+        .collect();
+    assert_eq!(seeded.len(), curated::BUNDLE.len());
+    for record in &seeded {
+        assert_eq!(record.version, "1", "{}", record.name);
+        assert_eq!(record.source.kind, "curated");
+        assert_eq!(record.created_by, "terrarium");
+    }
+    let bundle = store.meta_get("curated_bundle").unwrap().unwrap();
+    curated::seed(store).unwrap();
+    store.meta_set("curated_bundle", "an older bundle").unwrap();
+    curated::seed(store).unwrap();
+    assert_eq!(store.meta_get("curated_bundle").unwrap(), Some(bundle));
+    let mut compared = 0;
+    for record in &seeded {
+        assert_eq!(
+            store.versions(&record.name).unwrap().len(),
+            1,
+            "{}",
+            record.name
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, curated::definitions().unwrap().len());
+}
+
 #[test]
 fn sqlite_story() {
     let dir = tempfile::tempdir().unwrap();
@@ -1012,6 +1048,19 @@ fn sqlite_story() {
 fn sqlite_audit_scope() {
     let dir = tempfile::tempdir().unwrap();
     audit_scope(&SqliteStore::open(dir.path()).unwrap());
+}
+
+#[test]
+fn sqlite_curated_seeding() {
+    let dir = tempfile::tempdir().unwrap();
+    curated_seeding(terrarium_store::open(dir.path()).unwrap().as_ref());
+    // `sqlite://DIR` names the same workspace.
+    let url = format!("sqlite://{}", dir.path().display());
+    let store = terrarium_store::open(&url).unwrap();
+    assert_eq!(
+        store.list(false).unwrap().len(),
+        terrarium_store::curated::BUNDLE.len()
+    );
 }
 
 #[test]
@@ -1068,6 +1117,14 @@ fn postgres_audit_scope() {
         return;
     };
     audit_scope(&PostgresStore::connect(&url).unwrap());
+}
+
+#[test]
+fn postgres_curated_seeding() {
+    let Some(url) = postgres_database() else {
+        return;
+    };
+    curated_seeding(terrarium_store::open(&url).unwrap().as_ref());
 }
 
 #[test]

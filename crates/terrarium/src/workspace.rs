@@ -1,38 +1,12 @@
-//! Finding and opening the workspace, and seeding curated environments into it.
+//! Finding the workspace from flags, environment variables and the config file, and opening
+//! it: a database through `terrarium-store`, a team server through its client.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use sha2::{Digest, Sha256};
-use terrarium_store::{PostgresStore, RegisterRequest, Source, SqliteStore, Store};
+use terrarium_store::{Location, Store};
 
 use crate::env_vars;
-
-/// Curated definitions shipped inside the binary: (file name, YAML).
-pub const CURATED: &[(&str, &str)] = &[
-    (
-        "python-minimal.yml",
-        include_str!("../../../curated/python-minimal.yml"),
-    ),
-    ("sklearn.yml", include_str!("../../../curated/sklearn.yml")),
-    (
-        "pytorch-cpu.yml",
-        include_str!("../../../curated/pytorch-cpu.yml"),
-    ),
-    (
-        "tensorflow-cpu.yml",
-        include_str!("../../../curated/tensorflow-cpu.yml"),
-    ),
-    (
-        "lightgbm-xgboost.yml",
-        include_str!("../../../curated/lightgbm-xgboost.yml"),
-    ),
-    (
-        "inference-minimal.yml",
-        include_str!("../../../curated/inference-minimal.yml"),
-    ),
-    ("spark.yml", include_str!("../../../curated/spark.yml")),
-];
 
 /// The optional config file: `workspace` and `token`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -106,12 +80,6 @@ fn login_name() -> Option<String> {
     None
 }
 
-/// Whether the workspace setting names a PostgreSQL database rather than a directory.
-pub fn is_database_url(dir: &std::path::Path) -> bool {
-    let text = dir.to_string_lossy();
-    text.starts_with("postgres://") || text.starts_with("postgresql://")
-}
-
 /// Whether the workspace setting names a Terrarium server.
 pub fn is_server_url(dir: &std::path::Path) -> bool {
     terrarium_server::client::is_server_url(&dir.to_string_lossy())
@@ -136,20 +104,12 @@ pub fn remote(url: &str) -> Result<terrarium_server::client::RemoteStore> {
 /// Open a workspace database directly (a directory with SQLite, or `postgres://...`), without
 /// seeding: for the server and for bootstrapping tokens.
 pub fn open_database(dir: &std::path::Path) -> Result<Box<dyn Store>> {
-    let text = dir.to_string_lossy();
-    if is_database_url(dir) {
+    let location = Location::parse(dir.as_os_str());
+    location.open().with_context(|| match &location {
         // Never print the URL: it may hold a password.
-        return Ok(Box::new(
-            PostgresStore::connect(&text).context("cannot open the PostgreSQL workspace")?,
-        ));
-    }
-    let dir = match text.strip_prefix("sqlite://") {
-        Some(path) => PathBuf::from(path),
-        None => dir.to_path_buf(),
-    };
-    Ok(Box::new(SqliteStore::open(&dir).with_context(|| {
-        format!("cannot open the workspace in {}", dir.display())
-    })?))
+        Location::Postgres(_) => "cannot open the PostgreSQL workspace".to_string(),
+        Location::Sqlite(dir) => format!("cannot open the workspace in {}", dir.display()),
+    })
 }
 
 /// Open the workspace (a directory with SQLite, `postgres://...`, or a server URL) and make
@@ -160,7 +120,7 @@ pub fn open(flag: Option<PathBuf>) -> Result<Box<dyn Store>> {
         return Ok(Box::new(remote(&dir.to_string_lossy())?));
     }
     let store = open_database(&dir)?;
-    seed_curated(store.as_ref())?;
+    terrarium_store::curated::seed(store.as_ref())?;
     Ok(store)
 }
 
@@ -168,7 +128,7 @@ pub fn open(flag: Option<PathBuf>) -> Result<Box<dyn Store>> {
 /// server one (the log is also stored in the workspace when the run ends).
 pub fn runs_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     let dir = workspace_dir(flag)?;
-    if is_database_url(&dir) || is_server_url(&dir) {
+    if terrarium_store::is_database_url(&dir.to_string_lossy()) || is_server_url(&dir) {
         let home = match std::env::var_os(env_vars::TERRARIUM_HOME).filter(|v| !v.is_empty()) {
             Some(home) => PathBuf::from(home),
             None => dirs::data_dir()
@@ -178,49 +138,4 @@ pub fn runs_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(home.join("runs"));
     }
     Ok(dir.join("runs"))
-}
-
-/// The curated definitions, parsed.
-pub fn curated_definitions() -> Result<Vec<terrarium_spec::Definition>> {
-    CURATED
-        .iter()
-        .map(|(file, text)| {
-            let path = PathBuf::from("curated").join(file);
-            let source = terrarium_spec::source::SourceFile::from_text(&path, text);
-            let imported = terrarium_spec::formats::native::import_source(&source)
-                .with_context(|| format!("curated definition {file} is invalid"))?;
-            let mut definition = imported.definition;
-            definition.normalize();
-            Ok(definition)
-        })
-        .collect()
-}
-
-/// Register curated definitions whose content changed. Cheap when nothing changed: one read of
-/// a stored hash of the whole bundle.
-pub fn seed_curated(store: &dyn Store) -> Result<()> {
-    let mut hasher = Sha256::new();
-    for (file, text) in CURATED {
-        hasher.update(file.as_bytes());
-        hasher.update([0]);
-        hasher.update(text.as_bytes());
-        hasher.update([0]);
-    }
-    let bundle = hex::encode(hasher.finalize());
-    if store.meta_get("curated_bundle")?.as_deref() == Some(bundle.as_str()) {
-        return Ok(());
-    }
-    for definition in curated_definitions()? {
-        store.register(RegisterRequest {
-            definition,
-            source: Source::new("curated"),
-            parent: None,
-            actor: "terrarium".to_string(),
-            allow_curated: true,
-            force_new: false,
-            lock: None,
-        })?;
-    }
-    store.meta_set("curated_bundle", &bundle)?;
-    Ok(())
 }

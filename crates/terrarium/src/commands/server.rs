@@ -52,7 +52,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     }
     let db = std::path::PathBuf::from(&args.db);
     let first = workspace::open_database(&db)?;
-    workspace::seed_curated(first.as_ref())?;
+    terrarium_store::curated::seed(first.as_ref())?;
     let mut stores: Vec<Arc<dyn Store>> = vec![Arc::from(first)];
     for _ in 1..args.connections.max(1) {
         stores.push(Arc::from(workspace::open_database(&db)?));
