@@ -210,7 +210,7 @@ urllib3>=2; python_version >= \"3.10\"
         ),
     ];
     let mut compared = 0;
-    for (case, format, source, out, read, read_as) in cases {
+    for &(case, format, source, out, read, read_as) in &cases {
         let original = &originals[source];
         let run = export(&cx, &reference(source), format, &cx.path(out)).success();
         assert!(
@@ -245,6 +245,10 @@ urllib3>=2; python_version >= \"3.10\"
         );
         compared += 1;
     }
+    eprintln!(
+        "export round trips compared: {compared} (of {} cases)",
+        cases.len()
+    );
     assert_eq!(compared, 7, "every export format and layout was compared");
     // The build contexts' files came along (their digests are in the hashes compared).
     assert!(originals["dockerfile"]["definition"]["docker"]["build_context_digest"].is_string());
