@@ -190,6 +190,21 @@ pub enum StageError {
         #[source]
         source: std::io::Error,
     },
+    /// A container builder (or one of its steps) could not be started.
+    #[error("cannot run {program}")]
+    BuilderSpawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A container builder's step failed: the Dockerfile, its context or the target is at
+    /// fault (the builder's own output, on stderr, says how).
+    #[error("{program} {step} failed ({status}); its output is above")]
+    BuilderFailed {
+        program: String,
+        step: &'static str,
+        status: std::process::ExitStatus,
+    },
     /// The definition could not be written as JSON (for the image's label and metadata).
     #[error("cannot write the definition as JSON")]
     Definition(#[source] serde_json::Error),
@@ -251,7 +266,8 @@ impl StageError {
             | Self::BaseReference(_)
             | Self::FrontUnreadable { .. }
             | Self::NotAFront { .. }
-            | Self::DynamicFront { .. } => true,
+            | Self::DynamicFront { .. }
+            | Self::BuilderFailed { .. } => true,
             Self::Base { source, .. } => source.is_user_error(),
             Self::Env(err) => err.is_user_error(),
             Self::Image(err)
@@ -263,6 +279,7 @@ impl StageError {
             | Self::StagingDir(_)
             | Self::Staged(_)
             | Self::Io { .. }
+            | Self::BuilderSpawn { .. }
             | Self::Definition(_) => false,
         }
     }

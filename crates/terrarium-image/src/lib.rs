@@ -8,10 +8,13 @@
 //! layout ([`layout`]) and pushed ([`registry`]). The same prefix gives byte-identical blobs,
 //! so the same lock gives the same image digest.
 //!
+//! Environments defined by a Dockerfile are built by buildah or docker ([`builder`]).
+//!
 //! Nothing here solves a definition or reads a workspace: the caller brings the lock. Progress
 //! goes to a [`Reporter`]; errors say whether they are the user's ([`StageError::is_user_error`]).
 
 pub mod base;
+pub mod builder;
 pub mod deployment;
 pub mod digest;
 pub mod dockerfile;

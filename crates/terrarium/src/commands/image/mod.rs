@@ -53,11 +53,11 @@ pub enum Builder {
     Docker,
 }
 
-impl Builder {
-    fn program(self) -> &'static str {
-        match self {
-            Builder::Buildah => "buildah",
-            Builder::Docker => "docker",
+impl From<Builder> for terrarium_image::builder::Builder {
+    fn from(builder: Builder) -> Self {
+        match builder {
+            Builder::Buildah => Self::Buildah,
+            Builder::Docker => Self::Docker,
         }
     }
 }
