@@ -1,0 +1,64 @@
+//! Errors of compute targets and the jobs run on them.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    /// The target's kind is not one this version knows.
+    #[error("unknown compute kind `{0}` (known: slurm, ray)")]
+    UnknownKind(String),
+    /// A target option is unknown to its kind, or its value is malformed.
+    #[error("compute target `{target}`: option `{option}`: {reason}")]
+    Option {
+        target: String,
+        option: String,
+        reason: String,
+    },
+    /// A job's resource request is malformed.
+    #[error("{what}: {reason}")]
+    Resources { what: &'static str, reason: String },
+    /// An engine program the target needs is not installed here.
+    #[error("compute target `{target}`: `{program}` was not found on PATH")]
+    MissingProgram { target: String, program: String },
+    /// The engine answered with a refusal or could not be reached.
+    #[error("compute target `{target}`: {message}")]
+    Engine { target: String, message: String },
+    /// The engine's answer could not be read.
+    #[error("compute target `{target}`: cannot read the engine's answer to `{request}`: {reason}")]
+    Answer {
+        target: String,
+        request: String,
+        reason: String,
+    },
+    /// A file of the job could not be read or written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ComputeError {
+    /// Whether the user can fix this by changing what they asked for (exit 2), rather than a
+    /// failure of the engine or this machine (exit 1).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownKind(_) | Self::Option { .. } | Self::Resources { .. }
+        )
+    }
+
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        action: &'static str,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            path: path.into(),
+            action,
+            source,
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Running a command in an environment version on a compute target, and following it there.
+//!
+//! Terrarium builds no scheduler: a target names an engine the team already runs (Slurm, Ray),
+//! and this crate submits a job to it, reads the job's state and logs from it, and cancels it.
+//! Each engine is a module behind one trait, [`Engine`]. The job's state always comes from the
+//! engine, never from a guess; a job the engine no longer knows is [`JobState::Lost`].
+//!
+//! The environment reaches the nodes as a built prefix on a filesystem they share (the target's
+//! `cache` option): the CLI builds it there once per lock before it submits, and the job checks,
+//! on the node, that the prefix is the one its lock names before it runs anything.
+
+pub mod error;
+pub mod resources;
+pub mod slurm;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ComputeError;
+pub use resources::Resources;
+
+/// The kinds of compute target. `local` and `container` are built into `terrarium run` and are
+/// not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Slurm,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[Kind::Slurm];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slurm => "slurm",
+        }
+    }
+
+    /// The options a target of this kind takes.
+    pub fn options(self) -> &'static [OptionSpec] {
+        match self {
+            Self::Slurm => slurm::OPTIONS,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = ComputeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| ComputeError::UnknownKind(text.to_string()))
+    }
+}
+
+/// One option of a kind of target: its key, what it means, and how its value is checked.
+#[derive(Debug)]
+pub struct OptionSpec {
+    pub key: &'static str,
+    pub help: &'static str,
+    pub check: fn(&str) -> Result<(), String>,
+}
+
+/// A compute target as the workspace stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub kind: Kind,
+    pub options: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// Check every option against its kind: known keys, well-formed values. Nothing is asked
+    /// of the engine here; [`Engine::check`] does that.
+    pub fn validate(&self) -> Result<(), ComputeError> {
+        let specs = self.kind.options();
+        for (key, value) in &self.options {
+            let spec =
+                specs
+                    .iter()
+                    .find(|spec| spec.key == key)
+                    .ok_or_else(|| ComputeError::Option {
+                        target: self.name.clone(),
+                        option: key.clone(),
+                        reason: format!(
+                            "not an option of {} targets (they take: {})",
+                            self.kind,
+                            specs.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+                        ),
+                    })?;
+            (spec.check)(value).map_err(|reason| ComputeError::Option {
+                target: self.name.clone(),
+                option: key.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+
+    /// The engine for this target.
+    pub fn engine(&self) -> Result<Box<dyn Engine>, ComputeError> {
+        self.validate()?;
+        Ok(match self.kind {
+            Kind::Slurm => Box::new(slurm::Slurm::new(self.clone())),
+        })
+    }
+}
+
+/// What to run, where its environment is, and what it needs.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// The run's id in the workspace (the job is named after it).
+    pub run_id: String,
+    /// `NAME:VERSION`, for the job's own record.
+    pub environment: String,
+    pub command: Vec<String>,
+    /// Variables the job runs with. They are handed to the engine in the submitting process's
+    /// environment, never written into a script.
+    pub env: Vec<(String, String)>,
+    /// Names of `env` entries whose values are secret: shown masked in a dry run.
+    pub secret_names: Vec<String>,
+    /// The working directory on the nodes.
+    pub cwd: PathBuf,
+    /// The built environment on the shared filesystem, and its lock hash; `None` for a
+    /// user-managed environment, which the nodes must already hold.
+    pub prefix: Option<Prefix>,
+    pub resources: Resources,
+    /// Where the job writes its logs: a directory on the filesystem the nodes share.
+    pub log_dir: PathBuf,
+}
+
+/// A built environment prefix that a job runs in.
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    pub path: PathBuf,
+    pub lock_hash: String,
+    /// The lock file held shared while the job runs, so that `cache gc` leaves the prefix be.
+    pub in_use: PathBuf,
+}
+
+/// A job's state, as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+    NodeFailed,
+    /// The engine no longer knows the job, and nothing says how it ended.
+    Lost,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+            Self::NodeFailed => "node_failed",
+            Self::Lost => "lost",
+        }
+    }
+
+    /// Whether the job has ended: a final state never changes again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the engine says of a job now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStatus {
+    pub state: JobState,
+    /// The job's exit code once it has ended (128 + N for a signal N).
+    pub exit_code: Option<i32>,
+    /// RFC 3339, UTC, when the engine says.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The nodes the job ran on.
+    pub nodes: Vec<String>,
+    /// The engine's reason, when it gives one (e.g. `TimeLimit`, `NonZeroExitCode`).
+    pub reason: Option<String>,
+}
+
+/// One task's (or node's) output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLog {
+    /// `batch`, or `task N`.
+    pub task: String,
+    pub path: PathBuf,
+}
+
+/// One engine: submit a job, ask its state, find its logs, cancel it.
+pub trait Engine: Send + Sync {
+    /// Ask the engine whether this target can take jobs: its programs are here, it answers,
+    /// and what the options name (a partition, say) exists. Returns a line describing it.
+    fn check(&self) -> Result<String, ComputeError>;
+
+    /// Exactly what [`Engine::submit`] would hand the engine (a batch script, a job document).
+    fn render(&self, job: &JobSpec) -> Result<String, ComputeError>;
+
+    /// Submit; returns the engine's id of the job.
+    fn submit(&self, job: &JobSpec) -> Result<String, ComputeError>;
+
+    fn status(&self, job_id: &str) -> Result<JobStatus, ComputeError>;
+
+    /// The job's log files, in order (those that exist yet).
+    fn logs(&self, log_dir: &std::path::Path) -> Result<Vec<TaskLog>, ComputeError>;
+
+    fn cancel(&self, job_id: &str) -> Result<(), ComputeError>;
+}
+
+/// Quote `text` for a POSIX shell: as is when it is plainly safe, else in single quotes.
+pub fn shell_quote(text: &str) -> String {
+    let safe = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if safe {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("python"), "python");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn unknown_options_and_kinds_are_named() {
+        let target = Target {
+            name: "hpc".into(),
+            kind: Kind::Slurm,
+            options: [("partitoin".to_string(), "gpu".to_string())].into(),
+        };
+        let err = target.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`hpc`") && err.contains("`partitoin`"),
+            "{err}"
+        );
+        assert!(err.contains("partition"), "{err}");
+        assert!("kubernetes".parse::<Kind>().is_err());
+    }
+}
