@@ -16,6 +16,7 @@ pub mod formats;
 pub mod model;
 pub mod names;
 pub mod pip;
+pub mod run_state;
 pub mod source;
 pub mod yaml;
 mod yaml_out;
@@ -25,6 +26,7 @@ pub use diff::{diff, Diff};
 pub use error::{Location, SpecError, Warning};
 pub use formats::{export, import, ExportNote, Exported, Format, Imported};
 pub use model::Definition;
+pub use run_state::RunState;
 
 /// Check a definition that did not come from a file (e.g. JSON sent to the server) with the
 /// same rules as an imported one: it is written as native YAML and read back, so every

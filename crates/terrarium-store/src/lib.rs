@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use terrarium_spec::names::{self, Reference};
 use terrarium_spec::Definition;
+pub use terrarium_spec::RunState;
 
 pub mod audit;
 pub mod curated;
@@ -238,13 +239,70 @@ pub struct RunRecord {
     pub lock_hash: Option<String>,
     pub command: Vec<String>,
     pub cwd: String,
-    /// Where it ran: `local` (later `container`, `slurm`, ...).
+    /// Where it ran: `local`, `container`, or the name of a compute target.
     pub target: String,
     pub actor: String,
+    /// When it was recorded: for a job on a compute target, when it was submitted until the
+    /// engine says it started.
     pub started_at: String,
     pub finished_at: Option<String>,
     pub exit_code: Option<i32>,
     pub log_path: Option<String>,
+    /// Where the run is; for a job, as its engine last said.
+    #[serde(default = "running")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub state: RunState,
+    /// For a job on a compute target: the engine's side of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<EngineJob>,
+}
+
+fn running() -> RunState {
+    RunState::Running
+}
+
+/// A run's job on a compute target.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineJob {
+    /// The target's kind (`slurm`, ...).
+    pub kind: String,
+    /// The engine's id of the job.
+    pub job_id: String,
+    /// Nodes asked for.
+    pub nodes: u32,
+    pub queued_at: String,
+    /// The nodes it ran on, as the engine names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_list: Option<String>,
+    /// The engine's last word on why it is in its state (`TimeLimit`, `NonZeroExitCode`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Where the job's logs are (a directory on the target's shared filesystem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<String>,
+}
+
+/// What an engine said of a job, to record on its run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunUpdate {
+    pub state: RunState,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub node_list: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A compute target (Slurm, Ray, ...) in the workspace: its kind and options.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputeRecord {
+    pub name: String,
+    pub kind: String,
+    pub options: BTreeMap<String, String>,
+    pub created_at: String,
+    pub created_by: String,
 }
 
 /// A scoring service of a model in an environment version (`terrarium deploy`).
@@ -424,6 +482,22 @@ pub trait Store: Send + Sync {
 
     /// A run's stored output, if any was stored.
     fn get_run_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Record what an engine said of a run's job. A run in a final state keeps it: the update
+    /// is ignored and the run returned as it is.
+    fn update_run(&self, id: &str, update: &RunUpdate) -> Result<RunRecord, StoreError>;
+
+    /// Add a compute target; a name already taken is [`StoreError::Invalid`].
+    fn add_compute(&self, target: &ComputeRecord) -> Result<(), StoreError>;
+
+    fn get_compute(&self, name: &str) -> Result<ComputeRecord, StoreError>;
+
+    /// Every compute target, by name.
+    fn list_compute(&self) -> Result<Vec<ComputeRecord>, StoreError>;
+
+    /// Remove a compute target; refused ([`StoreError::Referenced`]) while a run on it has not
+    /// ended.
+    fn remove_compute(&self, name: &str) -> Result<(), StoreError>;
 
     /// Store a new API token.
     fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;

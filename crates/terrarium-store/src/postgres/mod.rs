@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_image_builds.sql"),
     include_str!("../../migrations/postgres/0005_contexts.sql"),
     include_str!("../../migrations/postgres/0006_versions_latest.sql"),
+    include_str!("../../migrations/postgres/0007_compute.sql"),
 ];
 
 /// Serializes concurrent migrators (any constant shared by all Terrarium processes).

@@ -7,8 +7,9 @@ use terrarium_spec::Definition;
 
 use super::{Backend, Conn, Row};
 use crate::{
-    now, AuditEntry, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate, RegisterOutcome,
-    RegisterRequest, RunRecord, Source, Store, StoreError, TokenRecord, VersionRecord,
+    now, AuditEntry, ComputeRecord, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate,
+    RegisterOutcome, RegisterRequest, RunRecord, RunState, RunUpdate, Source, Store, StoreError,
+    TokenRecord, VersionRecord,
 };
 
 impl<B: Backend> Store for B {
@@ -287,11 +288,12 @@ impl<B: Backend> Store for B {
 
     fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         let command = json(&run.command);
+        let job = run.job.as_ref().map(json);
         self.write(|tx| {
             require_version(tx, &run.environment, &run.version)?;
             let sql = format!(
-                "INSERT INTO runs (id, seq, experiment, name, version, lock_hash, command, cwd, target, actor, started_at, log_path) \
-                 VALUES (?1, {}, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO runs (id, seq, experiment, name, version, lock_hash, command, cwd, target, actor, started_at, log_path, state, job) \
+                 VALUES (?1, {}, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 tx.next_seq("runs")
             );
             tx.execute(
@@ -308,6 +310,8 @@ impl<B: Backend> Store for B {
                     &run.actor,
                     &run.started_at,
                     &run.log_path,
+                    run.state.as_str(),
+                    &job,
                 ],
             )?;
             Ok(())
@@ -317,8 +321,13 @@ impl<B: Backend> Store for B {
     fn finish_run(&self, id: &str, finished_at: &str, exit_code: i32) -> Result<(), StoreError> {
         self.write(|tx| {
             let changed = tx.execute(
-                "UPDATE runs SET finished_at = ?2, exit_code = ?3 WHERE id = ?1",
-                args![id, finished_at, exit_code],
+                "UPDATE runs SET finished_at = ?2, exit_code = ?3, state = ?4 WHERE id = ?1",
+                args![
+                    id,
+                    finished_at,
+                    exit_code,
+                    RunState::from_exit_code(exit_code).as_str()
+                ],
             )?;
             if changed == 0 {
                 return Err(StoreError::NotFound(format!("run {id}")));
@@ -370,6 +379,115 @@ impl<B: Backend> Store for B {
 
     fn get_run_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(|tx| tx.value("SELECT log FROM run_logs WHERE id = ?1", args![id]))
+    }
+
+    fn update_run(&self, id: &str, update: &RunUpdate) -> Result<RunRecord, StoreError> {
+        self.write(|tx| {
+            let sql = format!("{SELECT_RUN} WHERE id = ?1{}", tx.for_update());
+            let mut run = tx
+                .query_opt(&sql, args![id])?
+                .map(run_from_row)
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
+            if run.state.is_final() {
+                return Ok(run);
+            }
+            run.state = update.state;
+            if let Some(started_at) = &update.started_at {
+                run.started_at = started_at.clone();
+            }
+            run.finished_at = update.finished_at.clone().or(run.finished_at);
+            run.exit_code = update.exit_code.or(run.exit_code);
+            if let Some(job) = &mut run.job {
+                job.node_list = update.node_list.clone().or(job.node_list.take());
+                job.reason = update.reason.clone();
+            }
+            let job = run.job.as_ref().map(json);
+            tx.execute(
+                "UPDATE runs SET state = ?2, started_at = ?3, finished_at = ?4, job = ?5 WHERE id = ?1",
+                args![
+                    id,
+                    run.state.as_str(),
+                    &run.started_at,
+                    &run.finished_at,
+                    &job
+                ],
+            )?;
+            if let Some(code) = run.exit_code {
+                tx.execute(
+                    "UPDATE runs SET exit_code = ?2 WHERE id = ?1",
+                    args![id, code],
+                )?;
+            }
+            Ok(run)
+        })
+    }
+
+    fn add_compute(&self, target: &ComputeRecord) -> Result<(), StoreError> {
+        names::validate_name(&target.name).map_err(StoreError::Invalid)?;
+        let options = json(&target.options);
+        self.write(|tx| {
+            let added = tx.execute(
+                "INSERT INTO compute_targets (name, kind, options, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (name) DO NOTHING",
+                args![
+                    &target.name,
+                    &target.kind,
+                    &options,
+                    &target.created_at,
+                    &target.created_by
+                ],
+            )?;
+            if added == 0 {
+                return Err(StoreError::Invalid(format!(
+                    "compute target `{}` already exists",
+                    target.name
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn get_compute(&self, name: &str) -> Result<ComputeRecord, StoreError> {
+        self.read(|tx| {
+            tx.query_opt(&format!("{SELECT_COMPUTE} WHERE name = ?1"), args![name])?
+                .map(compute_from_row)
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound(format!("compute target {name}")))
+        })
+    }
+
+    fn list_compute(&self) -> Result<Vec<ComputeRecord>, StoreError> {
+        self.read(|tx| {
+            tx.query(&format!("{SELECT_COMPUTE} ORDER BY name"), args![])?
+                .into_iter()
+                .map(compute_from_row)
+                .collect()
+        })
+    }
+
+    fn remove_compute(&self, name: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let live: Vec<String> = tx
+                .query(
+                    "SELECT id FROM runs WHERE target = ?1 AND state IN ('queued', 'running') ORDER BY seq",
+                    args![name],
+                )?
+                .into_iter()
+                .map(|mut r| r.take(0))
+                .collect::<Result<_, _>>()?;
+            if !live.is_empty() {
+                return Err(StoreError::Referenced {
+                    reference: format!("compute target {name}"),
+                    reason: format!("run(s) {} on it have not ended", live.join(", ")),
+                });
+            }
+            let removed = tx.execute("DELETE FROM compute_targets WHERE name = ?1", args![name])?;
+            if removed == 0 {
+                return Err(StoreError::NotFound(format!("compute target {name}")));
+            }
+            Ok(())
+        })
     }
 
     fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
@@ -949,12 +1067,30 @@ fn records(
 
 const SELECT_RUN: &str =
     "SELECT id, experiment, name, version, lock_hash, command, cwd, target, actor, \
-     started_at, finished_at, exit_code, log_path FROM runs";
+     started_at, finished_at, exit_code, log_path, state, job FROM runs";
+
+const SELECT_COMPUTE: &str =
+    "SELECT name, kind, options, created_at, created_by FROM compute_targets";
+
+fn compute_from_row(mut r: Row) -> Result<ComputeRecord, StoreError> {
+    let name: String = r.take(0)?;
+    let options: String = r.take(2)?;
+    Ok(ComputeRecord {
+        options: serde_json::from_str(&options)
+            .map_err(|e| StoreError::Corrupt(format!("options of compute target {name}: {e}")))?,
+        name,
+        kind: r.take(1)?,
+        created_at: r.take(3)?,
+        created_by: r.take(4)?,
+    })
+}
 
 fn run_from_row(mut r: Row) -> Result<RunRecord, StoreError> {
     let command: String = r.take(5)?;
+    let id: String = r.take(0)?;
+    let exit_code: Option<i32> = r.take(11)?;
     Ok(RunRecord {
-        id: r.take(0)?,
+        id: id.clone(),
         experiment: r.take(1)?,
         environment: r.take(2)?,
         version: r.take(3)?,
@@ -965,8 +1101,23 @@ fn run_from_row(mut r: Row) -> Result<RunRecord, StoreError> {
         actor: r.take(8)?,
         started_at: r.take(9)?,
         finished_at: r.take(10)?,
-        exit_code: r.take(11)?,
+        exit_code,
         log_path: r.take(12)?,
+        state: match r.take::<Option<String>>(13)? {
+            Some(state) => state
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("run {id}: {e}")))?,
+            // Recorded before runs had a state.
+            None => match exit_code {
+                Some(code) => RunState::from_exit_code(code),
+                None => RunState::Running,
+            },
+        },
+        job: r
+            .take::<Option<String>>(14)?
+            .map(|job| serde_json::from_str(&job))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("run {id}: {e}")))?,
     })
 }
 

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_image_builds.sql"),
     include_str!("../../migrations/sqlite/0006_contexts.sql"),
     include_str!("../../migrations/sqlite/0007_versions_latest.sql"),
+    include_str!("../../migrations/sqlite/0008_compute.sql"),
 ];
 
 /// The database file inside a workspace directory.
