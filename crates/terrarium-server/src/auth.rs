@@ -264,7 +264,8 @@ fn is_mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// What a request acts on, for the audit trail: the environment, run or token in its path.
+/// What a request acts on, for the audit trail: the environment, run, compute target or token
+/// in its path.
 fn audit_target(path: &str) -> Option<String> {
     let rest = path.strip_prefix(crate::wire::API_PREFIX)?;
     let mut segments = rest.trim_start_matches('/').split('/');
@@ -276,6 +277,7 @@ fn audit_target(path: &str) -> Option<String> {
     Some(match kind {
         "environments" => id,
         "runs" => format!("run {id}"),
+        "compute" => format!("compute target {id}"),
         "tokens" => format!("token {id}"),
         _ => return None,
     })

@@ -8,14 +8,16 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use terrarium_spec::names::Reference;
 use terrarium_store::{
-    AuditEntry, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate, RegisterOutcome,
-    RegisterRequest, RunRecord, Store, StoreError, TokenRecord, VersionRecord,
+    AuditEntry, ComputeRecord, DeploymentRecord, Event, ImageBuildRecord, MetadataUpdate,
+    RegisterOutcome, RegisterRequest, RunRecord, RunUpdate, Store, StoreError, TokenRecord,
+    VersionRecord,
 };
 
 use crate::ui::segment;
 use crate::wire::{
-    ErrorBody, FinishRunBody, LabelBody, LockBody, LockHashResponse, MetadataBody, Page,
-    RegisterBody, RegisterResponse, TokenCreateBody, TokenCreated, WhoAmI, API_PREFIX,
+    ComputeBody, ErrorBody, FinishRunBody, LabelBody, LockBody, LockHashResponse, MetadataBody,
+    Page, RegisterBody, RegisterResponse, RunStateBody, TokenCreateBody, TokenCreated, WhoAmI,
+    API_PREFIX,
 };
 
 /// Whether a workspace setting is a server URL.
@@ -351,6 +353,42 @@ impl Store for RemoteStore {
             Err(StoreError::NotFound(subject)) if subject.starts_with("the log of") => Ok(None),
             Err(err) => Err(err),
         }
+    }
+
+    fn update_run(&self, id: &str, update: &RunUpdate) -> Result<RunRecord, StoreError> {
+        let path = format!("/runs/{}/state", segment(id));
+        match self.json(
+            self.request(Method::POST, &path)
+                .json(&RunStateBody::from(update)),
+        ) {
+            // The run has ended: as the trait says, it keeps its state and is returned as it is.
+            Err(StoreError::Remote { status: 409, .. }) => self.get_run(id),
+            answer => answer,
+        }
+    }
+
+    /// The server records who added the target and when: `created_by` and `created_at` are
+    /// its own.
+    fn add_compute(&self, target: &ComputeRecord) -> Result<(), StoreError> {
+        self.send(self.request(Method::POST, "/compute").json(&ComputeBody {
+            name: target.name.clone(),
+            kind: target.kind.clone(),
+            options: target.options.clone(),
+        }))?;
+        Ok(())
+    }
+
+    fn get_compute(&self, name: &str) -> Result<ComputeRecord, StoreError> {
+        self.json(self.request(Method::GET, &format!("/compute/{}", segment(name))))
+    }
+
+    fn list_compute(&self) -> Result<Vec<ComputeRecord>, StoreError> {
+        self.all("/compute", &[])
+    }
+
+    fn remove_compute(&self, name: &str) -> Result<(), StoreError> {
+        self.send(self.request(Method::DELETE, &format!("/compute/{}", segment(name))))?;
+        Ok(())
     }
 
     fn create_token(&self, _token: &TokenRecord) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use terrarium_spec::Definition;
-use terrarium_store::{Source, TokenRecord, VersionRecord};
+use terrarium_store::{RunState, RunUpdate, Source, TokenRecord, VersionRecord};
 use utoipa::ToSchema;
 
 /// The version of the API under `/api/`.
@@ -93,6 +93,71 @@ pub struct LockHashResponse {
 pub struct FinishRunBody {
     pub finished_at: String,
     pub exit_code: i32,
+}
+
+/// What an engine said of a run's job (`POST /api/v1/runs/{id}/state`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunStateBody {
+    /// `queued`, `running`, `completed`, `failed`, `cancelled`, `timed_out`, `node_failed`
+    /// or `lost`.
+    #[schema(value_type = String)]
+    pub state: RunState,
+    /// When the engine says the job started.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When it ended; only with a final state.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Only with a final state.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The nodes it runs or ran on, as the engine names them.
+    #[serde(default)]
+    pub node_list: Option<String>,
+    /// The engine's reason for the state.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl From<&RunUpdate> for RunStateBody {
+    fn from(update: &RunUpdate) -> Self {
+        Self {
+            state: update.state,
+            started_at: update.started_at.clone(),
+            finished_at: update.finished_at.clone(),
+            exit_code: update.exit_code,
+            node_list: update.node_list.clone(),
+            reason: update.reason.clone(),
+        }
+    }
+}
+
+impl From<RunStateBody> for RunUpdate {
+    fn from(body: RunStateBody) -> Self {
+        Self {
+            state: body.state,
+            started_at: body.started_at,
+            finished_at: body.finished_at,
+            exit_code: body.exit_code,
+            node_list: body.node_list,
+            reason: body.reason,
+        }
+    }
+}
+
+/// Add a compute target (`POST /api/v1/compute`). Who added it, and when, the server records.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeBody {
+    /// 1-255 letters, digits, `.`, `_` or `-`, starting with a letter or digit; not `local`
+    /// or `container`.
+    pub name: String,
+    /// The engine: `slurm`.
+    pub kind: String,
+    /// The kind's options (for `slurm`: partition, account, qos, time, conf, logs, cache).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 /// Create an API token.

@@ -305,6 +305,29 @@ pub struct ComputeRecord {
     pub created_by: String,
 }
 
+/// The targets `terrarium run` has built in: no compute target may take their names.
+pub const BUILTIN_TARGETS: &[&str] = &["local", "container"];
+
+/// A compute target's name: a plain [name](names::validate_name), without the `curated/` or
+/// `anonymous/` prefix environments may have, and not one of the [`BUILTIN_TARGETS`].
+pub fn validate_compute_name(name: &str) -> Result<(), StoreError> {
+    names::validate_name(name)
+        .and_then(|()| {
+            if name.contains('/') {
+                Err(format!(
+                    "invalid compute target name `{name}`: use letters, digits, `.`, `_` or `-`"
+                ))
+            } else if BUILTIN_TARGETS.contains(&name) {
+                Err(format!(
+                    "`{name}` is a built-in target, not a compute target"
+                ))
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(StoreError::Invalid)
+}
+
 /// A scoring service of a model in an environment version (`terrarium deploy`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,9 +5,11 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
+use crate::error::ApiError;
 use crate::state::SharedState;
 
 pub mod access;
+pub mod compute;
 pub mod contexts;
 pub mod deployments;
 pub mod environments;
@@ -18,7 +20,7 @@ pub mod runs;
 #[openapi(
     info(
         title = "Terrarium workspace API",
-        description = "Versioned, immutable environments for machine-learning work: versions, labels, history, diffs, exports, locks, runs, deployments, tokens and the audit trail. Every error has the shape `{\"error\": {\"status\", \"code\", \"message\"}}`."
+        description = "Versioned, immutable environments for machine-learning work: versions, labels, history, diffs, exports, locks, runs, compute targets, deployments, tokens and the audit trail. Every error has the shape `{\"error\": {\"status\", \"code\", \"message\"}}`."
     ),
     paths(
         environments::list, environments::register, environments::latest,
@@ -28,7 +30,9 @@ pub mod runs;
         environments::get_label, environments::set_label, environments::remove_label,
         environments::events, environments::export, environments::diff,
         environments::set_lock, environments::get_lock,
-        runs::list, runs::create, runs::get, runs::finish, runs::put_log, runs::get_log,
+        runs::list, runs::create, runs::get, runs::finish, runs::update_state, runs::put_log,
+        runs::get_log,
+        compute::list, compute::add, compute::get, compute::remove,
         deployments::list, deployments::get, deployments::put,
         images::list, images::add,
         contexts::put, contexts::get,
@@ -151,6 +155,7 @@ pub fn router() -> Router<SharedState> {
         .route("/runs", get(runs::list).post(runs::create))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/finish", post(runs::finish))
+        .route("/runs/{id}/state", post(runs::update_state))
         .route(
             "/runs/{id}/log",
             get(runs::get_log)
@@ -174,10 +179,29 @@ pub fn router() -> Router<SharedState> {
             "/deployments/{name}",
             get(deployments::get).put(deployments::put),
         )
+        .route("/compute", get(compute::list).post(compute::add))
+        .route("/compute/{name}", get(compute::get).delete(compute::remove))
         .route("/tokens", get(access::list).post(access::create))
         .route("/tokens/{id}", axum::routing::delete(access::revoke))
         .route("/audit", get(access::audit))
         .route("/whoami", get(access::whoami))
+}
+
+/// Refuse text longer than `max` bytes, or with control characters (which a terminal, a log
+/// line or a job script would take for something else).
+pub fn plain_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.len() > max {
+        return Err(ApiError::invalid(format!(
+            "{field} is longer than {max} bytes"
+        )));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(ApiError::invalid(format!(
+            "{field} holds the control character U+{:04X}",
+            c as u32
+        )));
+    }
+    Ok(())
 }
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

@@ -6,14 +6,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use terrarium_store::RunRecord;
+use terrarium_store::{RunRecord, RunUpdate};
 use utoipa::IntoParams;
 
 use super::environments::page;
+use super::plain_text;
 use crate::auth::{Identity, Role};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::SharedState;
-use crate::wire::{ErrorBody, FinishRunBody, Page};
+use crate::wire::{ErrorBody, FinishRunBody, Page, RunStateBody};
 
 /// The largest log kept for one run; a longer one keeps its end.
 pub const MAX_LOG_BYTES: usize = 8 * 1024 * 1024;
@@ -126,6 +127,87 @@ pub async fn finish(
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Record what an engine said of a run's job: its state, and when it started and ended.
+/// A run that has ended keeps its state: an update to it is refused (409 `conflict`).
+#[utoipa::path(post, path = "/api/v1/runs/{id}/state", tag = "runs", params(("id" = String, Path)),
+    request_body = RunStateBody,
+    responses((status = 200, body = RunRecord), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_state(
+    State(state): State<SharedState>,
+    Extension(identity): Extension<Identity>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RunStateBody>,
+) -> Result<Json<RunRecord>, ApiError> {
+    identity.require(Role::Contributor)?;
+    let update = check_update(body)?;
+    let run = state
+        .blocking(move |store| {
+            let run = store.get_run(&id)?;
+            identity.require_author(&run.actor, &format!("run {id}"))?;
+            let ended = |run: &RunRecord| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "run {id} has ended ({}); its state does not change",
+                        run.state
+                    ),
+                )
+            };
+            if run.state.is_final() {
+                return Err(ended(&run));
+            }
+            let updated = store.update_run(&id, &update)?;
+            // Another request ended it first: the store kept its final state.
+            if updated.state != update.state {
+                return Err(ended(&updated));
+            }
+            Ok(updated)
+        })
+        .await?;
+    Ok(Json(run))
+}
+
+/// The longest time, node list and reason an update may carry.
+const MAX_TIME: usize = 64;
+const MAX_NODE_LIST: usize = 4096;
+const MAX_REASON: usize = 1024;
+
+/// An update whose fields agree with its state: times, an exit code and an end only for a
+/// run that has ended; plain text of bounded size.
+fn check_update(body: RunStateBody) -> Result<RunUpdate, ApiError> {
+    for (field, time) in [
+        ("started_at", &body.started_at),
+        ("finished_at", &body.finished_at),
+    ] {
+        let Some(time) = time else { continue };
+        // Engines give local times without a zone (Slurm) as well as RFC 3339.
+        let plain = !time.is_empty()
+            && time.len() <= MAX_TIME
+            && time
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"-:.+TZ".contains(&b));
+        if !plain {
+            return Err(ApiError::invalid(format!(
+                "`{field}` must be a time such as 2026-01-01T00:00:00Z"
+            )));
+        }
+    }
+    if !body.state.is_final() && (body.exit_code.is_some() || body.finished_at.is_some()) {
+        return Err(ApiError::invalid(format!(
+            "a {} run has no exit code or end time yet",
+            body.state
+        )));
+    }
+    if let Some(nodes) = &body.node_list {
+        plain_text("node_list", nodes, MAX_NODE_LIST)?;
+    }
+    if let Some(reason) = &body.reason {
+        plain_text("reason", reason, MAX_REASON)?;
+    }
+    Ok(body.into())
 }
 
 /// Store a run's output (at most 8 MiB; a longer log keeps its end).

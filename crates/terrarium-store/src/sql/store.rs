@@ -424,7 +424,7 @@ impl<B: Backend> Store for B {
     }
 
     fn add_compute(&self, target: &ComputeRecord) -> Result<(), StoreError> {
-        names::validate_name(&target.name).map_err(StoreError::Invalid)?;
+        crate::validate_compute_name(&target.name)?;
         let options = json(&target.options);
         self.write(|tx| {
             let added = tx.execute(
