@@ -30,6 +30,9 @@ pub enum ComputeError {
         request: String,
         reason: String,
     },
+    /// The workspace refused or failed.
+    #[error(transparent)]
+    Store(#[from] terrarium_store::StoreError),
     /// A file of the job could not be read or written.
     #[error("cannot {action} {}", path.display())]
     Io {
@@ -47,7 +50,7 @@ impl ComputeError {
         matches!(
             self,
             Self::UnknownKind(_) | Self::Option { .. } | Self::Resources { .. }
-        )
+        ) || matches!(self, Self::Store(err) if err.is_user_error())
     }
 
     pub(crate) fn io(

@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod resources;
+pub mod runs;
 pub mod slurm;
 
 use std::collections::BTreeMap;
@@ -154,46 +155,8 @@ pub struct Prefix {
     pub in_use: PathBuf,
 }
 
-/// A job's state, as the engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-    TimedOut,
-    NodeFailed,
-    /// The engine no longer knows the job, and nothing says how it ended.
-    Lost,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::TimedOut => "timed_out",
-            Self::NodeFailed => "node_failed",
-            Self::Lost => "lost",
-        }
-    }
-
-    /// Whether the job has ended: a final state never changes again.
-    pub fn is_final(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A job's state, as the engine reports it: the run states every run has.
+pub use terrarium_spec::RunState as JobState;
 
 /// What the engine says of a job now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,6 +49,11 @@ pub const OPTIONS: &[OptionSpec] = &[
         check: check_absolute,
     },
     OptionSpec {
+        key: "logs",
+        help: "where jobs write their logs, one directory per run, on a filesystem every node and this machine see (default: the workspace's runs directory)",
+        check: check_absolute,
+    },
+    OptionSpec {
         key: "cache",
         help: "where environments are built, on a filesystem every node sees (default: this machine's Terrarium cache)",
         check: check_absolute,

@@ -291,10 +291,16 @@ pub fn make_lock(definition: &terrarium_spec::Definition, options: &LockOptions)
 
 /// The prefix of a locked version, built if needed.
 pub fn materialize(lock: &Lock) -> Result<Option<Env>> {
+    materialize_in(lock, &cache_dir()?)
+}
+
+/// As [`materialize`], into the environment cache at `cache` (a compute target's, on a
+/// filesystem its nodes share).
+pub fn materialize_in(lock: &Lock, cache: &std::path::Path) -> Result<Option<Env>> {
     if lock.kind == LockKind::UserManaged {
         return Ok(None);
     }
-    let cache = cache_dir()?;
+    let cache = cache.to_path_buf();
     let platform = terrarium_lock::current_platform();
     if !lock.platforms.contains_key(&platform) {
         return Err(user_error(

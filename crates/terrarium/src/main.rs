@@ -48,6 +48,9 @@ enum Command {
     /// Recorded runs.
     #[command(subcommand)]
     Runs(commands::runs::RunsCommand),
+    /// Compute targets (Slurm) that `run --target NAME` submits jobs to.
+    #[command(subcommand)]
+    Compute(commands::compute::ComputeCommand),
     /// The cache of built environments.
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Deployments(command) => commands::deployments::run(&context, command),
         Command::Image(command) => commands::image::run(&context, command),
         Command::Runs(command) => commands::runs::run(&context, command),
+        Command::Compute(command) => commands::compute::run(&context, command),
         Command::Cache(command) => commands::cache::run(&context, command),
         Command::Server(args) => commands::server::run(args),
         Command::Token(command) => commands::token::run(&context, command),

@@ -84,6 +84,11 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             user |= e.is_user_error();
         } else if let Some(e) = cause.downcast_ref::<terrarium_serve::DeploymentError>() {
             user |= e.is_user_error();
+        } else if let Some(e) = cause.downcast_ref::<terrarium_compute::ComputeError>() {
+            user |= e.is_user_error();
+            if let terrarium_compute::ComputeError::Store(e) = e {
+                hint = hint.or(store_hint(e));
+            }
         } else if let Some(e) = cause.downcast_ref::<StoreError>() {
             user |= e.is_user_error();
             hint = hint.or(store_hint(e));
@@ -113,6 +118,9 @@ fn store_hint(err: &StoreError) -> Option<String> {
         }
         ("not_found", StoreError::NotFound(subject)) if subject.starts_with("deployment ") => {
             "`terrarium deployments list` shows the deployments in this workspace".into()
+        }
+        ("not_found", StoreError::NotFound(subject)) if subject.starts_with("compute target ") => {
+            "`terrarium compute list` shows the compute targets of this workspace".into()
         }
         ("not_found", StoreError::NotFound(subject)) if subject.starts_with("token ") => {
             "`terrarium token list` shows the tokens of this workspace".into()

@@ -4,12 +4,14 @@ use std::path::PathBuf;
 
 pub mod audit;
 pub mod cache;
+pub mod compute;
 pub mod container;
 pub mod curated;
 pub mod deploy;
 pub mod deployments;
 pub mod env;
 pub mod image;
+pub mod jobs;
 pub mod run;
 pub mod runs;
 pub mod server;

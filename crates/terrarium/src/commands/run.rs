@@ -17,30 +17,33 @@ use crate::workspace;
 pub struct RunArgs {
     /// The environment: NAME, NAME:VERSION, NAME@LABEL, or a definition file (registered first).
     #[arg(long = "env", value_name = "REF|FILE")]
-    env: String,
+    pub(crate) env: String,
     /// Register the --env file under this name [default: the file's own name; a nameless
     /// file is registered anonymously, as `anonymous/HASH`].
     #[arg(long, value_name = "NAME")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The experiment the run belongs to.
     #[arg(long, default_value = "default")]
-    experiment: String,
+    pub(crate) experiment: String,
     #[command(flatten)]
-    lock: LockArgs,
-    /// Where to run: `local` (the built prefix on this machine) or `container` (the
-    /// environment's image, unpacked and run with runc, the working directory mounted at /work).
-    #[arg(long, value_enum, default_value = "local")]
-    target: Target,
+    pub(crate) lock: LockArgs,
+    /// Where to run: `local` (the built prefix on this machine), `container` (the
+    /// environment's image, unpacked and run with runc, the working directory mounted at
+    /// /work), or the name of a compute target (`terrarium compute list`).
+    #[arg(long, default_value = "local", value_name = "TARGET")]
+    pub(crate) target: String,
     /// For `--target container`: the base image to build the environment's image on (as for
     /// `image build --base`).
     #[arg(long, value_name = "IMAGE")]
-    base: Option<String>,
+    pub(crate) base: Option<String>,
+    #[command(flatten)]
+    pub(crate) job: super::jobs::JobArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
-    command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Local,
     Container,
@@ -49,6 +52,20 @@ pub enum Target {
 pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     terrarium_spec::names::validate_display_name("experiment", &args.experiment)
         .map_err(|e| user_error(e, None))?;
+    let target = match args.target.as_str() {
+        "local" => Target::Local,
+        "container" => Target::Container,
+        _ => return super::jobs::submit(context, args),
+    };
+    if let Some(flag) = args.job.given() {
+        return Err(user_error(
+            format!(
+                "{flag} is for runs on a compute target, not on `{}`",
+                args.target
+            ),
+            Some("pass --target NAME of a compute target (`terrarium compute list`)"),
+        ));
+    }
     let store = context.store()?;
     let record = environments::resolve_or_register(
         context,
@@ -62,7 +79,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     if lock.kind == terrarium_lock::LockKind::UserManaged {
         environments::check_user_managed(&lock, &record);
     }
-    let container = match args.target {
+    let container = match target {
         Target::Local => None,
         Target::Container => Some(super::container::prepare(
             context,
@@ -101,15 +118,14 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         lock_hash: Some(lock_hash),
         command: args.command.clone(),
         cwd: cwd.display().to_string(),
-        target: match args.target {
-            Target::Local => "local".into(),
-            Target::Container => "container".into(),
-        },
+        target: args.target.clone(),
         actor: workspace::actor(),
         started_at: terrarium_store::now(),
         finished_at: None,
         exit_code: None,
         log_path: Some(log_path.display().to_string()),
+        state: terrarium_store::RunState::Running,
+        job: None,
     };
     store.create_run(&run)?;
     printer::status(&format!(
@@ -386,7 +402,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// `20261128T041530-3fa2`: sortable by time, unique per process and moment.
-fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
     let stamp = now.format(&format).unwrap_or_default();

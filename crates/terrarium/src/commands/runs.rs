@@ -14,8 +14,12 @@ pub enum RunsCommand {
     List(ListArgs),
     /// One run.
     Show(ShowArgs),
-    /// A run's saved output.
+    /// A run's saved output; for a job on a compute target, each task's.
     Logs(LogsArgs),
+    /// Wait for a run on a compute target to end; exits with its exit code.
+    Wait(WaitArgs),
+    /// Cancel a run on a compute target.
+    Cancel(CancelArgs),
 }
 
 #[derive(Debug, Args)]
@@ -42,26 +46,45 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     id: String,
+    /// For a run on a compute target: keep printing as the job writes, until it ends.
+    #[arg(long, short)]
+    follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    id: String,
 }
 
 pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
     let store = context.store()?;
     match command {
         RunsCommand::List(args) => {
-            let runs = store.list_runs(args.experiment.as_deref(), args.limit)?;
+            let runs = store
+                .list_runs(args.experiment.as_deref(), args.limit)?
+                .into_iter()
+                .map(|run| refresh(store.as_ref(), run))
+                .collect::<Result<Vec<_>>>()?;
             if args.json {
                 printer::json(&runs)?;
             } else {
                 println!(
-                    "{:<24}  {:<12}  {:<28}  {:>4}  COMMAND",
-                    "ID", "EXPERIMENT", "ENVIRONMENT", "EXIT"
+                    "{:<24}  {:<12}  {:<28}  {:<12}  {:<11}  {:>4}  COMMAND",
+                    "ID", "EXPERIMENT", "ENVIRONMENT", "TARGET", "STATE", "EXIT"
                 );
                 for r in runs {
                     println!(
-                        "{:<24}  {:<12}  {:<28}  {:>4}  {}",
+                        "{:<24}  {:<12}  {:<28}  {:<12}  {:<11}  {:>4}  {}",
                         r.id,
                         r.experiment,
                         format!("{}:{}", r.environment, r.version),
+                        r.target,
+                        r.state,
                         r.exit_code.map_or("-".to_string(), |c| c.to_string()),
                         r.command.join(" ")
                     );
@@ -69,7 +92,7 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Show(args) => {
-            let run = store.get_run(&args.id)?;
+            let run = refresh(store.as_ref(), store.get_run(&args.id)?)?;
             if args.json {
                 printer::json(&run)?;
             } else {
@@ -79,6 +102,18 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
                 println!("lock hash:   {}", run.lock_hash.as_deref().unwrap_or("-"));
                 println!("command:     {}", run.command.join(" "));
                 println!("directory:   {}", run.cwd);
+                println!("target:      {}", run.target);
+                println!("state:       {}", super::jobs::describe(&run));
+                if let Some(job) = &run.job {
+                    println!(
+                        "job:         {} job {} ({} node(s))",
+                        job.kind, job.job_id, job.nodes
+                    );
+                    println!("queued:      {}", job.queued_at);
+                    if let Some(nodes) = &job.node_list {
+                        println!("nodes:       {nodes}");
+                    }
+                }
                 println!("started:     {}", run.started_at);
                 println!(
                     "finished:    {}",
@@ -89,6 +124,56 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
                     run.exit_code.map_or("-".to_string(), |c| c.to_string())
                 );
                 println!("log:         {}", run.log_path.as_deref().unwrap_or("-"));
+            }
+        }
+        RunsCommand::Logs(args) if args.follow => {
+            let run = job_run(store.as_ref(), &args.id, "--follow")?;
+            return super::jobs::follow(context, store.as_ref(), run, true);
+        }
+        RunsCommand::Wait(args) => {
+            let run = job_run(store.as_ref(), &args.id, "runs wait")?;
+            return super::jobs::follow(context, store.as_ref(), run, false);
+        }
+        RunsCommand::Cancel(args) => {
+            let run = job_run(store.as_ref(), &args.id, "runs cancel")?;
+            let run = refresh(store.as_ref(), run)?;
+            if run.state.is_final() {
+                printer::status(&format!(
+                    "run {} has already ended: {}",
+                    run.id,
+                    super::jobs::describe(&run)
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let record = store.get_compute(&run.target)?;
+            let job = run.job.as_ref().expect("job_run returns jobs");
+            terrarium_compute::runs::target(&record)
+                .and_then(|t| t.engine())
+                .and_then(|e| e.cancel(&job.job_id))
+                .map_err(anyhow::Error::new)?;
+            printer::status(&format!(
+                "run {}: cancel sent to job {}",
+                run.id, job.job_id
+            ));
+            return super::jobs::follow(context, store.as_ref(), run, false)
+                .map(|_| ExitCode::SUCCESS);
+        }
+        RunsCommand::Logs(args) if store.get_run(&args.id)?.job.is_some() => {
+            let run = refresh(store.as_ref(), store.get_run(&args.id)?)?;
+            let logs = super::jobs::log_files(context, store.as_ref(), &run)?;
+            if logs.is_empty() {
+                return Err(user_error(
+                    format!("run {} has written no log yet", run.id),
+                    None,
+                ));
+            }
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for log in logs {
+                if let Ok(bytes) = std::fs::read(&log.path) {
+                    writeln!(out, "==> {} <==", log.task)?;
+                    out.write_all(&bytes)?;
+                }
             }
         }
         RunsCommand::Logs(args) => {
@@ -120,4 +205,28 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run as it is now: a job on a compute target is asked of its engine.
+fn refresh(
+    store: &dyn terrarium_store::Store,
+    run: terrarium_store::RunRecord,
+) -> Result<terrarium_store::RunRecord> {
+    terrarium_compute::runs::refresh(store, run).map_err(anyhow::Error::new)
+}
+
+/// The run `id`, which must be a job on a compute target for `what`.
+fn job_run(
+    store: &dyn terrarium_store::Store,
+    id: &str,
+    what: &str,
+) -> Result<terrarium_store::RunRecord> {
+    let run = store.get_run(id)?;
+    if run.job.is_none() {
+        return Err(user_error(
+            format!("run {id} ran on `{}`, not on a compute target: {what} is for jobs on compute targets", run.target),
+            Some("`terrarium runs logs ID` prints a local run's output"),
+        ));
+    }
+    Ok(run)
 }

@@ -1,0 +1,135 @@
+//! A run that is a job on a compute target, kept in the workspace: submitted and recorded,
+//! brought up to date from its engine when it is read, followed, cancelled.
+
+use std::path::{Path, PathBuf};
+
+use terrarium_store::{ComputeRecord, EngineJob, RunRecord, RunState, RunUpdate, Store};
+
+use crate::{ComputeError, Engine, JobSpec, JobStatus, Kind, Target};
+
+/// The target a stored record describes.
+pub fn target(record: &ComputeRecord) -> Result<Target, ComputeError> {
+    let target = Target {
+        name: record.name.clone(),
+        kind: record.kind.parse()?,
+        options: record.options.clone(),
+    };
+    target.validate()?;
+    Ok(target)
+}
+
+/// A job's log directory: `<logs>/<run id>`, from the target's `logs` option or `default`.
+/// Built from the layout and the run's id (checked), never read from a record.
+pub fn log_dir(target: &Target, default: &Path, run_id: &str) -> Result<PathBuf, ComputeError> {
+    let plain = !run_id.is_empty()
+        && run_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !plain {
+        return Err(ComputeError::Answer {
+            target: target.name.clone(),
+            request: "a run id".into(),
+            reason: format!("`{}` is not one", run_id.escape_debug()),
+        });
+    }
+    let root = target
+        .option("logs")
+        .map_or(default.to_path_buf(), PathBuf::from);
+    Ok(root.join(run_id))
+}
+
+/// Submit `job` and record its run, queued. The engine is asked first whether it can take
+/// jobs, so that a target that cannot leaves no run behind; when the record cannot be written
+/// after the job was submitted, the job is cancelled.
+pub fn submit(
+    store: &dyn Store,
+    target: &Target,
+    engine: &dyn Engine,
+    job: &JobSpec,
+    mut run: RunRecord,
+) -> Result<RunRecord, ComputeError> {
+    engine.check()?;
+    let job_id = engine.submit(job)?;
+    run.state = RunState::Queued;
+    run.target = target.name.clone();
+    run.job = Some(EngineJob {
+        kind: target.kind.as_str().into(),
+        job_id: job_id.clone(),
+        nodes: job.resources.nodes,
+        queued_at: run.started_at.clone(),
+        node_list: None,
+        reason: None,
+        log_dir: Some(job.log_dir.display().to_string()),
+    });
+    if let Err(err) = store.create_run(&run) {
+        let _ = engine.cancel(&job_id);
+        return Err(err.into());
+    }
+    Ok(run)
+}
+
+/// The run as its engine says it is now, recorded. A run that is not a job, or has ended, is
+/// returned as it is. When the target is gone from the workspace, the run is lost.
+pub fn refresh(store: &dyn Store, run: RunRecord) -> Result<RunRecord, ComputeError> {
+    let Some(job) = run.job.clone() else {
+        return Ok(run);
+    };
+    if run.state.is_final() {
+        return Ok(run);
+    }
+    let status = match store.get_compute(&run.target) {
+        Ok(record) => target(&record)?.engine()?.status(&job.job_id)?,
+        Err(terrarium_store::StoreError::NotFound(_)) => JobStatus {
+            state: RunState::Lost,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            nodes: Vec::new(),
+            reason: Some(format!(
+                "the compute target `{}` was removed from the workspace",
+                run.target
+            )),
+        },
+        Err(err) => return Err(err.into()),
+    };
+    record(store, &run, &status)
+}
+
+/// Record what the engine said, when it changes anything.
+pub fn record(
+    store: &dyn Store,
+    run: &RunRecord,
+    status: &JobStatus,
+) -> Result<RunRecord, ComputeError> {
+    let job = run.job.as_ref();
+    let unchanged = status.state == run.state
+        && status.reason == job.and_then(|j| j.reason.clone())
+        && status
+            .started_at
+            .as_ref()
+            .is_none_or(|s| *s == run.started_at);
+    if unchanged {
+        return Ok(run.clone());
+    }
+    let update = RunUpdate {
+        state: status.state,
+        started_at: status.started_at.clone(),
+        finished_at: status
+            .finished_at
+            .clone()
+            .or_else(|| status.state.is_final().then(terrarium_store::now)),
+        exit_code: status.exit_code,
+        node_list: (!status.nodes.is_empty()).then(|| status.nodes.join(",")),
+        reason: status.reason.clone(),
+    };
+    Ok(store.update_run(&run.id, &update)?)
+}
+
+/// The kinds that take jobs, for help texts.
+pub fn kinds() -> String {
+    Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,304 @@
+//! Runs that are jobs on a compute target: `run --target NAME` submits one; `runs logs
+//! --follow`, `runs wait` and an attached `run` follow one to its end.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use terrarium_compute::{runs, JobSpec, Prefix, Resources};
+use terrarium_store::{RunRecord, RunState, Store};
+
+use super::run::RunArgs;
+use super::Context;
+use crate::environments;
+use crate::printer::{self, user_error};
+use crate::workspace;
+
+/// What a job asks of its target, and how `run` waits for it.
+#[derive(Debug, Default, Args)]
+pub struct JobArgs {
+    /// Nodes, one task on each (compute targets).
+    #[arg(long, value_name = "N")]
+    nodes: Option<u32>,
+    /// CPUs per task (compute targets).
+    #[arg(long, value_name = "N")]
+    cpus: Option<u32>,
+    /// GPUs per node (compute targets).
+    #[arg(long, value_name = "N")]
+    gpus: Option<u32>,
+    /// Memory per node, e.g. 512M, 8G (compute targets).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Time limit, e.g. 90m, 2h, 1:30:00 (compute targets; default: the target's `time`).
+    #[arg(long, value_name = "DURATION")]
+    time: Option<String>,
+    /// Print the run's id and return once the job is submitted (compute targets).
+    #[arg(long)]
+    detach: bool,
+    /// Print exactly what would be submitted, and submit nothing (compute targets).
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl JobArgs {
+    /// The first job flag given, for refusing them on `local` and `container`.
+    pub fn given(&self) -> Option<&'static str> {
+        [
+            (self.nodes.is_some(), "--nodes"),
+            (self.cpus.is_some(), "--cpus"),
+            (self.gpus.is_some(), "--gpus"),
+            (self.memory.is_some(), "--memory"),
+            (self.time.is_some(), "--time"),
+            (self.detach, "--detach"),
+            (self.dry_run, "--dry-run"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+}
+
+fn compute_error(err: terrarium_compute::ComputeError) -> anyhow::Error {
+    anyhow::Error::new(err)
+}
+
+/// `run --target NAME`: the target must be a compute target of the workspace.
+pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
+    let store = context.store()?;
+    let target_name = args.target.clone();
+    let record = match store.get_compute(&target_name) {
+        Ok(record) => record,
+        Err(terrarium_store::StoreError::NotFound(_)) => {
+            return Err(user_error(
+                format!("there is no compute target `{target_name}` in this workspace"),
+                Some("`local` and `container` are built in; add a target with `terrarium compute add NAME --kind slurm`, see them with `terrarium compute list`"),
+            ))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let target = runs::target(&record).map_err(compute_error)?;
+    let engine = target.engine().map_err(compute_error)?;
+    let job_args = &args.job;
+    let resources = Resources::parse(
+        job_args.nodes.unwrap_or(1),
+        job_args.cpus,
+        job_args.gpus,
+        job_args.memory.as_deref(),
+        job_args.time.as_deref(),
+    )
+    .map_err(compute_error)?;
+
+    let version = environments::resolve_or_register(
+        context,
+        store.as_ref(),
+        &args.env,
+        "run",
+        args.name.as_deref(),
+    )?;
+    let (lock, lock_hash) =
+        environments::ensure_lock(store.as_ref(), &version, &args.lock.options()?)?;
+    if lock.kind == terrarium_lock::LockKind::UserManaged {
+        environments::check_user_managed(&lock, &version);
+    }
+    let cache = match target.option("cache") {
+        Some(cache) => PathBuf::from(cache),
+        None => environments::cache_dir()?,
+    };
+    let id = super::run::new_run_id();
+    let log_dir = runs::log_dir(&target, &context.runs_dir()?, &id).map_err(compute_error)?;
+    let cwd = std::env::current_dir()?;
+
+    // The prefix the job runs in: built now, once per lock, on the shared filesystem (not for
+    // a dry run, which only shows where it would be).
+    let platform = terrarium_lock::current_platform();
+    let key = terrarium_env::EnvCache::key(&lock, &platform);
+    let envs = terrarium_env::EnvCache::new(&cache);
+    let env = if job_args.dry_run || lock.kind == terrarium_lock::LockKind::UserManaged {
+        None
+    } else {
+        environments::materialize_in(&lock, &cache)?
+    };
+    let prefix = (lock.kind != terrarium_lock::LockKind::UserManaged).then(|| Prefix {
+        path: envs.root().join(&key),
+        lock_hash: lock.lock_hash(),
+        in_use: envs.root().join(format!("{key}.lock")),
+    });
+    let vars = if job_args.dry_run {
+        // A dry run resolves no secrets: it shows the names of the variables only.
+        version
+            .definition
+            .environment_variables
+            .keys()
+            .map(|k| (k.clone(), String::new()))
+            .collect()
+    } else {
+        environments::process_env(&version, &lock, env.as_ref())?
+    };
+    let secret_names: Vec<String> = version
+        .definition
+        .environment_variables
+        .iter()
+        .filter(|(_, v)| v.contains("${secret:"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let job = JobSpec {
+        run_id: id.clone(),
+        environment: format!("{}:{}", version.name, version.version),
+        command: args.command.clone(),
+        env: vars,
+        secret_names,
+        cwd: cwd.clone(),
+        prefix,
+        resources,
+        log_dir: log_dir.clone(),
+    };
+    if job_args.dry_run {
+        print!("{}", engine.render(&job).map_err(compute_error)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run = RunRecord {
+        id: id.clone(),
+        experiment: args.experiment.clone(),
+        environment: version.name.clone(),
+        version: version.version.clone(),
+        lock_hash: Some(lock_hash),
+        command: args.command.clone(),
+        cwd: cwd.display().to_string(),
+        target: target_name.clone(),
+        actor: workspace::actor(),
+        started_at: terrarium_store::now(),
+        finished_at: None,
+        exit_code: None,
+        log_path: None,
+        state: RunState::Queued,
+        job: None,
+    };
+    let run =
+        runs::submit(store.as_ref(), &target, engine.as_ref(), &job, run).map_err(compute_error)?;
+    drop(env);
+    let job_id = run.job.as_ref().map_or("", |j| j.job_id.as_str());
+    printer::status(&format!(
+        "run {id}: {}:{} submitted to {} target `{target_name}` as job {job_id}",
+        version.name, version.version, target.kind
+    ));
+    if job_args.detach {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(context, store.as_ref(), run, true)
+}
+
+/// Follow a job run to its end, printing its logs as they grow when `print` is set; the exit
+/// code is the job's.
+pub fn follow(
+    context: &Context,
+    store: &dyn Store,
+    mut run: RunRecord,
+    print: bool,
+) -> Result<ExitCode> {
+    let mut tails = Tails::default();
+    let mut last_state = None;
+    loop {
+        run = runs::refresh(store, run).map_err(compute_error)?;
+        if print {
+            tails.print(&log_files(context, store, &run)?, false)?;
+        }
+        if last_state != Some(run.state) {
+            if last_state.is_some() || run.state != RunState::Queued {
+                printer::status(&format!("run {}: {}", run.id, describe(&run)));
+            }
+            last_state = Some(run.state);
+        }
+        if run.state.is_final() {
+            if print {
+                tails.print(&log_files(context, store, &run)?, true)?;
+            }
+            let code = match (run.state, run.exit_code) {
+                (RunState::Completed, _) => 0,
+                (_, Some(code)) if code != 0 => code,
+                _ => 1,
+            };
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The state, with the exit code and the engine's reason when there are any.
+pub fn describe(run: &RunRecord) -> String {
+    let mut text = run.state.to_string();
+    if let Some(code) = run.exit_code.filter(|_| run.state.is_final()) {
+        text.push_str(&format!(", exit code {code}"));
+    }
+    if let Some(reason) = run.job.as_ref().and_then(|j| j.reason.as_deref()) {
+        text.push_str(&format!(" ({reason})"));
+    }
+    text
+}
+
+/// A job run's log files: the batch's and each task's, found from the target's layout.
+pub fn log_files(
+    context: &Context,
+    store: &dyn Store,
+    run: &RunRecord,
+) -> Result<Vec<terrarium_compute::TaskLog>> {
+    let record = match store.get_compute(&run.target) {
+        Ok(record) => record,
+        Err(terrarium_store::StoreError::NotFound(_)) => return Ok(Vec::new()),
+        Err(err) => return Err(err.into()),
+    };
+    let target = runs::target(&record).map_err(compute_error)?;
+    let dir = runs::log_dir(&target, &context.runs_dir()?, &run.id).map_err(compute_error)?;
+    target
+        .engine()
+        .and_then(|engine| engine.logs(&dir))
+        .map_err(compute_error)
+}
+
+/// How far each log file has been printed.
+#[derive(Default)]
+struct Tails {
+    printed: std::collections::BTreeMap<PathBuf, u64>,
+}
+
+impl Tails {
+    /// Print what each file gained; a last line without its newline waits for it unless this
+    /// is the `end`.
+    fn print(&mut self, logs: &[terrarium_compute::TaskLog], end: bool) -> Result<()> {
+        let several = logs.len() > 1;
+        let mut out = std::io::stdout().lock();
+        for log in logs {
+            let done = self.printed.get(&log.path).copied().unwrap_or(0);
+            let Ok(mut file) = std::fs::File::open(&log.path) else {
+                continue;
+            };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len <= done {
+                continue;
+            }
+            file.seek(SeekFrom::Start(done))?;
+            let mut bytes = Vec::new();
+            file.take(len - done).read_to_end(&mut bytes)?;
+            // Whole lines only, so that tasks' lines do not interleave mid-line.
+            let upto = match bytes.iter().rposition(|&b| b == b'\n') {
+                _ if end => bytes.len(),
+                Some(at) => at + 1,
+                None => continue,
+            };
+            for line in bytes[..upto].split_inclusive(|&b| b == b'\n') {
+                if several && log.task != "batch" {
+                    write!(out, "[{}] ", log.task)?;
+                }
+                out.write_all(line)?;
+                if end && !line.ends_with(b"\n") {
+                    out.write_all(b"\n")?;
+                }
+            }
+            self.printed.insert(log.path.clone(), done + upto as u64);
+        }
+        out.flush().context("cannot write the job's output")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,309 @@
+//! Compute targets and runs on them, through the CLI, against a real one-node Slurm cluster
+//! (`eval "$(scripts/slurm.sh start DIR)"`, which `.ci/run` does) and a wheelhouse the test
+//! writes.
+
+mod common;
+
+use common::{make_wheels, uv_available, TestContext};
+
+fn slurm_conf() -> Option<String> {
+    let conf = std::env::var("TERRARIUM_TEST_SLURM_CONF").ok();
+    if conf.is_none() {
+        eprintln!("skipped: TERRARIUM_TEST_SLURM_CONF is not set (scripts/slurm.sh start DIR)");
+    }
+    conf
+}
+
+/// A workspace with a Slurm target `hpc` and a pip environment `wh` (alpha 1.0 from a local
+/// wheelhouse).
+fn setup(conf: &str) -> TestContext {
+    let cx = TestContext::new();
+    let wheels = cx.path("wheels");
+    make_wheels(&wheels, &["alpha==1.0"]);
+    let file = cx.write(
+        "env.yml",
+        format!(
+            "name: wh\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n    - alpha\nenvironment_variables:\n  GREETING: hello\n  TOKEN: ${{secret:API_TOKEN}}\n",
+            wheels.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run(&[
+        "compute",
+        "add",
+        "hpc",
+        "--kind",
+        "slurm",
+        "--set",
+        &format!("conf={conf}"),
+        "--set",
+        "partition=debug",
+    ])
+    .success();
+    cx
+}
+
+#[test]
+fn compute_targets_are_checked_before_they_are_stored() {
+    let Some(conf) = slurm_conf() else { return };
+    let cx = TestContext::new();
+    // An unknown partition: named, with the ones there are; nothing stored.
+    let out = cx
+        .run(&[
+            "compute",
+            "add",
+            "hpc",
+            "--kind",
+            "slurm",
+            "--set",
+            &format!("conf={conf}"),
+            "--set",
+            "partition=gpu",
+        ])
+        .user_error();
+    assert!(
+        out.stderr.contains("no partition `gpu`") && out.stderr.contains("debug"),
+        "{}",
+        out.stderr
+    );
+    // An option the kind does not take, and a kind that does not exist.
+    let out = cx
+        .run(&[
+            "compute",
+            "add",
+            "hpc",
+            "--kind",
+            "slurm",
+            "--set",
+            "partitoin=debug",
+        ])
+        .user_error();
+    assert!(out.stderr.contains("`partitoin`"), "{}", out.stderr);
+    cx.run(&["compute", "add", "hpc", "--kind", "lsf"])
+        .user_error();
+    assert_eq!(
+        cx.run(&["compute", "list", "--json"]).success().json(),
+        serde_json::json!([])
+    );
+
+    cx.run(&[
+        "compute",
+        "add",
+        "hpc",
+        "--kind",
+        "slurm",
+        "--set",
+        &format!("conf={conf}"),
+    ])
+    .success();
+    let list = cx.run(&["compute", "list", "--json"]).success().json();
+    assert_eq!(list[0]["name"], "hpc");
+    assert_eq!(list[0]["kind"], "slurm");
+    let shown = cx
+        .run(&["compute", "show", "hpc", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["check"]["ok"], true, "{shown}");
+    // A name taken, and the built-in names.
+    cx.run(&["compute", "add", "hpc", "--kind", "slurm", "--no-check"])
+        .user_error();
+    cx.run(&["compute", "add", "local", "--kind", "slurm", "--no-check"])
+        .user_error();
+    cx.run(&["compute", "remove", "hpc"]).success();
+    cx.run(&["compute", "show", "hpc"]).user_error();
+}
+
+#[test]
+fn a_run_on_slurm_streams_its_output_and_exits_with_the_jobs_code() {
+    let Some(conf) = slurm_conf() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&conf);
+    let script = "import os, sys, alpha; print('alpha', alpha.__version__, os.environ['GREETING'], os.environ['TOKEN'], sys.prefix == os.environ['TERRARIUM_PREFIX']); sys.exit(3)";
+    let out = cx
+        .command()
+        .env("TERRARIUM_SECRET_API_TOKEN", "s3cr3t-value")
+        .args([
+            "run", "--env", "wh", "--target", "hpc", "--", "python", "-c", script,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("alpha 1.0 hello s3cr3t-value True"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("submitted to slurm target `hpc` as job"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed, exit code 3"), "{stderr}");
+
+    let runs = cx.run(&["runs", "list", "--json"]).success().json();
+    let run = &runs[0];
+    assert_eq!(run["target"], "hpc");
+    assert_eq!(run["state"], "failed");
+    assert_eq!(run["exit_code"], 3);
+    assert_eq!(run["job"]["kind"], "slurm");
+    assert_eq!(run["job"]["nodes"], 1);
+    assert!(run["job"]["job_id"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
+    let id = run["id"].as_str().unwrap();
+    let logs = cx.run(&["runs", "logs", id]).success();
+    assert!(logs.stdout.contains("==> task 0 <=="), "{}", logs.stdout);
+    assert!(logs.stdout.contains("alpha 1.0 hello"), "{}", logs.stdout);
+    // The batch script on disk holds no secret.
+    let script =
+        std::fs::read_to_string(cx.workspace().join("runs").join(id).join("job.sh")).unwrap();
+    assert!(!script.contains("s3cr3t-value"), "{script}");
+}
+
+/// `terrarium ARGS` with the environment's secret set.
+fn run_secret(cx: &TestContext, args: &[&str]) -> common::Run {
+    cx.command()
+        .env("TERRARIUM_SECRET_API_TOKEN", "s3cr3t-value")
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn detached_runs_are_followed_waited_for_and_cancelled() {
+    let Some(conf) = slurm_conf() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&conf);
+    // Dry run: the script and the sbatch line, nothing submitted, nothing recorded.
+    let dry = cx
+        .run(&[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "hpc",
+            "--nodes",
+            "1",
+            "--cpus",
+            "1",
+            "--memory",
+            "100M",
+            "--time",
+            "10m",
+            "--dry-run",
+            "--",
+            "python",
+            "-c",
+            "pass",
+        ])
+        .success();
+    for expected in [
+        "#SBATCH --nodes=1",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --mem=100M",
+        "#SBATCH --time=0-00:10:00",
+        "#SBATCH --partition=debug",
+        "TOKEN (secret)",
+        "srun",
+    ] {
+        assert!(dry.stdout.contains(expected), "{expected}:\n{}", dry.stdout);
+    }
+    assert_eq!(
+        cx.run(&["runs", "list", "--json"]).success().json(),
+        serde_json::json!([])
+    );
+
+    // Detached: the id on stdout; `runs wait` gives the exit code.
+    let id = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "hpc",
+            "--detach",
+            "--",
+            "python",
+            "-c",
+            "print('detached')",
+        ],
+    )
+    .success()
+    .stdout
+    .trim()
+    .to_string();
+    let waited = cx.run(&["runs", "wait", &id]).success();
+    assert!(waited.stderr.contains("completed"), "{}", waited.stderr);
+    let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(shown["state"], "completed");
+    assert_eq!(shown["exit_code"], 0);
+
+    // A long job, cancelled: its state says so, and `runs wait` exits non-zero.
+    let id = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "hpc",
+            "--detach",
+            "--",
+            "python",
+            "-c",
+            "import time; print('started', flush=True); time.sleep(300)",
+        ],
+    )
+    .success()
+    .stdout
+    .trim()
+    .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+        if shown["state"] == "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    cx.run(&["runs", "cancel", &id]).success();
+    let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    assert_ne!(cx.run(&["runs", "wait", &id]).code, 0);
+
+    // The target cannot go while a run on it has not ended; once all have, it can.
+    cx.run(&["compute", "remove", "hpc"]).success();
+}
+
+#[test]
+fn job_flags_are_refused_where_they_mean_nothing() {
+    let cx = TestContext::new();
+    let out = cx
+        .run(&["run", "--env", "nothing", "--nodes", "2", "--", "true"])
+        .user_error();
+    assert!(
+        out.stderr
+            .contains("--nodes is for runs on a compute target"),
+        "{}",
+        out.stderr
+    );
+    let out = cx
+        .run(&[
+            "run", "--env", "nothing", "--target", "nowhere", "--", "true",
+        ])
+        .user_error();
+    assert!(
+        out.stderr.contains("no compute target `nowhere`") && out.stderr.contains("compute add"),
+        "{}",
+        out.stderr
+    );
+}
