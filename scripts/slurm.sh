@@ -3,6 +3,8 @@
 # for the tests, everything under DIR (nothing in /etc or /run). Needs root.
 #   eval "$(scripts/slurm.sh start DIR)"   prints TERRARIUM_TEST_SLURM_CONF=DIR/slurm.conf
 #   scripts/slurm.sh stop DIR
+# SLURMD_TIMEOUT (seconds before a silent node is down, default 300) and JOB_REQUEUE (default 1)
+# let a test make a node failure quick and final.
 set -euo pipefail
 action="$1"
 dir="$2"
@@ -69,6 +71,8 @@ SelectTypeParameters=CR_Core
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
+SlurmdTimeout=${SLURMD_TIMEOUT:-300}
+JobRequeue=${JOB_REQUEUE:-1}
 MinJobAge=3600
 MailProg=/bin/true
 NodeName=localhost NodeHostname=localhost NodeAddr=127.0.0.1 CPUs=$cpus Sockets=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=2048 State=UNKNOWN

@@ -211,3 +211,85 @@ fn a_target_that_cannot_take_jobs_says_why() {
         .unwrap();
     assert_eq!(status.state, JobState::Lost);
 }
+
+#[test]
+fn a_time_limit_gives_timed_out() {
+    let Some(conf) = conf() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = target(&conf, &[]).engine().unwrap();
+    let mut job = job(dir.path(), &["/bin/sleep", "600"], None);
+    // Slurm's smallest limit is a minute; it ends the job about then.
+    job.resources.time_seconds = Some(60);
+    let id = engine.submit(&job).unwrap();
+    let status = wait(engine.as_ref(), &id);
+    assert_eq!(status.state, JobState::TimedOut, "{status:?}");
+    assert_eq!(status.reason.as_deref(), Some("TimeLimit"));
+}
+
+/// A cluster of its own (its node is killed): `scripts/slurm.sh` with a node timeout of 5 s
+/// and no requeue, so that the node's death ends the job.
+struct OwnCluster {
+    dir: tempfile::TempDir,
+    conf: String,
+}
+
+impl OwnCluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm.sh");
+        let out = std::process::Command::new(&script)
+            .args(["start", dir.path().join("slurm").to_str().unwrap()])
+            .env("SLURMD_TIMEOUT", "5")
+            .env("JOB_REQUEUE", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = dir.path().join("slurm/slurm.conf").display().to_string();
+        Self { dir, conf }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm.sh");
+        let _ = std::process::Command::new(script)
+            .args(["stop", self.dir.path().join("slurm").to_str().unwrap()])
+            .output();
+    }
+}
+
+#[test]
+fn a_node_that_dies_mid_job_gives_node_failed() {
+    if conf().is_none() {
+        return;
+    }
+    let cluster = OwnCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = target(&cluster.conf, &[]).engine().unwrap();
+    let job = job(dir.path(), &["/bin/sleep", "90"], None);
+    let id = engine.submit(&job).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.status(&id).unwrap().state != JobState::Running {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The node dies: its slurmd, and the job's step daemon with everything under it (a
+    // slurmd killed alone leaves the step running, and it reports the job itself).
+    let pid = std::fs::read_to_string(cluster.dir.path().join("slurm/slurmd.pid")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let step = std::process::Command::new("pkill")
+        .args(["-KILL", "-f", &format!("^slurmstepd: \\[{id}\\.")])
+        .status()
+        .unwrap();
+    assert!(step.success(), "no step daemon of job {id}");
+    let status = wait(engine.as_ref(), &id);
+    assert_eq!(status.state, JobState::NodeFailed, "{status:?}");
+}
