@@ -200,8 +200,14 @@ pub fn follow(
 ) -> Result<ExitCode> {
     let mut tails = Tails::default();
     let mut last_state = None;
+    let mut asked = std::time::Instant::now() - STATE_EVERY;
     loop {
-        run = runs::refresh(store, run).map_err(compute_error)?;
+        // The logs are read every 50 ms, so that a line shows as soon as it is written; the
+        // engine is asked every 250 ms (each ask starts a client program).
+        if asked.elapsed() >= STATE_EVERY {
+            run = runs::refresh(store, run).map_err(compute_error)?;
+            asked = std::time::Instant::now();
+        }
         if print {
             tails.print(&log_files(context, store, &run)?, false)?;
         }
@@ -222,9 +228,11 @@ pub fn follow(
             };
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+const STATE_EVERY: Duration = Duration::from_millis(250);
 
 /// The state, with the exit code and the engine's reason when there are any.
 pub fn describe(run: &RunRecord) -> String {
