@@ -23,6 +23,33 @@ pub enum ComputeError {
     /// The engine answered with a refusal or could not be reached.
     #[error("compute target `{target}`: {message}")]
     Engine { target: String, message: String },
+    /// The engine's address did not answer (refused, timed out, no such host).
+    #[error("compute target `{target}`: {url} (option `{option}`) cannot be reached: {why}")]
+    Unreachable {
+        target: String,
+        option: &'static str,
+        url: String,
+        /// What went wrong, in a few words (`connection refused`, `no answer within 5 s`).
+        why: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The environment's locked `ray` is not the version the Ray cluster runs: a script that
+    /// imports ray could not join the cluster.
+    #[error("compute target `{target}` runs ray {cluster}, but the environment {environment} holds ray {locked}; they must be the same version")]
+    RayVersion {
+        target: String,
+        environment: String,
+        cluster: String,
+        locked: String,
+    },
+    /// The lock a built prefix records could not be read.
+    #[error("cannot read the lock of the built environment at {}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: terrarium_lock::LockError,
+    },
     /// The engine's answer could not be read.
     #[error("compute target `{target}`: cannot read the engine's answer to `{request}`: {reason}")]
     Answer {
@@ -49,7 +76,10 @@ impl ComputeError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Self::UnknownKind(_) | Self::Option { .. } | Self::Resources { .. }
+            Self::UnknownKind(_)
+                | Self::Option { .. }
+                | Self::Resources { .. }
+                | Self::RayVersion { .. }
         ) || matches!(self, Self::Store(err) if err.is_user_error())
     }
 

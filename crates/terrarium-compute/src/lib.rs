@@ -10,6 +10,7 @@
 //! on the node, that the prefix is the one its lock names before it runs anything.
 
 pub mod error;
+pub mod ray;
 pub mod resources;
 pub mod runs;
 pub mod slurm;
@@ -29,14 +30,16 @@ pub use resources::Resources;
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Slurm,
+    Ray,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Slurm];
+    pub const ALL: &'static [Kind] = &[Kind::Slurm, Kind::Ray];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Slurm => "slurm",
+            Self::Ray => "ray",
         }
     }
 
@@ -44,6 +47,7 @@ impl Kind {
     pub fn options(self) -> &'static [OptionSpec] {
         match self {
             Self::Slurm => slurm::OPTIONS,
+            Self::Ray => ray::OPTIONS,
         }
     }
 }
@@ -71,6 +75,8 @@ impl std::str::FromStr for Kind {
 pub struct OptionSpec {
     pub key: &'static str,
     pub help: &'static str,
+    /// Whether a target of the kind must set it.
+    pub required: bool,
     pub check: fn(&str) -> Result<(), String>,
 }
 
@@ -83,10 +89,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// Check every option against its kind: known keys, well-formed values. Nothing is asked
-    /// of the engine here; [`Engine::check`] does that.
+    /// Check every option against its kind: known keys, well-formed values, the required ones
+    /// set. Nothing is asked of the engine here; [`Engine::check`] does that.
     pub fn validate(&self) -> Result<(), ComputeError> {
         let specs = self.kind.options();
+        if let Some(spec) = specs
+            .iter()
+            .find(|spec| spec.required && !self.options.contains_key(spec.key))
+        {
+            return Err(ComputeError::Option {
+                target: self.name.clone(),
+                option: spec.key.into(),
+                reason: format!("{} targets need it: {}", self.kind, spec.help),
+            });
+        }
         for (key, value) in &self.options {
             let spec =
                 specs
@@ -119,6 +135,7 @@ impl Target {
         self.validate()?;
         Ok(match self.kind {
             Kind::Slurm => Box::new(slurm::Slurm::new(self.clone())),
+            Kind::Ray => Box::new(ray::Ray::new(self.clone())?),
         })
     }
 }
@@ -195,10 +212,23 @@ pub trait Engine: Send + Sync {
 
     fn status(&self, job_id: &str) -> Result<JobStatus, ComputeError>;
 
-    /// The job's log files, in order (those that exist yet).
+    /// The job's log files, in order (those that exist yet). An engine that keeps the logs
+    /// itself (Ray) first brings its copy in `log_dir` up to date.
     fn logs(&self, log_dir: &std::path::Path) -> Result<Vec<TaskLog>, ComputeError>;
 
     fn cancel(&self, job_id: &str) -> Result<(), ComputeError>;
+}
+
+/// Exit code of a job (or task) whose node does not see the environment's prefix.
+pub const NO_PREFIX_EXIT: i32 = 97;
+
+/// A `bash -c` script that runs `"$@"` only when `$TERRARIUM_PREFIX` is the built prefix of the
+/// lock `$TERRARIUM_LOCK_HASH` on this node, and else says so and exits [`NO_PREFIX_EXIT`].
+pub(crate) fn prefix_check(environment: &str) -> String {
+    format!(
+        "grep -qF \"\\\"$TERRARIUM_LOCK_HASH\\\"\" \"$TERRARIUM_PREFIX/.terrarium/env.json\" 2>/dev/null || {{ echo \"terrarium: $(hostname) does not see the environment {} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH): the target's cache must be on a filesystem every node sees\" >&2; exit {NO_PREFIX_EXIT}; }}; exec \"$@\"",
+        environment.replace(['"', '\\', '$', '`', '\n'], "_")
+    )
 }
 
 /// Quote `text` for a POSIX shell: as is when it is plainly safe, else in single quotes.

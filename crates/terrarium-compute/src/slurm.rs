@@ -20,42 +20,49 @@ use crate::{
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Exit code of a task whose node lacks the environment's prefix.
-pub const NO_PREFIX_EXIT: i32 = 97;
+pub const NO_PREFIX_EXIT: i32 = crate::NO_PREFIX_EXIT;
 
 pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         key: "partition",
         help: "the partition jobs go to (default: the cluster's default partition)",
+        required: false,
         check: check_word,
     },
     OptionSpec {
         key: "account",
         help: "the account jobs are charged to",
+        required: false,
         check: check_word,
     },
     OptionSpec {
         key: "qos",
         help: "the quality of service jobs ask for",
+        required: false,
         check: check_word,
     },
     OptionSpec {
         key: "time",
         help: "the default time limit, when `run --time` is not given (90m, 2h, 1-00:00:00)",
+        required: false,
         check: |v| crate::resources::parse_duration(v).map(|_| ()),
     },
     OptionSpec {
         key: "conf",
         help: "the Slurm configuration file the client commands read (as SLURM_CONF)",
+        required: false,
         check: check_absolute,
     },
     OptionSpec {
         key: "logs",
         help: "where jobs write their logs, one directory per run, on a filesystem every node and this machine see (default: the workspace's runs directory)",
+        required: false,
         check: check_absolute,
     },
     OptionSpec {
         key: "cache",
         help: "where environments are built, on a filesystem every node sees (default: this machine's Terrarium cache)",
+        required: false,
         check: check_absolute,
     },
 ];
@@ -268,10 +275,7 @@ impl Slurm {
                     shell_quote(&prefix.lock_hash)
                 );
                 // On every node: the prefix must be the lock's, or nothing runs.
-                let check = format!(
-                    "grep -qF \"\\\"$TERRARIUM_LOCK_HASH\\\"\" \"$TERRARIUM_PREFIX/.terrarium/env.json\" 2>/dev/null || {{ echo \"terrarium: $(hostname) does not see the environment {} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH): the target's cache must be on a filesystem every node sees\" >&2; exit {NO_PREFIX_EXIT}; }}; exec \"$@\"",
-                    job.environment.replace(['"', '\\', '$', '`', '\n'], "_")
-                );
+                let check = crate::prefix_check(&job.environment);
                 srun.extend([
                     "/bin/bash".into(),
                     "-c".into(),
