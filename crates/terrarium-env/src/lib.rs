@@ -21,6 +21,7 @@ use terrarium_lock::{Lock, LockKind, PlatformLock};
 use terrarium_spec::error::error_chain;
 
 mod error;
+pub mod pack;
 mod verify;
 
 /// Make a helper process (uv) die with us: a `kill -9` of Terrarium mid-build must not leave
@@ -43,7 +44,7 @@ fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Comman
     cmd
 }
 
-pub use error::EnvError;
+pub use error::{EnvError, PackError};
 pub use verify::{verify, VerifyReport};
 
 /// Where the marker and metadata live inside a prefix.
@@ -174,7 +175,15 @@ impl EnvCache {
             .platforms
             .get(platform)
             .ok_or_else(|| EnvError::Build(format!("the lock has no packages for {platform}")))?;
-        self.install(section, platform, staging, target_prefix, uv, reporter)
+        self.install(
+            section,
+            platform,
+            staging,
+            target_prefix,
+            uv,
+            reporter,
+            None,
+        )
     }
 
     /// The environment for `lock` on `platform`, building it if it is not cached.
@@ -184,6 +193,139 @@ impl EnvCache {
         platform: &str,
         uv: Option<&Uv>,
         reporter: &dyn Reporter,
+    ) -> Result<Env, EnvError> {
+        self.get_or_build_from(lock, platform, uv, reporter, None)
+    }
+
+    /// The environment for a pack's lock on `platform`, built from the pack's files alone if
+    /// it is not cached, exactly as [`Self::get_or_build`] builds it. The whole pack is checked
+    /// first, whether or not the environment is cached; a pack that does not match its lock is
+    /// refused before anything is built, and its files are not kept.
+    pub fn get_or_build_from_pack(
+        &self,
+        pack: &pack::Pack,
+        platform: &str,
+        uv: Option<&Uv>,
+        reporter: &dyn Reporter,
+    ) -> Result<Env, EnvError> {
+        check_pack_platform(pack, platform)?;
+        let lock = pack.lock();
+        // Already built: check the pack without writing its files anywhere.
+        if is_complete(&self.root.join(Self::key(lock, platform))) {
+            reporter.step("checking the pack");
+            pack.check()?;
+            if let Some(env) = self.lookup(lock, platform)? {
+                return Ok(env);
+            }
+        }
+        reporter.step(&format!(
+            "checking and unpacking {} files",
+            pack.manifest().files.len()
+        ));
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| EnvError::io(&self.root, "cannot create", e))?;
+        let files = Staging::new(&self.root)?;
+        pack.unpack_files(files.path())?;
+        self.get_or_build_from(lock, platform, uv, reporter, Some(files.path()))
+    }
+
+    /// Build a pack's environment into `prefix`, outside the cache: `prefix` must not exist
+    /// or be empty. It is built beside `prefix` and moved into place when complete; the pack is
+    /// checked whole before anything is built.
+    pub fn build_pack_into(
+        &self,
+        pack: &pack::Pack,
+        platform: &str,
+        prefix: &Path,
+        uv: Option<&Uv>,
+        reporter: &dyn Reporter,
+    ) -> Result<EnvMeta, EnvError> {
+        check_pack_platform(pack, platform)?;
+        let lock = pack.lock();
+        if lock.kind == LockKind::UserManaged {
+            return Err(PackError::UserManaged.into());
+        }
+        if prefix.exists()
+            && std::fs::read_dir(prefix)
+                .map_err(|e| EnvError::io(prefix, "cannot read", e))?
+                .next()
+                .is_some()
+        {
+            return Err(PackError::PrefixNotEmpty(prefix.to_path_buf()).into());
+        }
+        let prefix =
+            std::path::absolute(prefix).map_err(|e| EnvError::io(prefix, "cannot resolve", e))?;
+        let (Some(parent), Some(name)) = (prefix.parent(), prefix.file_name()) else {
+            return Err(PackError::PrefixNotEmpty(prefix.clone()).into());
+        };
+        std::fs::create_dir_all(parent).map_err(|e| EnvError::io(parent, "cannot create", e))?;
+        let started = std::time::Instant::now();
+        reporter.step(&format!(
+            "checking and unpacking {} files",
+            pack.manifest().files.len()
+        ));
+        let files = Staging::new(parent)?;
+        pack.unpack_files(files.path())?;
+        let section = lock.platforms.get(platform).ok_or_else(|| {
+            EnvError::Build(format!("the lock has no packages for platform {platform}"))
+        })?;
+        let tmp = parent.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let result = self
+            .install(
+                section,
+                platform,
+                &tmp,
+                &prefix,
+                uv,
+                reporter,
+                Some(files.path()),
+            )
+            .and_then(|()| {
+                write_marker(
+                    &tmp,
+                    &prefix,
+                    lock,
+                    platform,
+                    &Self::key(lock, platform),
+                    started,
+                )
+            });
+        let meta = match result {
+            Ok(meta) => meta,
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(err);
+            }
+        };
+        if prefix.exists() {
+            // Empty (checked above): rename cannot replace it on every filesystem.
+            let _ = std::fs::remove_dir(&prefix);
+        }
+        if let Err(e) = std::fs::rename(&tmp, &prefix) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(EnvError::io(
+                &prefix,
+                "cannot move the built environment into",
+                e,
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// As [`Self::get_or_build`]; a build installs from the package files under `files` (a
+    /// checked pack's) and never from the network.
+    fn get_or_build_from(
+        &self,
+        lock: &Lock,
+        platform: &str,
+        uv: Option<&Uv>,
+        reporter: &dyn Reporter,
+        files: Option<&Path>,
     ) -> Result<Env, EnvError> {
         let key = Self::key(lock, platform);
         let prefix = self.root.join(&key);
@@ -211,7 +353,7 @@ impl EnvCache {
         let built = if is_complete(&prefix) {
             false
         } else {
-            self.build(lock, platform, &key, uv, reporter)?;
+            self.build(lock, platform, &key, uv, reporter, files)?;
             true
         };
         guard
@@ -263,6 +405,7 @@ impl EnvCache {
         key: &str,
         uv: Option<&Uv>,
         reporter: &dyn Reporter,
+        files: Option<&Path>,
     ) -> Result<(), EnvError> {
         let started = std::time::Instant::now();
         let section = lock.platforms.get(platform).ok_or_else(|| {
@@ -281,29 +424,16 @@ impl EnvCache {
         }
         self.remove_temporaries(key);
         let tmp = self.root.join(format!(".tmp-{key}-{}", std::process::id()));
-        let result = self.install(section, platform, &tmp, &prefix, uv, reporter);
-        if let Err(err) = result {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(err);
-        }
-        let meta = EnvMeta {
-            key: key.to_string(),
-            lock_hash: lock.lock_hash(),
-            platform: platform.to_string(),
-            prefix: prefix.display().to_string(),
-            built_at_unix: unix_now(),
-            build_seconds: started.elapsed().as_secs_f64(),
+        let result = self
+            .install(section, platform, &tmp, &prefix, uv, reporter, files)
+            .and_then(|()| write_marker(&tmp, &prefix, lock, platform, key, started));
+        let meta = match result {
+            Ok(meta) => meta,
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(err);
+            }
         };
-        let meta_dir = tmp.join(META_DIR);
-        std::fs::create_dir_all(&meta_dir)
-            .map_err(|e| EnvError::io(&meta_dir, "cannot create", e))?;
-        std::fs::write(meta_dir.join("lock.json"), lock.to_json())
-            .map_err(|e| EnvError::io(&meta_dir, "cannot write", e))?;
-        let marker = meta_dir.join(MARKER);
-        let file = File::create(&marker).map_err(|e| EnvError::io(&marker, "cannot write", e))?;
-        serde_json::to_writer_pretty(&file, &meta).map_err(|e| EnvError::Build(e.to_string()))?;
-        file.sync_all()
-            .map_err(|e| EnvError::io(&marker, "cannot sync", e))?;
         std::fs::rename(&tmp, &prefix)
             .map_err(|e| EnvError::io(&prefix, "cannot move the built environment into", e))?;
         reporter.step(&format!(
@@ -314,6 +444,9 @@ impl EnvCache {
         Ok(())
     }
 
+    /// Install `section` into `tmp` as it must be at `prefix`. With `files` (a checked pack's
+    /// package files), conda packages and wheels come from there and nothing from the network.
+    #[allow(clippy::too_many_arguments)]
     fn install(
         &self,
         section: &PlatformLock,
@@ -322,6 +455,7 @@ impl EnvCache {
         prefix: &Path,
         uv: Option<&Uv>,
         reporter: &dyn Reporter,
+        files: Option<&Path>,
     ) -> Result<(), EnvError> {
         let has_conda = !section.conda.is_empty();
         if has_conda {
@@ -334,20 +468,44 @@ impl EnvCache {
                 .enable_all()
                 .build()
                 .map_err(|e| EnvError::io(tmp, "cannot start the async runtime for", e))?;
-            runtime
-                .block_on(
-                    rattler::install::Installer::new()
-                        .with_package_cache(rattler_cache::package_cache::PackageCache::new(
-                            &self.pkgs,
-                        ))
-                        .with_target_platform(subdir)
-                        .with_alternative_target_prefix(prefix)
-                        .with_execute_link_scripts(false)
-                        .install(tmp, records),
-                )
-                .map_err(|e| {
-                    EnvError::Build(format!("conda install failed: {}", error_chain(&e)))
-                })?;
+            let cache = rattler_cache::package_cache::PackageCache::new(&self.pkgs);
+            runtime.block_on(async {
+                if let Some(files) = files {
+                    // Into the package cache under the keys the installer looks up, so
+                    // that it finds every package there and fetches none.
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for record in &records {
+                        let cache = cache.clone();
+                        let path = files
+                            .join(pack::CONDA_DIR)
+                            .join(record.identifier.to_file_name());
+                        let package = record.package_record.clone();
+                        tasks.spawn(async move {
+                            cache
+                                .get_or_fetch_from_path(&path, Some(&package), None)
+                                .await
+                                .map(|_| ())
+                        });
+                    }
+                    while let Some(result) = tasks.join_next().await {
+                        result
+                            .map_err(|e| EnvError::Build(format!("conda unpack failed: {e}")))?
+                            .map_err(|e| {
+                                EnvError::Build(format!("conda unpack failed: {}", error_chain(&e)))
+                            })?;
+                    }
+                }
+                rattler::install::Installer::new()
+                    .with_package_cache(cache)
+                    .with_target_platform(subdir)
+                    .with_alternative_target_prefix(prefix)
+                    .with_execute_link_scripts(false)
+                    .install(tmp, records)
+                    .await
+                    .map_err(|e| {
+                        EnvError::Build(format!("conda install failed: {}", error_chain(&e)))
+                    })
+            })?;
         } else {
             let python = section
                 .python
@@ -386,17 +544,29 @@ impl EnvCache {
             let pylock_path = meta_dir.join("pylock.toml");
             std::fs::write(&pylock_path, pylock)
                 .map_err(|e| EnvError::io(&pylock_path, "cannot write", e))?;
-            let output = die_with_parent(&mut uv.command())
-                .args([
-                    "pip",
-                    "sync",
-                    "--quiet",
-                    "--preview-features",
-                    "pylock",
-                    "--python",
-                ])
-                .arg(tmp.join("bin").join("python"))
-                .arg(&pylock_path)
+            let mut command = uv.command();
+            command.args([
+                "pip",
+                "sync",
+                "--quiet",
+                "--preview-features",
+                "pylock",
+                "--python",
+            ]);
+            command.arg(tmp.join("bin").join("python"));
+            match files {
+                Some(files) => {
+                    // The pack's wheels, named relative to this pylock beside them.
+                    let local = files.join("pylock.toml");
+                    std::fs::write(&local, pack::local_pylock(section)?)
+                        .map_err(|e| EnvError::io(&local, "cannot write", e))?;
+                    command.args(["--offline", "--no-index"]).arg(&local);
+                }
+                None => {
+                    command.arg(&pylock_path);
+                }
+            }
+            let output = die_with_parent(&mut command)
                 .output()
                 .map_err(|e| EnvError::io(&uv.path, "cannot run", e))?;
             if !output.status.success() {
@@ -508,7 +678,12 @@ impl EnvCache {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
-                if name.starts_with(".gc-") || name.starts_with(".tmp-") {
+                if name.starts_with(".unpack-") {
+                    // A pack's files, staged by an unpack that died (a live one holds its lock).
+                    if Staging::is_abandoned(&entry.path()) {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                } else if name.starts_with(".gc-") || name.starts_with(".tmp-") {
                     let key = name
                         .trim_start_matches(".tmp-")
                         .trim_start_matches(".gc-")
@@ -526,6 +701,75 @@ impl EnvCache {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Write the completion marker (and the lock) into `tmp`, the prefix being built for `prefix`.
+fn write_marker(
+    tmp: &Path,
+    prefix: &Path,
+    lock: &Lock,
+    platform: &str,
+    key: &str,
+    started: std::time::Instant,
+) -> Result<EnvMeta, EnvError> {
+    let meta = EnvMeta {
+        key: key.to_string(),
+        lock_hash: lock.lock_hash(),
+        platform: platform.to_string(),
+        prefix: prefix.display().to_string(),
+        built_at_unix: unix_now(),
+        build_seconds: started.elapsed().as_secs_f64(),
+    };
+    let meta_dir = tmp.join(META_DIR);
+    std::fs::create_dir_all(&meta_dir).map_err(|e| EnvError::io(&meta_dir, "cannot create", e))?;
+    std::fs::write(meta_dir.join("lock.json"), lock.to_json())
+        .map_err(|e| EnvError::io(&meta_dir, "cannot write", e))?;
+    let marker = meta_dir.join(MARKER);
+    let file = File::create(&marker).map_err(|e| EnvError::io(&marker, "cannot write", e))?;
+    serde_json::to_writer_pretty(&file, &meta).map_err(|e| EnvError::Build(e.to_string()))?;
+    file.sync_all()
+        .map_err(|e| EnvError::io(&marker, "cannot sync", e))?;
+    Ok(meta)
+}
+
+fn check_pack_platform(pack: &pack::Pack, platform: &str) -> Result<(), EnvError> {
+    if pack.platform() != platform {
+        return Err(PackError::WrongPlatform {
+            pack: pack.platform().to_string(),
+            wanted: platform.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A directory a pack's files are unpacked into, removed when dropped. It holds a lock on
+/// itself while in use, so that `gc` removes only those of unpacks that died.
+struct Staging {
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl Staging {
+    fn new(parent: &Path) -> Result<Self, EnvError> {
+        let dir = tempfile::Builder::new()
+            .prefix(".unpack-")
+            .tempdir_in(parent)
+            .map_err(|e| EnvError::io(parent, "cannot write in", e))?;
+        let lock =
+            File::open(dir.path()).map_err(|e| EnvError::io(dir.path(), "cannot open", e))?;
+        lock.lock()
+            .map_err(|e| EnvError::io(dir.path(), "cannot lock", e))?;
+        Ok(Self { dir, _lock: lock })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn is_abandoned(dir: &Path) -> bool {
+        File::open(dir).is_ok_and(|f| f.try_lock().is_ok())
     }
 }
 
