@@ -312,19 +312,28 @@ pub fn materialize_in(lock: &Lock, cache: &std::path::Path) -> Result<Option<Env
     if let Some(env) = envs.lookup(lock, &platform)? {
         return Ok(Some(env));
     }
-    let needs_uv = lock
-        .platforms
-        .get(&platform)
-        .is_some_and(|p| p.conda.is_empty() || p.pylock.is_some());
-    let uv = if needs_uv {
-        Some(terrarium_resolve::uv::find(&cache.join("tools"))?)
-    } else {
-        None
-    };
+    let uv = find_uv(lock, &platform, &cache)?;
     let spinner = printer::Spinner::start("building");
     let env = envs.get_or_build(lock, &platform, uv.as_ref(), &spinner);
     spinner.finish();
     Ok(Some(env?))
+}
+
+/// The uv that building `lock` on `platform` needs (to make a virtual environment or install
+/// PyPI packages), found or bootstrapped into `cache`'s tools; none for conda-only locks.
+pub fn find_uv(
+    lock: &Lock,
+    platform: &str,
+    cache: &Path,
+) -> Result<Option<terrarium_resolve::uv::Uv>> {
+    let needs_uv = lock
+        .platforms
+        .get(platform)
+        .is_some_and(|p| p.conda.is_empty() || p.pylock.is_some());
+    if !needs_uv {
+        return Ok(None);
+    }
+    Ok(Some(terrarium_resolve::uv::find(&cache.join("tools"))?))
 }
 
 /// For user-managed environments: warn when the interpreter's packages changed since the lock.

@@ -21,8 +21,10 @@ mod history;
 mod label;
 pub mod list;
 mod lock;
+mod pack;
 mod shell;
 mod show;
+mod unpack;
 mod update;
 mod validate;
 
@@ -64,6 +66,10 @@ pub enum EnvCommand {
     Build(build::BuildArgs),
     /// Check every installed file of a built environment against the installers' records.
     Verify(build::VerifyArgs),
+    /// Write the lock and every package file it names into one archive, for offline builds.
+    Pack(pack::PackArgs),
+    /// Build the environment of a pack (from `env pack`) with no network.
+    Unpack(unpack::UnpackArgs),
     /// Start a shell inside the environment.
     Shell(shell::ShellArgs),
     /// Print shell code that activates the environment: eval "$(terrarium env activate REF)".
@@ -92,6 +98,8 @@ pub fn run(context: &Context, command: EnvCommand) -> Result<ExitCode> {
         EnvCommand::Relock(args) => lock::relock(context, args),
         EnvCommand::Build(args) => build::build(context, args),
         EnvCommand::Verify(args) => build::verify(context, args),
+        EnvCommand::Pack(args) => pack::pack(context, args),
+        EnvCommand::Unpack(args) => unpack::unpack(context, args),
         EnvCommand::Shell(args) => shell::shell(context, args),
         EnvCommand::Activate(args) => shell::activate(context, args),
         EnvCommand::Kernel(args) => shell::kernel(context, args),
