@@ -7,9 +7,9 @@
 //! do). The job's variables travel in the request's `runtime_env.env_vars`, never in a file we
 //! write; note that Ray keeps them with the job and shows them to whoever can read its API.
 //!
-//! Ray keeps a job's output itself; [`Engine::logs`] copies it into the run's log directory, as
-//! `task-0.log`, each time it is asked, so that Terrarium reads a Ray job's output as it reads a
-//! Slurm task's.
+//! Ray keeps a job's output itself; [`Engine::logs`] copies it (less the lines Ray adds) into the
+//! run's log directory, as `task-0.log`, each time it is asked, so that Terrarium reads a Ray
+//! job's output as it reads a Slurm task's.
 //!
 //! A Ray job is one driver process: it has no nodes to ask for (`--nodes` above 1 is refused;
 //! the script spreads work over the cluster with Ray's own API) and no time limit (`--time` is
@@ -419,7 +419,7 @@ impl Engine for Ray {
         let copy = log_dir.join(TASK_LOG);
         if let Some(job_id) = self.recorded_job_id(log_dir)? {
             match self.job_logs(&job_id) {
-                Ok(Some(text)) => refresh_copy(&copy, &text)?,
+                Ok(Some(text)) => refresh_copy(&copy, &job_output(&text, &job_id))?,
                 // Ray has forgotten the job, or cannot be asked now: the copy is what there is.
                 Ok(None) => {}
                 Err(_) if copy.is_file() => {}
@@ -512,6 +512,24 @@ pub fn locked_ray_versions(prefix: &Path) -> Result<BTreeSet<String>, ComputeErr
             conda.chain(pypi).collect::<Vec<_>>()
         })
         .collect())
+}
+
+/// The job's output in Ray's log of it: without the two lines Ray's job supervisor adds to
+/// every job (`Runtime env is setting up.`, and `Running entrypoint for job ID: ` with the whole
+/// entrypoint), which are Ray's and not the command's. Only whole lines are dropped, so that the
+/// copy only ever grows at its end as Ray's log does.
+pub fn job_output(log: &str, job_id: &str) -> String {
+    let entrypoint = format!("Running entrypoint for job {job_id}: ");
+    log.split_inclusive('\n')
+        .filter(|line| {
+            let Some(line) = line.strip_suffix('\n') else {
+                return true;
+            };
+            let setting_up = line.contains("\tINFO job_manager.py:")
+                && line.ends_with(" -- Runtime env is setting up.");
+            !(setting_up || line.starts_with(&entrypoint))
+        })
+        .collect()
 }
 
 /// Replace the copy of the job's output with Ray's, when Ray's says more: written aside and
@@ -692,6 +710,15 @@ mod tests {
         assert!(
             shown.starts_with("# POST http://127.0.0.1:8265/api/jobs/\n"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_output_is_the_commands() {
+        let log = "2026-12-02 07:29:32,647\tINFO job_manager.py:581 -- Runtime env is setting up.\nhi\nRunning entrypoint for job terrarium-1: exec x\nRunning entrypoint for job other: y\nerr\nRunning entrypoint for job terrarium-1: ";
+        assert_eq!(
+            job_output(log, "terrarium-1"),
+            "hi\nRunning entrypoint for job other: y\nerr\nRunning entrypoint for job terrarium-1: "
         );
     }
 

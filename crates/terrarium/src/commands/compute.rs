@@ -21,6 +21,11 @@ pub enum ComputeCommand {
     /// Slurm configuration file, as SLURM_CONF), logs (where jobs write their logs, on a
     /// filesystem every node and this machine see), cache (where environments are built, on a
     /// filesystem every node sees).
+    ///
+    /// ray options: address (required: the cluster's dashboard, where its Jobs API answers,
+    /// e.g. http://127.0.0.1:8265), cache (where environments are built, on a filesystem every
+    /// node sees), logs (where Terrarium keeps its copy of each job's output), token_file (a
+    /// file holding the token of a cluster with token authentication).
     Add(AddArgs),
     /// The compute targets (`local` and `container` are built in and not listed).
     List(ListArgs),
@@ -33,7 +38,7 @@ pub enum ComputeCommand {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     name: String,
-    /// The engine: slurm.
+    /// The engine: slurm or ray.
     #[arg(long)]
     kind: String,
     /// An option, KEY=VALUE (repeatable); see `terrarium compute add --help`.

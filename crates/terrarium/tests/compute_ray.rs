@@ -1,0 +1,323 @@
+//! Runs on a Ray target through the CLI, against a real one-node Ray head
+//! (`eval "$(scripts/ray.sh start DIR)"`, which `.ci/run` does) and a wheelhouse the test writes.
+
+mod common;
+
+use common::{make_wheels, uv_available, TestContext};
+
+fn ray_address() -> Option<String> {
+    let address = std::env::var("TERRARIUM_TEST_RAY_ADDRESS").ok();
+    if address.is_none() {
+        eprintln!("skipped: TERRARIUM_TEST_RAY_ADDRESS is not set (scripts/ray.sh start DIR)");
+    }
+    address
+}
+
+/// A workspace with a Ray target `ray1` and a pip environment `wh` of `packages` from a local
+/// wheelhouse.
+fn setup(address: &str, packages: &[&str]) -> TestContext {
+    let cx = TestContext::new();
+    let wheels = cx.path("wheels");
+    make_wheels(&wheels, packages);
+    let names: String = packages
+        .iter()
+        .map(|p| format!("    - {}\n", p.split("==").next().unwrap()))
+        .collect();
+    let file = cx.write(
+        "env.yml",
+        format!(
+            "name: wh\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n{names}environment_variables:\n  GREETING: hello\n  TOKEN: ${{secret:API_TOKEN}}\n",
+            wheels.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run(&[
+        "compute",
+        "add",
+        "ray1",
+        "--kind",
+        "ray",
+        "--set",
+        &format!("address={address}"),
+    ])
+    .success();
+    cx
+}
+
+/// `terrarium ARGS` with the environment's secret set.
+fn run_secret(cx: &TestContext, args: &[&str]) -> common::Run {
+    cx.command()
+        .env("TERRARIUM_SECRET_API_TOKEN", "s3cr3t-value")
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_run_on_ray_streams_its_output_and_exits_with_the_jobs_code() {
+    let Some(address) = ray_address() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&address, &["alpha==1.0"]);
+    let shown = cx
+        .run(&["compute", "show", "ray1", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["kind"], "ray");
+    assert!(
+        shown["check"]["engine"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ray 2.")),
+        "{shown}"
+    );
+
+    let script = "import os, sys, alpha; print('alpha', alpha.__version__, os.environ['GREETING'], os.environ['TOKEN'], sys.prefix == os.environ['TERRARIUM_PREFIX']); sys.exit(3)";
+    let started = std::time::Instant::now();
+    let out = run_secret(
+        &cx,
+        &[
+            "run", "--env", "wh", "--target", "ray1", "--", "python", "-c", script,
+        ],
+    );
+    eprintln!("the run took {:?}", started.elapsed());
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("alpha 1.0 hello s3cr3t-value True"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("submitted to ray target `ray1` as job terrarium-"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("failed, exit code 3"), "{}", out.stderr);
+
+    let runs = cx.run(&["runs", "list", "--json"]).success().json();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let run = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(run["target"], "ray1");
+    assert_eq!(run["state"], "failed");
+    assert_eq!(run["exit_code"], 3);
+    assert_eq!(run["job"]["kind"], "ray");
+    assert_eq!(run["job"]["job_id"], format!("terrarium-{id}"));
+    assert_eq!(run["job"]["reason"], "JOB_ENTRYPOINT_COMMAND_ERROR");
+    let logs = cx.run(&["runs", "logs", &id]).success();
+    assert!(logs.stdout.contains("alpha 1.0 hello"), "{}", logs.stdout);
+    // What is kept on disk of the submission holds no secret.
+    let record =
+        std::fs::read_to_string(cx.workspace().join("runs").join(&id).join("job.json")).unwrap();
+    assert!(!record.contains("s3cr3t-value"), "{record}");
+}
+
+#[test]
+fn detached_ray_runs_are_waited_for_and_cancelled() {
+    let Some(address) = ray_address() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&address, &["alpha==1.0"]);
+    // What Ray does not have is refused; nothing is submitted.
+    for (flag, value, expected) in [
+        ("--nodes", "2", "one driver process"),
+        ("--time", "10m", "no time limit"),
+    ] {
+        let out = run_secret(
+            &cx,
+            &[
+                "run", "--env", "wh", "--target", "ray1", flag, value, "--", "python", "-c", "pass",
+            ],
+        )
+        .user_error();
+        assert!(out.stderr.contains(expected), "{}", out.stderr);
+    }
+    // A dry run: the document, the variables' names and no values.
+    let dry = cx
+        .run(&[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "ray1",
+            "--cpus",
+            "1",
+            "--memory",
+            "100M",
+            "--dry-run",
+            "--",
+            "python",
+            "-c",
+            "pass",
+        ])
+        .success();
+    for expected in [
+        "# POST ",
+        "\"entrypoint_num_cpus\": 1",
+        "\"entrypoint_memory\": 104857600",
+        "\"TOKEN\": \"<secret>\"",
+        "exec flock --shared",
+    ] {
+        assert!(dry.stdout.contains(expected), "{expected}:\n{}", dry.stdout);
+    }
+    assert_eq!(
+        cx.run(&["runs", "list", "--json"]).success().json(),
+        serde_json::json!([])
+    );
+
+    let id = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "ray1",
+            "--detach",
+            "--",
+            "python",
+            "-c",
+            "print('detached')",
+        ],
+    )
+    .success()
+    .stdout
+    .trim()
+    .to_string();
+    let waited = cx.run(&["runs", "wait", &id]).success();
+    assert!(waited.stderr.contains("completed"), "{}", waited.stderr);
+    let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(shown["state"], "completed");
+    assert_eq!(shown["exit_code"], 0);
+    assert!(cx
+        .run(&["runs", "logs", &id])
+        .success()
+        .stdout
+        .contains("detached"));
+
+    let id = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "ray1",
+            "--detach",
+            "--",
+            "python",
+            "-c",
+            "import time; print('started', flush=True); time.sleep(300)",
+        ],
+    )
+    .success()
+    .stdout
+    .trim()
+    .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+        if shown["state"] == "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    cx.run(&["runs", "cancel", &id]).success();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+        if shown["state"] == "cancelled" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_ne!(cx.run(&["runs", "wait", &id]).code, 0);
+    cx.run(&["compute", "remove", "ray1"]).success();
+}
+
+#[test]
+fn an_environment_with_another_ray_is_refused_at_submit() {
+    let Some(address) = ray_address() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&address, &["ray==0.0.1"]);
+    let cluster = cx
+        .run(&["compute", "show", "ray1", "--json"])
+        .success()
+        .json()["check"]["engine"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("ray ")
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "ray1",
+            "--",
+            "python",
+            "-c",
+            "import ray",
+        ],
+    )
+    .user_error();
+    assert!(
+        out.stderr.contains(&format!("runs ray {cluster}"))
+            && out.stderr.contains("holds ray 0.0.1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        cx.run(&["runs", "list", "--json"]).success().json(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn ray_targets_need_an_address_that_answers() {
+    let cx = TestContext::new();
+    let out = cx
+        .run(&["compute", "add", "ray1", "--kind", "ray", "--no-check"])
+        .user_error();
+    assert!(out.stderr.contains("option `address`"), "{}", out.stderr);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let out = cx
+        .run(&[
+            "compute",
+            "add",
+            "ray1",
+            "--kind",
+            "ray",
+            "--set",
+            &format!("address=http://127.0.0.1:{port}"),
+        ])
+        .user_error();
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
+    assert!(
+        out.stderr.contains("option `address`") && out.stderr.contains("connection refused"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        cx.run(&["compute", "list", "--json"]).success().json(),
+        serde_json::json!([])
+    );
+}
