@@ -90,6 +90,11 @@ pub enum PackError {
     /// The pack was written by a newer Terrarium, in a format this one does not know.
     #[error("pack version {found} is not one this terrarium understands ({supported})")]
     UnsupportedVersion { found: u32, supported: u32 },
+    /// `lock.json` is not the file the manifest lists.
+    #[error(
+        "the pack's lock.json was changed: its sha256 is {actual}, the manifest says {expected}"
+    )]
+    LockFileChanged { expected: String, actual: String },
     /// The lock in the pack does not hash to the lock hash its manifest gives.
     #[error("the pack's lock was changed: it hashes to {actual}, the manifest says {expected}")]
     LockHashMismatch { expected: String, actual: String },
@@ -125,7 +130,7 @@ pub enum PackError {
         actual: u64,
     },
     /// A file in the pack is not the file the lock names.
-    #[error("{name} in the pack does not match the lock: its sha256 is {actual}, the lock says {expected}")]
+    #[error("{name} in the pack is not the file the lock names: its sha256 is {actual}, the lock says {expected}")]
     HashMismatch {
         name: String,
         expected: String,

@@ -839,18 +839,11 @@ fn check_files_against_lock(manifest: &Manifest, lock: &Lock) -> Result<(), EnvE
     Ok(())
 }
 
+/// `lock.json`'s bytes against the manifest.
 fn check_bytes(expected: &PackedFile, bytes: &[u8]) -> Result<(), PackError> {
-    if bytes.len() as u64 != expected.size {
-        return Err(PackError::SizeMismatch {
-            name: expected.name.clone(),
-            expected: expected.size,
-            actual: bytes.len() as u64,
-        });
-    }
     let actual = sha256_hex(bytes);
-    if actual != expected.sha256 {
-        return Err(PackError::HashMismatch {
-            name: expected.name.clone(),
+    if bytes.len() as u64 != expected.size || actual != expected.sha256 {
+        return Err(PackError::LockFileChanged {
             expected: expected.sha256.clone(),
             actual,
         });
@@ -1012,4 +1005,488 @@ pub(crate) fn local_pylock(section: &PlatformLock) -> Result<String, EnvError> {
         }
     }
     toml::to_string(&doc).map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use terrarium_lock::{LockedConda, LockedPypi, LockedPython, LOCK_VERSION};
+
+    use super::*;
+
+    const ALPHA: &[u8] = b"alpha wheel bytes";
+    const BETA: &[u8] = b"beta wheel bytes, a local version";
+    const LIBALPHA: &[u8] = b"libalpha conda archive bytes";
+    const ALPHA_URL: &str = "https://files.example/packages/alpha-1.0-py3-none-any.whl";
+    const BETA_URL: &str = "https://files.example/packages/beta-2.1%2Blocal-py3-none-any.whl";
+    const LIBALPHA_URL: &str = "https://conda.example/channel/noarch/libalpha-1.0-0.tar.bz2";
+
+    /// A lock with one conda package and two wheels (one with a percent-encoded name), and
+    /// the bytes at each URL.
+    fn sample() -> (Lock, BTreeMap<&'static str, &'static [u8]>) {
+        let record = serde_json::json!({
+            "name": "libalpha", "version": "1.0", "build": "0", "build_number": 0,
+            "subdir": "noarch", "depends": [], "sha256": sha256_hex(LIBALPHA),
+            "size": LIBALPHA.len(), "url": LIBALPHA_URL, "channel": "https://conda.example/channel/",
+            "fn": "libalpha-1.0-0.tar.bz2",
+        });
+        let pylock = format!(
+            "lock-version = \"1.0\"\ncreated-by = \"uv\"\n\n[[packages]]\nname = \"alpha\"\nversion = \"1.0\"\nwheels = [{{ url = \"{ALPHA_URL}\", size = {}, hashes = {{ sha256 = \"{}\" }} }}]\n\n[[packages]]\nname = \"beta\"\nversion = \"2.1+local\"\nsdist = {{ url = \"https://files.example/beta-2.1.tar.gz\", hashes = {{ sha256 = \"00\" }} }}\nwheels = [{{ url = \"{BETA_URL}\", hashes = {{ sha256 = \"{}\" }} }}]\n",
+            ALPHA.len(),
+            sha256_hex(ALPHA),
+            sha256_hex(BETA)
+        );
+        let section = PlatformLock {
+            python: Some(LockedPython {
+                interpreter: None,
+                version: "3.11.7".into(),
+            }),
+            conda: vec![LockedConda {
+                name: "libalpha".into(),
+                version: "1.0".into(),
+                build: "0".into(),
+                url: LIBALPHA_URL.into(),
+                sha256: sha256_hex(LIBALPHA),
+                record,
+            }],
+            pypi: vec![
+                LockedPypi {
+                    name: "alpha".into(),
+                    version: "1.0".into(),
+                    url: ALPHA_URL.into(),
+                    sha256: sha256_hex(ALPHA),
+                },
+                LockedPypi {
+                    name: "beta".into(),
+                    version: "2.1+local".into(),
+                    url: BETA_URL.into(),
+                    sha256: sha256_hex(BETA),
+                },
+            ],
+            pylock: Some(pylock),
+        };
+        let lock = Lock {
+            lock_version: LOCK_VERSION,
+            kind: LockKind::Resolved,
+            content_hash: "sha256:00".into(),
+            platforms: BTreeMap::from([("linux-64".to_string(), section)]),
+            tools: BTreeMap::new(),
+        };
+        let files = BTreeMap::from([
+            (ALPHA_URL, ALPHA),
+            (BETA_URL, BETA),
+            (LIBALPHA_URL, LIBALPHA),
+        ]);
+        (lock, files)
+    }
+
+    /// The pack of `lock` with the files at its URLs served from memory.
+    fn pack_bytes(
+        lock: &Lock,
+        files: &BTreeMap<&str, &[u8]>,
+        compression: Compression,
+    ) -> Result<Vec<u8>, EnvError> {
+        let dir = tempfile::tempdir().unwrap();
+        let planned = plan(lock, "linux-64")?;
+        let sources: Vec<PathBuf> = planned
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let path = dir.path().join(i.to_string());
+                std::fs::write(&path, files[p.url.as_str()]).unwrap();
+                path
+            })
+            .collect();
+        let mut out = tempfile::tempfile().unwrap();
+        write_archive(lock, "linux-64", &planned, &sources, &mut out, compression)?;
+        let mut bytes = Vec::new();
+        use std::io::Seek;
+        out.rewind().unwrap();
+        out.read_to_end(&mut bytes).unwrap();
+        Ok(bytes)
+    }
+
+    /// A pack file with `bytes`, opened; the file lives as long as the value.
+    struct Opened {
+        pack: Pack,
+        _file: tempfile::NamedTempFile,
+    }
+
+    fn open_bytes(bytes: &[u8]) -> Result<Opened, EnvError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        Ok(Opened {
+            pack: Pack::open(file.path(), None)?,
+            _file: file,
+        })
+    }
+
+    /// The entries of a plain tar, in order.
+    fn entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (name, data)
+            })
+            .collect()
+    }
+
+    /// A tar of raw entries: names as given (`..` included), any entry type.
+    fn raw_tar(entries: &[(String, Vec<u8>, tar::EntryType)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data, kind) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append(&header, data.as_slice()).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn regular(entries: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>, tar::EntryType)> {
+        entries
+            .into_iter()
+            .map(|(n, d)| (n, d, tar::EntryType::Regular))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_lock_packs_to_the_same_bytes() {
+        let (lock, files) = sample();
+        let plain = pack_bytes(&lock, &files, Compression::None).unwrap();
+        assert_eq!(plain, pack_bytes(&lock, &files, Compression::None).unwrap());
+        let zstd = pack_bytes(&lock, &files, Compression::Zstd).unwrap();
+        assert_eq!(zstd, pack_bytes(&lock, &files, Compression::Zstd).unwrap());
+        assert_ne!(plain, zstd);
+        let names: Vec<String> = entries(&plain).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "pack.json",
+                "lock.json",
+                "conda/libalpha-1.0-0.tar.bz2",
+                "wheels/alpha-1.0-py3-none-any.whl",
+                "wheels/beta-2.1+local-py3-none-any.whl",
+            ]
+        );
+        for bytes in [&plain, &zstd] {
+            let opened = open_bytes(bytes).unwrap();
+            let pack = &opened.pack;
+            assert_eq!(pack.lock(), &lock);
+            let summary = pack.summary();
+            assert_eq!(summary.lock_hash, lock.lock_hash());
+            assert_eq!(summary.files, 3);
+            assert_eq!(
+                summary.content_bytes,
+                (ALPHA.len() + BETA.len() + LIBALPHA.len()) as u64
+            );
+            pack.check().unwrap();
+        }
+        // A gzipped pack (as `gzip pack.tar` leaves it) is read too.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&plain).unwrap();
+        open_bytes(&gz.finish().unwrap())
+            .unwrap()
+            .pack
+            .check()
+            .unwrap();
+    }
+
+    /// Packs written by pack format 1 are read by every later Terrarium, and the same lock
+    /// still packs to the same bytes.
+    #[test]
+    fn pack_format_1_fixture() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pack-v1.tar");
+        let (lock, files) = sample();
+        let bytes = pack_bytes(&lock, &files, Compression::None).unwrap();
+        if std::env::var_os("TERRARIUM_UPDATE_FIXTURES").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let pack = Pack::open(&path, None).unwrap();
+        pack.check().unwrap();
+        assert_eq!(pack.manifest().pack_version, 1);
+        assert_eq!(
+            pack.manifest().lock_hash,
+            "sha256:21d70ad085ce71baa8b578e8658e68f434eb6e4b9b923155b54e8a90acd57765",
+            "the lock hash of a stored pack must never change"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "the same lock must pack to the same bytes"
+        );
+    }
+
+    #[test]
+    fn damaged_packs_are_refused() {
+        let (lock, files) = sample();
+        let good = entries(&pack_bytes(&lock, &files, Compression::None).unwrap());
+        let wheel = good
+            .iter()
+            .position(|(n, _)| n.starts_with("wheels/alpha"))
+            .unwrap();
+        let manifest: Manifest = serde_json::from_slice(&good[0].1).unwrap();
+        let with_manifest = |manifest: &Manifest| {
+            let mut e = good.clone();
+            e[0].1 = serde_json::to_vec_pretty(manifest).unwrap();
+            e
+        };
+        let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
+
+        let mut e = good.clone();
+        e[wheel].1[3] ^= 1;
+        cases.push((
+            "a byte flipped in a wheel",
+            raw_tar(&regular(e)),
+            "wheels/alpha-1.0-py3-none-any.whl in the pack is not the file the lock names",
+        ));
+
+        let mut e = good.clone();
+        let text = String::from_utf8(e[1].1.clone())
+            .unwrap()
+            .replace("\"version\": \"1.0\"", "\"version\": \"1.1\"");
+        e[1].1 = text.into_bytes();
+        cases.push((
+            "the lock edited",
+            raw_tar(&regular(e.clone())),
+            "the pack's lock.json was changed",
+        ));
+
+        let mut m = manifest.clone();
+        m.lock.sha256 = sha256_hex(&e[1].1);
+        let mut e2 = with_manifest(&m);
+        e2[1].1 = e[1].1.clone();
+        cases.push((
+            "the lock and the manifest's hash of it edited",
+            raw_tar(&regular(e2)),
+            "the pack's lock was changed: it hashes to",
+        ));
+
+        let mut e = good.clone();
+        e.push(("../evil".into(), b"boo".to_vec()));
+        cases.push((
+            "an entry that climbs out",
+            raw_tar(&regular(e)),
+            "the pack entry `../evil` escapes",
+        ));
+
+        let mut e = good.clone();
+        e.push(("/etc/evil".into(), b"boo".to_vec()));
+        cases.push((
+            "an absolute entry",
+            raw_tar(&regular(e)),
+            "the pack entry `/etc/evil` escapes",
+        ));
+
+        let mut e = regular(good.clone());
+        e[wheel].2 = tar::EntryType::Symlink;
+        e[wheel].1.clear();
+        cases.push(("a link", raw_tar(&e), "is not a regular file"));
+
+        let mut e = good.clone();
+        e.push((
+            "wheels/extra-1.0-py3-none-any.whl".into(),
+            b"extra".to_vec(),
+        ));
+        cases.push((
+            "an entry the manifest lacks",
+            raw_tar(&regular(e)),
+            "`wheels/extra-1.0-py3-none-any.whl` is not in its manifest",
+        ));
+
+        let mut e = good.clone();
+        e.push(e[wheel].clone());
+        cases.push(("an entry twice", raw_tar(&regular(e)), "appears twice"));
+
+        let mut e = good.clone();
+        e.remove(wheel);
+        cases.push((
+            "a file missing",
+            raw_tar(&regular(e)),
+            "the pack lacks wheels/alpha-1.0-py3-none-any.whl",
+        ));
+
+        let mut m = manifest.clone();
+        m.files.retain(|f| !f.name.starts_with("wheels/alpha"));
+        let mut e = with_manifest(&m);
+        e.remove(wheel);
+        cases.push((
+            "a file the lock names left out of the manifest",
+            raw_tar(&regular(e)),
+            "lacks wheels/alpha-1.0-py3-none-any.whl, which the lock names",
+        ));
+
+        // beta's size is not in the lock: a huge declared size is caught by the archive's.
+        let mut m = manifest.clone();
+        let beta = m
+            .files
+            .iter_mut()
+            .find(|f| f.name.contains("beta"))
+            .unwrap();
+        beta.size = 1 << 40;
+        cases.push((
+            "a bomb: a file declared far larger than the archive",
+            raw_tar(&regular(with_manifest(&m))),
+            "more than",
+        ));
+
+        let mut m = manifest.clone();
+        m.files[0].size += 1;
+        cases.push((
+            "a size that disagrees with the lock",
+            raw_tar(&regular(with_manifest(&m))),
+            "the lock says",
+        ));
+
+        let mut m = manifest.clone();
+        m.pack_version = 2;
+        cases.push((
+            "a newer format",
+            raw_tar(&regular(with_manifest(&m))),
+            "pack version 2 is not one this terrarium understands",
+        ));
+
+        let mut e = good.clone();
+        e.swap(0, 1);
+        cases.push((
+            "no manifest first",
+            raw_tar(&regular(e)),
+            "the archive has no pack manifest",
+        ));
+
+        cases.push((
+            "not a tar",
+            b"just some text".to_vec(),
+            "is not a readable pack",
+        ));
+
+        let mut compared = 0;
+        for (what, bytes, expected) in &cases {
+            let err = open_bytes(bytes).and_then(|opened| opened.pack.check());
+            let err = match err {
+                Ok(()) => panic!("{what}: the pack was accepted"),
+                Err(err) => err,
+            };
+            assert!(err.is_user_error(), "{what}: {err} is not the user's");
+            let text = terrarium_spec::error::error_chain(&err);
+            assert!(text.contains(expected), "{what}: {text}");
+            compared += 1;
+        }
+        assert_eq!(compared, 15);
+    }
+
+    #[test]
+    fn a_pack_of_another_lock_is_refused_when_one_is_expected() {
+        let (lock, files) = sample();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            pack_bytes(&lock, &files, Compression::None).unwrap(),
+        )
+        .unwrap();
+        Pack::open(file.path(), Some(&lock.lock_hash())).unwrap();
+        let err = Pack::open(file.path(), Some("sha256:00")).unwrap_err();
+        assert!(err.to_string().contains("not sha256:00"), "{err}");
+    }
+
+    #[test]
+    fn unpacked_files_are_the_checked_ones() {
+        let (lock, files) = sample();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            pack_bytes(&lock, &files, Compression::Zstd).unwrap(),
+        )
+        .unwrap();
+        let pack = Pack::open(file.path(), None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        pack.unpack_files(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("wheels/beta-2.1+local-py3-none-any.whl")).unwrap(),
+            BETA
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("conda/libalpha-1.0-0.tar.bz2")).unwrap(),
+            LIBALPHA
+        );
+        let pylock: toml::Table = local_pylock(&lock.platforms["linux-64"])
+            .unwrap()
+            .parse()
+            .unwrap();
+        let beta = &pylock["packages"].as_array().unwrap()[1];
+        assert!(beta.get("sdist").is_none());
+        let wheel = &beta["wheels"].as_array().unwrap()[0];
+        assert_eq!(
+            wheel["path"].as_str(),
+            Some("wheels/beta-2.1+local-py3-none-any.whl")
+        );
+        assert_eq!(
+            wheel["hashes"]["sha256"].as_str(),
+            Some(sha256_hex(BETA).as_str())
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_packed() {
+        let (lock, _) = sample();
+        let mut user = lock.clone();
+        user.kind = LockKind::UserManaged;
+        assert!(matches!(
+            plan(&user, "linux-64"),
+            Err(EnvError::Pack(PackError::UserManaged))
+        ));
+        let mut sdist = lock.clone();
+        sdist.platforms.get_mut("linux-64").unwrap().pypi[0].url =
+            "https://files.example/alpha-1.0.tar.gz".into();
+        let err = plan(&sdist, "linux-64").unwrap_err();
+        assert!(err.to_string().contains("not as a wheel"), "{err}");
+        assert!(err.is_user_error());
+        let err = plan(&lock, "osx-arm64").unwrap_err();
+        assert!(err.is_user_error(), "{err}");
+        for bad in ["..", ".", "", "a/b", "a\\b"] {
+            assert!(plain_file_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            url_file_name("file:///wheels/x-1.0%2Bcu121-py3-none-any.whl?x=1#sha256=00"),
+            "x-1.0+cu121-py3-none-any.whl"
+        );
+        assert_eq!(url_file_name("/w/%2F..%zz"), "/..%zz");
+    }
+
+    #[test]
+    fn a_source_that_changed_is_not_packed() {
+        let (mut lock, _) = sample();
+        let dir = tempfile::tempdir().unwrap();
+        let section = lock.platforms.get_mut("linux-64").unwrap();
+        section.conda.clear();
+        section.pypi.truncate(1);
+        let wheel = dir.path().join("alpha-1.0-py3-none-any.whl");
+        std::fs::write(&wheel, b"not the alpha the lock names").unwrap();
+        section.pypi[0].url = format!("file://{}", wheel.display());
+        section.pylock = None;
+        let out = dir.path().join("out.tar");
+        let err = write(&lock, "linux-64", &out, Compression::None, &crate::Quiet).unwrap_err();
+        assert!(
+            err.to_string().contains("is not the file the lock names"),
+            "{err}"
+        );
+        assert!(!err.is_user_error());
+        assert!(!out.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
 }
