@@ -29,12 +29,14 @@ stop() {
 
 case "$action" in
 start)
-    if ! "$venv/bin/ray" --version 2>/dev/null | grep -q "$ray_version"; then
+    # A stamp written once the install succeeded (asking `ray --version` takes 2-3 s).
+    if [ ! -f "$venv/.installed" ]; then
         echo "installing ray[default]==$ray_version from PyPI into $venv" >&2
         rm -rf "$venv"
         mkdir -p "$cache"
         python3 -m venv "$venv" >&2
         "$venv/bin/pip" install --quiet --disable-pip-version-check "ray[default]==$ray_version" >&2
+        touch "$venv/.installed"
     fi
     [ -d "$dir" ] && stop || true
     rm -rf "$dir"
