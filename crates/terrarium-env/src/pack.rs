@@ -767,12 +767,7 @@ impl Pack {
             }
             let (actual, count) = reader.finish();
             if count != file.size {
-                return Err(PackError::SizeMismatch {
-                    name,
-                    expected: file.size,
-                    actual: count,
-                }
-                .into());
+                return Err(cut_short(&self.path).into());
             }
             if actual != file.sha256 {
                 return Err(PackError::HashMismatch {
@@ -919,7 +914,20 @@ fn read_small<R: Read>(
             path: path.to_path_buf(),
             source,
         })?;
+    if (bytes.len() as u64) < size {
+        return Err(cut_short(path).into());
+    }
     Ok(bytes)
+}
+
+fn cut_short(path: &Path) -> PackError {
+    PackError::Unreadable {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the archive is cut short",
+        ),
+    }
 }
 
 /// Bytes available to this user on the filesystem holding `dir`.
@@ -1365,6 +1373,13 @@ mod tests {
             "the archive has no pack manifest",
         ));
 
+        let plain = raw_tar(&regular(good.clone()));
+        cases.push((
+            "cut short",
+            plain[..plain.len() - 1024 - 600].to_vec(),
+            "is not a readable pack",
+        ));
+
         cases.push((
             "not a tar",
             b"just some text".to_vec(),
@@ -1383,7 +1398,7 @@ mod tests {
             assert!(text.contains(expected), "{what}: {text}");
             compared += 1;
         }
-        assert_eq!(compared, 15);
+        assert_eq!(compared, 16);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::TestContext;
-use conda_channel::{make_channel, Package};
+use conda_channel::{make_channel, python_package_files, Package};
 
 fn channel(cx: &TestContext) -> std::path::PathBuf {
     make_channel(
@@ -161,51 +161,6 @@ fn conda_conflicts_and_missing_packages_are_named() {
         .user_error();
     assert!(run.stderr.contains("no-such-package"), "{}", run.stderr);
     assert_eq!(cx.snapshot(), before, "nothing registered");
-}
-
-/// A conda `python` package for tests: a copy of this machine's interpreter binary plus a
-/// `pyvenv.cfg` pointing at its standard library, so the prefix is a working Python that uv can
-/// install into, as a conda-forge `python` would be.
-fn python_package_files() -> (String, Vec<(String, String, bool)>) {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import os, sys; print(os.path.realpath(sys.executable)); print('%d.%d.%d' % sys.version_info[:3])"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let executable = lines.next().unwrap().to_string();
-    let version = lines.next().unwrap().to_string();
-    let minor: Vec<&str> = version.split('.').take(2).collect();
-    let home = Path::new(&executable)
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
-    (
-        version.clone(),
-        vec![
-            (
-                format!("@copy:{executable}"),
-                "bin/python".to_string(),
-                true,
-            ),
-            (
-                format!(
-                    "home = {home}\ninclude-system-site-packages = false\nversion = {version}\n"
-                ),
-                "pyvenv.cfg".to_string(),
-                false,
-            ),
-            (
-                String::new(),
-                format!(
-                    "lib/python{}.{}/site-packages/_conda_python.pth",
-                    minor[0], minor[1]
-                ),
-                false,
-            ),
-        ],
-    )
 }
 
 #[test]

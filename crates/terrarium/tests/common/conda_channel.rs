@@ -1,6 +1,8 @@
 //! A local conda channel, written by the tests: noarch packages made with
 //! rattler_package_streaming and indexed with rattler_index, as a real channel would be.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -106,6 +108,51 @@ pub fn make_channel(channel: &Path, packages: &[Package<'_>]) -> PathBuf {
         }))
         .unwrap();
     channel.to_path_buf()
+}
+
+/// A conda `python` package for tests: a copy of this machine's interpreter binary plus a
+/// `pyvenv.cfg` pointing at its standard library, so the prefix is a working Python that uv can
+/// install into, as a conda-forge `python` would be.
+pub fn python_package_files() -> (String, Vec<(String, String, bool)>) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import os, sys; print(os.path.realpath(sys.executable)); print('%d.%d.%d' % sys.version_info[:3])"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let executable = lines.next().unwrap().to_string();
+    let version = lines.next().unwrap().to_string();
+    let minor: Vec<&str> = version.split('.').take(2).collect();
+    let home = Path::new(&executable)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    (
+        version.clone(),
+        vec![
+            (
+                format!("@copy:{executable}"),
+                "bin/python".to_string(),
+                true,
+            ),
+            (
+                format!(
+                    "home = {home}\ninclude-system-site-packages = false\nversion = {version}\n"
+                ),
+                "pyvenv.cfg".to_string(),
+                false,
+            ),
+            (
+                String::new(),
+                format!(
+                    "lib/python{}.{}/site-packages/_conda_python.pth",
+                    minor[0], minor[1]
+                ),
+                false,
+            ),
+        ],
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
