@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Start (or stop) a throwaway one-node Ray cluster (a head with its dashboard and Jobs API) on
 # 127.0.0.1 for the tests, its state under DIR. Ray itself is installed once from PyPI into a
-# venv in the test-tools cache.
+# venv in the test-tools cache. The head has token authentication on (as a shared cluster should),
+# with a new token in DIR/token.
 #   eval "$(scripts/ray.sh start DIR)"   prints TERRARIUM_TEST_RAY_ADDRESS=http://127.0.0.1:PORT
+#                                        and TERRARIUM_TEST_RAY_TOKEN_FILE=DIR/token
 #   scripts/ray.sh stop DIR
 set -euo pipefail
 action="$1"
@@ -47,6 +49,8 @@ start)
     client_port=$(free_port)
     # Without this Ray swaps 127.0.0.1 for the machine's outward address on Linux.
     export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > "$dir/token")
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$dir/token")"
     setsid "$venv/bin/ray" start --head --block --node-ip-address=127.0.0.1 --port="$gcs_port" \
         --ray-client-server-port="$client_port" --dashboard-agent-listen-port="$agent_port" \
         --dashboard-host=127.0.0.1 --dashboard-port="$dashboard_port" --include-dashboard=true \
@@ -54,18 +58,19 @@ start)
         </dev/null >"$dir/ray.log" 2>&1 &
     echo $! > "$dir/ray.pid"
     address="http://127.0.0.1:$dashboard_port"
+    auth=(-H "Authorization: Bearer $RAY_AUTH_TOKEN")
     for _ in $(seq 600); do
-        curl -sf "$address/api/version" >/dev/null 2>&1 && break
+        curl -sf "${auth[@]}" "$address/api/version" >/dev/null 2>&1 && break
         kill -0 "$(cat "$dir/ray.pid")" 2>/dev/null || break
         sleep 0.1
     done
-    if ! curl -sf "$address/api/version" >/dev/null 2>&1; then
+    if ! curl -sf "${auth[@]}" "$address/api/version" >/dev/null 2>&1; then
         echo "ray did not come up; see $dir/ray.log" >&2
         tail -20 "$dir/ray.log" >&2 || true
         stop
         exit 1
     fi
-    echo "export TERRARIUM_TEST_RAY_ADDRESS=$address"
+    echo "export TERRARIUM_TEST_RAY_ADDRESS=$address TERRARIUM_TEST_RAY_TOKEN_FILE=$dir/token"
     ;;
 stop)
     stop

@@ -1,6 +1,7 @@
 //! Against a real Ray head (`eval "$(scripts/ray.sh start DIR)"`, which `.ci/run` does):
 //! submit, state, logs and stop through the Jobs API, the prefix check on the node, and the
-//! check of the environment's `ray` against the cluster's.
+//! check of the environment's `ray` against the cluster's. The head of scripts/ray.sh asks for a
+//! token (`TERRARIUM_TEST_RAY_TOKEN_FILE`), so every request here carries one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,11 +18,21 @@ fn address() -> Option<String> {
     address
 }
 
+/// The head's token, when it has token authentication on.
+fn token_file() -> Option<String> {
+    std::env::var("TERRARIUM_TEST_RAY_TOKEN_FILE").ok()
+}
+
 fn target(address: &str) -> Target {
+    let mut options: std::collections::BTreeMap<String, String> =
+        [("address".to_string(), address.to_string())].into();
+    if let Some(token) = token_file() {
+        options.insert("token_file".into(), token);
+    }
     Target {
         name: "test-ray".into(),
         kind: Kind::Ray,
-        options: [("address".to_string(), address.to_string())].into(),
+        options,
     }
 }
 
@@ -273,6 +284,30 @@ fn an_unknown_job_is_lost() {
         .logs(dir.path())
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn a_cluster_with_tokens_refuses_requests_without_one() {
+    let Some(address) = address() else { return };
+    if token_file().is_none() {
+        eprintln!("skipped: the head has no token (TERRARIUM_TEST_RAY_TOKEN_FILE is not set)");
+        return;
+    }
+    let mut target = target(&address);
+    target.options.remove("token_file");
+    let err = target.engine().unwrap().check().unwrap_err().to_string();
+    assert!(
+        err.contains("`test-ray`") && err.contains("401") && err.contains("option `token_file`"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("token");
+    std::fs::write(&wrong, "0000").unwrap();
+    target
+        .options
+        .insert("token_file".into(), wrong.display().to_string());
+    let err = target.engine().unwrap().check().unwrap_err().to_string();
+    assert!(err.contains("403"), "{err}");
 }
 
 /// Needs no cluster: an address where nothing listens fails at once, naming the target and

@@ -1,5 +1,6 @@
 //! Runs on a Ray target through the CLI, against a real one-node Ray head
-//! (`eval "$(scripts/ray.sh start DIR)"`, which `.ci/run` does) and a wheelhouse the test writes.
+//! (`eval "$(scripts/ray.sh start DIR)"`, which `.ci/run` does; it asks for the token in
+//! `TERRARIUM_TEST_RAY_TOKEN_FILE`) and a wheelhouse the test writes.
 
 mod common;
 
@@ -31,16 +32,15 @@ fn setup(address: &str, packages: &[&str]) -> TestContext {
         ),
     );
     cx.run_path(&["env", "create", "-f"], &file, &[]).success();
-    cx.run(&[
-        "compute",
-        "add",
-        "ray1",
-        "--kind",
-        "ray",
-        "--set",
-        &format!("address={address}"),
-    ])
-    .success();
+    let address = format!("address={address}");
+    let mut add = vec!["compute", "add", "ray1", "--kind", "ray", "--set", &address];
+    let token = std::env::var("TERRARIUM_TEST_RAY_TOKEN_FILE")
+        .ok()
+        .map(|file| format!("token_file={file}"));
+    if let Some(token) = &token {
+        add.extend(["--set", token]);
+    }
+    cx.run(&add).success();
     cx
 }
 
