@@ -828,3 +828,28 @@ fn disk_usage(path: &Path) -> u64 {
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pack's staged files are removed by `gc` only once their unpack has died.
+    #[test]
+    fn gc_removes_the_staging_of_dead_unpacks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = EnvCache::new(dir.path());
+        std::fs::create_dir_all(cache.root()).unwrap();
+        let live = Staging::new(cache.root()).unwrap();
+        let dead = cache.root().join(".unpack-dead");
+        std::fs::create_dir_all(dead.join("wheels")).unwrap();
+        cache.gc(0).unwrap();
+        assert!(
+            live.path().is_dir(),
+            "an unpack in progress keeps its files"
+        );
+        assert!(!dead.exists(), "a dead unpack's files are removed");
+        let path = live.path().to_path_buf();
+        drop(live);
+        assert!(!path.exists(), "an unpack removes its own files");
+    }
+}

@@ -269,6 +269,27 @@ fn a_conda_environment_packs_and_unpacks_offline() {
     );
     let second = unpack(&cx, "node", &tar, &["--json"]).success().json();
     assert_eq!(second["built"], false);
+
+    // Concurrent unpacks of one lock on a fresh node build it once.
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            node_command(&cx, "node3")
+                .args(["env", "unpack", "--json"])
+                .arg(&tar)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let built: Vec<bool> = children
+        .into_iter()
+        .map(|child| {
+            let run: Run = child.wait_with_output().unwrap().into();
+            run.success().json()["built"].as_bool().unwrap()
+        })
+        .collect();
+    assert_eq!(built.iter().filter(|b| **b).count(), 1, "{built:?}");
 }
 
 /// A conda interpreter with wheels on top: the wheels are installed from the pack by uv with
