@@ -216,6 +216,12 @@ pub trait Engine: Send + Sync {
     /// itself (Ray) first brings its copy in `log_dir` up to date.
     fn logs(&self, log_dir: &std::path::Path) -> Result<Vec<TaskLog>, ComputeError>;
 
+    /// How often a follower may call [`Engine::logs`]: often when they are files on a shared
+    /// filesystem, less when each call asks the engine over the network.
+    fn log_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(20)
+    }
+
     fn cancel(&self, job_id: &str) -> Result<(), ComputeError>;
 }
 

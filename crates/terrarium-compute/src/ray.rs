@@ -415,6 +415,11 @@ impl Engine for Ray {
         })
     }
 
+    fn log_interval(&self) -> std::time::Duration {
+        // Each call fetches the whole log from the Jobs API.
+        std::time::Duration::from_millis(250)
+    }
+
     fn logs(&self, log_dir: &Path) -> Result<Vec<TaskLog>, ComputeError> {
         let copy = log_dir.join(TASK_LOG);
         if let Some(job_id) = self.recorded_job_id(log_dir)? {

@@ -38,9 +38,8 @@ pub fn log_dir(target: &Target, default: &Path, run_id: &str) -> Result<PathBuf,
     Ok(root.join(run_id))
 }
 
-/// Submit `job` and record its run, queued. The engine is asked first whether it can take
-/// jobs, so that a target that cannot leaves no run behind; when the record cannot be written
-/// after the job was submitted, the job is cancelled.
+/// Submit `job` and record its run, queued. A job the engine refuses leaves no run behind;
+/// when the record cannot be written after the job was submitted, the job is cancelled.
 pub fn submit(
     store: &dyn Store,
     target: &Target,
@@ -48,7 +47,8 @@ pub fn submit(
     job: &JobSpec,
     mut run: RunRecord,
 ) -> Result<RunRecord, ComputeError> {
-    engine.check()?;
+    // The engine checks the job at submit (sbatch refuses an unknown partition, say), before
+    // anything is recorded; `compute add` and `compute show` ask it in full.
     let job_id = engine.submit(job)?;
     run.state = RunState::Queued;
     run.target = target.name.clone();

@@ -260,12 +260,18 @@ impl Slurm {
             job.environment.replace('\n', " ")
         );
         s.push_str("set -u\n");
+        // One task per node through `srun`; on one node the batch step is the task (a step
+        // costs its launch, about a tenth of a second), its output the task's log.
         let task_log = job.log_dir.join("task-%t.log");
-        let mut srun = vec![
-            "srun".to_string(),
-            "--kill-on-bad-exit=1".into(),
-            format!("--output={}", task_log.display()),
-        ];
+        let mut srun: Vec<String> = if job.resources.nodes > 1 {
+            vec![
+                "srun".to_string(),
+                "--kill-on-bad-exit=1".into(),
+                format!("--output={}", task_log.display()),
+            ]
+        } else {
+            Vec::new()
+        };
         match &job.prefix {
             Some(prefix) => {
                 let _ = writeln!(
@@ -307,7 +313,16 @@ impl Slurm {
             "--parsable".into(),
             format!("--job-name=terrarium-{}", job.run_id),
             format!("--chdir={}", job.cwd.display()),
-            format!("--output={}", job.log_dir.join("batch.log").display()),
+            format!(
+                "--output={}",
+                job.log_dir
+                    .join(if job.resources.nodes > 1 {
+                        "batch.log"
+                    } else {
+                        "task-0.log"
+                    })
+                    .display()
+            ),
             "--export=ALL".into(),
         ]
     }

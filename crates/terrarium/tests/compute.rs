@@ -190,7 +190,7 @@ fn detached_runs_are_followed_waited_for_and_cancelled() {
             "--target",
             "hpc",
             "--nodes",
-            "1",
+            "2",
             "--cpus",
             "1",
             "--memory",
@@ -205,13 +205,13 @@ fn detached_runs_are_followed_waited_for_and_cancelled() {
         ])
         .success();
     for expected in [
-        "#SBATCH --nodes=1",
+        "#SBATCH --nodes=2",
         "#SBATCH --cpus-per-task=1",
         "#SBATCH --mem=100M",
         "#SBATCH --time=0-00:10:00",
         "#SBATCH --partition=debug",
         "TOKEN (secret)",
-        "srun",
+        "srun --kill-on-bad-exit=1",
     ] {
         assert!(dry.stdout.contains(expected), "{expected}:\n{}", dry.stdout);
     }

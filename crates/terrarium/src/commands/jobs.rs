@@ -198,18 +198,37 @@ pub fn follow(
     mut run: RunRecord,
     print: bool,
 ) -> Result<ExitCode> {
+    // The target is looked up once: its logs are read often, its engine asked every 250 ms
+    // (each ask starts a client program or makes a request).
+    let logs = match store.get_compute(&run.target) {
+        Ok(record) => {
+            let target = runs::target(&record).map_err(compute_error)?;
+            let dir =
+                runs::log_dir(&target, &context.runs_dir()?, &run.id).map_err(compute_error)?;
+            Some((target.engine().map_err(compute_error)?, dir))
+        }
+        Err(terrarium_store::StoreError::NotFound(_)) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let interval = logs.as_ref().map_or(STATE_EVERY, |(engine, _)| {
+        engine.log_interval().min(STATE_EVERY)
+    });
+    let read_logs = || -> Result<Vec<terrarium_compute::TaskLog>> {
+        match &logs {
+            Some((engine, dir)) => engine.logs(dir).map_err(compute_error),
+            None => Ok(Vec::new()),
+        }
+    };
     let mut tails = Tails::default();
     let mut last_state = None;
     let mut asked = std::time::Instant::now() - STATE_EVERY;
     loop {
-        // The logs are read every 50 ms, so that a line shows as soon as it is written; the
-        // engine is asked every 250 ms (each ask starts a client program).
         if asked.elapsed() >= STATE_EVERY {
             run = runs::refresh(store, run).map_err(compute_error)?;
             asked = std::time::Instant::now();
         }
         if print {
-            tails.print(&log_files(context, store, &run)?, false)?;
+            tails.print(&read_logs()?, false)?;
         }
         if last_state != Some(run.state) {
             if last_state.is_some() || run.state != RunState::Queued {
@@ -219,7 +238,7 @@ pub fn follow(
         }
         if run.state.is_final() {
             if print {
-                tails.print(&log_files(context, store, &run)?, true)?;
+                tails.print(&read_logs()?, true)?;
             }
             let code = match (run.state, run.exit_code) {
                 (RunState::Completed, _) => 0,
@@ -228,7 +247,7 @@ pub fn follow(
             };
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(interval);
     }
 }
 
