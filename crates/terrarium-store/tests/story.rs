@@ -1,14 +1,17 @@
 //! One story of the `Store` contract, written against `dyn Store` so that every backend runs the
 //! same test: SQLite always, PostgreSQL when `TERRARIUM_TEST_POSTGRES` names a server.
 //!
-//! Coverage: `story` calls all 35 methods of the `Store` trait, on both backends, and checks
+//! Coverage: `story` calls all 40 methods of the `Store` trait, on both backends, and checks
 //! their results and the errors a user can reach (NotFound, Invalid, Curated, Referenced,
-//! VersionConflict, Archived):
+//! VersionConflict, Archived). It runs through [`Counted`], which fails the test when a
+//! method of [`METHODS`] was never called:
 //!
 //! - versions (10): register, resolve, list, versions, events, set_label, remove_label,
 //!   update_metadata, set_archived, delete_version
 //! - locks (2): set_lock, get_lock
-//! - runs (6): create_run, finish_run, list_runs, get_run, put_run_log, get_run_log
+//! - runs (7): create_run, finish_run, list_runs, get_run, put_run_log, get_run_log,
+//!   update_run
+//! - compute targets (4): add_compute, get_compute, list_compute, remove_compute
 //! - tokens (4): create_token, token_by_hash, list_tokens, revoke_token
 //! - audit (3): append_audit, set_audit_status, list_audit
 //! - images (2): add_image_build, list_image_builds
@@ -21,14 +24,16 @@
 //! refer to a version, and `curated_seeding` that a workspace opened from its setting
 //! (`terrarium_store::open`) is seeded with the curated environments once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use terrarium_spec::model::{Conda, Definition};
 use terrarium_spec::names::Reference;
 use terrarium_store::audit::{with_scope, AuditScope};
 use terrarium_store::{
-    AuditEntry, DeploymentRecord, ImageBuildRecord, MetadataUpdate, PostgresStore, RegisterRequest,
-    RunRecord, Source, SqliteStore, Store, StoreError, TokenRecord,
+    AuditEntry, ComputeRecord, DeploymentRecord, EngineJob, Event, ImageBuildRecord,
+    MetadataUpdate, PostgresStore, RegisterOutcome, RegisterRequest, RunRecord, RunState,
+    RunUpdate, Source, SqliteStore, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 fn definition(name: &str, numpy: &str) -> Definition {
@@ -106,6 +111,8 @@ fn run(id: &str, experiment: &str, environment: &str, version: &str, at: &str) -
         finished_at: None,
         exit_code: None,
         log_path: Some(format!("runs/{id}.log")),
+        state: RunState::Running,
+        job: None,
     }
 }
 
@@ -186,7 +193,11 @@ fn refusal(store: &dyn Store, name: &str, version: &str) -> String {
     }
 }
 
-fn story(store: &dyn Store) {
+/// The story, through [`Counted`]: every method of the trait must be called. `sql` runs a
+/// statement on the backend's database directly, as an older Terrarium left it.
+fn story(store: &dyn Store, sql: &dyn Fn(&str)) {
+    let counted = Counted::new(store);
+    let store: &dyn Store = &counted;
     versioning(store);
     labels_metadata_and_archive(store);
     curated_and_invalid(store);
@@ -197,6 +208,90 @@ fn story(store: &dyn Store) {
     tokens(store);
     audit_trail(store);
     contexts_and_meta(store);
+    compute(store, sql);
+    let missing: Vec<_> = METHODS
+        .iter()
+        .filter(|m| !counted.called.lock().unwrap().contains(*m))
+        .collect();
+    assert!(missing.is_empty(), "the story never called {missing:?}");
+    eprintln!(
+        "story: called {} of the {} Store methods",
+        counted.called.lock().unwrap().len(),
+        METHODS.len()
+    );
+}
+
+/// A [`Store`] that notes which of its methods were called.
+struct Counted<'a> {
+    inner: &'a dyn Store,
+    called: Mutex<BTreeSet<&'static str>>,
+}
+
+impl<'a> Counted<'a> {
+    fn new(inner: &'a dyn Store) -> Self {
+        Self {
+            inner,
+            called: Mutex::default(),
+        }
+    }
+}
+
+/// Every method of the trait, forwarded and noted; [`METHODS`] lists their names. A method
+/// added to the trait and not here fails to compile.
+macro_rules! counted {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        const METHODS: &[&str] = &[$(stringify!($name)),*];
+
+        impl Store for Counted<'_> {
+            $(fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                self.called.lock().unwrap().insert(stringify!($name));
+                self.inner.$name($($arg),*)
+            })*
+        }
+    };
+}
+
+counted! {
+    register(request: RegisterRequest) -> RegisterOutcome;
+    resolve(reference: &Reference) -> VersionRecord;
+    list(include_archived: bool) -> Vec<VersionRecord>;
+    versions(name: &str) -> Vec<VersionRecord>;
+    events(name: &str) -> Vec<Event>;
+    set_label(name: &str, version: &str, label: &str, actor: &str) -> ();
+    remove_label(name: &str, label: &str, actor: &str) -> ();
+    update_metadata(name: &str, version: &str, update: &MetadataUpdate, actor: &str) -> VersionRecord;
+    set_archived(name: &str, version: Option<&str>, archived: bool, actor: &str) -> ();
+    delete_version(name: &str, version: &str, actor: &str) -> ();
+    set_lock(name: &str, version: &str, lock_hash: &str, lock: &str) -> String;
+    get_lock(lock_hash: &str) -> String;
+    create_run(run: &RunRecord) -> ();
+    finish_run(id: &str, finished_at: &str, exit_code: i32) -> ();
+    list_runs(experiment: Option<&str>, limit: usize) -> Vec<RunRecord>;
+    get_run(id: &str) -> RunRecord;
+    put_run_log(id: &str, log: &[u8]) -> ();
+    get_run_log(id: &str) -> Option<Vec<u8>>;
+    update_run(id: &str, update: &RunUpdate) -> RunRecord;
+    add_compute(target: &ComputeRecord) -> ();
+    get_compute(name: &str) -> ComputeRecord;
+    list_compute() -> Vec<ComputeRecord>;
+    remove_compute(name: &str) -> ();
+    create_token(token: &TokenRecord) -> ();
+    token_by_hash(token_hash: &str) -> Option<TokenRecord>;
+    list_tokens() -> Vec<TokenRecord>;
+    revoke_token(id: &str, at: &str) -> TokenRecord;
+    append_audit(entry: &AuditEntry) -> ();
+    set_audit_status(id: i64, status: i32) -> ();
+    list_audit(limit: usize, offset: usize) -> Vec<AuditEntry>;
+    add_image_build(build: &ImageBuildRecord) -> ();
+    list_image_builds(name: &str, version: Option<&str>) -> Vec<ImageBuildRecord>;
+    put_deployment(deployment: &DeploymentRecord) -> ();
+    get_deployment(name: &str) -> DeploymentRecord;
+    list_deployments() -> Vec<DeploymentRecord>;
+    put_context(digest: &str, archive: &[u8]) -> ();
+    get_context(digest: &str) -> Vec<u8>;
+    has_context(digest: &str) -> bool;
+    meta_get(key: &str) -> Option<String>;
+    meta_set(key: &str, value: &str) -> ();
 }
 
 /// register (automatic and explicit versions, no-ops, conflicts, force_new, a lock, a parent),
@@ -641,6 +736,7 @@ fn runs(store: &dyn Store) {
         RunRecord {
             finished_at: Some("2026-01-01T00:01:00.000Z".into()),
             exit_code: Some(3),
+            state: RunState::Failed,
             ..r1
         }
     );
@@ -872,6 +968,200 @@ fn contexts_and_meta(store: &dyn Store) {
     }
 }
 
+fn compute_target(name: &str, kind: &str, options: &[(&str, &str)]) -> ComputeRecord {
+    ComputeRecord {
+        name: name.into(),
+        kind: kind.into(),
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        created_by: "story".into(),
+    }
+}
+
+fn job_update(state: RunState) -> RunUpdate {
+    RunUpdate {
+        state,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        node_list: None,
+        reason: None,
+    }
+}
+
+/// add_compute, get_compute, list_compute, remove_compute (refused while a run on the target
+/// has not ended), update_run (queued -> running -> completed; a final run keeps its state),
+/// and runs recorded before runs had a state.
+fn compute(store: &dyn Store, sql: &dyn Fn(&str)) {
+    let hpc = compute_target("hpc", "slurm", &[("partition", "gpu"), ("time", "2h")]);
+    let cloud = compute_target("a-cloud", "ray", &[]);
+    store.add_compute(&hpc).unwrap();
+    store.add_compute(&cloud).unwrap();
+    assert_eq!(store.get_compute("hpc").unwrap(), hpc);
+    assert_eq!(store.list_compute().unwrap(), [cloud.clone(), hpc.clone()]);
+    // A name is taken once; the first target stays as it was.
+    assert!(matches!(
+        store.add_compute(&compute_target("hpc", "ray", &[])),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.get_compute("hpc").unwrap(), hpc);
+    for bad in ["local", "container", "curated/hpc", "", "two words", "-x"] {
+        assert!(
+            matches!(
+                store.add_compute(&compute_target(bad, "slurm", &[])),
+                Err(StoreError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(store.list_compute().unwrap().len(), 2);
+    assert!(matches!(
+        store.get_compute("nope"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.remove_compute("nope"),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A job on hpc, queued.
+    let queued_at = "2026-01-02T00:00:00.000Z";
+    let job = RunRecord {
+        target: "hpc".into(),
+        state: RunState::Queued,
+        job: Some(EngineJob {
+            kind: "slurm".into(),
+            job_id: "41".into(),
+            nodes: 2,
+            queued_at: queued_at.into(),
+            node_list: None,
+            reason: Some("Priority".into()),
+            log_dir: Some("/shared/logs/j1".into()),
+        }),
+        ..run("j1", "jobs", "env", "1", queued_at)
+    };
+    store.create_run(&job).unwrap();
+    assert_eq!(store.get_run("j1").unwrap(), job);
+    let refused = |store: &dyn Store| match store.remove_compute("hpc") {
+        Err(StoreError::Referenced { reference, reason }) => {
+            assert_eq!(reference, "compute target hpc");
+            assert!(reason.contains("j1"), "{reason}");
+        }
+        other => panic!("removing hpc with a live run: expected Referenced, got {other:?}"),
+    };
+    refused(store);
+
+    // Queued -> running: its start and nodes; the reason goes with the state it explained.
+    let running = store
+        .update_run(
+            "j1",
+            &RunUpdate {
+                started_at: Some("2026-01-02T00:05:00.000Z".into()),
+                node_list: Some("node[1-2]".into()),
+                ..job_update(RunState::Running)
+            },
+        )
+        .unwrap();
+    let expected = RunRecord {
+        state: RunState::Running,
+        started_at: "2026-01-02T00:05:00.000Z".into(),
+        job: Some(EngineJob {
+            node_list: Some("node[1-2]".into()),
+            reason: None,
+            ..job.job.clone().unwrap()
+        }),
+        ..job.clone()
+    };
+    assert_eq!(running, expected);
+    assert_eq!(store.get_run("j1").unwrap(), expected);
+    refused(store);
+
+    // Running -> completed, with its exit code; the node list is kept.
+    let completed = store
+        .update_run(
+            "j1",
+            &RunUpdate {
+                finished_at: Some("2026-01-02T01:00:00.000Z".into()),
+                exit_code: Some(0),
+                ..job_update(RunState::Completed)
+            },
+        )
+        .unwrap();
+    let expected = RunRecord {
+        state: RunState::Completed,
+        finished_at: Some("2026-01-02T01:00:00.000Z".into()),
+        exit_code: Some(0),
+        ..expected
+    };
+    assert_eq!(completed, expected);
+    assert_eq!(store.get_run("j1").unwrap(), expected);
+
+    // A final state never changes: the update is ignored and the run returned as it is.
+    let ignored = store
+        .update_run(
+            "j1",
+            &RunUpdate {
+                started_at: Some("2026-01-03T00:00:00.000Z".into()),
+                finished_at: Some("2026-01-03T00:00:00.000Z".into()),
+                exit_code: Some(9),
+                node_list: Some("node9".into()),
+                reason: Some("NodeFail".into()),
+                ..job_update(RunState::NodeFailed)
+            },
+        )
+        .unwrap();
+    assert_eq!(ignored, expected);
+    assert_eq!(store.get_run("j1").unwrap(), expected);
+    assert!(matches!(
+        store.update_run("nope", &job_update(RunState::Running)),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Its run has ended: the target can go.
+    store.remove_compute("hpc").unwrap();
+    assert!(matches!(
+        store.get_compute("hpc"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_compute().unwrap(), [cloud]);
+
+    // Runs recorded before runs had a state (NULL): the state comes from the exit code.
+    for (id, exit_code) in [
+        ("old-ok", Some(0)),
+        ("old-bad", Some(2)),
+        ("old-live", None),
+    ] {
+        store
+            .create_run(&run(id, "old", "env", "1", "2025-01-01T00:00:00.000Z"))
+            .unwrap();
+        if let Some(code) = exit_code {
+            store
+                .finish_run(id, "2025-01-01T00:01:00.000Z", code)
+                .unwrap();
+        }
+    }
+    sql("UPDATE runs SET state = NULL, job = NULL WHERE experiment = 'old'");
+    let state = |id| store.get_run(id).unwrap().state;
+    assert_eq!(state("old-ok"), RunState::Completed);
+    assert_eq!(state("old-bad"), RunState::Failed);
+    assert_eq!(state("old-live"), RunState::Running);
+    // One that never finished can still be given its end.
+    let lost = store
+        .update_run(
+            "old-live",
+            &RunUpdate {
+                reason: Some("the machine was gone".into()),
+                ..job_update(RunState::Lost)
+            },
+        )
+        .unwrap();
+    assert_eq!((lost.state, lost.exit_code), (RunState::Lost, None));
+    assert_eq!(state("old-live"), RunState::Lost);
+}
+
 /// A change inside an audit scope commits with exactly one audit row; a cancelled scope changes
 /// nothing and writes no row.
 fn audit_scope(store: &dyn Store) {
@@ -1036,7 +1326,13 @@ fn curated_seeding(store: &dyn Store) {
 fn sqlite_story() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
-    story(&store);
+    let db = store.path().to_path_buf();
+    story(&store, &|statement| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(statement)
+            .unwrap();
+    });
     let before = store.versions("env").unwrap();
     // Reopening runs no migration twice and keeps everything.
     drop(store);
@@ -1104,7 +1400,12 @@ fn postgres_story() {
         return;
     };
     let store = PostgresStore::connect(&url).unwrap();
-    story(&store);
+    story(&store, &|statement| {
+        postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap()
+            .batch_execute(statement)
+            .unwrap();
+    });
     let before = store.versions("env").unwrap();
     drop(store);
     let store = PostgresStore::connect(&url).unwrap();
