@@ -16,6 +16,9 @@ pub mod environments;
 pub mod images;
 pub mod runs;
 
+#[cfg(test)]
+mod tests;
+
 #[derive(OpenApi)]
 #[openapi(
     info(

@@ -1,0 +1,489 @@
+//! The compute and run-state routes over real HTTP: the whole app (access layer included) on a
+//! SQLite workspace, on 127.0.0.1:0, driven by [`RemoteStore`] and by raw requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use terrarium_store::{
+    ComputeRecord, EngineJob, RunRecord, RunState, RunUpdate, SqliteStore, Store, StoreError,
+};
+
+use crate::client::RemoteStore;
+use crate::server::{app, ServerConfig};
+use crate::state::AppState;
+
+/// A server on its own runtime, with a contributor (alice), another contributor (bob), a
+/// reader and an admin.
+struct TestServer {
+    url: String,
+    store: Arc<dyn Store>,
+    alice: String,
+    bob: String,
+    reader: String,
+    admin: String,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let token = |name: &str, role: &str| {
+            crate::auth::issue_token(store.as_ref(), name, role, None, "test")
+                .unwrap()
+                .0
+        };
+        let (alice, bob, reader, admin) = (
+            token("alice", "contributor"),
+            token("bob", "contributor"),
+            token("rita", "reader"),
+            token("root", "admin"),
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let config = ServerConfig::new(address);
+        let router = app(
+            Arc::new(AppState::new(vec![Arc::clone(&store)], false)),
+            &config,
+        );
+        let log: terrarium_serve::Log = Arc::new(|line: &str| eprintln!("test server: {line}"));
+        runtime.spawn(terrarium_serve::listen::serve(
+            vec![listener],
+            router,
+            config.header_timeout,
+            64,
+            log,
+            std::future::pending(),
+        ));
+        Self {
+            url: format!("http://{address}"),
+            store,
+            alice,
+            bob,
+            reader,
+            admin,
+            _runtime: runtime,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self, token: &str) -> RemoteStore {
+        RemoteStore::new(&self.url, Some(token.to_string())).unwrap()
+    }
+
+    /// A raw request: its status and JSON answer.
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut request = http
+            .request(method.parse().unwrap(), format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn slurm(name: &str) -> ComputeRecord {
+    ComputeRecord {
+        name: name.into(),
+        kind: "slurm".into(),
+        options: [("partition".to_string(), "gpu".to_string())].into(),
+        created_at: "ignored".into(),
+        created_by: "ignored".into(),
+    }
+}
+
+/// A queued job of alice's on `target`, in a registered environment.
+fn job(server: &TestServer, id: &str, target: &str) -> RunRecord {
+    if server
+        .store
+        .resolve(&terrarium_spec::names::Reference::Latest("env".into()))
+        .is_err()
+    {
+        let definition = terrarium_spec::Definition {
+            name: "env".into(),
+            ..Default::default()
+        };
+        server
+            .store
+            .register(terrarium_store::RegisterRequest {
+                definition,
+                source: terrarium_store::Source::new("manual"),
+                parent: None,
+                actor: "test".into(),
+                allow_curated: false,
+                force_new: false,
+                lock: None,
+            })
+            .unwrap();
+    }
+    RunRecord {
+        id: id.into(),
+        experiment: "exp".into(),
+        environment: "env".into(),
+        version: "1".into(),
+        lock_hash: None,
+        command: vec!["python".into(), "train.py".into()],
+        cwd: "/work".into(),
+        target: target.into(),
+        actor: "alice".into(),
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        finished_at: None,
+        exit_code: None,
+        log_path: None,
+        state: RunState::Queued,
+        job: Some(EngineJob {
+            kind: "slurm".into(),
+            job_id: "7".into(),
+            nodes: 1,
+            queued_at: "2026-01-01T00:00:00.000Z".into(),
+            node_list: None,
+            reason: Some("Priority".into()),
+            log_dir: None,
+        }),
+    }
+}
+
+fn update(state: RunState) -> RunUpdate {
+    RunUpdate {
+        state,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        node_list: None,
+        reason: None,
+    }
+}
+
+fn remote_status(result: Result<impl std::fmt::Debug, StoreError>) -> (u16, String) {
+    match result {
+        Err(StoreError::Remote { status, code, .. }) => (status, code),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn compute_targets_are_added_listed_shown_and_removed() {
+    let server = TestServer::start();
+    let alice = server.client(&server.alice);
+    alice.add_compute(&slurm("hpc")).unwrap();
+    let stored = alice.get_compute("hpc").unwrap();
+    // Who and when are the server's.
+    assert_eq!(stored.created_by, "alice");
+    assert_ne!(stored.created_at, "ignored");
+    assert_eq!((stored.kind.as_str(), stored.options.len()), ("slurm", 1));
+    alice.add_compute(&slurm("b-hpc")).unwrap();
+    let names: Vec<_> = alice
+        .list_compute()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["b-hpc", "hpc"]);
+    // Readers read, and only read.
+    let reader = server.client(&server.reader);
+    assert_eq!(reader.get_compute("hpc").unwrap(), stored);
+    assert_eq!(remote_status(reader.add_compute(&slurm("r"))).0, 403);
+    assert_eq!(remote_status(reader.remove_compute("hpc")).0, 403);
+    // A name is taken once.
+    assert_eq!(
+        remote_status(alice.add_compute(&slurm("hpc"))),
+        (409, "conflict".to_string())
+    );
+    assert!(matches!(
+        alice.get_compute("nope"),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A target with a job that has not ended stays; once it has ended, it can go.
+    let run = job(&server, "j1", "hpc");
+    alice.create_run(&run).unwrap();
+    assert_eq!(
+        remote_status(alice.remove_compute("hpc")),
+        (409, "referenced".to_string())
+    );
+    alice
+        .update_run(
+            "j1",
+            &RunUpdate {
+                exit_code: Some(1),
+                finished_at: Some("2026-01-01T01:00:00".into()),
+                ..update(RunState::Failed)
+            },
+        )
+        .unwrap();
+    // Any contributor may remove a target.
+    server.client(&server.bob).remove_compute("hpc").unwrap();
+    assert!(matches!(
+        alice.get_compute("hpc"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        alice.remove_compute("hpc"),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Each change is in the audit trail, under the target's name.
+    let audit = server.client(&server.admin).list_audit(100, 0).unwrap();
+    let compute: Vec<_> = audit
+        .iter()
+        .filter(|e| e.target.as_deref() == Some("compute target hpc"))
+        .map(|e| (e.action.as_str(), e.status))
+        .collect();
+    assert!(
+        compute.contains(&("DELETE /api/v1/compute/hpc", 204)),
+        "{compute:?}"
+    );
+    assert!(
+        compute.contains(&("DELETE /api/v1/compute/hpc", 409)),
+        "{compute:?}"
+    );
+    assert!(audit
+        .iter()
+        .any(|e| e.action == "POST /api/v1/compute" && e.status == 201));
+}
+
+#[test]
+fn compute_targets_are_checked_before_they_are_stored() {
+    let server = TestServer::start();
+    let alice = &server.alice;
+    let refused = |body: Value| {
+        let (status, answer) = server.call("POST", "/api/v1/compute", alice, Some(body.clone()));
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert_eq!(answer["error"]["code"], "invalid", "{answer}");
+        answer["error"]["message"].as_str().unwrap().to_string()
+    };
+    for name in [
+        "local",
+        "container",
+        "curated/x",
+        "",
+        "-x",
+        "a b",
+        "x/y",
+        &"n".repeat(256),
+    ] {
+        refused(json!({"name": name, "kind": "slurm"}));
+    }
+    assert!(refused(json!({"name": "x", "kind": "pbs"})).contains("pbs"));
+    refused(json!({"name": "x", "kind": "SLURM"}));
+    // Options: known keys of the kind, well-formed values, plain text of bounded size.
+    refused(json!({"name": "x", "kind": "slurm", "options": {"colour": "red"}}));
+    refused(json!({"name": "x", "kind": "slurm", "options": {"partition": "a b"}}));
+    refused(json!({"name": "x", "kind": "slurm", "options": {"logs": "relative/dir"}}));
+    let message =
+        refused(json!({"name": "x", "kind": "slurm", "options": {"logs": "/a\u{1b}[31m"}}));
+    assert!(message.contains("U+001B"), "{message}");
+    refused(
+        json!({"name": "x", "kind": "slurm", "options": {"logs": format!("/{}", "a".repeat(5000))}}),
+    );
+    refused(json!({"name": "x", "kind": "slurm", "options": {"": "x"}}));
+    let many: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    refused(json!({"name": "x", "kind": "slurm", "options": many}));
+    // Unknown fields and who/when are not the caller's to say.
+    refused(json!({"name": "x", "kind": "slurm", "created_by": "mallory"}));
+    assert!(server.store.list_compute().unwrap().is_empty());
+
+    let (status, created) = server.call(
+        "POST",
+        "/api/v1/compute",
+        alice,
+        Some(json!({"name": "gpu.cluster-1", "kind": "slurm", "options": {"partition": "gpu", "time": "2h", "logs": "/shared/logs"}})),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["created_by"], "alice");
+    let (status, page) = server.call("GET", "/api/v1/compute?limit=1", &server.reader, None);
+    assert_eq!((status, page["total"].as_u64()), (200, Some(1)), "{page}");
+}
+
+#[test]
+fn run_states_come_from_the_runs_author_and_end_once() {
+    let server = TestServer::start();
+    let alice = server.client(&server.alice);
+    alice.add_compute(&slurm("hpc")).unwrap();
+    alice.create_run(&job(&server, "j1", "hpc")).unwrap();
+    let path = "/api/v1/runs/j1/state";
+
+    // Only its author (or an admin) says what became of a run.
+    let (status, _) = server.call("POST", path, &server.bob, Some(json!({"state": "running"})));
+    assert_eq!(status, 403);
+    let (status, _) = server.call(
+        "POST",
+        path,
+        &server.reader,
+        Some(json!({"state": "running"})),
+    );
+    assert_eq!(status, 403);
+    // Updates that do not hang together are refused, and change nothing.
+    for body in [
+        json!({"state": "finished"}),
+        json!({"state": "running", "exit_code": 0}),
+        json!({"state": "queued", "finished_at": "2026-01-01T00:00:00Z"}),
+        json!({"state": "running", "started_at": "yesterday"}),
+        json!({"state": "running", "reason": "a\nb"}),
+        json!({"state": "running", "node_list": "n".repeat(5000)}),
+        json!({"state": "running", "job_id": "8"}),
+    ] {
+        let (status, answer) = server.call("POST", path, &server.alice, Some(body.clone()));
+        assert_eq!(status, 400, "{body} -> {answer}");
+    }
+    assert_eq!(server.store.get_run("j1").unwrap().state, RunState::Queued);
+
+    let (status, running) = server.call(
+        "POST",
+        path,
+        &server.alice,
+        Some(json!({"state": "running", "started_at": "2026-01-01T00:05:00", "node_list": "node[1-2]"})),
+    );
+    assert_eq!(status, 200, "{running}");
+    assert_eq!(running["state"], "running");
+    assert_eq!(running["started_at"], "2026-01-01T00:05:00");
+    assert_eq!(running["job"]["node_list"], "node[1-2]");
+    // The reason went with the state it explained.
+    assert!(running["job"].get("reason").is_none(), "{running}");
+
+    // An admin may end it.
+    let (status, done) = server.call(
+        "POST",
+        path,
+        &server.admin,
+        Some(json!({"state": "completed", "exit_code": 0, "finished_at": "2026-01-01T01:00:00.000Z"})),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (done["state"].as_str(), done["exit_code"].as_i64()),
+        (Some("completed"), Some(0))
+    );
+
+    // A final state never changes: the API says so, and the client keeps the trait's word
+    // (the run, as it is).
+    let (status, answer) = server.call(
+        "POST",
+        path,
+        &server.alice,
+        Some(json!({"state": "failed"})),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{answer}"
+    );
+    let kept = alice.update_run("j1", &update(RunState::Lost)).unwrap();
+    assert_eq!(kept.state, RunState::Completed);
+    assert_eq!(kept, server.store.get_run("j1").unwrap());
+    assert!(matches!(
+        alice.update_run("nope", &update(RunState::Running)),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn the_openapi_document_has_the_compute_and_state_routes() {
+    let doc = serde_json::to_value(<super::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
+    let paths = &doc["paths"];
+    for (path, method) in [
+        ("/api/v1/compute", "get"),
+        ("/api/v1/compute", "post"),
+        ("/api/v1/compute/{name}", "get"),
+        ("/api/v1/compute/{name}", "delete"),
+        ("/api/v1/runs/{id}/state", "post"),
+    ] {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        // Every write documents the refusals the access layer gives.
+        if method != "get" {
+            for code in ["401", "403", "404", "409", "413"] {
+                assert!(
+                    operation["responses"][code].is_object(),
+                    "{method} {path}: {code}"
+                );
+            }
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    for schema in [
+        "ComputeRecord",
+        "ComputeBody",
+        "RunStateBody",
+        "EngineJob",
+        "RunRecord",
+    ] {
+        assert!(schemas[schema].is_object(), "{schema}");
+    }
+    assert_eq!(
+        schemas["RunRecord"]["properties"]["state"]["type"],
+        "string"
+    );
+}
+
+#[test]
+fn the_web_ui_shows_compute_targets_and_job_states() {
+    let server = TestServer::start();
+    let page = |path: &str| {
+        let response = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(&server.reader)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        response.text().unwrap()
+    };
+    assert!(page("/ui/compute").contains("No compute targets"));
+    let alice = server.client(&server.alice);
+    alice.add_compute(&slurm("hpc")).unwrap();
+    alice.create_run(&job(&server, "j1", "hpc")).unwrap();
+    alice
+        .update_run(
+            "j1",
+            &RunUpdate {
+                node_list: Some("node<1>".into()),
+                reason: Some("<b>Resources</b>".into()),
+                ..update(RunState::Running)
+            },
+        )
+        .unwrap();
+
+    let compute = page("/ui/compute");
+    for text in [
+        "id=\"compute\"",
+        ">hpc<",
+        ">slurm<",
+        "partition=gpu",
+        "alice",
+    ] {
+        assert!(compute.contains(text), "{text}: {compute}");
+    }
+    assert!(page("/ui").contains("href=\"/ui/compute\""));
+    let runs = page("/ui/runs");
+    for text in ["hpc", "slurm 7", ">running<"] {
+        assert!(runs.contains(text), "{text}: {runs}");
+    }
+    let run = page("/ui/runs/j1");
+    for text in [
+        "id=\"job\"",
+        ">running<",
+        "node&lt;1&gt;",
+        "&lt;b&gt;Resources&lt;/b&gt;",
+        "2026-01-01T00:00:00.000Z",
+    ] {
+        assert!(run.contains(text), "{text}: {run}");
+    }
+    assert!(!run.contains("<b>Resources"), "{run}");
+}
