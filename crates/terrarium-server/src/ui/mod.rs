@@ -1,6 +1,7 @@
 //! The web UI: server-rendered HTML (maud), no JavaScript. Pages: environments (search and tag
 //! filter), an environment's version timeline, one version (definition and lock contents),
-//! the diff of any two versions, runs and their logs.
+//! the diff of any two versions, runs (their state, and for a job on a compute target what its
+//! engine said) and their logs, compute targets.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use axum::{Extension, Form, Router};
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 use terrarium_spec::names::Reference;
-use terrarium_store::{RunRecord, VersionRecord};
+use terrarium_store::{ComputeRecord, RunRecord, RunState, VersionRecord};
 
 use crate::auth::{Identity, COOKIE};
 use crate::error::{ApiError, ApiPath, ApiQuery};
@@ -33,6 +34,7 @@ pub fn router() -> Router<SharedState> {
         .route("/diff", get(diff))
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
+        .route("/compute", get(compute))
 }
 
 async fn style() -> Response {
@@ -86,6 +88,7 @@ fn page(title: &str, identity: Option<&Identity>, body: Markup) -> Markup {
                     nav {
                         a href="/ui" { "Environments" }
                         a href="/ui/runs" { "Runs" }
+                        a href="/ui/compute" { "Compute" }
                         a href="/openapi.json" { "API" }
                     }
                     @if let Some(identity) = identity {
@@ -352,7 +355,7 @@ fn runs_table(runs: &[RunRecord]) -> Markup {
             p.muted { "No runs." }
         } @else {
             table id="runs" {
-                thead { tr { th { "Run" } th { "Experiment" } th { "Environment" } th { "Command" } th { "Started" } th { "Exit" } th { "Who" } } }
+                thead { tr { th { "Run" } th { "Experiment" } th { "Environment" } th { "Command" } th { "Target" } th { "Started" } th { "State" } th { "Exit" } th { "Who" } } }
                 tbody {
                     @for r in runs {
                         tr {
@@ -360,12 +363,17 @@ fn runs_table(runs: &[RunRecord]) -> Markup {
                             td { (r.experiment) }
                             td { a href=(version_href(&r.environment, &r.version)) { (r.environment) ":" (r.version) } }
                             td.mono { (r.command.join(" ")) }
+                            td {
+                                (r.target)
+                                @if let Some(job) = &r.job { span.muted { " · " (job.kind) " " (job.job_id) } }
+                            }
                             td.muted { (r.started_at) }
+                            td.state { (state_badge(r.state)) }
                             td {
                                 @match r.exit_code {
                                     Some(0) => span.ok { "0" },
                                     Some(code) => span.fail { (code) },
-                                    None => span.muted { "running" },
+                                    None => span.muted { "—" },
                                 }
                             }
                             td { (r.actor) }
@@ -375,6 +383,16 @@ fn runs_table(runs: &[RunRecord]) -> Markup {
             }
         }
     }
+}
+
+/// A run's state, coloured by how it ended.
+fn state_badge(state: RunState) -> Markup {
+    let class = match state {
+        RunState::Completed => "ok",
+        RunState::Queued | RunState::Running => "muted",
+        _ => "fail",
+    };
+    html! { span class=(class) { (state) } }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -419,9 +437,21 @@ async fn run(
             dt { "Working directory" } dd.mono { (record.cwd) }
             dt { "Target" } dd { (record.target) }
             dt { "Lock" } dd.mono { (record.lock_hash.as_deref().unwrap_or("")) }
+            dt { "State" } dd id="state" { (state_badge(record.state)) }
             dt { "Started" } dd { (record.started_at) " by " (record.actor) }
-            dt { "Finished" } dd { (record.finished_at.as_deref().unwrap_or("still running")) }
+            dt { "Finished" } dd { (record.finished_at.as_deref().unwrap_or(if record.state.is_final() { "—" } else { "not yet" })) }
             dt { "Exit code" } dd { @match record.exit_code { Some(c) => (c), None => "—" } }
+        }
+        @if let Some(job) = &record.job {
+            h2 { "Job" }
+            dl.kv id="job" {
+                dt { "Engine" } dd { (job.kind) }
+                dt { "Job id" } dd.mono { (job.job_id) }
+                dt { "Nodes" } dd { (job.nodes) @if let Some(list) = &job.node_list { " · " span.mono { (list) } } }
+                dt { "Queued" } dd { (job.queued_at) }
+                @if let Some(reason) = &job.reason { dt { "Reason" } dd { (reason) } }
+                @if let Some(dir) = &job.log_dir { dt { "Logs" } dd.mono { (dir) } }
+            }
         }
         h2 { "Log" }
         @match log {
@@ -430,6 +460,34 @@ async fn run(
         }
     };
     Ok(page(&format!("Run {}", record.id), Some(&identity), body))
+}
+
+async fn compute(
+    State(state): State<SharedState>,
+    Extension(identity): Extension<Identity>,
+) -> Result<Markup, ApiError> {
+    let targets: Vec<ComputeRecord> = state.blocking(|store| Ok(store.list_compute()?)).await?;
+    let body = html! {
+        h1 { "Compute targets" }
+        @if targets.is_empty() {
+            p.muted { "No compute targets (" code { "terrarium compute add NAME --kind slurm" } "). Runs go to " code { "local" } " or " code { "container" } "." }
+        } @else {
+            table id="compute" {
+                thead { tr { th { "Name" } th { "Kind" } th { "Options" } th { "Created" } } }
+                tbody {
+                    @for t in &targets {
+                        tr {
+                            td { (t.name) }
+                            td { (t.kind) }
+                            td { @for (k, v) in &t.options { span.tag.mono { (k) "=" (v) } } }
+                            td.muted { (t.created_at) " · " (t.created_by) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Compute targets", Some(&identity), body))
 }
 
 async fn login_form() -> Markup {
