@@ -58,6 +58,9 @@ pub enum PackError {
     /// A package's file name, taken from the lock, is not a plain file name.
     #[error("the lock names a package file `{0}` that is not a plain file name")]
     BadFileName(String),
+    /// Two packages of the lock have the same file name.
+    #[error("the lock names {0} twice")]
+    DuplicateFile(String),
     /// An artifact could not be fetched from the URL the lock gives.
     #[error("cannot fetch {url}")]
     Fetch {

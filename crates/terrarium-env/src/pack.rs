@@ -175,11 +175,7 @@ fn plan(lock: &Lock, platform: &str) -> Result<Vec<Planned>, EnvError> {
     planned.sort_by(|a, b| a.name.cmp(&b.name));
     for pair in planned.windows(2) {
         if pair[0].name == pair[1].name {
-            return Err(PackError::ManifestMismatch(format!(
-                "the lock names {} twice",
-                pair[0].name
-            ))
-            .into());
+            return Err(PackError::DuplicateFile(pair[0].name.clone()).into());
         }
     }
     Ok(planned)
@@ -337,14 +333,25 @@ fn fetch(
         url: url.to_string(),
         source,
     };
-    if url.starts_with("file://") {
-        return url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| fetch_error("not a local file URL".into()).into());
-    }
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Ok(PathBuf::from(url));
+    let local = if url.starts_with("file://") {
+        Some(
+            url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| fetch_error("not a local file URL".into()))?,
+        )
+    } else if !url.starts_with("http://") && !url.starts_with("https://") {
+        Some(PathBuf::from(url))
+    } else {
+        None
+    };
+    if let Some(path) = local {
+        // Package caches hold unpacked packages, not the archives: the source must be there.
+        return match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(path),
+            Ok(_) => Err(fetch_error("not a file".into()).into()),
+            Err(e) => Err(fetch_error(e.into()).into()),
+        };
     }
     if client.is_none() {
         *client = Some(

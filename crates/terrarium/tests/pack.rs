@@ -141,6 +141,16 @@ fn a_pip_environment_packs_and_unpacks_offline() {
 
     // The node has the pack and nothing else: no wheelhouse, empty caches, no workspace.
     std::fs::remove_dir_all(&wheels).unwrap();
+    // (Packing needs the sources: the caches hold unpacked packages, not their archives.)
+    let late = cx.path("late.tar");
+    let run = cx.run_path(&["env", "pack", "wh", "-o"], &late, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot fetch file://") && run.stderr.contains("alpha-1.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(!late.exists());
     let unpacked = unpack(&cx, "node", &tar, &["--json"]).success().json();
     assert_eq!(unpacked["built"], true);
     assert_eq!(unpacked["lock_hash"], created["lock_hash"]);
