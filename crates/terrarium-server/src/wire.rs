@@ -153,9 +153,10 @@ pub struct ComputeBody {
     /// 1-255 letters, digits, `.`, `_` or `-`, starting with a letter or digit; not `local`
     /// or `container`.
     pub name: String,
-    /// The engine: `slurm`.
+    /// The engine: `slurm` or `ray`.
     pub kind: String,
-    /// The kind's options (for `slurm`: partition, account, qos, time, conf, logs, cache).
+    /// The kind's options (`slurm`: partition, account, qos, time, conf, logs, cache; `ray`:
+    /// address, cache, logs, token_file).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }

@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use terrarium_store::{RunRecord, RunUpdate};
+use terrarium_store::{EngineJob, RunRecord, RunUpdate};
 use utoipa::IntoParams;
 
 use super::environments::page;
@@ -79,6 +79,16 @@ pub async fn create(
     }
     terrarium_spec::names::validate_display_name("experiment", &run.experiment)
         .map_err(ApiError::invalid)?;
+    // Its end is recorded later, by `finish` or `update_state`.
+    if run.state.is_final() {
+        return Err(ApiError::invalid(format!(
+            "a run is recorded queued or running, not {}",
+            run.state
+        )));
+    }
+    if let Some(job) = &run.job {
+        check_job(job)?;
+    }
     run.actor = identity.actor;
     let stored = run.clone();
     state
@@ -89,6 +99,24 @@ pub async fn create(
                     "conflict",
                     format!("run {} already exists", stored.id),
                 ));
+            }
+            // A job runs on a compute target of its kind.
+            if let Some(job) = &stored.job {
+                let target = match store.get_compute(&stored.target) {
+                    Err(terrarium_store::StoreError::NotFound(_)) => {
+                        return Err(ApiError::invalid(format!(
+                            "the run is a job, but its target `{}` is not a compute target",
+                            stored.target
+                        )))
+                    }
+                    found => found?,
+                };
+                if target.kind != job.kind {
+                    return Err(ApiError::invalid(format!(
+                        "the run is a {} job, but compute target `{}` is {}",
+                        job.kind, target.name, target.kind
+                    )));
+                }
             }
             Ok(store.create_run(&stored)?)
         })
@@ -170,10 +198,49 @@ pub async fn update_state(
     Ok(Json(run))
 }
 
-/// The longest time, node list and reason an update may carry.
+/// The longest time, node list and reason an update or a job's record may carry.
 const MAX_TIME: usize = 64;
 const MAX_NODE_LIST: usize = 4096;
 const MAX_REASON: usize = 1024;
+/// The longest kind, job id and log directory a job's record may carry.
+const MAX_WORD: usize = 256;
+const MAX_PATH: usize = 4096;
+
+/// A time as engines give it: RFC 3339, or a local time without a zone (Slurm).
+fn check_time(field: &str, time: &str) -> Result<(), ApiError> {
+    let plain = !time.is_empty()
+        && time.len() <= MAX_TIME
+        && time
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"-:.+TZ".contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "`{field}` must be a time such as 2026-01-01T00:00:00Z"
+        )))
+    }
+}
+
+/// A job's record: plain text of bounded size.
+fn check_job(job: &EngineJob) -> Result<(), ApiError> {
+    plain_text("job.kind", &job.kind, MAX_WORD)?;
+    plain_text("job.job_id", &job.job_id, MAX_WORD)?;
+    if job.job_id.is_empty() {
+        return Err(ApiError::invalid("job.job_id is empty"));
+    }
+    check_time("job.queued_at", &job.queued_at)?;
+    for (field, text, max) in [
+        ("job.node_list", &job.node_list, MAX_NODE_LIST),
+        ("job.reason", &job.reason, MAX_REASON),
+        ("job.log_dir", &job.log_dir, MAX_PATH),
+    ] {
+        if let Some(text) = text {
+            plain_text(field, text, max)?;
+        }
+    }
+    Ok(())
+}
 
 /// An update whose fields agree with its state: times, an exit code and an end only for a
 /// run that has ended; plain text of bounded size.
@@ -182,17 +249,8 @@ fn check_update(body: RunStateBody) -> Result<RunUpdate, ApiError> {
         ("started_at", &body.started_at),
         ("finished_at", &body.finished_at),
     ] {
-        let Some(time) = time else { continue };
-        // Engines give local times without a zone (Slurm) as well as RFC 3339.
-        let plain = !time.is_empty()
-            && time.len() <= MAX_TIME
-            && time
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b"-:.+TZ".contains(&b));
-        if !plain {
-            return Err(ApiError::invalid(format!(
-                "`{field}` must be a time such as 2026-01-01T00:00:00Z"
-            )));
+        if let Some(time) = time {
+            check_time(field, time)?;
         }
     }
     if !body.state.is_final() && (body.exit_code.is_some() || body.finished_at.is_some()) {

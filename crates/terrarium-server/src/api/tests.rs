@@ -318,6 +318,28 @@ fn run_states_come_from_the_runs_author_and_end_once() {
     let server = TestServer::start();
     let alice = server.client(&server.alice);
     alice.add_compute(&slurm("hpc")).unwrap();
+    // A run is recorded queued or running; a job, on a compute target of its kind.
+    let refused = |run: RunRecord| {
+        let body = serde_json::to_value(&run).unwrap();
+        let (status, answer) = server.call("POST", "/api/v1/runs", &server.alice, Some(body));
+        assert_eq!(status, 400, "{answer}");
+    };
+    refused(RunRecord {
+        state: RunState::Completed,
+        ..job(&server, "j0", "hpc")
+    });
+    refused(job(&server, "j0", "nope"));
+    refused(job(&server, "j0", "local"));
+    let mut ray = job(&server, "j0", "hpc");
+    ray.job.as_mut().unwrap().kind = "ray".into();
+    refused(ray);
+    let mut id = job(&server, "j0", "hpc");
+    id.job.as_mut().unwrap().job_id = "7\n8".into();
+    refused(id);
+    assert!(matches!(
+        server.store.get_run("j0"),
+        Err(StoreError::NotFound(_))
+    ));
     alice.create_run(&job(&server, "j1", "hpc")).unwrap();
     let path = "/api/v1/runs/j1/state";
 
