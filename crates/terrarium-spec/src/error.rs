@@ -113,6 +113,16 @@ impl SpecError {
     }
 }
 
+/// A reference (`NAME`, `NAME:VERSION`, `NAME@LABEL`) that does not parse: always the user's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid reference `{}`: {reason}", text.escape_debug())]
+pub struct ReferenceError {
+    /// The reference as given.
+    pub text: String,
+    /// Which part is wrong, and the rule it breaks.
+    pub reason: String,
+}
+
 /// An error and all its causes on one line, for messages from libraries whose `Display`
 /// shows only the outermost layer.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

@@ -23,7 +23,7 @@ mod yaml_out;
 
 pub use canonical::{canonical_json, content_hash};
 pub use diff::{diff, Diff};
-pub use error::{Location, SpecError, Warning};
+pub use error::{Location, ReferenceError, SpecError, Warning};
 pub use formats::{export, import, ExportNote, Exported, Format, Imported};
 pub use model::Definition;
 pub use run_state::RunState;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::error::ReferenceError;
+
 /// Names under this prefix are reserved for curated environments.
 pub const CURATED_PREFIX: &str = "curated/";
 
@@ -155,22 +157,48 @@ pub enum Reference {
 }
 
 impl Reference {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let reference = if let Some((name, label)) = text.split_once('@') {
-            validate_version(label).map_err(|_| format!("invalid label in `{text}`"))?;
-            if label == LATEST {
-                Self::Latest(name.to_string())
-            } else {
-                Self::Label(name.to_string(), label.to_string())
-            }
+    /// Parse `NAME`, `NAME:VERSION` or `NAME@LABEL` (`NAME@latest` is `NAME`). The one parser of
+    /// references: every command, the server and the client read them with it. A label is split
+    /// off at the first `@`, else a version at the last `:` (names hold neither).
+    pub fn parse(text: &str) -> Result<Self, ReferenceError> {
+        let parsed = if let Some((name, label)) = text.split_once('@') {
+            Self::label(name, label)
         } else if let Some((name, version)) = text.rsplit_once(':') {
-            validate_version(version).map_err(|e| format!("in `{text}`: {e}"))?;
-            Self::Version(name.to_string(), version.to_string())
+            Self::version(name, version)
         } else {
-            Self::Latest(text.to_string())
+            Self::latest(text)
         };
-        validate_name(reference.name()).map_err(|e| format!("invalid reference `{text}`: {e}"))?;
-        Ok(reference)
+        parsed.map_err(|reason| ReferenceError {
+            text: text.to_string(),
+            reason,
+        })
+    }
+
+    /// `NAME`, from a name given on its own (a URL's path segment); why it is not valid.
+    pub fn latest(name: &str) -> Result<Self, String> {
+        validate_name(name)?;
+        Ok(Self::Latest(name.to_string()))
+    }
+
+    /// `NAME:VERSION`, from its parts given apart; why they are not valid.
+    pub fn version(name: &str, version: &str) -> Result<Self, String> {
+        validate_name(name)?;
+        validate_version(version)?;
+        Ok(Self::Version(name.to_string(), version.to_string()))
+    }
+
+    /// `NAME@LABEL` (`NAME@latest` is `NAME`), from its parts given apart; why they are not
+    /// valid.
+    pub fn label(name: &str, label: &str) -> Result<Self, String> {
+        validate_name(name)?;
+        validate_version(label).map_err(|_| {
+            format!("invalid label `{label}`: use letters, digits, `.`, `_` or `-`")
+        })?;
+        Ok(if label == LATEST {
+            Self::Latest(name.to_string())
+        } else {
+            Self::Label(name.to_string(), label.to_string())
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -218,6 +246,33 @@ mod tests {
         );
         assert!(Reference::parse("bad name").is_err());
         assert!(validate_label("latest").is_err());
+        // Each wrong part is named, after the reference as given.
+        for (text, reason) in [
+            ("bad name", "invalid name `bad name`"),
+            ("a:b c", "invalid version `b c`"),
+            ("a@b c", "invalid label `b c`"),
+            ("a:1@prod", "invalid name `a:1`"),
+            ("", "the environment has no name"),
+        ] {
+            let err = Reference::parse(text).unwrap_err();
+            assert_eq!(err.text, text);
+            assert!(err.reason.starts_with(reason), "{text}: {}", err.reason);
+            assert!(err
+                .to_string()
+                .starts_with(&format!("invalid reference `{text}`: {reason}")));
+        }
+        // From parts, by the same rules.
+        assert_eq!(
+            Reference::version("a", "3").unwrap(),
+            Reference::parse("a:3").unwrap()
+        );
+        assert_eq!(
+            Reference::label("a", "latest").unwrap(),
+            Reference::Latest("a".into())
+        );
+        assert!(Reference::version("a", "1@prod").is_err());
+        assert!(Reference::version("a:b", "1").is_err());
+        assert!(Reference::latest("a:3").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use terrarium_env::{Env, EnvCache};
 use terrarium_lock::{Lock, LockKind};
 use terrarium_resolve::LockOptions;
+use terrarium_spec::names::Reference;
 use terrarium_store::{RegisterRequest, Source, Store, VersionRecord};
 
 use crate::commands::Context;
@@ -52,9 +53,12 @@ impl LockArgs {
 /// requirements file, most conda files and Dockerfiles) is registered anonymously, under the
 /// name its content gives (`anonymous/HASH`): the same content always reuses that version,
 /// and two different files never become versions of one another.
+///
+/// `arg` names the argument in errors (`--env`, `REFERENCE`).
 pub fn resolve_or_register(
     context: &Context,
     store: &dyn Store,
+    arg: &str,
     text: &str,
     source_kind: &str,
     name: Option<&str>,
@@ -73,10 +77,7 @@ pub fn resolve_or_register(
         }
         None => None,
     };
-    if let Some(reference) = terrarium_spec::names::Reference::parse(text)
-        .ok()
-        .filter(|_| name.is_none())
-    {
+    if let Some(reference) = Reference::parse(text).ok().filter(|_| name.is_none()) {
         match store.resolve(&reference) {
             Ok(record) => return Ok(record),
             Err(err) if !path.exists() => return Err(err.into()),
@@ -84,7 +85,18 @@ pub fn resolve_or_register(
         }
     }
     if !path.exists() {
-        let reference = crate::commands::env::parse_reference(text)?;
+        let reference = Reference::parse(text).map_err(|e| {
+            user_error(
+                format!(
+                    "invalid {arg} `{}`: no such file, and not a reference: {}",
+                    e.text.escape_debug(),
+                    e.reason
+                ),
+                Some(&format!(
+                    "{arg} is NAME, NAME:VERSION, NAME@LABEL or a definition file"
+                )),
+            )
+        })?;
         return Ok(store.resolve(&reference)?);
     }
     let imported = terrarium_spec::import(path, None)?;

@@ -90,8 +90,8 @@ pub fn matches(record: &VersionRecord, search: Option<&str>, tag: Option<&str>) 
     true
 }
 
-fn reference(text: String) -> Result<Reference, ApiError> {
-    Reference::parse(&text).map_err(ApiError::invalid)
+fn reference(text: &str) -> Result<Reference, ApiError> {
+    Reference::parse(text).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 /// List environments (the latest version of each).
@@ -221,7 +221,7 @@ pub async fn latest(
     State(state): State<SharedState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<VersionRecord>, ApiError> {
-    let reference = reference(name)?;
+    let reference = reference(&name)?;
     Ok(Json(
         state
             .blocking(move |store| Ok(store.resolve(&reference)?))
@@ -252,7 +252,7 @@ pub async fn version(
     State(state): State<SharedState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<Json<VersionRecord>, ApiError> {
-    let reference = reference(format!("{name}:{version}"))?;
+    let reference = Reference::version(&name, &version).map_err(ApiError::invalid)?;
     Ok(Json(
         state
             .blocking(move |store| Ok(store.resolve(&reference)?))
@@ -378,7 +378,7 @@ pub async fn get_label(
     State(state): State<SharedState>,
     ApiPath((name, label)): ApiPath<(String, String)>,
 ) -> Result<Json<VersionRecord>, ApiError> {
-    let reference = reference(format!("{name}@{label}"))?;
+    let reference = Reference::label(&name, &label).map_err(ApiError::invalid)?;
     Ok(Json(
         state
             .blocking(move |store| Ok(store.resolve(&reference)?))
@@ -461,7 +461,7 @@ pub async fn export(
                 query.format
             ))
         })?;
-    let reference = reference(format!("{name}:{version}"))?;
+    let reference = Reference::version(&name, &version).map_err(ApiError::invalid)?;
     let record = state
         .blocking(move |store| Ok(store.resolve(&reference)?))
         .await?;
@@ -498,8 +498,8 @@ pub async fn diff(
     State(state): State<SharedState>,
     ApiQuery(query): ApiQuery<DiffQuery>,
 ) -> Result<Json<DiffResponse>, ApiError> {
-    let old_ref = reference(query.old)?;
-    let new_ref = reference(query.new)?;
+    let old_ref = reference(&query.old)?;
+    let new_ref = reference(&query.new)?;
     let platform = query
         .platform
         .unwrap_or_else(terrarium_lock::current_platform);
@@ -580,7 +580,7 @@ pub async fn set_lock(
     ApiJson(body): ApiJson<LockBody>,
 ) -> Result<Json<LockHashResponse>, ApiError> {
     identity.require(Role::Contributor)?;
-    let reference = reference(format!("{name}:{version}"))?;
+    let reference = Reference::version(&name, &version).map_err(ApiError::invalid)?;
     let lock_hash = state
         .blocking(move |store| {
             let record = store.resolve(&reference)?;

@@ -233,7 +233,7 @@ async fn version(
     Extension(identity): Extension<Identity>,
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<Markup, ApiError> {
-    let reference = Reference::parse(&format!("{name}:{version}")).map_err(ApiError::invalid)?;
+    let reference = Reference::version(&name, &version).map_err(ApiError::invalid)?;
     let (record, lock, runs, builds) = state
         .blocking(move |store| {
             let record = store.resolve(&reference)?;
@@ -314,12 +314,12 @@ async fn diff(
     ApiQuery(query): ApiQuery<DiffQuery>,
 ) -> Result<Markup, ApiError> {
     // With `name`, `old` and `new` are versions of it; otherwise full references.
-    let full = |v: &str| match &query.name {
-        Some(name) => format!("{name}:{v}"),
-        None => v.to_string(),
+    let reference = |v: &str| match &query.name {
+        Some(name) => Reference::version(name, v).map_err(ApiError::invalid),
+        None => Reference::parse(v).map_err(|e| ApiError::invalid(e.to_string())),
     };
-    let old = Reference::parse(&full(&query.old)).map_err(ApiError::invalid)?;
-    let new = Reference::parse(&full(&query.new)).map_err(ApiError::invalid)?;
+    let old = reference(&query.old)?;
+    let new = reference(&query.new)?;
     let platform = terrarium_lock::current_platform();
     let diff = state
         .blocking(move |store| {

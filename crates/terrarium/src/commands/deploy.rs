@@ -79,6 +79,7 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
     let record = environments::resolve_or_register(
         context,
         store.as_ref(),
+        "--env",
         &args.env,
         "deploy",
         args.env_name.as_deref(),

@@ -70,6 +70,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let record = environments::resolve_or_register(
         context,
         store.as_ref(),
+        "--env",
         &args.env,
         "run",
         args.name.as_deref(),

@@ -34,6 +34,7 @@ pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let record = environments::resolve_or_register(
         context,
         store.as_ref(),
+        "REFERENCE",
         &args.reference,
         "import",
         None,

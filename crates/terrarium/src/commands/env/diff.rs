@@ -31,8 +31,8 @@ struct DiffOutput {
 }
 
 pub fn diff(context: &Context, args: DiffArgs) -> Result<ExitCode> {
-    let old_ref = super::parse_reference(&args.old)?;
-    let new_ref = super::parse_reference(&args.new)?;
+    let old_ref = super::parse_reference_arg("OLD", &args.old)?;
+    let new_ref = super::parse_reference_arg("NEW", &args.new)?;
     let store = context.store()?;
     let old = store.resolve(&old_ref)?;
     let new = store.resolve(&new_ref)?;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use terrarium_spec::names::{Reference, LATEST};
+
 use crate::commands::Context;
 use crate::{printer, workspace};
 
@@ -42,15 +44,19 @@ pub fn label(context: &Context, args: LabelArgs) -> Result<ExitCode> {
 }
 
 pub fn unlabel(context: &Context, args: UnlabelArgs) -> Result<ExitCode> {
-    let (name, label) = match (args.name.split_once('@'), args.label) {
-        (_, Some(label)) => (args.name.clone(), label),
-        (Some((name, label)), None) => (name.to_string(), label.to_string()),
-        (None, None) => {
-            return Err(printer::user_error(
-                "which label?",
-                Some("terrarium env unlabel NAME LABEL"),
-            ))
-        }
+    let (name, label) = match args.label {
+        Some(label) => (args.name.clone(), label),
+        None => match super::parse_reference_arg("NAME", &args.name)? {
+            Reference::Label(name, label) => (name, label),
+            // `NAME@latest`: the store says why that label cannot be removed.
+            Reference::Latest(name) if args.name.contains('@') => (name, LATEST.to_string()),
+            _ => {
+                return Err(printer::user_error(
+                    "which label?",
+                    Some("terrarium env unlabel NAME LABEL"),
+                ))
+            }
+        },
     };
     let store = context.store()?;
     store.remove_label(&name, &label, &workspace::actor())?;

@@ -106,10 +106,19 @@ pub fn run(context: &Context, command: EnvCommand) -> Result<ExitCode> {
     }
 }
 
-/// Parse a `NAME`, `NAME:VERSION` or `NAME@LABEL` argument.
+/// Parse the `REFERENCE` argument: `NAME`, `NAME:VERSION` or `NAME@LABEL`.
 pub fn parse_reference(text: &str) -> Result<Reference> {
-    Reference::parse(text)
-        .map_err(|e| user_error(e, Some("references are NAME, NAME:VERSION or NAME@LABEL")))
+    parse_reference_arg("REFERENCE", text)
+}
+
+/// Parse a reference argument; `arg` names it in the error (`REFERENCE`, `OLD`, `--env`).
+pub fn parse_reference_arg(arg: &str, text: &str) -> Result<Reference> {
+    Reference::parse(text).map_err(|e| {
+        user_error(
+            format!("invalid {arg} `{}`: {}", e.text.escape_debug(), e.reason),
+            Some(&format!("{arg} is NAME, NAME:VERSION or NAME@LABEL")),
+        )
+    })
 }
 
 /// Parse a `--format` value.

@@ -35,6 +35,7 @@ pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let record = environments::resolve_or_register(
         context,
         store.as_ref(),
+        "REFERENCE",
         &args.reference,
         "import",
         None,
@@ -63,6 +64,7 @@ pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     let record = environments::resolve_or_register(
         context,
         store.as_ref(),
+        "REFERENCE",
         &args.reference,
         "import",
         None,
@@ -103,6 +105,7 @@ pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
     let record = environments::resolve_or_register(
         context,
         store.as_ref(),
+        "REFERENCE",
         &args.reference,
         "import",
         None,

@@ -27,6 +27,7 @@ pub(super) fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let record = crate::environments::resolve_or_register(
         context,
         store.as_ref(),
+        "REFERENCE",
         &args.reference,
         "import",
         None,

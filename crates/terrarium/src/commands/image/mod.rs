@@ -15,7 +15,7 @@ use terrarium_store::{Store, VersionRecord};
 
 use super::Context;
 use crate::environments;
-use crate::printer::{self, user_error};
+use crate::printer;
 
 mod build;
 mod builder;
@@ -175,8 +175,7 @@ pub fn run(context: &Context, command: ImageCommand) -> Result<ExitCode> {
 
 fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
     let store = context.store()?;
-    let reference = terrarium_spec::names::Reference::parse(&args.reference)
-        .map_err(|e| user_error(e, None))?;
+    let reference = super::env::parse_reference(&args.reference)?;
     let record = store.resolve(&reference)?;
     // A Dockerfile-defined environment: its own Dockerfile and build context, as registered.
     let docker = &record.definition.docker;
@@ -224,7 +223,7 @@ fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
     // NAME lists every version's images; NAME:VERSION and NAME@LABEL one version's. The
     // environment (and the version) must exist: an unknown one is an error, not an empty list.
     use terrarium_spec::names::Reference;
-    let reference = Reference::parse(&args.reference).map_err(|e| user_error(e, None))?;
+    let reference = super::env::parse_reference(&args.reference)?;
     let (name, version) = match &reference {
         Reference::Latest(name) => {
             store.versions(name)?;
