@@ -98,6 +98,7 @@ pub struct FinishRunBody {
 /// What an engine said of a run's job (`POST /api/v1/runs/{id}/state`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"state": "running", "started_at": "2026-01-01T00:05:00Z", "node_list": "node[1-2]"}))]
 pub struct RunStateBody {
     /// `queued`, `running`, `completed`, `failed`, `cancelled`, `timed_out`, `node_failed`
     /// or `lost`.
@@ -149,6 +150,7 @@ impl From<RunStateBody> for RunUpdate {
 /// Add a compute target (`POST /api/v1/compute`). Who added it, and when, the server records.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "hpc", "kind": "slurm", "options": {"partition": "gpu", "time": "2h"}}))]
 pub struct ComputeBody {
     /// 1-255 letters, digits, `.`, `_` or `-`, starting with a letter or digit; not `local`
     /// or `container`.

@@ -93,6 +93,7 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let version = environments::resolve_or_register(
         context,
         store.as_ref(),
+        "--env",
         &args.env,
         "run",
         args.name.as_deref(),
