@@ -453,6 +453,9 @@ fn the_openapi_document_has_the_compute_and_state_routes() {
         schemas["RunRecord"]["properties"]["state"]["type"],
         "string"
     );
+    // Examples the fuzzer starts from.
+    assert_eq!(schemas["ComputeBody"]["example"]["kind"], "slurm");
+    assert_eq!(schemas["RunStateBody"]["example"]["state"], "running");
 }
 
 #[test]
