@@ -81,6 +81,13 @@ fn check_address(value: &str) -> Result<(), String> {
             value.escape_debug()
         ));
     }
+    // Target options are shown to every reader of the workspace: credentials belong in
+    // `token_file`, never in the address.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not hold a user name or password (readers of the workspace see the address): put a token in a file and name it with `token_file`".into(),
+        );
+    }
     Ok(())
 }
 
@@ -716,6 +723,20 @@ mod tests {
             shown.starts_with("# POST http://127.0.0.1:8265/api/jobs/\n"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn addresses_hold_no_credentials() {
+        assert!(check_address("http://127.0.0.1:8265").is_ok());
+        assert!(check_address("https://ray.example:443/").is_ok());
+        for bad in [
+            "http://user:secret@127.0.0.1:8265",
+            "http://user@127.0.0.1:8265",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8265",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

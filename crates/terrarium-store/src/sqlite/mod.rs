@@ -81,6 +81,7 @@ impl SqliteStore {
         let path = dir.join(DATABASE_FILE);
         let mut conn = open_connection(&path)?;
         migrate(&mut conn)?;
+        fold_long_log(&conn, &path);
         Ok(Self {
             conn: Mutex::new(conn),
             write_gate: write_gate(&path),
@@ -96,7 +97,7 @@ impl SqliteStore {
 /// The connection's setup, all of it: busy timeout, WAL, foreign keys, synchronous.
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(60))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Switching to WAL needs a moment of exclusive access; when many processes open a new
     // workspace at once, some see SQLITE_BUSY here without the busy handler's help.
     let mut attempts = 0;
@@ -122,6 +123,32 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         true,
     )?;
     Ok(conn)
+}
+
+/// How long a connection waits for another process's write.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A write-ahead log longer than this is folded into the database when a process opens the
+/// workspace.
+const LONG_LOG_BYTES: u64 = 1 << 20;
+
+/// The log is kept between processes (see [`open_connection`]), and the first connection of a
+/// process rebuilds its index by reading all of it: up to 4 MiB before SQLite's own checkpoint,
+/// most of a short command's time. When it has grown past [`LONG_LOG_BYTES`], it is folded
+/// into the database and emptied here, once per megabyte written rather than once per process.
+/// A checkpoint that cannot finish at once (another process reading or writing) is left for
+/// the next process.
+fn fold_long_log(conn: &Connection, path: &Path) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let long = std::fs::metadata(&wal).is_ok_and(|m| m.len() > LONG_LOG_BYTES);
+    if long {
+        // Never wait for it: with another process reading or writing, the checkpoint would
+        // wait in the busy handler; it is tried again by the next process instead.
+        let _ = conn.busy_timeout(Duration::ZERO);
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
+    }
 }
 
 fn is_busy(err: &rusqlite::Error) -> bool {
@@ -243,5 +270,33 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Text(text) => text.to_sql(),
             Value::Bytes(bytes) => bytes.to_sql(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    /// A log grown past a megabyte is folded into the database by the next process to open the
+    /// workspace, and what it held is all there.
+    #[test]
+    fn a_long_log_is_folded_when_the_workspace_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let value = "x".repeat(100_000);
+            for i in 0..16 {
+                store.meta_set(&format!("k{i}"), &value).unwrap();
+            }
+        }
+        assert!(std::fs::metadata(&wal).unwrap().len() > LONG_LOG_BYTES);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+        assert_eq!(
+            store.meta_get("k15").unwrap().map(|v| v.len()),
+            Some(100_000)
+        );
     }
 }
