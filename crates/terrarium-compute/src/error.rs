@@ -5,8 +5,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
     /// The target's kind is not one this version knows.
-    #[error("unknown compute kind `{0}` (known: slurm, ray)")]
-    UnknownKind(String),
+    #[error("unknown compute kind `{given}` (known: {known})")]
+    UnknownKind { given: String, known: String },
     /// A target option is unknown to its kind, or its value is malformed.
     #[error("compute target `{target}`: option `{option}`: {reason}")]
     Option {
@@ -76,7 +76,7 @@ impl ComputeError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Self::UnknownKind(_)
+            Self::UnknownKind { .. }
                 | Self::Option { .. }
                 | Self::Resources { .. }
                 | Self::RayVersion { .. }

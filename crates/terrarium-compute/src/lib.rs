@@ -66,7 +66,14 @@ impl std::str::FromStr for Kind {
             .iter()
             .copied()
             .find(|kind| kind.as_str() == text)
-            .ok_or_else(|| ComputeError::UnknownKind(text.to_string()))
+            .ok_or_else(|| ComputeError::UnknownKind {
+                given: text.to_string(),
+                known: Self::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 }
 
