@@ -416,6 +416,37 @@ fn run_states_come_from_the_runs_author_and_end_once() {
     ));
 }
 
+/// Another user reading a job run through the server sees what the engine says, though only the
+/// run's author may record it; the author's reading records it.
+#[test]
+fn another_users_reading_shows_the_engines_word_unrecorded() {
+    let server = TestServer::start();
+    let alice = server.client(&server.alice);
+    let bob = server.client(&server.bob);
+    alice.add_compute(&slurm("hpc")).unwrap();
+    alice.create_run(&job(&server, "j1", "hpc")).unwrap();
+    let run = bob.get_run("j1").unwrap();
+    let status = terrarium_compute::JobStatus {
+        state: RunState::Running,
+        exit_code: None,
+        started_at: Some("2026-01-01T00:05:00".into()),
+        finished_at: None,
+        nodes: vec!["node1".into()],
+        reason: None,
+    };
+    let shown = terrarium_compute::runs::record(&bob, &run, &status).unwrap();
+    assert_eq!(shown.state, RunState::Running);
+    assert_eq!(shown.started_at, "2026-01-01T00:05:00");
+    assert_eq!(
+        shown.job.as_ref().unwrap().node_list.as_deref(),
+        Some("node1")
+    );
+    assert_eq!(server.store.get_run("j1").unwrap().state, RunState::Queued);
+    let recorded = terrarium_compute::runs::record(&alice, &run, &status).unwrap();
+    assert_eq!(recorded, server.store.get_run("j1").unwrap());
+    assert_eq!(recorded.state, RunState::Running);
+}
+
 #[test]
 fn the_openapi_document_has_the_compute_and_state_routes() {
     let doc = serde_json::to_value(<super::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
