@@ -877,7 +877,9 @@ mod tests {
         std::fs::write(&entry, script).unwrap();
         let command = WorkerCommand {
             python: "python3".into(),
-            python_path: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")],
+            // The shim as the binary carries it, not the source folder this test was built
+            // from (which a test binary outlives when its checkout moves).
+            python_path: vec![crate::shim::install(&dir.join("shim")).unwrap()],
             entry: Some(entry),
             env: Vec::new(),
             cwd: dir.to_path_buf(),

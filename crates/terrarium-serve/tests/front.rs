@@ -29,8 +29,10 @@ def run(raw):
     return raw
 "#;
 
+/// The shim as the binary carries it (installed once per shim version, atomically), not the
+/// source folder this test was built from, which a test binary outlives when its checkout moves.
 fn shim() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")
+    terrarium_serve::shim::install(&std::env::temp_dir().join("terrarium-serve-test-shim")).unwrap()
 }
 
 /// The service in this process, on a port of its own, stopped when dropped.
