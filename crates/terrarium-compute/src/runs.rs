@@ -126,28 +126,13 @@ pub fn record(
         Ok(run) => Ok(run),
         // Through a team server only the run's author or an admin records what the engine
         // says; anyone else is shown it, unrecorded.
-        Err(terrarium_store::StoreError::Remote { status: 403, .. }) => Ok(applied(run, &update)),
+        Err(terrarium_store::StoreError::Remote { status: 403, .. }) => {
+            let mut shown = run.clone();
+            shown.apply(&update);
+            Ok(shown)
+        }
         Err(err) => Err(err.into()),
     }
-}
-
-/// `run` with `update` applied, as the store applies it.
-fn applied(run: &RunRecord, update: &RunUpdate) -> RunRecord {
-    let mut run = run.clone();
-    if run.state.is_final() {
-        return run;
-    }
-    run.state = update.state;
-    if let Some(started_at) = &update.started_at {
-        run.started_at = started_at.clone();
-    }
-    run.finished_at = update.finished_at.clone().or(run.finished_at);
-    run.exit_code = update.exit_code.or(run.exit_code);
-    if let Some(job) = &mut run.job {
-        job.node_list = update.node_list.clone().or(job.node_list.take());
-        job.reason = update.reason.clone();
-    }
-    run
 }
 
 /// The kinds that take jobs, for help texts.

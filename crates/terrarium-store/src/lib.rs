@@ -294,6 +294,27 @@ pub struct RunUpdate {
     pub reason: Option<String>,
 }
 
+impl RunRecord {
+    /// Apply what an engine said, as [`Store::update_run`] records it: a run in a final state
+    /// keeps it, and what the update leaves out stays as it was (the reason goes with the
+    /// state it explained).
+    pub fn apply(&mut self, update: &RunUpdate) {
+        if self.state.is_final() {
+            return;
+        }
+        self.state = update.state;
+        if let Some(started_at) = &update.started_at {
+            self.started_at = started_at.clone();
+        }
+        self.finished_at = update.finished_at.clone().or(self.finished_at.take());
+        self.exit_code = update.exit_code.or(self.exit_code);
+        if let Some(job) = &mut self.job {
+            job.node_list = update.node_list.clone().or(job.node_list.take());
+            job.reason = update.reason.clone();
+        }
+    }
+}
+
 /// A compute target (Slurm, Ray, ...) in the workspace: its kind and options.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

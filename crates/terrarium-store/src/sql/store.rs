@@ -392,16 +392,7 @@ impl<B: Backend> Store for B {
             if run.state.is_final() {
                 return Ok(run);
             }
-            run.state = update.state;
-            if let Some(started_at) = &update.started_at {
-                run.started_at = started_at.clone();
-            }
-            run.finished_at = update.finished_at.clone().or(run.finished_at);
-            run.exit_code = update.exit_code.or(run.exit_code);
-            if let Some(job) = &mut run.job {
-                job.node_list = update.node_list.clone().or(job.node_list.take());
-                job.reason = update.reason.clone();
-            }
+            run.apply(update);
             let job = run.job.as_ref().map(json);
             tx.execute(
                 "UPDATE runs SET state = ?2, started_at = ?3, finished_at = ?4, job = ?5 WHERE id = ?1",
