@@ -3,12 +3,14 @@
 //! check of the environment's `ray` against the cluster's. The head of scripts/ray.sh asks for a
 //! token (`TERRARIUM_TEST_RAY_TOKEN_FILE`), so every request here carries one.
 
+mod common;
+
+use common::{logs, prefix, wait};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use terrarium_compute::{
-    ComputeError, Engine, JobSpec, JobState, JobStatus, Kind, Prefix, Resources, Target,
-};
+use terrarium_compute::{ComputeError, JobSpec, JobState, Kind, Prefix, Resources, Target};
 
 fn address() -> Option<String> {
     let address = std::env::var("TERRARIUM_TEST_RAY_ADDRESS").ok();
@@ -36,24 +38,6 @@ fn target(address: &str) -> Target {
     }
 }
 
-/// A stand-in for a built environment: a prefix whose marker names `hash`.
-fn prefix(dir: &Path, hash: &str) -> Prefix {
-    let path = dir.join("prefix");
-    std::fs::create_dir_all(path.join(".terrarium")).unwrap();
-    std::fs::write(
-        path.join(".terrarium/env.json"),
-        format!("{{\"lock_hash\": \"{hash}\"}}"),
-    )
-    .unwrap();
-    let in_use = dir.join("prefix.lock");
-    std::fs::write(&in_use, "").unwrap();
-    Prefix {
-        path,
-        lock_hash: hash.into(),
-        in_use,
-    }
-}
-
 /// A job with a run id of its own: Ray keeps every submission id it was given.
 fn job(dir: &Path, name: &str, command: &[&str], prefix: Option<Prefix>) -> JobSpec {
     let nanos = std::time::SystemTime::now()
@@ -71,33 +55,6 @@ fn job(dir: &Path, name: &str, command: &[&str], prefix: Option<Prefix>) -> JobS
         resources: Resources::parse(1, Some(1), None, Some("100M"), None).unwrap(),
         log_dir: dir.join(name),
     }
-}
-
-fn wait(engine: &dyn Engine, id: &str) -> JobStatus {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = engine.status(id).unwrap();
-        if status.state.is_final() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "job {id} still {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn logs(engine: &dyn Engine, log_dir: &Path) -> String {
-    engine
-        .logs(log_dir)
-        .unwrap()
-        .iter()
-        .map(|log| {
-            format!(
-                "[{}]\n{}",
-                log.task,
-                std::fs::read_to_string(&log.path).unwrap_or_default()
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -1,10 +1,14 @@
 //! Against a real Slurm cluster (`eval "$(scripts/slurm.sh start DIR)"`, which `.ci/run` does):
 //! submit, state, logs and cancel through the engine, and the prefix check on the node.
 
+mod common;
+
+use common::{logs, prefix, wait};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use terrarium_compute::{Engine, JobSpec, JobState, JobStatus, Kind, Prefix, Resources, Target};
+use terrarium_compute::{JobSpec, JobState, Kind, Prefix, Resources, Target};
 
 fn conf() -> Option<String> {
     let conf = std::env::var("TERRARIUM_TEST_SLURM_CONF").ok();
@@ -27,24 +31,6 @@ fn target(conf: &str, extra: &[(&str, &str)]) -> Target {
     }
 }
 
-/// A stand-in for a built environment: a prefix whose marker names `hash`.
-fn prefix(dir: &Path, hash: &str) -> Prefix {
-    let path = dir.join("prefix");
-    std::fs::create_dir_all(path.join(".terrarium")).unwrap();
-    std::fs::write(
-        path.join(".terrarium/env.json"),
-        format!("{{\"lock_hash\": \"{hash}\"}}"),
-    )
-    .unwrap();
-    let in_use = dir.join("prefix.lock");
-    std::fs::write(&in_use, "").unwrap();
-    Prefix {
-        path,
-        lock_hash: hash.into(),
-        in_use,
-    }
-}
-
 fn job(dir: &Path, command: &[&str], prefix: Option<Prefix>) -> JobSpec {
     JobSpec {
         run_id: format!("t{}", std::process::id()),
@@ -57,33 +43,6 @@ fn job(dir: &Path, command: &[&str], prefix: Option<Prefix>) -> JobSpec {
         resources: Resources::parse(1, Some(1), None, Some("100M"), None).unwrap(),
         log_dir: dir.join("logs"),
     }
-}
-
-fn wait(engine: &dyn Engine, id: &str) -> JobStatus {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = engine.status(id).unwrap();
-        if status.state.is_final() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "job {id} still {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn logs(engine: &dyn Engine, dir: &Path) -> String {
-    engine
-        .logs(&dir.join("logs"))
-        .unwrap()
-        .iter()
-        .map(|log| {
-            format!(
-                "[{}]\n{}",
-                log.task,
-                std::fs::read_to_string(&log.path).unwrap_or_default()
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -107,7 +66,7 @@ fn a_job_runs_in_its_prefix_and_its_exit_code_comes_back() {
     assert_eq!(status.state, JobState::Failed, "{status:?}");
     assert_eq!(status.exit_code, Some(3));
     assert!(status.finished_at.is_some());
-    let logs = logs(engine.as_ref(), dir.path());
+    let logs = logs(engine.as_ref(), &dir.path().join("logs"));
     assert!(logs.contains("[task 0]"), "{logs}");
     assert!(
         logs.contains(&format!(
@@ -155,7 +114,7 @@ fn a_node_without_the_locked_prefix_runs_nothing() {
         Some(terrarium_compute::slurm::NO_PREFIX_EXIT)
     );
     assert!(!marker.exists());
-    let logs = logs(engine.as_ref(), dir.path());
+    let logs = logs(engine.as_ref(), &dir.path().join("logs"));
     assert!(
         logs.contains("does not see the environment test:1"),
         "{logs}"
