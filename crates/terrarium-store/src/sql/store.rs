@@ -459,14 +459,10 @@ impl<B: Backend> Store for B {
 
     fn remove_compute(&self, name: &str) -> Result<(), StoreError> {
         self.write(|tx| {
-            let live: Vec<String> = tx
-                .query(
-                    "SELECT id FROM runs WHERE target = ?1 AND state IN ('queued', 'running') ORDER BY seq",
-                    args![name],
-                )?
-                .into_iter()
-                .map(|mut r| r.take(0))
-                .collect::<Result<_, _>>()?;
+            let live: Vec<String> = tx.column(
+                "SELECT id FROM runs WHERE target = ?1 AND state IN ('queued', 'running') ORDER BY seq",
+                args![name],
+            )?;
             if !live.is_empty() {
                 return Err(StoreError::Referenced {
                     reference: format!("compute target {name}"),
