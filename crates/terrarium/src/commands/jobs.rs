@@ -201,16 +201,7 @@ pub fn follow(
 ) -> Result<ExitCode> {
     // The target is looked up once: its logs are read often, its engine asked every 250 ms
     // (each ask starts a client program or makes a request).
-    let logs = match store.get_compute(&run.target) {
-        Ok(record) => {
-            let target = runs::target(&record).map_err(compute_error)?;
-            let dir =
-                runs::log_dir(&target, &context.runs_dir()?, &run.id).map_err(compute_error)?;
-            Some((target.engine().map_err(compute_error)?, dir))
-        }
-        Err(terrarium_store::StoreError::NotFound(_)) => None,
-        Err(err) => return Err(err.into()),
-    };
+    let logs = job_logs(context, store, &run)?;
     let interval = logs.as_ref().map_or(STATE_EVERY, |(engine, _)| {
         engine.log_interval().min(STATE_EVERY)
     });
@@ -272,17 +263,27 @@ pub fn log_files(
     store: &dyn Store,
     run: &RunRecord,
 ) -> Result<Vec<terrarium_compute::TaskLog>> {
+    match job_logs(context, store, run)? {
+        Some((engine, dir)) => engine.logs(&dir).map_err(compute_error),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The engine that keeps a job run's logs and their directory, from the target's layout;
+/// `None` when the target is gone from the workspace.
+fn job_logs(
+    context: &Context,
+    store: &dyn Store,
+    run: &RunRecord,
+) -> Result<Option<(Box<dyn terrarium_compute::Engine>, PathBuf)>> {
     let record = match store.get_compute(&run.target) {
         Ok(record) => record,
-        Err(terrarium_store::StoreError::NotFound(_)) => return Ok(Vec::new()),
+        Err(terrarium_store::StoreError::NotFound(_)) => return Ok(None),
         Err(err) => return Err(err.into()),
     };
     let target = runs::target(&record).map_err(compute_error)?;
     let dir = runs::log_dir(&target, &context.runs_dir()?, &run.id).map_err(compute_error)?;
-    target
-        .engine()
-        .and_then(|engine| engine.logs(&dir))
-        .map_err(compute_error)
+    Ok(Some((target.engine().map_err(compute_error)?, dir)))
 }
 
 /// How far each log file has been printed.
