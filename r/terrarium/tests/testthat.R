@@ -1,0 +1,4 @@
+library(testthat)
+library(terrarium)
+
+test_check("terrarium")
