@@ -1,0 +1,5 @@
+"""Azure ML v1's ``azureml.core.run`` names."""
+
+from ..run import Run
+
+__all__ = ["Run"]

@@ -1,0 +1,383 @@
+"""``Workspace``: where environments, runs and deployments are recorded. One API over three
+backends:
+
+- a workspace directory (SQLite) and a PostgreSQL URL, through the CLI's ``--json`` interface;
+- a team server (``http(s)://``), through its REST API with a bearer token, and through the CLI
+  pointed at the server where the API has no such operation (registering a definition file,
+  building, running, deploying: work done on this machine, or reading a definition, which is
+  Terrarium's job).
+
+Hashing, versioning, locking and workspace storage are never done here: the CLI and the server
+do them, so all three faces of Terrarium agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ._cli import Cli
+from ._rest import RestClient, segment
+from .conda_dependencies import DEFAULT_NAME, conda_document
+from .environment import Environment, scratch_directory, write_definition
+from .errors import DefinitionError, NotFoundError, TerrariumError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Environment variables the SDK reads, as the CLI does (crates/terrarium/src/env_vars.rs).
+TERRARIUM_WORKSPACE = "TERRARIUM_WORKSPACE"
+TERRARIUM_TOKEN = "TERRARIUM_TOKEN"
+TERRARIUM_CONFIG = "TERRARIUM_CONFIG"
+
+_FINAL_STATES = {"completed", "failed", "cancelled", "timed_out", "node_failed", "lost"}
+
+
+def is_server_url(text: str) -> bool:
+    """Whether a workspace setting names a team server (the CLI's rule)."""
+    return text.startswith("http://") or text.startswith("https://")
+
+
+def is_database_url(text: str) -> bool:
+    """Whether a workspace setting names a PostgreSQL database."""
+    return text.startswith("postgres://") or text.startswith("postgresql://")
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for messages and ``repr``."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+class Workspace:
+    """A Terrarium workspace: a directory, a PostgreSQL URL or a team server URL.
+
+    ``Workspace(path)`` opens (and creates) a workspace directory; URLs are accepted too.
+    ``Workspace.connect(url, token=None)`` opens a team server or a PostgreSQL database, and
+    ``Workspace.from_config()`` the workspace the CLI would use.
+    """
+
+    def __init__(
+        self,
+        path: Optional[PathLike] = None,
+        *,
+        token: Optional[str] = None,
+        _config: Optional[Path] = None,
+    ) -> None:
+        location = None if path is None else os.fspath(path)
+        extra_env = {TERRARIUM_CONFIG: str(_config)} if _config is not None else {}
+        if location is not None and not (is_server_url(location) or is_database_url(location)):
+            location = str(Path(location).expanduser().absolute())
+        self._location = location
+        if location is not None and is_server_url(location):
+            self._cli = Cli(location, token, extra_env=extra_env)
+            self._backend: _Backend = _ServerBackend(self._cli, RestClient(location, token))
+        else:
+            self._cli = Cli(location, token, extra_env=extra_env)
+            self._backend = _CliBackend(self._cli)
+
+    @classmethod
+    def connect(cls, url: str, token: Optional[str] = None) -> "Workspace":
+        """A team server (``https://host:port``, with an API token; default
+        ``$TERRARIUM_TOKEN``) or a PostgreSQL database (``postgres://user@host/db``)."""
+        if not (is_server_url(url) or is_database_url(url)):
+            raise TerrariumError(
+                f"`{_redact(url)}` is not a server or database URL",
+                hint="give https://HOST:PORT or postgres://USER@HOST/DB; Workspace(path) opens a directory",
+            )
+        if token is None and is_server_url(url):
+            token = os.environ.get(TERRARIUM_TOKEN) or _read_config(_config_path())[1]
+        return cls(url, token=token)
+
+    @classmethod
+    def from_config(cls, path: Optional[PathLike] = None) -> "Workspace":
+        """The workspace the CLI would use: ``$TERRARIUM_WORKSPACE``, else the config file's
+        ``workspace`` (``$TERRARIUM_CONFIG``, default ``~/.config/terrarium/config.toml``),
+        else the CLI's default (``$TERRARIUM_HOME``, else the platform's data directory); the
+        token from ``$TERRARIUM_TOKEN``, else the config file's ``token``.
+
+        ``path`` names the config file to read instead; its settings then come before the
+        environment variables."""
+        if path is not None:
+            config = Path(path).expanduser()
+            if not config.is_file():
+                raise NotFoundError(
+                    f"config file {config} not found",
+                    code="not_found",
+                    hint="it holds `workspace = \"...\"` and `token = \"...\"`",
+                )
+            workspace, token = _read_config(config)
+            workspace = workspace or os.environ.get(TERRARIUM_WORKSPACE) or None
+            token = token or os.environ.get(TERRARIUM_TOKEN) or None
+            return cls(workspace, token=token, _config=config.absolute())
+        config = _config_path()
+        file_workspace, file_token = _read_config(config)
+        workspace = os.environ.get(TERRARIUM_WORKSPACE) or file_workspace or None
+        token = os.environ.get(TERRARIUM_TOKEN) or file_token or None
+        return cls(workspace, token=token)
+
+    @property
+    def name(self) -> str:
+        """The workspace's location (a directory or URL, passwords hidden), or ``default``."""
+        return _redact(self._location) if self._location is not None else "default"
+
+    @property
+    def kind(self) -> str:
+        """``directory``, ``postgres`` or ``server``."""
+        location = self._location or ""
+        if is_server_url(location):
+            return "server"
+        if is_database_url(location):
+            return "postgres"
+        return "directory"
+
+    def get_details(self) -> dict[str, Any]:
+        """A summary: the workspace's name and kind."""
+        return {"name": self.name, "kind": self.kind}
+
+    def __repr__(self) -> str:
+        return f"Workspace({self.name!r})"
+
+
+def _config_path() -> Path:
+    explicit = os.environ.get(TERRARIUM_CONFIG)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    if sys.platform == "darwin" and not os.environ.get("XDG_CONFIG_HOME"):
+        base = str(Path.home() / "Library" / "Application Support")
+    return Path(base) / "terrarium" / "config.toml"
+
+
+def _read_config(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """``workspace`` and ``token`` of a config file (absent file: neither)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except OSError as err:
+        raise TerrariumError(f"cannot read {path}: {err}", user_error=False) from None
+    values = _parse_config(text, path)
+    unknown = sorted(set(values) - {"workspace", "token"})
+    if unknown:
+        raise DefinitionError(
+            f"{path}: unknown key `{unknown[0]}` (the config file holds `workspace` and `token`)",
+            file=str(path),
+            field=unknown[0],
+        )
+    workspace, token = values.get("workspace"), values.get("token")
+    return (str(workspace) if workspace else None, str(token) if token else None)
+
+
+def _parse_config(text: str, path: Path) -> dict[str, Any]:
+    if sys.version_info < (3, 11):
+        return _parse_simple_toml(text, path)
+    import tomllib
+
+    try:
+        return dict(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as err:
+        raise DefinitionError(
+            f"{path}: invalid config file: {err}", file=str(path), line=getattr(err, "lineno", None)
+        ) from None
+
+
+def _parse_simple_toml(text: str, path: Path) -> dict[str, Any]:
+    """``key = "string"`` lines and comments: all the config file can hold (Python < 3.11)."""
+    values: dict[str, Any] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*(?:#.*)?$""", line)
+        if not match:
+            raise DefinitionError(
+                f"{path}:{number}: invalid config line", file=str(path), line=number
+            )
+        key, value = match.group(1), match.group(2)
+        values[key] = json.loads(value) if value.startswith('"') else value[1:-1]
+    return values
+
+
+class _Backend:
+    """What the SDK asks of a workspace. The CLI does the work for every backend; a team
+    server answers reads through its API."""
+
+    def __init__(self, cli: Cli) -> None:
+        self.cli = cli
+
+    # environments
+
+    def register(self, env: Environment) -> dict[str, Any]:
+        """Register ``env`` (written as an Azure ML v1 directory) with ``terrarium env
+        create``; return the version's record."""
+        with scratch_directory() as scratch:
+            directory = Path(scratch) / "definition"
+            directory.mkdir()
+            write_definition(env, directory)
+
+            def rewrite(text: str) -> str:
+                # Messages name the files as the SDK wrote them, not the scratch folder.
+                return text.replace(str(directory) + os.sep, "").replace(str(directory), env.name)
+
+            record: dict[str, Any] = self.cli.json(
+                ["env", "create", "-f", str(directory), "--format", "aml-v1", "--no-lock", "--json"],
+                definition=directory,
+                rewrite=rewrite,
+            )
+        return record
+
+    def environment(self, record: dict[str, Any]) -> Environment:
+        """The object for a version's record: its Azure ML v1 form, as Terrarium exports it."""
+        data = self.aml_json(record["name"], record["version"])
+        document = conda_document(record.get("definition") or {}, name=DEFAULT_NAME)
+        env = Environment._from_aml_dict(data, document, Path(DEFAULT_NAME))
+        env.name = record["name"]
+        env.version = record["version"]
+        env._record = record
+        return env
+
+    def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def list_latest(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def aml_json(self, name: str, version: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def set_label(self, name: str, version: str, label: str) -> None:
+        raise NotImplementedError
+
+    def image_builds(self, name: str, version: str) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    # runs
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's record, brought up to date (a job's state asked of its engine)."""
+        record: dict[str, Any] = self.cli.json(["runs", "show", run_id, "--json"])
+        return record
+
+    def run_log(self, run_id: str) -> str:
+        """The run's saved output."""
+        return self.cli.run(["runs", "logs", run_id])
+
+    def list_runs(self, experiment: Optional[str], limit: int) -> list[dict[str, Any]]:
+        """Runs, newest first, up to date."""
+        args = ["runs", "list", "--limit", str(limit), "--json"]
+        if experiment is not None:
+            args += ["--experiment", experiment]
+        runs: list[dict[str, Any]] = self.cli.json(args)
+        return runs
+
+    # deployments: processes on this machine, so the CLI, which checks the process is there
+
+    def get_deployment(self, name: str) -> dict[str, Any]:
+        """The deployment's record, reconciled with its process."""
+        record: dict[str, Any] = self.cli.json(["deployments", "show", name, "--json"])
+        return record
+
+
+def _reference(name: str, version: Optional[str], label: Optional[str]) -> str:
+    if version is not None:
+        return f"{name}:{version}"
+    if label is not None:
+        return f"{name}@{label}"
+    return name
+
+
+class _CliBackend(_Backend):
+    """A workspace directory or PostgreSQL database: everything through the CLI."""
+
+    def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
+        record: dict[str, Any] = self.cli.json(
+            ["env", "show", _reference(name, version, label), "--json"]
+        )
+        return record
+
+    def list_latest(self) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = self.cli.json(["env", "list", "--json"])
+        return records
+
+    def aml_json(self, name: str, version: str) -> dict[str, Any]:
+        with scratch_directory() as scratch:
+            out = Path(scratch) / "export"
+            self.cli.run(["env", "export", f"{name}:{version}", "--format", "aml-v1", "-o", str(out)])
+            with open(out / "azureml_environment.json", encoding="utf-8") as file:
+                data: dict[str, Any] = json.load(file)
+        return data
+
+    def set_label(self, name: str, version: str, label: str) -> None:
+        self.cli.run(["env", "label", f"{name}:{version}", label])
+
+    def image_builds(self, name: str, version: str) -> list[dict[str, Any]]:
+        builds: list[dict[str, Any]] = self.cli.json(["image", "list", f"{name}:{version}", "--json"])
+        return builds
+
+
+class _ServerBackend(_Backend):
+    """A team server: reads and labels through the REST API; registering, building, running
+    and deploying through the CLI pointed at the server."""
+
+    def __init__(self, cli: Cli, rest: RestClient) -> None:
+        super().__init__(cli)
+        self.rest = rest
+
+    def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
+        path = f"/environments/{segment(name)}"
+        if version is not None:
+            path += f"/versions/{segment(version)}"
+        elif label is not None:
+            path += f"/labels/{segment(label)}"
+        record: dict[str, Any] = self.rest.json("GET", path)
+        return record
+
+    def list_latest(self) -> list[dict[str, Any]]:
+        return [
+            record
+            for record in self.rest.all("/environments")
+            if not str(record.get("name", "")).startswith("anonymous/")
+        ]
+
+    def aml_json(self, name: str, version: str) -> dict[str, Any]:
+        answer = self.rest.json(
+            "GET",
+            f"/environments/{segment(name)}/versions/{segment(version)}/export",
+            query={"format": "aml-v1"},
+        )
+        for file in answer.get("files", []):
+            if file.get("path") in ("azureml_environment.json", ""):
+                data: dict[str, Any] = json.loads(file["content"])
+                return data
+        raise TerrariumError(
+            f"the server's aml-v1 export of {name}:{version} has no azureml_environment.json",
+            user_error=False,
+        )
+
+    def set_label(self, name: str, version: str, label: str) -> None:
+        self.rest.request(
+            "PUT",
+            f"/environments/{segment(name)}/labels/{segment(label)}",
+            body={"version": version},
+        )
+
+    def image_builds(self, name: str, version: str) -> list[dict[str, Any]]:
+        return self.rest.all(f"/environments/{segment(name)}/images", {"version": version})
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        record: dict[str, Any] = self.rest.json("GET", f"/runs/{segment(run_id)}")
+        if record.get("job") and record.get("state") not in _FINAL_STATES:
+            # The server does not talk to engines: the CLI asks the job's engine and records it.
+            return super().get_run(run_id)
+        return record
+
+    def run_log(self, run_id: str) -> str:
+        try:
+            _, body = self.rest.request("GET", f"/runs/{segment(run_id)}/log")
+            return body.decode("utf-8", errors="replace")
+        except NotFoundError:
+            # Not stored yet (a run still going): the CLI reads this machine's copy.
+            return super().run_log(run_id)
