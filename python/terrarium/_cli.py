@@ -22,10 +22,10 @@ from .errors import ConflictError, DefinitionError, NotFoundError, TerrariumErro
 #: Exit code of the CLI when the request was at fault.
 EXIT_USER_ERROR = 2
 
-# `FILE:LINE[: field `FIELD`]: MESSAGE`, as terrarium-spec's `Location` prints it.
-_LOCATION = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?:: field `(?P<field>[^`]*)`)?: (?P<message>.*)$")
-# `FILE: field ...` never occurs (a field always has a line); `FILE: MESSAGE` does.
-_FILE_ONLY = re.compile(r"^(?P<file>[^:]+): (?P<message>.*)$")
+# `FILE[:LINE][: field `FIELD`]: MESSAGE`, as terrarium-spec's `Location` prints it.
+_LOCATION = re.compile(
+    r"^(?P<file>[^:]+?|/.+?)(?::(?P<line>\d+))?(?:: field `(?P<field>[^`]*)`)?: (?P<message>.*)$"
+)
 _CONFLICT = (
     "already exists with different content",
     "versions are immutable",
@@ -132,12 +132,15 @@ def _location(
     if not user:
         return None
     match = _LOCATION.match(text)
-    if match:
-        return match.group("file"), int(match.group("line")), match.group("field")
-    match = _FILE_ONLY.match(text)
-    if match and definition is not None and _within(match.group("file"), definition):
-        return match.group("file"), None, None
-    return None
+    if match is None:
+        return None
+    line, field = match.group("line"), match.group("field")
+    # `FILE: MESSAGE` is a definition's problem only when FILE is the definition read.
+    if line is None and field is None and not (
+        definition is not None and _within(match.group("file"), definition)
+    ):
+        return None
+    return match.group("file"), int(line) if line else None, field
 
 
 def _within(named: str, definition: Path) -> bool:

@@ -23,7 +23,13 @@ from typing import Any, Optional, Union
 from ._cli import Cli
 from ._rest import RestClient, segment
 from .conda_dependencies import DEFAULT_NAME, conda_document
-from .environment import Environment, scratch_directory, write_definition
+from .environment import (
+    DEFINITION_FILE,
+    DOCKERFILE_FILE,
+    Environment,
+    scratch_directory,
+    write_definition,
+)
 from .errors import DefinitionError, NotFoundError, TerrariumError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -231,9 +237,11 @@ class _Backend:
 
     def environment(self, record: dict[str, Any]) -> Environment:
         """The object for a version's record: its Azure ML v1 form, as Terrarium exports it."""
-        data = self.aml_json(record["name"], record["version"])
+        data, dockerfile = self.aml_export(record["name"], record["version"])
         document = conda_document(record.get("definition") or {}, name=DEFAULT_NAME)
-        env = Environment._from_aml_dict(data, document, Path(DEFAULT_NAME))
+        env = Environment._from_aml_dict(data, document, Path(DEFINITION_FILE))
+        if dockerfile is not None:
+            env.docker._base_dockerfile = dockerfile
         env.name = record["name"]
         env.version = record["version"]
         env._record = record
@@ -245,7 +253,9 @@ class _Backend:
     def list_latest(self) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def aml_json(self, name: str, version: str) -> dict[str, Any]:
+    def aml_export(self, name: str, version: str) -> tuple[dict[str, Any], Optional[str]]:
+        """The version's Azure ML v1 form, as Terrarium exports it: the JSON, and the
+        Dockerfile when there is one."""
         raise NotImplementedError
 
     def set_label(self, name: str, version: str, label: str) -> None:
@@ -302,13 +312,15 @@ class _CliBackend(_Backend):
         records: list[dict[str, Any]] = self.cli.json(["env", "list", "--json"])
         return records
 
-    def aml_json(self, name: str, version: str) -> dict[str, Any]:
+    def aml_export(self, name: str, version: str) -> tuple[dict[str, Any], Optional[str]]:
         with scratch_directory() as scratch:
             out = Path(scratch) / "export"
             self.cli.run(["env", "export", f"{name}:{version}", "--format", "aml-v1", "-o", str(out)])
-            with open(out / "azureml_environment.json", encoding="utf-8") as file:
+            with open(out / DEFINITION_FILE, encoding="utf-8") as file:
                 data: dict[str, Any] = json.load(file)
-        return data
+            dockerfile = out / DOCKERFILE_FILE
+            text = dockerfile.read_text(encoding="utf-8") if dockerfile.is_file() else None
+        return data, text
 
     def set_label(self, name: str, version: str, label: str) -> None:
         self.cli.run(["env", "label", f"{name}:{version}", label])
@@ -342,16 +354,17 @@ class _ServerBackend(_Backend):
             if not str(record.get("name", "")).startswith("anonymous/")
         ]
 
-    def aml_json(self, name: str, version: str) -> dict[str, Any]:
+    def aml_export(self, name: str, version: str) -> tuple[dict[str, Any], Optional[str]]:
         answer = self.rest.json(
             "GET",
             f"/environments/{segment(name)}/versions/{segment(version)}/export",
             query={"format": "aml-v1"},
         )
-        for file in answer.get("files", []):
-            if file.get("path") in ("azureml_environment.json", ""):
-                data: dict[str, Any] = json.loads(file["content"])
-                return data
+        files = {str(f.get("path")): str(f.get("content")) for f in answer.get("files", [])}
+        text = files.get(DEFINITION_FILE, files.get(""))
+        if text is not None:
+            data: dict[str, Any] = json.loads(text)
+            return data, files.get(DOCKERFILE_FILE)
         raise TerrariumError(
             f"the server's aml-v1 export of {name}:{version} has no azureml_environment.json",
             user_error=False,
