@@ -5,10 +5,11 @@
 //! Each engine is a module behind one trait, [`Engine`]. The job's state always comes from the
 //! engine, never from a guess; a job the engine no longer knows is [`JobState::Lost`].
 //!
-//! The environment reaches the nodes as a built prefix on a filesystem they share (the target's
-//! `cache` option): the CLI builds it there once per lock before it submits, and the job checks,
-//! on the node, that the prefix is the one its lock names before it runs anything.
+//! The environment reaches the nodes as a built prefix on a filesystem they share, or as a pack
+//! each node builds from into its own cache ([`delivery`]); either way the job checks, on the
+//! node, that the prefix is the one its lock names before it runs anything.
 
+pub mod delivery;
 pub mod error;
 pub mod ray;
 pub mod resources;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use delivery::{Delivery, PackSource};
 pub use error::ComputeError;
 pub use resources::Resources;
 
@@ -177,6 +179,9 @@ pub struct Prefix {
     pub lock_hash: String,
     /// The lock file held shared while the job runs, so that `cache gc` leaves the prefix be.
     pub in_use: PathBuf,
+    /// With delivery=pack, what each node builds the prefix from; `None` when the prefix is
+    /// built already on a filesystem every node sees.
+    pub source: Option<PackSource>,
 }
 
 /// A job's state, as the engine reports it: the run states every run has.
@@ -235,13 +240,16 @@ pub trait Engine: Send + Sync {
 /// Exit code of a job (or task) whose node does not see the environment's prefix.
 pub const NO_PREFIX_EXIT: i32 = 97;
 
-/// A `bash -c` script that runs `"$@"` only when `$TERRARIUM_PREFIX` is the built prefix of the
-/// lock `$TERRARIUM_LOCK_HASH` on this node, and else says so and exits [`NO_PREFIX_EXIT`].
-pub(crate) fn prefix_check(environment: &str) -> String {
-    format!(
-        "grep -qF \"\\\"$TERRARIUM_LOCK_HASH\\\"\" \"$TERRARIUM_PREFIX/.terrarium/env.json\" 2>/dev/null || {{ echo \"terrarium: $(hostname) does not see the environment {} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH): the target's cache must be on a filesystem every node sees\" >&2; exit {NO_PREFIX_EXIT}; }}; exec \"$@\"",
-        environment.replace(['"', '\\', '$', '`', '\n'], "_")
-    )
+/// An option value that must be an absolute path.
+pub(crate) fn check_absolute(value: &str) -> Result<(), String> {
+    if std::path::Path::new(value).is_absolute() && !value.contains('\n') {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` must be an absolute path",
+            value.escape_debug()
+        ))
+    }
 }
 
 /// Quote `text` for a POSIX shell: as is when it is plainly safe, else in single quotes.

@@ -46,22 +46,25 @@ pub const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "cache",
-        help: "where environments are built, on a filesystem every node sees (default: this machine's Terrarium cache)",
+        help: "where environments are built (delivery=shared) or packed (delivery=pack), on a filesystem every node sees (default: this machine's Terrarium cache)",
         required: false,
-        check: check_absolute,
+        check: crate::check_absolute,
     },
     OptionSpec {
         key: "logs",
         help: "where Terrarium keeps its copy of each job's output, one directory per run (default: the workspace's runs directory)",
         required: false,
-        check: check_absolute,
+        check: crate::check_absolute,
     },
     OptionSpec {
         key: "token_file",
         help: "a file holding the token of a cluster with token authentication (RAY_AUTH_MODE=token), sent as `Authorization: Bearer`",
         required: false,
-        check: check_absolute,
+        check: crate::check_absolute,
     },
+    crate::delivery::DELIVERY,
+    crate::delivery::NODE_CACHE,
+    crate::delivery::TERRARIUM,
 ];
 
 fn check_address(value: &str) -> Result<(), String> {
@@ -89,17 +92,6 @@ fn check_address(value: &str) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn check_absolute(value: &str) -> Result<(), String> {
-    if Path::new(value).is_absolute() && !value.contains('\n') {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` must be an absolute path",
-            value.escape_debug()
-        ))
-    }
 }
 
 pub struct Ray {
@@ -291,7 +283,10 @@ impl Ray {
         let Some(prefix) = &job.prefix else {
             return Ok(());
         };
-        let locked = locked_ray_versions(&prefix.path)?;
+        let locked = match &prefix.source {
+            Some(source) => ray_versions(&source.lock),
+            None => locked_ray_versions(&prefix.path)?,
+        };
         if locked.is_empty() {
             return Ok(());
         }
@@ -463,7 +458,8 @@ pub fn submission_id(run_id: &str) -> String {
 }
 
 /// The shell command Ray runs (with `/bin/sh -c`): in the run's directory, the command in the
-/// prefix once the prefix is checked to be the lock's, holding the prefix's in-use lock.
+/// prefix once the prefix is checked to be the lock's (built first from the pack, with
+/// delivery=pack), holding the prefix's in-use lock.
 fn entrypoint(job: &JobSpec) -> String {
     let quote = |args: &[String]| {
         args.iter()
@@ -475,12 +471,13 @@ fn entrypoint(job: &JobSpec) -> String {
     match &job.prefix {
         Some(prefix) => {
             let mut argv = vec![
-                "flock".to_string(),
-                "--shared".into(),
-                prefix.in_use.display().to_string(),
-                "/bin/bash".into(),
+                "/bin/bash".to_string(),
                 "-c".into(),
-                crate::prefix_check(&job.environment),
+                crate::delivery::task_script(
+                    &job.environment,
+                    &prefix.in_use,
+                    prefix.source.as_ref(),
+                ),
                 "terrarium-task".into(),
             ];
             argv.extend(job.command.iter().cloned());
@@ -507,8 +504,12 @@ pub fn locked_ray_versions(prefix: &Path) -> Result<BTreeSet<String>, ComputeErr
     };
     let lock = terrarium_lock::Lock::from_json(&text)
         .map_err(|source| ComputeError::Lock { path, source })?;
-    Ok(lock
-        .platforms
+    Ok(ray_versions(&lock))
+}
+
+/// The versions of `ray` a lock holds, on any platform: PyPI's `ray`, conda-forge's `ray-core`.
+pub fn ray_versions(lock: &terrarium_lock::Lock) -> BTreeSet<String> {
+    lock.platforms
         .values()
         .flat_map(|platform| {
             let conda = platform
@@ -523,7 +524,7 @@ pub fn locked_ray_versions(prefix: &Path) -> Result<BTreeSet<String>, ComputeErr
                 .map(|p| p.version.clone());
             conda.chain(pypi).collect::<Vec<_>>()
         })
-        .collect())
+        .collect()
 }
 
 /// The job's output in Ray's log of it: without the two lines Ray's job supervisor adds to
@@ -681,6 +682,7 @@ mod tests {
                 path: "/shared/envs/abc".into(),
                 lock_hash: "sha256:00ff".into(),
                 in_use: "/shared/envs/abc.lock".into(),
+                source: None,
             }),
             resources: Resources::parse(1, Some(2), Some(1), Some("1G"), None).unwrap(),
             log_dir: "/shared/runs/20261202T000000-abcdef".into(),
@@ -706,8 +708,12 @@ mod tests {
         let entrypoint = document["entrypoint"].as_str().unwrap();
         assert!(
             entrypoint.starts_with(
-                "export TERRARIUM_PREFIX=/shared/envs/abc TERRARIUM_LOCK_HASH=sha256:00ff; cd '/work/my project' && exec flock --shared /shared/envs/abc.lock /bin/bash -c '"
+                "export TERRARIUM_PREFIX=/shared/envs/abc TERRARIUM_LOCK_HASH=sha256:00ff; cd '/work/my project' && exec /bin/bash -c '"
             ),
+            "{entrypoint}"
+        );
+        assert!(
+            entrypoint.contains("exec flock --shared /shared/envs/abc.lock \"$@\""),
             "{entrypoint}"
         );
         assert!(
@@ -766,6 +772,7 @@ mod tests {
             path: prefix,
             lock_hash: "sha256:00ff".into(),
             in_use: dir.path().join("prefix.lock"),
+            source: None,
         });
         job.command = vec![
             "/bin/sh".into(),

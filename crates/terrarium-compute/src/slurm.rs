@@ -51,20 +51,23 @@ pub const OPTIONS: &[OptionSpec] = &[
         key: "conf",
         help: "the Slurm configuration file the client commands read (as SLURM_CONF)",
         required: false,
-        check: check_absolute,
+        check: crate::check_absolute,
     },
     OptionSpec {
         key: "logs",
         help: "where jobs write their logs, one directory per run, on a filesystem every node and this machine see (default: the workspace's runs directory)",
         required: false,
-        check: check_absolute,
+        check: crate::check_absolute,
     },
     OptionSpec {
         key: "cache",
-        help: "where environments are built, on a filesystem every node sees (default: this machine's Terrarium cache)",
+        help: "where environments are built (delivery=shared) or packed (delivery=pack), on a filesystem every node sees (default: this machine's Terrarium cache)",
         required: false,
-        check: check_absolute,
+        check: crate::check_absolute,
     },
+    crate::delivery::DELIVERY,
+    crate::delivery::NODE_CACHE,
+    crate::delivery::TERRARIUM,
 ];
 
 fn check_word(value: &str) -> Result<(), String> {
@@ -77,17 +80,6 @@ fn check_word(value: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "`{}` must be letters, digits, `-`, `_` or `.`",
-            value.escape_debug()
-        ))
-    }
-}
-
-fn check_absolute(value: &str) -> Result<(), String> {
-    if Path::new(value).is_absolute() && !value.contains('\n') {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` must be an absolute path",
             value.escape_debug()
         ))
     }
@@ -280,23 +272,22 @@ impl Slurm {
                     shell_quote(&prefix.path.display().to_string()),
                     shell_quote(&prefix.lock_hash)
                 );
-                // On every node: the prefix must be the lock's, or nothing runs.
-                let check = crate::prefix_check(&job.environment);
+                // On every node: the prefix must be the lock's (built there first from the
+                // pack, with delivery=pack), or nothing runs.
+                let script = crate::delivery::task_script(
+                    &job.environment,
+                    &prefix.in_use,
+                    prefix.source.as_ref(),
+                );
                 srun.extend([
                     "/bin/bash".into(),
                     "-c".into(),
-                    check,
+                    script,
                     "terrarium-task".into(),
                 ]);
                 srun.extend(job.command.iter().cloned());
                 let quoted: Vec<String> = srun.iter().map(|a| shell_quote(a)).collect();
-                // Held shared while the job runs: `terrarium cache gc` leaves the prefix be.
-                let _ = writeln!(
-                    s,
-                    "exec flock --shared {} {}",
-                    shell_quote(&prefix.in_use.display().to_string()),
-                    quoted.join(" ")
-                );
+                let _ = writeln!(s, "exec {}", quoted.join(" "));
             }
             None => {
                 srun.extend(job.command.iter().cloned());
@@ -625,6 +616,7 @@ mod tests {
                 path: "/shared/envs/abc".into(),
                 lock_hash: "sha256:00ff".into(),
                 in_use: "/shared/envs/abc.lock".into(),
+                source: None,
             }),
             resources: Resources::parse(2, Some(4), Some(1), Some("8G"), Some("2h")).unwrap(),
             log_dir: "/shared/runs/20261202T000000-abcdef".into(),
@@ -645,7 +637,8 @@ mod tests {
             "#SBATCH --partition=gpu",
             "#SBATCH --qos=high",
             "TOKEN (secret), OMP",
-            "exec flock --shared /shared/envs/abc.lock srun --kill-on-bad-exit=1",
+            "exec srun --kill-on-bad-exit=1",
+            "exec flock --shared /shared/envs/abc.lock \"$@\"",
             "'0.1 0.2'",
         ] {
             assert!(script.contains(expected), "{expected} in:\n{script}");

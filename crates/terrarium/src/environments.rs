@@ -392,22 +392,23 @@ pub fn check_user_managed(lock: &Lock, record: &VersionRecord) {
     }
 }
 
-/// The variables a process in the environment gets: PATH first, the definition's variables
-/// with `${secret:NAME}` resolved (never printed).
+/// The variables a process in the environment built at `prefix` gets (a user-managed one has
+/// none): PATH first, the definition's variables with `${secret:NAME}` resolved (never
+/// printed).
 pub fn process_env(
     record: &VersionRecord,
     lock: &Lock,
-    env: Option<&Env>,
+    prefix: Option<&Path>,
 ) -> Result<Vec<(String, String)>> {
     let mut vars = Vec::new();
     let path = std::env::var("PATH").unwrap_or_default();
-    match env {
-        Some(env) => {
+    match prefix {
+        Some(prefix) => {
             vars.push((
                 "PATH".to_string(),
-                format!("{}:{path}", env.bin_dir().display()),
+                format!("{}:{path}", prefix.join("bin").display()),
             ));
-            let prefix = env.prefix.display().to_string();
+            let prefix = prefix.display().to_string();
             if lock.platforms.values().any(|p| !p.conda.is_empty()) {
                 vars.push(("CONDA_PREFIX".to_string(), prefix));
             } else {

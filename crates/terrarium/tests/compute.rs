@@ -307,3 +307,111 @@ fn job_flags_are_refused_where_they_mean_nothing() {
         out.stderr
     );
 }
+
+/// delivery=pack: the submitting machine packs the lock once into the shared cache, and the
+/// node builds it from the pack into its own cache, once; a damaged pack is refused on the
+/// node and nothing is built from it.
+#[test]
+fn with_delivery_pack_each_node_builds_from_the_pack_once() {
+    let Some(conf) = slurm_conf() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&conf);
+    let shared = cx.path("shared");
+    let node = cx.path("node");
+    cx.run(&[
+        "compute",
+        "add",
+        "packed",
+        "--kind",
+        "slurm",
+        "--set",
+        &format!("conf={conf}"),
+        "--set",
+        "delivery=pack",
+        "--set",
+        &format!("cache={}", shared.display()),
+        "--set",
+        &format!("node_cache={}", node.display()),
+    ])
+    .success();
+    let shown = cx.run(&["compute", "show", "packed"]).success();
+    assert!(
+        shown
+            .stdout
+            .contains("environments: pack: each node builds from")
+            && shown.stdout.contains(&node.display().to_string()),
+        "{}",
+        shown.stdout
+    );
+    let script = "import sys, alpha; print('prefix', sys.prefix)";
+    let run = |expect: i32| {
+        let out = run_secret(
+            &cx,
+            &[
+                "run", "--env", "wh", "--target", "packed", "--", "python", "-c", script,
+            ],
+        );
+        assert_eq!(out.code, expect, "{}\n{}", out.stdout, out.stderr);
+        out
+    };
+    let first = run(0);
+    let envs = node.join("envs");
+    assert!(
+        first.stdout.contains(&format!("prefix {}", envs.display())),
+        "{}",
+        first.stdout
+    );
+    // The pack and the programs that install it are in the shared cache, the environment is
+    // not: it was built on the node only.
+    let packs: Vec<_> = std::fs::read_dir(shared.join("packs")).unwrap().collect();
+    assert_eq!(packs.len(), 1);
+    assert!(shared.join("bin").is_dir());
+    assert!(!shared.join("envs").exists());
+    let built: Vec<std::path::PathBuf> = std::fs::read_dir(&envs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(built.len(), 1, "{built:?}");
+    let marker = built[0].join(".terrarium/env.json");
+    let stamp = std::fs::metadata(&marker).unwrap().modified().unwrap();
+
+    // A second job on the same lock builds nothing on the node.
+    run(0);
+    assert_eq!(
+        std::fs::metadata(&marker).unwrap().modified().unwrap(),
+        stamp
+    );
+
+    // A pack whose files no longer match the lock: refused on the node, nothing runs and
+    // nothing is built.
+    std::fs::remove_dir_all(&envs).unwrap();
+    let pack = packs[0].as_ref().unwrap().path();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let at = bytes.len() - 4096;
+    bytes[at] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+    let refused = run(97);
+    let id = cx.run(&["runs", "list", "--json"]).success().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = cx.run(&["runs", "logs", &id]).success();
+    assert!(
+        logs.stdout.contains("could not build the environment wh:1"),
+        "{}\n{}",
+        logs.stdout,
+        refused.stderr
+    );
+    assert!(!logs.stdout.contains("prefix "), "{}", logs.stdout);
+    let left: Vec<_> = std::fs::read_dir(&envs)
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

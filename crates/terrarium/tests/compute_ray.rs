@@ -321,3 +321,56 @@ fn ray_targets_need_an_address_that_answers() {
         serde_json::json!([])
     );
 }
+
+/// delivery=pack on Ray: the job's entrypoint builds the environment from the pack into the
+/// node's cache, and the command runs in it.
+#[test]
+fn with_delivery_pack_the_ray_node_builds_from_the_pack() {
+    let Some(address) = ray_address() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&address, &["alpha==1.0"]);
+    let node = cx.path("node");
+    let mut add = vec![
+        "compute".to_string(),
+        "add".into(),
+        "raypack".into(),
+        "--kind".into(),
+        "ray".into(),
+        "--set".into(),
+        format!("address={address}"),
+        "--set".into(),
+        "delivery=pack".into(),
+        "--set".into(),
+        format!("cache={}", cx.path("shared").display()),
+        "--set".into(),
+        format!("node_cache={}", node.display()),
+    ];
+    if let Ok(file) = std::env::var("TERRARIUM_TEST_RAY_TOKEN_FILE") {
+        add.extend(["--set".into(), format!("token_file={file}")]);
+    }
+    cx.run(&add.iter().map(String::as_str).collect::<Vec<_>>())
+        .success();
+    let out = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "raypack",
+            "--",
+            "python",
+            "-c",
+            "import sys, alpha; print('prefix', sys.prefix)",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("prefix {}", node.join("envs").display())),
+        "{}",
+        out.stdout
+    );
+}

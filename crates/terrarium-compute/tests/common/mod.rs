@@ -22,6 +22,7 @@ pub fn prefix(dir: &Path, hash: &str) -> Prefix {
         path,
         lock_hash: hash.into(),
         in_use,
+        source: None,
     }
 }
 

@@ -154,14 +154,26 @@ pub fn run(context: &Context, command: ComputeCommand) -> Result<ExitCode> {
         }
         ComputeCommand::Show(args) => {
             let record = store.get_compute(&args.name)?;
-            let engine = runs::target(&record).and_then(|t| t.engine());
-            let check = engine.and_then(|e| e.check());
+            let target = runs::target(&record);
+            // Where the nodes get environments from: the shared cache, or packs in it.
+            let delivery = match &target {
+                Ok(target) => {
+                    let cache = match target.option("cache") {
+                        Some(cache) => std::path::PathBuf::from(cache),
+                        None => crate::environments::cache_dir()?,
+                    };
+                    Some(target.delivery_line(&cache))
+                }
+                Err(_) => None,
+            };
+            let check = target.and_then(|t| t.engine()).and_then(|e| e.check());
             if args.json {
                 let mut value = serde_json::to_value(&record)?;
                 value["check"] = match &check {
                     Ok(line) => serde_json::json!({"ok": true, "engine": line}),
                     Err(err) => serde_json::json!({"ok": false, "error": err.to_string()}),
                 };
+                value["environments"] = delivery.into();
                 printer::json(&value)?;
             } else {
                 println!("name:     {}", record.name);
@@ -170,6 +182,9 @@ pub fn run(context: &Context, command: ComputeCommand) -> Result<ExitCode> {
                     println!("  {key} = {value}");
                 }
                 println!("created:  {} by {}", record.created_at, record.created_by);
+                if let Some(delivery) = delivery {
+                    println!("environments: {delivery}");
+                }
                 match check {
                     Ok(line) => println!("engine:   {line}"),
                     Err(err) => println!("engine:   cannot take jobs now: {err}"),

@@ -143,7 +143,8 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
         environments::check_user_managed(&lock, &record);
     }
     let env = environments::materialize(&lock)?;
-    let mut vars = environments::process_env(&record, &lock, env.as_ref())?;
+    let mut vars =
+        environments::process_env(&record, &lock, env.as_ref().map(|e| e.prefix.as_path()))?;
     let (python, python_path) = match &env {
         Some(env) => {
             let python = env.bin_dir().join("python");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use terrarium_compute::{runs, JobSpec, Prefix, Resources};
+use terrarium_compute::{delivery, runs, Delivery, JobSpec, PackSource, Prefix, Resources};
 use terrarium_store::{RunRecord, RunState, Store};
 
 use super::run::RunArgs;
@@ -110,22 +110,44 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let id = super::run::new_run_id();
     let log_dir = runs::log_dir(&target, &context.runs_dir()?, &id).map_err(compute_error)?;
     let cwd = std::env::current_dir()?;
-
-    // The prefix the job runs in: built now, once per lock, on the shared filesystem (not for
-    // a dry run, which only shows where it would be).
     let platform = terrarium_lock::current_platform();
-    let key = terrarium_env::EnvCache::key(&lock, &platform);
-    let envs = terrarium_env::EnvCache::new(&cache);
-    let env = if job_args.dry_run || lock.kind == terrarium_lock::LockKind::UserManaged {
-        None
+
+    // The prefix the job runs in (not built for a dry run, which only shows where it would be).
+    let user_managed = lock.kind == terrarium_lock::LockKind::UserManaged;
+    let (env, prefix) = if user_managed {
+        (None, None)
     } else {
-        environments::materialize_in(&lock, &cache)?
+        match target.delivery() {
+            // Built now, once per lock, on the filesystem every node sees.
+            Delivery::Shared => {
+                let envs = terrarium_env::EnvCache::new(&cache);
+                let key = terrarium_env::EnvCache::key(&lock, &platform);
+                let env = if job_args.dry_run {
+                    None
+                } else {
+                    environments::materialize_in(&lock, &cache)?
+                };
+                let prefix = Prefix {
+                    path: envs.root().join(&key),
+                    lock_hash: lock.lock_hash(),
+                    in_use: envs.root().join(format!("{key}.lock")),
+                    source: None,
+                };
+                (env, Some(prefix))
+            }
+            // Packed now, once per lock, on the shared filesystem; each node builds from it.
+            Delivery::Pack => (
+                None,
+                Some(pack_prefix(
+                    &target,
+                    &lock,
+                    &cache,
+                    &platform,
+                    job_args.dry_run,
+                )?),
+            ),
+        }
     };
-    let prefix = (lock.kind != terrarium_lock::LockKind::UserManaged).then(|| Prefix {
-        path: envs.root().join(&key),
-        lock_hash: lock.lock_hash(),
-        in_use: envs.root().join(format!("{key}.lock")),
-    });
     let vars = if job_args.dry_run {
         // A dry run resolves no secrets: it shows the names of the variables only.
         version
@@ -135,7 +157,7 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
             .map(|k| (k.clone(), String::new()))
             .collect()
     } else {
-        environments::process_env(&version, &lock, env.as_ref())?
+        environments::process_env(&version, &lock, prefix.as_ref().map(|p| p.path.as_path()))?
     };
     let secret_names: Vec<String> = version
         .definition
@@ -189,6 +211,71 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     follow(context, store.as_ref(), run, true)
+}
+
+/// With delivery=pack: the lock's pack in the target's shared cache (written once per lock),
+/// the programs that install it on the nodes, and where each node builds it.
+fn pack_prefix(
+    target: &terrarium_compute::Target,
+    lock: &terrarium_lock::Lock,
+    cache: &std::path::Path,
+    platform: &str,
+    dry_run: bool,
+) -> Result<Prefix> {
+    if !lock.platforms.contains_key(platform) {
+        return Err(user_error(
+            format!("the lock has no packages for {platform}, the platform of this machine and its nodes"),
+            Some("relock with --platform including it (`terrarium env relock REF --platform ...`)"),
+        ));
+    }
+    let lock_hash = lock.lock_hash();
+    let hex = lock_hash.strip_prefix("sha256:").unwrap_or(&lock_hash);
+    let pack = cache.join("packs").join(format!("{hex}.tpack"));
+    let bin = cache.join("bin");
+    let node_cache = target.node_cache();
+    let shipped = |program: &std::path::Path, name: &str| -> Result<std::path::PathBuf> {
+        if dry_run {
+            Ok(bin.join(name))
+        } else {
+            Ok(delivery::ship_program(program, &bin, name)?)
+        }
+    };
+    let terrarium = match target.option("terrarium") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => shipped(&std::env::current_exe()?, "terrarium")?,
+    };
+    let uv = match environments::find_uv(lock, platform, &environments::cache_dir()?)? {
+        Some(uv) => Some(shipped(&uv.path, "uv")?),
+        None => None,
+    };
+    if !dry_run && !pack.is_file() {
+        std::fs::create_dir_all(cache.join("packs"))
+            .with_context(|| format!("cannot create {}", cache.join("packs").display()))?;
+        let spinner = printer::Spinner::start("packing");
+        let written = terrarium_env::pack::write(
+            lock,
+            platform,
+            &pack,
+            terrarium_env::pack::Compression::None,
+            &spinner,
+        );
+        spinner.finish();
+        written?;
+    }
+    let envs = terrarium_env::EnvCache::new(&node_cache);
+    let key = terrarium_env::EnvCache::key(lock, platform);
+    Ok(Prefix {
+        path: envs.root().join(&key),
+        lock_hash,
+        in_use: envs.root().join(format!("{key}.lock")),
+        source: Some(PackSource {
+            pack,
+            node_cache,
+            terrarium,
+            uv,
+            lock: std::sync::Arc::new(lock.clone()),
+        }),
+    })
 }
 
 /// Follow a job run to its end, printing its logs as they grow when `print` is set; the exit

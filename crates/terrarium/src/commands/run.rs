@@ -103,7 +103,9 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
             }
             vars
         }
-        None => environments::process_env(&record, &lock, env.as_ref())?,
+        None => {
+            environments::process_env(&record, &lock, env.as_ref().map(|e| e.prefix.as_path()))?
+        }
     };
 
     let id = new_run_id();

@@ -42,7 +42,7 @@ pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     )?;
     let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
-    let vars = environments::process_env(&record, &lock, env.as_ref())?;
+    let vars = environments::process_env(&record, &lock, env.as_ref().map(|e| e.prefix.as_path()))?;
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
     printer::status(&format!(
         "entering {}:{} (exit the shell to leave)",

@@ -1,0 +1,181 @@
+//! How an environment reaches a target's nodes, and the task script that makes sure it has.
+//!
+//! Two ways, chosen by the target's `delivery` option:
+//! - **shared**: the submitting machine builds the prefix once per lock in the target's `cache`,
+//!   a filesystem every node sees; each task checks that the prefix is its lock's.
+//! - **pack**: the submitting machine writes the lock's pack (`env pack`) once into the shared
+//!   `cache`, with the `terrarium` and `uv` binaries that install it; each node builds the
+//!   environment from the pack into its own `node_cache`, once per node and lock (the build is
+//!   atomic and locked, so tasks starting at once on one node build it once), with no network.
+//!   `env unpack` refuses a pack whose files do not match the lock hash the job names, and then
+//!   nothing runs.
+//!
+//! Either way a task runs nothing until `$TERRARIUM_PREFIX` holds the lock's environment, and it
+//! holds the prefix's in-use lock while it runs so that `cache gc` on the node leaves it be.
+
+use std::path::{Path, PathBuf};
+
+use crate::{ComputeError, OptionSpec, Target, NO_PREFIX_EXIT};
+
+/// The default node cache: a per-user directory on each node's own disk.
+pub const DEFAULT_NODE_CACHE: &str = "/var/tmp/terrarium-node-cache";
+
+pub const DELIVERY: OptionSpec = OptionSpec {
+    key: "delivery",
+    help: "how environments reach the nodes: `shared` (built once in `cache`, which every node sees) or `pack` (each node builds from a pack in `cache` into its own `node_cache`) (default: shared)",
+    required: false,
+    check: |v| v.parse::<Delivery>().map(|_| ()),
+};
+
+pub const NODE_CACHE: OptionSpec = OptionSpec {
+    key: "node_cache",
+    help: "with delivery=pack: where each node builds environments, on its own disk (default: /var/tmp/terrarium-node-cache)",
+    required: false,
+    check: crate::check_absolute,
+};
+
+pub const TERRARIUM: OptionSpec = OptionSpec {
+    key: "terrarium",
+    help: "with delivery=pack: the `terrarium` program on the nodes (default: this machine's, copied into `cache`)",
+    required: false,
+    check: crate::check_absolute,
+};
+
+/// How environments reach a target's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Shared,
+    Pack,
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "shared" => Ok(Self::Shared),
+            "pack" => Ok(Self::Pack),
+            other => Err(format!(
+                "`{}` is not a delivery: use `shared` or `pack`",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+impl Target {
+    /// How this target's nodes get environments.
+    pub fn delivery(&self) -> Delivery {
+        self.option("delivery")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Delivery::Shared)
+    }
+
+    /// Where this target's nodes build environments from packs.
+    pub fn node_cache(&self) -> PathBuf {
+        PathBuf::from(self.option("node_cache").unwrap_or(DEFAULT_NODE_CACHE))
+    }
+
+    /// One line saying how environments reach the nodes, for `compute show`.
+    pub fn delivery_line(&self, cache: &Path) -> String {
+        match self.delivery() {
+            Delivery::Shared => format!(
+                "shared: built once per lock in {}, which every node must see",
+                cache.display()
+            ),
+            Delivery::Pack => format!(
+                "pack: each node builds from {}/packs into {}, once per lock, with {}",
+                cache.display(),
+                self.node_cache().display(),
+                self.option("terrarium").map_or(
+                    "this machine's terrarium, copied into the cache".into(),
+                    |t| { t.to_string() }
+                )
+            ),
+        }
+    }
+}
+
+/// With delivery=pack: what a node builds its environment from.
+#[derive(Debug, Clone)]
+pub struct PackSource {
+    /// The pack, on the shared filesystem.
+    pub pack: PathBuf,
+    /// The node's cache (`TERRARIUM_CACHE_DIR` for the build).
+    pub node_cache: PathBuf,
+    /// The `terrarium` program on the node.
+    pub terrarium: PathBuf,
+    /// The `uv` program on the node, when the lock installs from PyPI.
+    pub uv: Option<PathBuf>,
+    /// The pack's lock, for checks at submit (the submitting machine need not build it).
+    pub lock: std::sync::Arc<terrarium_lock::Lock>,
+}
+
+/// Copy a program into `dir` (on the shared filesystem) once, under a name that changes when
+/// the program does, and return the copy's path. The copy is written beside and renamed into
+/// place, so a node never runs a half-written program.
+pub fn ship_program(program: &Path, dir: &Path, name: &str) -> Result<PathBuf, ComputeError> {
+    let meta = std::fs::metadata(program).map_err(|e| ComputeError::io(program, "read", e))?;
+    let stamp = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let shipped = dir.join(format!("{name}-{}-{stamp:x}", meta.len()));
+    if shipped.is_file() {
+        return Ok(shipped);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ComputeError::io(dir, "create", e))?;
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}-"))
+        .tempfile_in(dir)
+        .map_err(|e| ComputeError::io(dir, "write in", e))?;
+    std::fs::copy(program, temp.path()).map_err(|e| ComputeError::io(program, "copy", e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| ComputeError::io(temp.path(), "make executable", e))?;
+    temp.persist(&shipped)
+        .map_err(|e| ComputeError::io(&shipped, "write", e.error))?;
+    Ok(shipped)
+}
+
+/// The `bash -c` script each task runs its command (`"$@"`) through. It makes sure
+/// `$TERRARIUM_PREFIX` holds the environment of the lock `$TERRARIUM_LOCK_HASH` on this node,
+/// building it from the pack first with delivery=pack, then runs the command holding the
+/// prefix's in-use lock. When the prefix is not the lock's, it says so and exits
+/// [`NO_PREFIX_EXIT`], running nothing.
+pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>) -> String {
+    let environment = environment.replace(['"', '\\', '$', '`', '\n'], "_");
+    let check = "grep -qF \"\\\"$TERRARIUM_LOCK_HASH\\\"\" \"$TERRARIUM_PREFIX/.terrarium/env.json\" 2>/dev/null";
+    let mut script = String::new();
+    if let Some(source) = source {
+        let q = |p: &Path| crate::shell_quote(&p.display().to_string());
+        let uv = source
+            .uv
+            .as_ref()
+            .map(|uv| format!(" TERRARIUM_UV={}", q(uv)))
+            .unwrap_or_default();
+        script.push_str(&format!(
+            "{check} || TERRARIUM_CACHE_DIR={}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" </dev/null >/dev/null || {{ echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
+            q(&source.node_cache),
+            q(&source.terrarium),
+            q(&source.pack),
+            source.pack.display().to_string().replace(['"', '\\', '$', '`', '\n'], "_"),
+        ));
+    }
+    let unseen = if source.is_some() {
+        "does not hold"
+    } else {
+        "does not see"
+    };
+    let hint = if source.is_some() {
+        ""
+    } else {
+        ": the target's cache must be on a filesystem every node sees"
+    };
+    script.push_str(&format!(
+        "{check} || {{ echo \"terrarium: $(hostname) {unseen} the environment {environment} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH){hint}\" >&2; exit {NO_PREFIX_EXIT}; }}; exec flock --shared {} \"$@\"",
+        crate::shell_quote(&in_use.display().to_string())
+    ));
+    script
+}
