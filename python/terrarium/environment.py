@@ -355,6 +355,12 @@ class Environment:
         Terrarium checks it first, so a problem raises
         :class:`~terrarium.errors.DefinitionError` naming its file, line and field."""
         directory = Path(path)
+        if not (directory / DEFINITION_FILE).is_file():
+            raise DefinitionError(
+                f"{directory / DEFINITION_FILE}: no such file",
+                file=str(directory / DEFINITION_FILE),
+                hint="an Azure ML v1 directory holds azureml_environment.json",
+            )
         cli = Cli(None)
         cli.run(
             ["env", "validate", str(directory), "--format", "aml-v1", "--json"],

@@ -1,0 +1,238 @@
+"""What needs no workspace: CondaDependencies, the YAML it writes, saving and loading Azure ML
+v1 directories, finding the workspace from the config, reading CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from terrarium import (
+    CondaDependencies,
+    ConflictError,
+    DefinitionError,
+    Environment,
+    NotFoundError,
+    TerrariumError,
+    Workspace,
+)
+from terrarium._cli import error_from_output
+from terrarium._rest import error_from_answer
+from terrarium._yaml import dump
+
+
+def test_conda_dependencies_edits() -> None:
+    cd = CondaDependencies.create(pip_packages=["numpy==1.26", "pandas"], python_version="3.11")
+    assert cd.conda_packages == ["python=3.11"]
+    assert cd.conda_channels == ["conda-forge"], "the first conda package brings a channel"
+    assert cd.get_python_version() == "3.11"
+    cd.add_pip_package("numpy==2.0")
+    assert cd.pip_packages == ["pandas", "numpy==2.0"], "a package is replaced, and moves last"
+    cd.remove_pip_package("pandas")
+    assert cd.pip_packages == ["numpy==2.0"]
+    cd.add_conda_package("scipy")
+    cd.add_conda_package("scipy")
+    cd.add_conda_package("python=3.12")
+    assert cd.conda_packages == ["python=3.12", "scipy"]
+    cd.remove_conda_package("scipy")
+    assert cd.conda_packages == ["python=3.12"]
+    cd.add_channel("bioconda")
+    cd.add_channel("bioconda")
+    assert cd.conda_channels == ["conda-forge", "bioconda"]
+    cd.remove_channel("bioconda")
+    cd.set_pip_option("--index-url https://a.example/simple")
+    cd.set_pip_option("--index-url https://b.example/simple")
+    assert cd.pip_options == ["--index-url https://b.example/simple"]
+    cd.remove_pip_option("--index-url")
+    assert cd.pip_options == []
+    with pytest.raises(TerrariumError):
+        cd.add_pip_package("--no-index")
+    with pytest.raises(TerrariumError):
+        cd.set_pip_option("numpy")
+    assert CondaDependencies.merge_requirements(["a>1", "b", "a<3"]) == ["a>1,<3", "b"]
+
+    pip_only = CondaDependencies.create(pip_packages=["requests"])
+    assert pip_only.conda_packages == [] and pip_only.conda_channels == []
+    assert pip_only.get_python_version() is None
+
+
+def test_yaml_reads_back_as_written(tmp_path: Path) -> None:
+    document = {
+        "name": "project_environment",
+        "channels": ["conda-forge"],
+        "dependencies": [
+            "python=3.11",
+            "3.10",
+            "yes",
+            "null",
+            "a: b",
+            "# not a comment",
+            "- dash",
+            "",
+            {"pip": ["--index-url https://x.example/simple", "numpy==1.26", "rich; python_version >= '3.8'"]},
+        ],
+        "variables": {"EMPTY": "", "NUM": "4", "MULTI": "line\nbreak"},
+    }
+    text = dump(document)
+    # Terrarium reads it back exactly (and so does any YAML reader: json-style quoting).
+    path = tmp_path / "env.yml"
+    path.write_text(dump({**document, "dependencies": document["dependencies"][:1] + [document["dependencies"][-1]]}))
+    read = CondaDependencies(path).as_dict()
+    assert read["dependencies"] == ["python=3.11", {"pip": ["--index-url https://x.example/simple", "numpy==1.26", "rich; python_version >= '3.8'"]}]
+    assert read["variables"] == {"EMPTY": "", "NUM": "4", "MULTI": "line\nbreak"}
+    for item in ("3.10", "yes", "null", "a: b", "# not a comment", "- dash"):
+        assert json.dumps(item) in text, item
+    assert dump({"dependencies": []}) == "dependencies: []\n"
+
+
+def test_save_and_load_a_directory(tmp_path: Path) -> None:
+    env = Environment("local")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["requests==2.32.3"])
+    env.environment_variables = {"A": "1"}
+    env.docker.base_image = "docker.io/library/python:3.11-slim"
+    env.save_to_directory(tmp_path / "d")
+    names = sorted(p.name for p in (tmp_path / "d").iterdir())
+    assert names == ["azureml_environment.json", "conda_dependencies.yml"]
+    with pytest.raises(TerrariumError):
+        env.save_to_directory(tmp_path / "d")
+    env.docker.base_dockerfile = "FROM scratch\n"
+    assert env.docker.base_image is None, "a Dockerfile replaces the base image"
+    env.save_to_directory(tmp_path / "d", overwrite=True)
+    assert (tmp_path / "d" / "BaseDockerfile").read_text() == "FROM scratch\n"
+    loaded = Environment.load_from_directory(tmp_path / "d")
+    assert loaded.docker.base_dockerfile == "FROM scratch\n"
+    assert loaded.python.conda_dependencies == env.python.conda_dependencies
+    assert loaded.environment_variables == {"A": "1"}
+    env.docker.base_image = "docker.io/library/python:3.11-slim"
+    env.save_to_directory(tmp_path / "d", overwrite=True)
+    assert not (tmp_path / "d" / "BaseDockerfile").exists(), "a stale Dockerfile is removed"
+
+    (tmp_path / "d" / "azureml_environment.json").write_text('{"name": "x",\n "python": [1]\n}\n')
+    with pytest.raises(DefinitionError) as caught:
+        Environment.load_from_directory(tmp_path / "d")
+    assert caught.value.file and caught.value.file.endswith("azureml_environment.json")
+    assert caught.value.field == "python" and caught.value.line == 2
+    with pytest.raises(DefinitionError):
+        Environment.load_from_directory(tmp_path / "missing")
+
+
+def test_from_config_and_connect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('# team\nworkspace = "https://terrarium.example:8765"\ntoken = "secret-token"\n')
+    monkeypatch.setenv("TERRARIUM_CONFIG", str(config))
+    ws = Workspace.from_config()
+    assert ws.kind == "server" and ws.name == "https://terrarium.example:8765"
+    assert ws._cli._token == "secret-token"
+    assert "secret-token" not in repr(ws) + repr(ws._cli) + repr(getattr(ws._backend, "rest"))
+    monkeypatch.setenv("TERRARIUM_WORKSPACE", str(tmp_path / "ws"))
+    assert Workspace.from_config().kind == "directory"
+    other = tmp_path / "other.toml"
+    other.write_text(f'workspace = "{tmp_path / "elsewhere"}"\n')
+    assert Workspace.from_config(other).name == str(tmp_path / "elsewhere"), "an explicit file wins"
+    with pytest.raises(NotFoundError):
+        Workspace.from_config(tmp_path / "nope.toml")
+    config.write_text('workspace = "x"\nsurprise = "y"\n')
+    monkeypatch.delenv("TERRARIUM_WORKSPACE")
+    with pytest.raises(DefinitionError):
+        Workspace.from_config()
+
+    pg = Workspace.connect("postgres://user:hunter2@db.example/terrarium")
+    assert pg.kind == "postgres" and "hunter2" not in repr(pg) and "hunter2" not in pg.name
+    with pytest.raises(TerrariumError):
+        Workspace.connect("/a/directory")
+
+
+def test_cli_errors_become_typed_exceptions(tmp_path: Path) -> None:
+    located = error_from_output(
+        2,
+        "warning: something\nerror: environment.yml:7: field `dependencies[1].pip`: invalid requirement `torch ===`\n",
+        "env create",
+    )
+    assert isinstance(located, DefinitionError)
+    assert (located.file, located.line, located.field) == ("environment.yml", 7, "dependencies[1].pip")
+    nested = error_from_output(
+        2,
+        "error: cannot register `x`\n  Caused by: definition: field `general.runtime`: bad\nhint: `terrarium env list` shows\n",
+        "env create",
+    )
+    assert isinstance(nested, DefinitionError) and nested.field == "general.runtime"
+    assert nested.hint is None, "CLI advice is not an SDK caller's"
+    missing = error_from_output(2, "error: environment `nope` not found\n", "env show")
+    assert isinstance(missing, NotFoundError)
+    conflict = error_from_output(
+        2, "error: cannot register `x`\n  Caused by: x:1 already exists with different content (content hash sha256:1); versions are immutable\n", "env create"
+    )
+    assert isinstance(conflict, ConflictError)
+    failure = error_from_output(1, "error: database error\n  Caused by: disk full\n", "env list")
+    assert type(failure) is TerrariumError and not failure.user_error and failure.details == ["disk full"]
+    structured = error_from_output(
+        2, 'error: x\n{"error": {"code": "invalid_definition", "message": "m", "location": {"file": "f.yml", "line": 3, "field": "name"}}}\n', "env create"
+    )
+    assert isinstance(structured, DefinitionError) and structured.line == 3
+
+    assert isinstance(error_from_answer(404, b'{"error": {"status": 404, "code": "not_found", "message": "x not found"}}', "u"), NotFoundError)
+    assert isinstance(error_from_answer(409, b'{"error": {"status": 409, "code": "curated", "message": "read-only"}}', "u"), ConflictError)
+    unauthorized = error_from_answer(401, b'{"error": {"status": 401, "code": "unauthorized", "message": "no token"}}', "u")
+    assert unauthorized.code == "unauthorized" and unauthorized.hint
+    assert not error_from_answer(502, b"<html>bad gateway</html>", "u").user_error
+
+
+def test_an_unreachable_server_is_a_typed_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ws = Workspace.connect(f"http://127.0.0.1:{port}", token="t")
+    with pytest.raises(TerrariumError) as caught:
+        Environment.get(ws, "x")
+    assert not caught.value.user_error and "cannot reach" in str(caught.value)
+
+
+def test_a_server_refuses_a_bad_token(tmp_path: Path, binary: str) -> None:
+    from conftest import Server
+
+    server = Server(binary, f"sqlite://{tmp_path / 'db'}", tmp_path / "server.log")
+    try:
+        ws = Workspace.connect(server.url, token="not-a-token")
+        with pytest.raises(TerrariumError) as caught:
+            Environment.list(ws)
+        assert caught.value.code == "unauthorized"
+        with pytest.raises(TerrariumError) as registering:
+            Environment("x").register(ws)
+        assert registering.value.user_error
+    finally:
+        server.stop()
+
+
+def older_pythons() -> list[str]:
+    """Interpreters of Python 3.9 and 3.10 that run (PATH, then pyenv's versions)."""
+    import glob
+    import shutil
+
+    candidates = [shutil.which(p) for p in ("python3.9", "python3.10")]
+    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.9*/bin/python3.9")))
+    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.10*/bin/python3.10")))
+    found = []
+    for candidate in candidates:
+        if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            found.append(candidate)
+    return found
+
+
+def test_python_3_9_can_import_the_package() -> None:
+    for found in older_pythons()[:1]:
+        done = subprocess.run(
+            [found, "-c", "import terrarium, terrarium.core.conda_dependencies as c; "
+             "d = c.CondaDependencies.create(pip_packages=['x']); print(d.serialize_to_string())"],
+            capture_output=True,
+            text=True,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        assert done.returncode == 0, done.stderr
+        assert "- x" in done.stdout
+        return
+    pytest.skip("no python3.9 or python3.10 on PATH")
