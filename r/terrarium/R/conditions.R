@@ -44,7 +44,8 @@ tr_condition <- function(message, classes = character(), status = NA_integer_,
 }
 
 # Signal a condition for a mistake the client sees before asking the server.
-tr_abort_invalid <- function(message, call = sys.call(-1)) {
+tr_abort_invalid <- function(message, call = sys.call(sys.parent())) {
+  force(call)
   stop(tr_condition(message, "terrarium_invalid", code = "invalid", call = call))
 }
 

@@ -4,14 +4,16 @@
 
 env_path <- function(name) paste0("/environments/", segment(name))
 
-check_string <- function(value, what, call = sys.call(-1)) {
+check_string <- function(value, what, call = sys.call(sys.parent())) {
+  force(call)
   if (!is.character(value) || length(value) != 1 || is.na(value) || !nzchar(value)) {
     tr_abort_invalid(sprintf("`%s` must be one non-empty string", what), call = call)
   }
 }
 
 # A named list for a JSON object, from a named character vector or list; NULL when empty.
-named_object <- function(value, what, call = sys.call(-1)) {
+named_object <- function(value, what, call = sys.call(sys.parent())) {
+  force(call)
   if (is.null(value) || length(value) == 0) {
     return(NULL)
   }
@@ -25,6 +27,11 @@ named_object <- function(value, what, call = sys.call(-1)) {
 }
 
 as_tr_environment <- function(record) structure(record, class = "tr_environment")
+
+# `noun` says what each item is when the list is printed.
+environment_list <- function(records, noun) {
+  structure(lapply(records, as_tr_environment), class = "tr_environment_list", noun = noun)
+}
 
 #' Environments in the workspace
 #'
@@ -45,7 +52,7 @@ tr_environments <- function(search = NULL, tag = NULL, include_archived = FALSE,
     tag = tag,
     include_archived = if (isTRUE(include_archived)) TRUE
   ))
-  structure(lapply(records, as_tr_environment), class = "tr_environment_list")
+  environment_list(records, "environment")
 }
 
 #' One environment version
@@ -83,7 +90,7 @@ tr_environment <- function(name, version = NULL, label = NULL, workspace = tr_wo
 tr_environment_versions <- function(name, workspace = tr_workspace()) {
   check_string(name, "name")
   records <- tr_all(workspace, paste0(env_path(name), "/versions"))
-  structure(lapply(records, as_tr_environment), class = "tr_environment_list")
+  environment_list(records, paste("version of", name))
 }
 
 #' Register an environment from a definition file
@@ -131,7 +138,8 @@ tr_register_environment <- function(file, name = NULL, version = NULL, descripti
 }
 
 # The definition in a JSON file, and where it came from (`source` of the registration).
-read_definition_file <- function(file, call = sys.call(-1)) {
+read_definition_file <- function(file, call = sys.call(sys.parent())) {
+  force(call)
   if (!is.character(file) || length(file) != 1 || is.na(file)) {
     tr_abort_invalid("`file` must be the path of one file", call = call)
   }
@@ -178,7 +186,8 @@ read_definition_file <- function(file, call = sys.call(-1)) {
   list(definition = parsed, source = source)
 }
 
-register_definition <- function(definition, source, workspace, call = sys.call(-1)) {
+register_definition <- function(definition, source, workspace, call = sys.call(sys.parent())) {
+  force(call)
   answer <- tr_json(tr_request(
     workspace, "POST", "/environments",
     body = list(definition = definition, source = source),
@@ -394,13 +403,17 @@ as.data.frame.tr_environment_list <- function(x, ...) {
 
 #' @export
 print.tr_environment_list <- function(x, ...) {
-  print_table(as.data.frame(x), sprintf("%d environment version%s", length(x),
-    if (length(x) == 1) "" else "s"), c("name", "version", "labels", "created_by", "locked"))
+  noun <- attr(x, "noun") %||% "environment"
+  if (length(x) != 1) noun <- sub("^(\\w+)", "\\1s", noun)
+  print_table(as.data.frame(x), paste(length(x), noun),
+    c("name", "version", "labels", "created_by", "locked"))
   invisible(x)
 }
 
 #' @export
-`[.tr_environment_list` <- function(x, i) structure(unclass(x)[i], class = class(x))
+`[.tr_environment_list` <- function(x, i) {
+  structure(unclass(x)[i], class = class(x), noun = attr(x, "noun"))
+}
 
 print_table <- function(frame, what, columns) {
   cat(sprintf("<terrarium: %s>\n", what))

@@ -2,7 +2,8 @@
 
 as_tr_run <- function(record) structure(record, class = "tr_run")
 
-run_id <- function(run, call = sys.call(-1)) {
+run_id <- function(run, call = sys.call(sys.parent())) {
+  force(call)
   if (inherits(run, "tr_run")) return(run$id)
   check_string(run, "run", call = call)
   run

@@ -79,7 +79,8 @@ segment <- function(text) {
 # Send one request to `/api/v1{path}`; the response on success, a terrarium condition on an
 # error answer or when no server answers.
 tr_request <- function(workspace, method, path, query = list(), body = NULL,
-                       call = sys.call(-1)) {
+                       call = sys.call(sys.parent())) {
+  force(call)
   check_workspace(workspace)
   req <- httr2::request(paste0(workspace$url, "/api/v1", path))
   req <- httr2::req_method(req, method)
@@ -132,7 +133,8 @@ tr_json <- function(resp) {
 }
 
 # Every item of a paged list (`{"items", "total", "limit", "offset"}`).
-tr_all <- function(workspace, path, query = list(), call = sys.call(-1)) {
+tr_all <- function(workspace, path, query = list(), call = sys.call(sys.parent())) {
+  force(call)
   items <- list()
   repeat {
     page <- tr_json(tr_request(

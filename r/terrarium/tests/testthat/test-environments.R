@@ -24,7 +24,7 @@ test_that("curated environments are listed and read by name, `/` and all", {
   expect_s3_class(listed, "tr_environment_list")
   frame <- as.data.frame(listed)
   expect_true("curated/sklearn" %in% frame$name)
-  expect_match(capture.output(print(listed)), "environment versions>", all = FALSE)
+  expect_match(capture.output(print(listed)), "environments>", all = FALSE)
 
   sklearn <- tr_environment("curated/sklearn", workspace = ws_rita)
   expect_s3_class(sklearn, "tr_environment")
@@ -80,6 +80,7 @@ test_that("versions, labels and the latest version are read back", {
   expect_equal(tr_environment("demo", label = "latest", workspace = ws_rita)$version, "2")
   versions <- tr_environment_versions("demo", workspace = ws_rita)
   expect_equal(as.data.frame(versions)$version, c("1", "2"))
+  expect_match(capture.output(print(versions))[[1]], "<terrarium: 2 versions of demo>", fixed = TRUE)
   expect_error(tr_environment("demo", version = "1", label = "latest", workspace = ws_rita),
     class = "terrarium_invalid")
 
@@ -110,6 +111,8 @@ test_that("what does not exist is a not-found condition with the server's messag
   expect_match(conditionMessage(err), "no-such-env")
   expect_match(conditionMessage(err), "not found")
   expect_match(err$subject, "no-such-env")
+  # The condition names the caller's call, as R's own errors do.
+  expect_match(deparse(conditionCall(err)), "^tr_environment\\(")
 
   err <- expect_error(tr_environment("demo", version = "99", workspace = ws_rita),
     class = "terrarium_not_found")
@@ -118,6 +121,8 @@ test_that("what does not exist is a not-found condition with the server's messag
     class = "terrarium_not_found")
   expect_error(tr_unlabel("demo", "never-set", workspace = ws_alice),
     class = "terrarium_not_found")
+  err <- expect_error(tr_environment("", workspace = ws_rita), class = "terrarium_invalid")
+  expect_match(deparse(conditionCall(err)), "^tr_environment\\(")
 })
 
 test_that("an explicit version with other content is a conflict", {
@@ -162,8 +167,7 @@ test_that("a malformed definition is refused, naming the problem", {
   # The server names the value and the type it wanted (not yet the field's path).
   expect_match(conditionMessage(err), '"numpy", expected a sequence', fixed = TRUE)
 
-  expect_equal(tr_environments(search = "broken", workspace = ws_rita), structure(list(),
-    class = "tr_environment_list"))
+  expect_length(tr_environments(search = "broken", workspace = ws_rita), 0)
 })
 
 test_that("files the client cannot send are refused before any request", {
