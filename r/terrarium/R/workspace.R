@@ -132,14 +132,16 @@ tr_json <- function(resp) {
   httr2::resp_body_json(resp, simplifyVector = FALSE)
 }
 
-# Every item of a paged list (`{"items", "total", "limit", "offset"}`).
+# Every item of a paged list (`{"items", "total", "limit", "offset"}`), a page at a time
+# (the server's largest page is 1000; the option `terrarium.page_size` makes it smaller).
 tr_all <- function(workspace, path, query = list(), call = sys.call(sys.parent())) {
   force(call)
+  size <- getOption("terrarium.page_size", 1000)
   items <- list()
   repeat {
     page <- tr_json(tr_request(
       workspace, "GET", path,
-      query = c(query, list(limit = 1000, offset = length(items))),
+      query = c(query, list(limit = size, offset = length(items))),
       call = call
     ))
     items <- c(items, page$items)

@@ -32,6 +32,10 @@ test_that("curated environments are listed and read by name, `/` and all", {
   expect_true("latest" %in% unlist(sklearn$labels))
   expect_equal(tr_environments(search = "SKLEARN", workspace = ws_rita)[[1]]$name,
     "curated/sklearn")
+
+  # Lists come a page at a time: small pages give the same items.
+  withr::local_options(terrarium.page_size = 2)
+  expect_equal(as.data.frame(tr_environments(workspace = ws_rita)), frame)
 })
 
 test_that("a definition file registers as versions: same content, same version", {
@@ -65,6 +69,14 @@ test_that("a definition file registers as versions: same content, same version",
   copy <- tr_register_environment(bare, name = "demo-copy", workspace = ws_alice)
   expect_equal(copy$name, "demo-copy")
   expect_equal(copy$content_hash, v2$content_hash)
+
+  # What `terrarium env show REF --json` prints registers too: its definition.
+  shown_json <- write_file("shown.json",
+    cli("env", "show", "demo:2", "--json", workspace = server_url, token = tokens$rita))
+  from_show <- tr_register_environment(shown_json, name = "demo-from-show", version = "7",
+    workspace = ws_alice)
+  expect_equal(from_show$version, "7")
+  expect_equal(from_show$content_hash, v2$content_hash)
 
   shown <- capture.output(print(v2))
   expect_match(shown[[1]], "<terrarium environment demo:2>")
