@@ -95,29 +95,40 @@ tr_environment_versions <- function(name, workspace = tr_workspace()) {
 
 #' Register an environment from a definition file
 #'
-#' The team server's API takes a definition in Terrarium's JSON form (the fields of the
-#' native YAML). `file` is a JSON file holding such a definition, or an object with a
-#' `definition` member: what `terrarium env validate FILE --json` prints for a conda
-#' `environment.yml`, a `requirements.txt`, an Azure ML or native YAML file, and what
-#' `terrarium env show REF --json` prints for a version. The server checks the definition
-#' with the same rules as the CLI and names the field that is wrong.
+#' Reads a definition in any format Terrarium reads (a conda `environment.yml`, a
+#' `requirements.txt`, an Azure ML v1 folder or v2 YAML, Terrarium's native YAML, a
+#' Dockerfile, ...) and registers it on the server. The server's API takes definitions in
+#' Terrarium's JSON form, so every format but JSON is read by the terrarium CLI
+#' (`terrarium env validate FILE --json`, the one reader of those formats): it is found
+#' through `TERRARIUM_BIN`, else `terrarium` on `PATH`. A `.json` file is sent as it is: a
+#' definition in Terrarium's JSON form, or an object with a `definition` member (what
+#' `terrarium env validate FILE --json` and `terrarium env show REF --json` print).
+#'
+#' A mistake in the file is a `terrarium_invalid` condition naming the file, the line and the
+#' field; what the reader ignores (an unknown key, ...) is a `terrarium_warning`. The server
+#' checks the definition again with the same rules.
 #'
 #' As in Azure ML, the same content as the latest version returns that version; different
 #' content makes the next version. The version is registered without a lock: the first
 #' build or run locks it (`terrarium env lock NAME:VERSION`), and the lock never changes
-#' afterwards.
+#' afterwards. A Dockerfile definition with a build context registers only where the
+#' workspace already has that context (`terrarium env create -f FILE` uploads it).
 #'
-#' @param file A JSON file (see above).
-#' @param name,version,description Override the definition's.
+#' @param file A definition file or folder (see above).
+#' @param format The file's format (`conda`, `requirements`, `native`, `aml-v2`, `aml-v1`,
+#'   `dockerfile`, `conda-prefix`, `venv`); detected when `NULL`.
+#' @param name,version,description Override the definition's. A file without a name (a
+#'   `requirements.txt`, most conda files) needs `name`.
 #' @param tags Override the definition's tags: a named character vector.
 #' @param workspace A [tr_workspace()].
 #' @return The registered `tr_environment`; its attribute `created` is `FALSE` when an
 #'   existing version had the same content.
 #' @export
-tr_register_environment <- function(file, name = NULL, version = NULL, description = NULL,
-                                    tags = NULL, workspace = tr_workspace()) {
+tr_register_environment <- function(file, format = NULL, name = NULL, version = NULL,
+                                    description = NULL, tags = NULL,
+                                    workspace = tr_workspace()) {
   check_workspace(workspace)
-  read <- read_definition_file(file)
+  read <- read_definition_file(file, format)
   definition <- read$definition
   if (!is.null(name)) {
     check_string(name, "name")
@@ -134,56 +145,8 @@ tr_register_environment <- function(file, name = NULL, version = NULL, descripti
   if (!is.null(tags)) {
     definition$tags <- named_object(tags, "tags") %||% structure(list(), names = character())
   }
+  check_build_context(definition, workspace, call = sys.call())
   register_definition(definition, read$source, workspace)
-}
-
-# The definition in a JSON file, and where it came from (`source` of the registration).
-read_definition_file <- function(file, call = sys.call(sys.parent())) {
-  force(call)
-  if (!is.character(file) || length(file) != 1 || is.na(file)) {
-    tr_abort_invalid("`file` must be the path of one file", call = call)
-  }
-  if (!file.exists(file)) {
-    tr_abort_invalid(sprintf("%s: no such file", file), call = call)
-  }
-  if (dir.exists(file)) {
-    tr_abort_invalid(sprintf("%s is a folder, not a definition file", file), call = call)
-  }
-  text <- paste(readLines(file, warn = FALSE, encoding = "UTF-8"), collapse = "\n")
-  parsed <- tryCatch(jsonlite::parse_json(text, simplifyVector = FALSE), error = identity)
-  if (inherits(parsed, "error")) {
-    if (!grepl("^\\s*[[{]", text)) {
-      stop(tr_condition(
-        sprintf(paste(
-          "%s is not JSON: the server takes a definition in Terrarium's JSON form, and reading",
-          "conda, requirements, Azure ML and native YAML files is the CLI's job:",
-          "`terrarium env validate %s --json` prints the definition it reads, which this",
-          "function registers"
-        ), file, file),
-        c("terrarium_unsupported_format", "terrarium_invalid"),
-        code = "invalid",
-        call = call
-      ))
-    }
-    tr_abort_invalid(
-      sprintf("%s is not valid JSON: %s", file, trimws(conditionMessage(parsed))),
-      call = call
-    )
-  }
-  if (!is.list(parsed) || is.null(names(parsed))) {
-    tr_abort_invalid(sprintf(
-      "%s must hold a JSON object: a definition, or an object with a `definition`", file
-    ), call = call)
-  }
-  source <- list(kind = "import", file = file)
-  if (is.list(parsed$definition) && !is.null(names(parsed$definition))) {
-    # `env validate --json` names the file it read and its format; `env show --json` names
-    # neither at the top (its `source` is the original registration's).
-    if (is.character(parsed$file) && length(parsed$file) == 1) source$file <- parsed$file
-    if (is.character(parsed$format) && length(parsed$format) == 1) source$format <- parsed$format
-    parsed <- parsed$definition
-  }
-  list(definition = parsed, source = source)
 }
 
 register_definition <- function(definition, source, workspace, call = sys.call(sys.parent())) {

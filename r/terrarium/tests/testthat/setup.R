@@ -32,6 +32,8 @@ skip_without_server <- function() {
 }
 
 if (!is.null(terrarium_bin)) {
+  # The package reads definition files through this binary too.
+  withr::local_envvar(TERRARIUM_BIN = terrarium_bin, .local_envir = testthat::teardown_env())
   scratch <- normalizePath(tempfile("terrarium-r-tests-"), mustWork = FALSE)
   dir.create(scratch)
   db <- paste0("sqlite://", file.path(scratch, "workspace"))

@@ -182,15 +182,84 @@ test_that("a malformed definition is refused, naming the problem", {
   expect_length(tr_environments(search = "broken", workspace = ws_rita), 0)
 })
 
-test_that("files the client cannot send are refused before any request", {
+test_that("definition files in any format are read by the CLI, naming file, line and field", {
+  skip_without_server()
+  conda <- write_file("direct.yml", conda_file("direct"))
+  direct <- tr_register_environment(conda, workspace = ws_alice)
+  expect_equal(direct$name, "direct")
+  expect_equal(direct$source$format, "conda")
+  expect_equal(direct$source$file, normalizePath(conda))
+  expect_equal(tr_register_environment(validated_json("direct", conda_file("direct")),
+    workspace = ws_alice)$version, direct$version)
+
+  bad <- write_file("bad.yml", c(
+    "name: bad", "channels: [conda-forge]", "dependencies:", "  - python=3.11", "  - pip:",
+    "    - torch ==="
+  ))
+  err <- expect_error(tr_register_environment(bad, workspace = ws_alice),
+    class = "terrarium_invalid")
+  expect_match(conditionMessage(err),
+    "bad.yml:6: field `dependencies[1].pip`: invalid requirement `torch ===`", fixed = TRUE)
+  expect_match(deparse(conditionCall(err)), "^tr_register_environment\\(")
+
+  odd <- write_file("odd.yml", c("name: odd", "channels: [conda-forge]", "colour: green",
+    "dependencies:", "  - python=3.11"))
+  expect_warning(odd_env <- tr_register_environment(odd, workspace = ws_alice),
+    "odd.yml:3: field `colour`: unknown key", class = "terrarium_warning")
+  expect_equal(odd_env$version, "1")
+
+  # A requirements file has no name: the server says so, and `name` gives one.
+  requirements <- write_file("deps.txt", c("numpy==1.26.4", "requests>=2.31"))
+  err <- expect_error(tr_register_environment(requirements, format = "requirements",
+    workspace = ws_alice), class = "terrarium_invalid")
+  expect_match(conditionMessage(err), "name")
+  pip_only <- tr_register_environment(requirements, format = "requirements", name = "pip-only",
+    workspace = ws_alice)
+  expect_equal(pip_only$source$format, "requirements")
+  expect_setequal(vapply(pip_only$definition$python$pip, function(r) r$spec, ""),
+    c("numpy==1.26.4", "requests>=2.31"))
+
+  err <- expect_error(tr_register_environment(requirements, format = "cobol", workspace = ws_alice),
+    class = "terrarium_invalid")
+  expect_match(conditionMessage(err), "cobol")
+})
+
+test_that("a Dockerfile's build context must already be in the workspace", {
+  skip_without_server()
+  context <- file.path(scratch, "web")
+  dir.create(context)
+  writeLines(c("FROM debian:bookworm", "COPY app.py /app.py"), file.path(context, "Dockerfile"))
+  writeLines("print('hi')", file.path(context, "app.py"))
+  dockerfile <- file.path(context, "Dockerfile")
+  err <- expect_error(tr_register_environment(dockerfile, name = "web", workspace = ws_alice),
+    class = "terrarium_invalid")
+  expect_match(conditionMessage(err), "build context sha256:")
+  expect_error(tr_environment("web", workspace = ws_rita), class = "terrarium_not_found")
+
+  # The CLI uploads the context with its registration; then the same file is the same version.
+  cli("env", "create", "-f", dockerfile, "--name", "web", "--no-lock",
+    workspace = server_url, token = tokens$alice)
+  web <- tr_register_environment(dockerfile, name = "web", workspace = ws_alice)
+  expect_equal(web$version, "1")
+  expect_false(attr(web, "created"))
+})
+
+test_that("files the client cannot read are refused before any request", {
+  ws <- tr_workspace("http://127.0.0.1:9")
   yml <- tempfile(fileext = ".yml")
   writeLines(c("name: demo", "dependencies:", "  - numpy"), yml)
-  ws <- tr_workspace("http://127.0.0.1:9")
-  err <- expect_error(tr_register_environment(yml, workspace = ws),
-    class = "terrarium_unsupported_format")
+  withr::with_envvar(c(TERRARIUM_BIN = "", PATH = "/usr/bin:/bin"), {
+    skip_if(nzchar(Sys.which("terrarium")), "a terrarium binary is on /usr/bin or /bin")
+    err <- expect_error(tr_register_environment(yml, workspace = ws),
+      class = "terrarium_unsupported_format")
+  })
   expect_s3_class(err, "terrarium_invalid")
   expect_match(conditionMessage(err), basename(yml), fixed = TRUE)
-  expect_match(conditionMessage(err), "terrarium env validate", fixed = TRUE)
+  expect_match(conditionMessage(err), "TERRARIUM_BIN", fixed = TRUE)
+  withr::with_envvar(c(TERRARIUM_BIN = "/no/such/terrarium"), {
+    expect_error(tr_register_environment(yml, workspace = ws), "/no/such/terrarium",
+      class = "terrarium_invalid")
+  })
 
   broken <- tempfile(fileext = ".json")
   writeLines('{"name": "demo",', broken)
