@@ -22,7 +22,7 @@ from .environment import (
     SparkSection,
 )
 from .errors import ConflictError, DefinitionError, NotFoundError, TerrariumError
-from .run import Experiment, Run, RunFailedError, ScriptRunConfig
+from .run import Experiment, Run, RunConfiguration, RunFailedError, ScriptRunConfig
 from .workspace import Workspace
 
 __version__ = "0.1.0"
@@ -42,6 +42,7 @@ __all__ = [
     "NotFoundError",
     "PythonSection",
     "Run",
+    "RunConfiguration",
     "RunFailedError",
     "ScriptRunConfig",
     "SparkPackage",

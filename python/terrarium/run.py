@@ -52,14 +52,28 @@ class RunFailedError(TerrariumError):
     """A run ended other than ``completed`` (``wait_for_completion(raise_on_error=True)``)."""
 
 
+class RunConfiguration:
+    """Where a run goes and in which environment (Azure ML v1's
+    ``azureml.core.runconfig.RunConfiguration``, its ``target`` and ``environment``)."""
+
+    def __init__(self, target: str = "local", environment: Optional[Environment] = None) -> None:
+        self.target = target
+        self.environment = environment
+
+    def __repr__(self) -> str:
+        return f"RunConfiguration(target={self.target!r}, environment={self.environment!r})"
+
+
 class ScriptRunConfig:
     """What to run, where, and in which environment.
 
     Give ``script`` (run with the environment's ``python``, followed by ``arguments``) or
     ``command`` (a list, or a string split as a shell would). ``source_directory`` is the
     working directory. ``compute_target`` is ``local``, ``container`` or the name of a compute
-    target of the workspace; ``nodes``, ``cpus``, ``gpus``, ``memory`` and ``time`` (or
-    ``max_run_duration_seconds``) are what a job asks of a compute target.
+    target of the workspace; ``nodes``, ``cpus``, ``gpus``, ``memory`` and
+    ``max_run_duration_seconds`` are what a job asks of a compute target, ``base_image`` the
+    base of the image a ``container`` run builds. ``compute_target`` and ``environment`` are
+    kept in ``run_config`` (a :class:`RunConfiguration`), as in Azure ML.
     """
 
     def __init__(
@@ -67,8 +81,8 @@ class ScriptRunConfig:
         source_directory: PathLike = ".",
         script: Optional[str] = None,
         arguments: Optional[Sequence[Any]] = None,
-        run_config: Any = None,
-        compute_target: Any = "local",
+        run_config: Optional[RunConfiguration] = None,
+        compute_target: Any = None,
         environment: Optional[Environment] = None,
         command: Optional[Union[str, Sequence[Any]]] = None,
         max_run_duration_seconds: Optional[int] = None,
@@ -83,25 +97,43 @@ class ScriptRunConfig:
             raise TerrariumError("give script or command, not both")
         if script is None and command is None:
             raise TerrariumError("give script (with arguments) or command")
-        if run_config is not None:
-            environment = environment or getattr(run_config, "environment", None)
-            compute_target = getattr(run_config, "target", None) or compute_target
+        self.run_config = run_config if run_config is not None else RunConfiguration()
+        if compute_target is not None:
+            self.compute_target = compute_target
+        if environment is not None:
+            self.environment = environment
         self.source_directory = str(source_directory)
         self.script = script
         self.arguments = [str(a) for a in arguments or []]
         self.command: Optional[list[str]] = None
         if command is not None:
             self.command = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
-        if hasattr(compute_target, "name") and not isinstance(compute_target, str):
-            compute_target = compute_target.name
-        self.compute_target = str(compute_target or "local")
-        self.environment = environment
         self.max_run_duration_seconds = max_run_duration_seconds
         self.nodes = nodes
         self.cpus = cpus
         self.gpus = gpus
         self.memory = memory
         self.base_image = base_image
+
+    @property
+    def compute_target(self) -> str:
+        """``local``, ``container`` or a compute target's name (``run_config.target``)."""
+        return str(self.run_config.target or "local")
+
+    @compute_target.setter
+    def compute_target(self, value: Any) -> None:
+        # A compute target object (Azure ML's ComputeTarget) is taken by its name.
+        name = value if isinstance(value, str) else getattr(value, "name", value)
+        self.run_config.target = str(name or "local")
+
+    @property
+    def environment(self) -> Optional[Environment]:
+        """The environment (``run_config.environment``)."""
+        return self.run_config.environment
+
+    @environment.setter
+    def environment(self, value: Optional[Environment]) -> None:
+        self.run_config.environment = value
 
     def _argv(self, environment: Environment) -> list[str]:
         if self.command is not None:

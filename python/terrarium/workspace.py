@@ -139,6 +139,11 @@ class Workspace:
             return "postgres"
         return "directory"
 
+    @property
+    def environments(self) -> dict[str, Environment]:
+        """The latest version of every environment, by name (``Environment.list(self)``)."""
+        return Environment.list(self)
+
     def get_details(self) -> dict[str, Any]:
         """A summary: the workspace's name and kind."""
         return {"name": self.name, "kind": self.kind}

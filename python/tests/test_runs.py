@@ -132,3 +132,23 @@ def test_cancel_a_local_run(workspace: Workspace, tmp_path: Path) -> None:
     run.cancel()
     details = run.wait_for_completion(raise_on_error=False)
     assert details["status"] == "Failed" and details["exitCode"] == 143
+
+
+def test_build_an_image_and_read_its_details(
+    workspace: Workspace, uv: str, wheelhouse: Path
+) -> None:
+    from conftest import needed
+
+    base = needed("TERRARIUM_TEST_BASE_IMAGE", "images of pip-only environments need a base image")
+    env = pip_env("imaged", wheelhouse)
+    built = env.build(workspace, base=base)
+    assert built.status == "Succeeded"
+    assert str(built["digest"]).startswith("sha256:")
+    assert [layer["holds"] for layer in built["layers"]][:2] == ["tinyapp (pypi) 1.0", "tinydep (pypi) 1.2"]
+    registered = Environment.get(workspace, "imaged")
+    details = registered.get_image_details(workspace)
+    assert details.image_exist
+    assert details["digest"] == built["digest"]
+    assert details.image == built["output"]
+    # Built already: the same image, at once.
+    assert env.build(workspace, base=base)["digest"] == built["digest"]

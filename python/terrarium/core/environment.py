@@ -1,5 +1,6 @@
 """Azure ML v1's ``azureml.core.environment`` names."""
 
+from ..conda_dependencies import CondaDependencies
 from ..environment import (
     ContainerRegistry,
     DockerImageDetails,
@@ -13,6 +14,7 @@ from ..environment import (
 )
 
 __all__ = [
+    "CondaDependencies",
     "ContainerRegistry",
     "DockerImageDetails",
     "DockerImagePlatform",

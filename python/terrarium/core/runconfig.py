@@ -1,0 +1,5 @@
+"""Azure ML v1's ``azureml.core.runconfig`` names."""
+
+from ..run import RunConfiguration
+
+__all__ = ["RunConfiguration"]
