@@ -4,9 +4,10 @@
 # PyPI (once; kept in the test-tools cache), then `mypy --strict` and pytest.
 #
 # Reads TERRARIUM_BIN (the binary to ship and test; default target/debug/terrarium),
-# TERRARIUM_UV, TERRARIUM_TEST_AML_PYTHON (scripts/test-tools.sh prints them) and
-# TERRARIUM_TEST_POSTGRES (scripts/postgres.sh start DIR prints it). Without one, the tests
-# that need it are skipped with a message, or fail under CI (CI set).
+# TERRARIUM_UV, TERRARIUM_TEST_AML_PYTHON, TERRARIUM_TEST_BASE_IMAGE (scripts/test-tools.sh
+# prints them) and TERRARIUM_TEST_POSTGRES (scripts/postgres.sh start DIR prints it). Without
+# one, the tests that need it are skipped with a message, or fail under CI (CI set).
+# Arguments go to pytest (e.g. -k server).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)

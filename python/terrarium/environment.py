@@ -245,9 +245,13 @@ class Environment:
         return env
 
     @staticmethod
-    def from_pip_requirements(name: str, file_path: PathLike) -> "Environment":
+    def from_pip_requirements(
+        name: str, file_path: PathLike, pip_version: Optional[str] = None
+    ) -> "Environment":
         """A pip-only environment with the requirements of a requirements file (its index
-        options, ``-r`` includes and hashes read by Terrarium)."""
+        options, ``-r`` includes and hashes read by Terrarium). ``pip_version`` is accepted for
+        Azure ML's signature: Terrarium installs with uv, not pip."""
+        del pip_version
         path = Path(file_path)
         answer = Cli(None).json(
             ["env", "validate", str(path), "--format", "requirements", "--json"], definition=path
@@ -259,10 +263,10 @@ class Environment:
         return env
 
     @staticmethod
-    def from_existing_conda_environment(name: str, env_name_or_prefix: str) -> "Environment":
+    def from_existing_conda_environment(name: str, conda_environment_name: str) -> "Environment":
         """An environment with the exact packages of an existing conda environment (a name
-        ``conda env list`` shows, or a prefix directory), read from its ``conda-meta``."""
-        prefix = _conda_prefix(env_name_or_prefix)
+        ``conda env list`` shows, or its prefix directory), read from its ``conda-meta``."""
+        prefix = _conda_prefix(conda_environment_name)
         answer = Cli(None).json(
             ["env", "validate", str(prefix), "--format", "conda-prefix", "--json"],
             definition=prefix,

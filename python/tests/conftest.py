@@ -5,7 +5,8 @@ so that environments lock and build offline.
 Variables read (as the Rust tests do): ``TERRARIUM_BIN`` (default ``target/debug/terrarium``),
 ``TERRARIUM_UV`` (uv; tests that lock are skipped without it), ``TERRARIUM_TEST_POSTGRES``
 (a PostgreSQL URL, ``scripts/postgres.sh start DIR``), ``TERRARIUM_TEST_AML_PYTHON`` (a Python
-with ``azureml-core``); ``scripts/test-tools.sh`` prints them. Under ``CI`` a missing one fails
+with ``azureml-core``), ``TERRARIUM_TEST_BASE_IMAGE`` (a base image with Python);
+``scripts/test-tools.sh`` prints them. Under ``CI`` a missing one fails
 instead of skipping.
 """
 

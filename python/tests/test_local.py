@@ -236,3 +236,43 @@ def test_python_3_9_can_import_the_package() -> None:
         assert "- x" in done.stdout
         return
     pytest.skip("no python3.9 or python3.10 on PATH")
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import terrarium
+
+    missing = []
+    checked = 0
+    for module_info in pkgutil.walk_packages(terrarium.__path__, "terrarium."):
+        module = importlib.import_module(module_info.name)
+        checked += 1
+        if not (module.__doc__ or "").strip():
+            missing.append(module.__name__)
+        public = getattr(module, "__all__", None) or [
+            n for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+            and (inspect.isclass(v) or inspect.isfunction(v))
+        ]
+        for name in public:
+            value = getattr(module, name)
+            if not (inspect.isclass(value) or inspect.isfunction(value)):
+                continue
+            checked += 1
+            if not (value.__doc__ or "").strip():
+                missing.append(f"{module.__name__}.{name}")
+            if inspect.isclass(value):
+                for attr, member in vars(value).items():
+                    if attr.startswith("_"):
+                        continue
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    if inspect.isfunction(member) or isinstance(member, property):
+                        checked += 1
+                        if not (member.__doc__ or "").strip():
+                            missing.append(f"{module.__name__}.{name}.{attr}")
+    assert checked > 150, checked
+    assert not missing, missing
