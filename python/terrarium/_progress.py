@@ -36,6 +36,8 @@ class Progress:
         self.status = ""
         self._started = time.monotonic()
         self._lock = threading.Lock()
+        # The ticker thread and the caller both render: one line at a time.
+        self._render_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._handle: Any = None
@@ -79,11 +81,12 @@ class Progress:
             return
         outcome = "failed" if kind is not None else "done"
         line = f"{self.title}: {outcome} in {time.monotonic() - self._started:.1f}s"
-        if self._handle is not None:
-            self._handle.update({"text/plain": line}, raw=True)
-        elif self._tty:
-            sys.stderr.write("\r\x1b[2K" + line + "\n")
-            sys.stderr.flush()
+        with self._render_lock:
+            if self._handle is not None:
+                self._handle.update({"text/plain": line}, raw=True)
+            elif self._tty:
+                sys.stderr.write("\r\x1b[2K" + line + "\n")
+                sys.stderr.flush()
 
     def _text(self) -> str:
         elapsed = time.monotonic() - self._started
@@ -93,11 +96,12 @@ class Progress:
         return f"{text}: {status}" if status else text
 
     def _render(self) -> None:
-        if self._handle is not None:
-            self._handle.update({"text/plain": self._text()}, raw=True)
-        elif self._tty:
-            sys.stderr.write("\r\x1b[2K" + self._text()[:200])
-            sys.stderr.flush()
+        with self._render_lock:
+            if self._handle is not None:
+                self._handle.update({"text/plain": self._text()}, raw=True)
+            elif self._tty:
+                sys.stderr.write("\r\x1b[2K" + self._text()[:200])
+                sys.stderr.flush()
 
     def _tick(self) -> None:
         while not self._stop.wait(0.25 if self._tty else 1.0):

@@ -213,6 +213,9 @@ class Environment:
         self.asset_id: Optional[str] = None
         self._extra: dict[str, Any] = {}
         self._record: Optional[dict[str, Any]] = None
+        # The files this object had when it came from a workspace: changed since, it is a
+        # draft again, registered before it is used.
+        self._snapshot: Optional[dict[str, str]] = None
 
     # -- what the workspace says -------------------------------------------------------------
 
@@ -334,6 +337,7 @@ class Environment:
         env.version = None
         env.asset_id = None
         env._record = None
+        env._snapshot = None
         return env
 
     def save_to_directory(self, path: PathLike, overwrite: bool = False) -> None:
@@ -430,8 +434,9 @@ class Environment:
             workspace._backend.set_label(name, version, label)
 
     def _registered(self, workspace: "Workspace") -> "Environment":
-        """This version in the workspace, registering it first when it has no version."""
-        if self.version is not None and self._record is not None:
+        """This version in the workspace: the object as it came from the workspace, else
+        registered now (a changed object with a version set raises ConflictError)."""
+        if self._record is not None and self._snapshot == self._files():
             return self
         return self.register(workspace)
 

@@ -73,6 +73,8 @@ class Workspace:
         _config: Optional[Path] = None,
     ) -> None:
         location = None if path is None else os.fspath(path)
+        if token is None and location is not None and is_server_url(location):
+            token = os.environ.get(TERRARIUM_TOKEN) or _read_config(_config_path())[1]
         extra_env = {TERRARIUM_CONFIG: str(_config)} if _config is not None else {}
         if location is not None and not (is_server_url(location) or is_database_url(location)):
             location = str(Path(location).expanduser().absolute())
@@ -93,8 +95,6 @@ class Workspace:
                 f"`{_redact(url)}` is not a server or database URL",
                 hint="give https://HOST:PORT or postgres://USER@HOST/DB; Workspace(path) opens a directory",
             )
-        if token is None and is_server_url(url):
-            token = os.environ.get(TERRARIUM_TOKEN) or _read_config(_config_path())[1]
         return cls(url, token=token)
 
     @classmethod
@@ -250,6 +250,7 @@ class _Backend:
         env.name = record["name"]
         env.version = record["version"]
         env._record = record
+        env._snapshot = env._files()
         return env
 
     def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:

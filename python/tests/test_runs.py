@@ -152,3 +152,29 @@ def test_build_an_image_and_read_its_details(
     assert details.image == built["output"]
     # Built already: the same image, at once.
     assert env.build(workspace, base=base)["digest"] == built["digest"]
+
+
+def test_a_changed_environment_is_registered_before_it_runs(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    from terrarium import ConflictError
+
+    user_managed("mine").register(workspace)
+    got = Environment.get(workspace, "mine")
+    experiment = Experiment(workspace, "changes")
+    config = ScriptRunConfig(
+        source_directory=str(tmp_path),
+        command=[sys.executable, "-c", "import os; print('mode', os.environ['MODE'])"],
+        environment=got,
+    )
+    # Unchanged, it runs as the version it is; changed, it would be another version.
+    got.environment_variables = {"MODE": "first"}
+    with pytest.raises(ConflictError):
+        experiment.submit(config)
+    got.version = None
+    run = experiment.submit(config)
+    assert run.wait_for_completion()["environment"] == {"name": "mine", "version": "2"}
+    assert "mode first" in run.get_logs()
+    second = Environment.get(workspace, "mine", version="2")
+    config.environment = second
+    assert experiment.submit(config).wait_for_completion()["environment"]["version"] == "2"
