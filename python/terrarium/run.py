@@ -390,20 +390,24 @@ class Run:
             self._log_shown = len(text)
 
     def cancel(self) -> None:
-        """Stop the run. A job on a compute target is cancelled through its engine; a local
-        run started by this process has its command stopped (SIGTERM), and is then recorded
-        as ended by that signal."""
+        """Stop the run (``terrarium runs cancel``): a job through its engine, a run on this
+        machine by stopping its program. Returns once the run has ended."""
         record = self._record or self._refresh()
-        if record.get("job"):
-            self.workspace._cli.run(["runs", "cancel", self.id])
+        if str(record.get("state")) in _FINAL:
             return
-        if self._process is None:
-            if str(record.get("state")) in _FINAL:
-                return
-            raise TerrariumError(
-                f"run {self.id} runs on {record.get('target')} and was not started by this process",
-                hint="stop it where it runs; the CLI cancels only jobs on compute targets",
-            )
+        try:
+            self.workspace._cli.run(["runs", "cancel", self.id])
+        except TerrariumError as err:
+            # A CLI that cancels only jobs on compute targets: stop the program this process
+            # started (it is then recorded as ended by SIGTERM, not as cancelled).
+            if record.get("job") or "compute target" not in str(err) or self._process is None:
+                raise
+            self._terminate()
+        if self._process is not None:
+            self._process.wait()
+
+    def _terminate(self) -> None:
+        assert self._process is not None
         if self._process.poll() is not None:
             return
         for pid in _descendants(self._process.pid):

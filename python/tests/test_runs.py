@@ -131,7 +131,11 @@ def test_cancel_a_local_run(workspace: Workspace, tmp_path: Path) -> None:
         time.sleep(0.05)
     run.cancel()
     details = run.wait_for_completion(raise_on_error=False)
-    assert details["status"] == "Failed" and details["exitCode"] == 143
+    # `runs cancel` of a local run records it cancelled; a CLI that cancels only jobs leaves the
+    # SDK to stop the program, and the run ends by SIGTERM.
+    assert details["status"] == "Canceled" or (
+        details["status"] == "Failed" and details["exitCode"] == 143
+    ), details
 
 
 def test_build_an_image_and_read_its_details(
