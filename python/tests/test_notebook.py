@@ -56,3 +56,5 @@ def test_the_environments_notebook_runs(
     assert "curated/python-minimal" in everything
     assert "[5.5, 10.5]" in everything, "the service scored"
     assert "'production'" in everything
+    # Long calls show their progress as a display the kernel updates, last with its outcome.
+    assert "building myenv:1: done in" in everything
