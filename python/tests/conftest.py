@@ -29,11 +29,12 @@ MAKE_WHEEL = REPO / "crates" / "terrarium" / "tests" / "fixtures" / "make_wheel.
 BACKENDS = ["local", "server-sqlite", "server-postgres", "postgres"]
 
 
-def needed(variable: str, why: str) -> str:
-    """The value of ``variable``; skips the test without it (fails under CI)."""
+def needed(variable: str, why: str, source: str = "scripts/test-tools.sh") -> str:
+    """The value of ``variable``; skips the test without it (fails under CI). ``source``
+    says what prints it."""
     value = os.environ.get(variable)
     if not value:
-        message = f"{variable} is not set: {why} (scripts/test-tools.sh prints it)"
+        message = f"{variable} is not set: {why} ({source} prints it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -139,7 +140,11 @@ def admin_token(binary: str, db: str) -> str:
 
 def postgres_database(prefix: str) -> str:
     """A fresh database on ``$TERRARIUM_TEST_POSTGRES``."""
-    url = needed("TERRARIUM_TEST_POSTGRES", "the PostgreSQL backends need a server")
+    url = needed(
+        "TERRARIUM_TEST_POSTGRES",
+        "the PostgreSQL backends need a server",
+        "scripts/postgres.sh start DIR",
+    )
     name = f"{prefix}_{os.getpid()}_{time.time_ns() % 1_000_000_000}"
     psql = shutil.which("psql")
     if psql is None:
