@@ -193,9 +193,30 @@ where
             if let Some(field) = find_nul(&value, &mut Vec::new()) {
                 return Err(nul_error(&field));
             }
-            serde_json::from_value(value).map(ApiJson).map_err(|err| {
-                ApiError::invalid(format!("Failed to deserialize the JSON body: {err}"))
-            })
+            // A key the body's type does not have is refused, wherever it is, rather than
+            // dropped: a misspelled `dependencies` must not register an empty environment.
+            let mut ignored = Vec::new();
+            let mut note = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
+            let parsed: Result<T, _> = serde_path_to_error::deserialize(
+                serde_ignored::Deserializer::new(value, &mut note),
+            );
+            let parsed = parsed.map_err(|err| {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                if path == "." {
+                    ApiError::invalid(format!("Failed to deserialize the JSON body: {inner}"))
+                } else {
+                    ApiError::invalid(format!(
+                        "Failed to deserialize the JSON body: field `{path}`: {inner}"
+                    ))
+                }
+            })?;
+            if let Some(path) = ignored.first() {
+                return Err(ApiError::invalid(format!(
+                    "Failed to deserialize the JSON body: unknown field `{path}`"
+                )));
+            }
+            Ok(ApiJson(parsed))
         })
         .await
         .map_err(|err| ApiError::internal(format!("request task failed: {err}")))?

@@ -543,3 +543,50 @@ fn the_web_ui_shows_compute_targets_and_job_states() {
     }
     assert!(!run.contains("<b>Resources"), "{run}");
 }
+
+#[test]
+fn unknown_and_mistyped_fields_in_a_body_are_refused_by_path() {
+    let server = TestServer::start();
+    // A misspelled key, and a conda file's keys sent as they are: refused, not dropped (which
+    // would register an empty environment).
+    for (definition, field) in [
+        (json!({"name": "x", "pyhton": {}}), "definition.pyhton"),
+        (
+            json!({"name": "x", "channels": ["conda-forge"], "dependencies": ["numpy"]}),
+            "definition.channels",
+        ),
+    ] {
+        let (status, answer) = server.call(
+            "POST",
+            "/api/v1/environments",
+            &server.alice,
+            Some(json!({ "definition": definition })),
+        );
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer
+                .to_string()
+                .contains(&format!("unknown field `{field}`")),
+            "{answer}"
+        );
+    }
+    let (status, answer) = server.call(
+        "POST",
+        "/api/v1/environments",
+        &server.alice,
+        Some(json!({"definition": {"name": "x", "environment_variables": "A=1"}})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains("field `definition.environment_variables`"),
+        "{answer}"
+    );
+    assert!(server
+        .store
+        .list(true)
+        .unwrap()
+        .iter()
+        .all(|v| v.name != "x"));
+}
