@@ -17,6 +17,16 @@ use std::path::{Path, PathBuf};
 
 use crate::{ComputeError, OptionSpec, Target, NO_PREFIX_EXIT};
 
+/// How long an engine may not answer a follower before the run is given up as lost.
+pub const DEFAULT_LOST_AFTER: &str = "10m";
+
+pub const LOST_AFTER: OptionSpec = OptionSpec {
+    key: "lost_after",
+    help: "how long the engine may not answer `runs wait` or an attached `run` before the run is recorded as lost (default: 10m)",
+    required: false,
+    check: |v| crate::resources::parse_duration(v).map(|_| ()),
+};
+
 /// The default node cache: a per-user directory on each node's own disk.
 pub const DEFAULT_NODE_CACHE: &str = "/var/tmp/terrarium-node-cache";
 
@@ -74,6 +84,12 @@ impl Target {
     /// Where this target's nodes build environments from packs.
     pub fn node_cache(&self) -> PathBuf {
         PathBuf::from(self.option("node_cache").unwrap_or(DEFAULT_NODE_CACHE))
+    }
+
+    /// How long the engine may not answer a follower before its run is lost.
+    pub fn lost_after(&self) -> std::time::Duration {
+        let text = self.option("lost_after").unwrap_or(DEFAULT_LOST_AFTER);
+        std::time::Duration::from_secs(crate::resources::parse_duration(text).unwrap_or(600))
     }
 
     /// One line saying how environments reach the nodes, for `compute show`.

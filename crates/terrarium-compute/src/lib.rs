@@ -11,6 +11,7 @@
 
 pub mod delivery;
 pub mod error;
+pub mod local;
 pub mod ray;
 pub mod resources;
 pub mod runs;

@@ -95,6 +95,45 @@ pub fn refresh(store: &dyn Store, run: RunRecord) -> Result<RunRecord, ComputeEr
     record(store, &run, &status)
 }
 
+/// Like [`refresh`], for a follower that asks again and again: while the engine does not
+/// answer, the run stays as it is, until it has not answered for the target's `lost_after`;
+/// then the run is recorded as lost, with what the engine last failed with as its reason.
+/// `silent_since` is when the engine stopped answering this follower (kept between calls).
+pub fn refresh_following(
+    store: &dyn Store,
+    run: RunRecord,
+    silent_since: &mut Option<std::time::Instant>,
+) -> Result<RunRecord, ComputeError> {
+    let err = match refresh(store, run.clone()) {
+        Ok(run) => {
+            *silent_since = None;
+            return Ok(run);
+        }
+        Err(err @ (ComputeError::Unreachable { .. } | ComputeError::Engine { .. })) => err,
+        Err(err) => return Err(err),
+    };
+    let since = *silent_since.get_or_insert_with(std::time::Instant::now);
+    let lost_after = match store.get_compute(&run.target) {
+        Ok(record) => target(&record)?.lost_after(),
+        Err(_) => std::time::Duration::ZERO,
+    };
+    if since.elapsed() < lost_after {
+        return Ok(run);
+    }
+    let status = JobStatus {
+        state: RunState::Lost,
+        exit_code: None,
+        started_at: None,
+        finished_at: None,
+        nodes: Vec::new(),
+        reason: Some(format!(
+            "the engine did not answer for {} s: {err}",
+            since.elapsed().as_secs()
+        )),
+    };
+    record(store, &run, &status)
+}
+
 /// Record what the engine said, when it changes anything.
 pub fn record(
     store: &dyn Store,

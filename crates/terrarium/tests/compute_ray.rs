@@ -374,3 +374,101 @@ fn with_delivery_pack_the_ray_node_builds_from_the_pack() {
         out.stdout
     );
 }
+
+/// A Ray head of the test's own, killed mid-job: `runs wait` does not hang, and once the head
+/// has not answered for the target's `lost_after` the run is lost, saying why.
+#[test]
+fn a_ray_head_killed_mid_job_gives_lost_with_the_reason() {
+    let Some(shared) = ray_address() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&shared, &["alpha==1.0"]);
+    let dir = cx.path("own-ray");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ray.sh");
+    let started = std::process::Command::new(&script)
+        .arg("start")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    struct Stop(std::path::PathBuf, std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&self.0)
+                .arg("stop")
+                .arg(&self.1)
+                .status();
+        }
+    }
+    let _stop = Stop(script.clone(), dir.clone());
+    let exports = String::from_utf8_lossy(&started.stdout).to_string();
+    let address = exports
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("TERRARIUM_TEST_RAY_ADDRESS="))
+        .unwrap()
+        .to_string();
+    cx.run(&[
+        "compute",
+        "add",
+        "own",
+        "--kind",
+        "ray",
+        "--set",
+        &format!("address={address}"),
+        "--set",
+        &format!("token_file={}", dir.join("token").display()),
+        "--set",
+        "lost_after=3s",
+    ])
+    .success();
+    let id = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "own",
+            "--detach",
+            "--",
+            "python",
+            "-c",
+            "import time; print('started', flush=True); time.sleep(600)",
+        ],
+    )
+    .success()
+    .stdout
+    .trim()
+    .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+        if shown["state"] == "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // The head dies at once, as on a crash: every process of its session, killed.
+    let pid = std::fs::read_to_string(dir.join("ray.pid")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", pid.trim())])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let waited = cx.run(&["runs", "wait", &id]);
+    assert_ne!(waited.code, 0, "{}", waited.stderr);
+    assert!(
+        waited.stderr.contains("does not answer"),
+        "{}",
+        waited.stderr
+    );
+    let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(shown["state"], "lost", "{shown}");
+    let reason = shown["job"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("did not answer") && reason.contains(&address),
+        "{shown}"
+    );
+}

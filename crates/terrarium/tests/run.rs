@@ -777,3 +777,91 @@ fn secrets_are_masked_in_the_local_log_as_it_is_written() {
         "{stored}"
     );
 }
+
+/// Local runs are followed, waited for and cancelled like jobs on compute targets; a run whose
+/// `terrarium run` process died is recorded as lost, not left running.
+#[test]
+fn local_runs_are_waited_for_followed_cancelled_and_lost() {
+    if !uv_available() {
+        return;
+    }
+    let cx = TestContext::new();
+    let wheels = wheelhouse(&cx);
+    let file = cx.write("env.yml", pip_env("loc", &wheels, &["beta==2.0"]));
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    let program = "import time; print('started', flush=True); time.sleep(120)";
+    let start = || {
+        // Returned to the caller, which waits for it.
+        #[allow(clippy::zombie_processes)]
+        let mut child = cx
+            .command()
+            .args(["run", "--env", "loc", "--", "python", "-c", program])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The newest run, once its program has printed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let runs = cx.run(&["runs", "list", "--json"]).success().json();
+            if let Some(id) = runs[0]["id"].as_str() {
+                let log = cx.workspace().join("runs").join(format!("{id}.log"));
+                if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("started")) {
+                    return (child, id.to_string());
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the run did not start: {runs}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    // Cancelled: the program stops, the run says so, and `runs wait` exits non-zero.
+    let (mut child, id) = start();
+    let out = cx.run(&["runs", "cancel", &id]).success();
+    assert!(out.stderr.contains("cancelled"), "{}", out.stderr);
+    assert!(!child.wait().unwrap().success());
+    let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    assert_ne!(cx.run(&["runs", "wait", &id]).code, 0);
+    let followed = cx.run(&["runs", "logs", &id, "--follow"]);
+    assert!(followed.stdout.contains("started"), "{}", followed.stdout);
+
+    // Its `terrarium run` killed: the run is lost, and nothing waits for ever.
+    let (mut child, id) = start();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its program lives on; stop it too.
+    let pid = cx.workspace().join("runs").join(format!("{id}.pid"));
+    let pid = std::fs::read_to_string(pid).unwrap();
+    Command::new("kill").arg(pid.trim()).status().unwrap();
+    let waited = cx.run(&["runs", "wait", &id]);
+    assert_ne!(waited.code, 0);
+    assert!(
+        waited.stderr.contains("ended without recording"),
+        "{}",
+        waited.stderr
+    );
+    let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(shown["state"], "lost", "{shown}");
+
+    // A run that ended: `runs wait` gives its exit code at once.
+    let done = cx.run(&[
+        "run",
+        "--env",
+        "loc",
+        "--",
+        "python",
+        "-c",
+        "raise SystemExit(4)",
+    ]);
+    assert_eq!(done.code, 4);
+    let id = cx.run(&["runs", "list", "--json"]).success().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(cx.run(&["runs", "wait", &id]).code, 4);
+}

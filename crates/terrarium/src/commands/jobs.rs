@@ -292,19 +292,37 @@ pub fn follow(
     let interval = logs.as_ref().map_or(STATE_EVERY, |(engine, _)| {
         engine.log_interval().min(STATE_EVERY)
     });
+    // An engine that does not answer (a Ray head that died) keeps no logs to read: what was
+    // copied so far is printed, and the state decides when to stop.
     let read_logs = || -> Result<Vec<terrarium_compute::TaskLog>> {
         match &logs {
-            Some((engine, dir)) => engine.logs(dir).map_err(compute_error),
+            Some((engine, dir)) => match engine.logs(dir) {
+                Ok(logs) => Ok(logs),
+                Err(
+                    terrarium_compute::ComputeError::Unreachable { .. }
+                    | terrarium_compute::ComputeError::Engine { .. },
+                ) => Ok(Vec::new()),
+                Err(err) => Err(compute_error(err)),
+            },
             None => Ok(Vec::new()),
         }
     };
     let mut tails = Tails::default();
     let mut last_state = None;
     let mut asked = std::time::Instant::now() - STATE_EVERY;
+    let mut silent_since = None;
+    let mut warned = false;
     loop {
         if asked.elapsed() >= STATE_EVERY {
-            run = runs::refresh(store, run).map_err(compute_error)?;
+            run = runs::refresh_following(store, run, &mut silent_since).map_err(compute_error)?;
             asked = std::time::Instant::now();
+            if silent_since.is_some() && !warned && !run.state.is_final() {
+                printer::warn(&format!(
+                    "run {}: the engine of target `{}` does not answer; waiting (the target's `lost_after` says how long)",
+                    run.id, run.target
+                ));
+                warned = true;
+            }
         }
         if print {
             tails.print(&read_logs()?, false)?;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use terrarium_compute::local;
 use terrarium_store::RunRecord;
 
 use super::Context;
@@ -164,8 +165,11 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     // stream is masked as it is copied.
     let secrets = environments::secret_values(&record);
     let log = create_log(&log_path)?;
+    // Held while the program runs: `runs wait|cancel|logs --follow` find the run through it.
+    let running = local::Running::start(local::RunFiles::new(&logs, &id)?)?;
     let code = match command.spawn() {
         Ok(mut child) => {
+            running.started(child.id())?;
             let log = Arc::new(Mutex::new(log));
             let out = child
                 .stdout
@@ -204,8 +208,24 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         }
         Err(err) => printer::warn(&format!("cannot read {}: {err}", log_path.display())),
     }
-    store.finish_run(&id, &terrarium_store::now(), code)?;
-    printer::status(&format!("run {id} finished with exit code {code}"));
+    if running.cancelled() {
+        store.update_run(
+            &id,
+            &terrarium_store::RunUpdate {
+                state: terrarium_store::RunState::Cancelled,
+                started_at: None,
+                finished_at: Some(terrarium_store::now()),
+                exit_code: Some(code),
+                node_list: None,
+                reason: None,
+            },
+        )?;
+        printer::status(&format!("run {id} cancelled (exit code {code})"));
+    } else {
+        store.finish_run(&id, &terrarium_store::now(), code)?;
+        printer::status(&format!("run {id} finished with exit code {code}"));
+    }
+    drop(running);
     drop(env);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

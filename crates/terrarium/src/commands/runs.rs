@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
+use terrarium_compute::local;
+use terrarium_store::{RunRecord, RunState, RunUpdate, Store};
+
 use super::Context;
 use crate::printer::{self, user_error};
 
@@ -16,9 +19,9 @@ pub enum RunsCommand {
     Show(ShowArgs),
     /// A run's saved output; for a job on a compute target, each task's.
     Logs(LogsArgs),
-    /// Wait for a run on a compute target to end; exits with its exit code.
+    /// Wait for a run to end; exits with its exit code.
     Wait(WaitArgs),
-    /// Cancel a run on a compute target.
+    /// Cancel a run: its job on a compute target, or its program on this machine.
     Cancel(CancelArgs),
 }
 
@@ -127,15 +130,24 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Logs(args) if args.follow => {
-            let run = job_run(store.as_ref(), &args.id, "--follow")?;
+            let run = store.get_run(&args.id)?;
+            if run.job.is_none() {
+                return follow_local(context, store.as_ref(), run, true);
+            }
             return super::jobs::follow(context, store.as_ref(), run, true);
         }
         RunsCommand::Wait(args) => {
-            let run = job_run(store.as_ref(), &args.id, "runs wait")?;
+            let run = store.get_run(&args.id)?;
+            if run.job.is_none() {
+                return follow_local(context, store.as_ref(), run, false);
+            }
             return super::jobs::follow(context, store.as_ref(), run, false);
         }
         RunsCommand::Cancel(args) => {
-            let run = job_run(store.as_ref(), &args.id, "runs cancel")?;
+            let run = store.get_run(&args.id)?;
+            if run.job.is_none() {
+                return cancel_local(context, store.as_ref(), run);
+            }
             let run = refresh(store.as_ref(), run)?;
             if run.state.is_final() {
                 printer::status(&format!(
@@ -146,7 +158,9 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let record = store.get_compute(&run.target)?;
-            let job = run.job.as_ref().expect("job_run returns jobs");
+            let Some(job) = run.job.as_ref() else {
+                unreachable!("local runs are cancelled above")
+            };
             terrarium_compute::runs::target(&record)
                 .and_then(|t| t.engine())
                 .and_then(|e| e.cancel(&job.job_id))
@@ -215,18 +229,113 @@ fn refresh(
     terrarium_compute::runs::refresh(store, run).map_err(anyhow::Error::new)
 }
 
-/// The run `id`, which must be a job on a compute target for `what`.
-fn job_run(
-    store: &dyn terrarium_store::Store,
-    id: &str,
-    what: &str,
-) -> Result<terrarium_store::RunRecord> {
-    let run = store.get_run(id)?;
-    if run.job.is_none() {
+/// Follow a run on this machine (`local`, `container`) to its end, printing its output as it
+/// grows when `print` is set. A run whose `terrarium run` process ended without recording its
+/// end is recorded as lost.
+fn follow_local(
+    context: &Context,
+    store: &dyn Store,
+    mut run: RunRecord,
+    print: bool,
+) -> Result<ExitCode> {
+    let files = local::RunFiles::new(&context.runs_dir()?, &run.id).map_err(anyhow::Error::new)?;
+    let mut printed = 0;
+    let mut warned = false;
+    loop {
+        // Asked before the record is read: a process that has let go of its log recorded its
+        // end first.
+        let live = local::liveness(&files);
+        run = store.get_run(&run.id)?;
+        let end = run.state.is_final() || live == local::Liveness::Ended;
+        if print {
+            printed = print_new(&files.log, printed, end)?;
+        }
+        if run.state.is_final() {
+            break;
+        }
+        match live {
+            local::Liveness::Ended => {
+                run = store.update_run(
+                    &run.id,
+                    &RunUpdate {
+                        state: RunState::Lost,
+                        started_at: None,
+                        finished_at: Some(terrarium_store::now()),
+                        exit_code: None,
+                        node_list: None,
+                        reason: None,
+                    },
+                )?;
+                printer::warn(&format!(
+                    "run {}: the `terrarium run` process that ran it ended without recording its end",
+                    run.id
+                ));
+                break;
+            }
+            local::Liveness::Elsewhere if !warned => {
+                printer::warn(&format!(
+                    "run {} was started on another machine: waiting for it to record its end",
+                    run.id
+                ));
+                warned = true;
+            }
+            _ => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    printer::status(&format!("run {}: {}", run.id, super::jobs::describe(&run)));
+    let code = match (run.state, run.exit_code) {
+        (RunState::Completed, _) => 0,
+        (_, Some(code)) if code != 0 => code,
+        _ => 1,
+    };
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Print what `log` gained past `from`: whole lines only, unless this is the `end`.
+fn print_new(log: &std::path::Path, from: u64, end: bool) -> Result<u64> {
+    use std::io::{Read, Seek, Write};
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return Ok(from);
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len <= from {
+        return Ok(from);
+    }
+    file.seek(std::io::SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.take(len - from).read_to_end(&mut bytes)?;
+    let upto = match bytes.iter().rposition(|&b| b == b'\n') {
+        _ if end => bytes.len(),
+        Some(at) => at + 1,
+        None => return Ok(from),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes[..upto])?;
+    out.flush()?;
+    Ok(from + upto as u64)
+}
+
+/// Cancel a run on this machine: its program is asked to stop (SIGTERM), and its `terrarium
+/// run` records it as cancelled.
+fn cancel_local(context: &Context, store: &dyn Store, run: RunRecord) -> Result<ExitCode> {
+    if run.state.is_final() {
+        printer::status(&format!(
+            "run {} has already ended: {}",
+            run.id,
+            super::jobs::describe(&run)
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let files = local::RunFiles::new(&context.runs_dir()?, &run.id).map_err(anyhow::Error::new)?;
+    if local::liveness(&files) == local::Liveness::Elsewhere {
         return Err(user_error(
-            format!("run {id} ran on `{}`, not on a compute target: {what} is for jobs on compute targets", run.target),
-            Some("`terrarium runs logs ID` prints a local run's output"),
+            format!("run {} was started on another machine", run.id),
+            Some("cancel it there: Ctrl-C where it runs, or `terrarium runs cancel ID` on that machine"),
         ));
     }
-    Ok(run)
+    if local::cancel(&files).map_err(anyhow::Error::new)? {
+        printer::status(&format!("run {}: asked its program to stop", run.id));
+    }
+    follow_local(context, store, run, false).map(|_| ExitCode::SUCCESS)
 }
