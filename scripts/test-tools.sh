@@ -83,6 +83,13 @@ if ! command -v runc >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc >&2
 fi
 
+# Debian's R with httr2, jsonlite and testthat, for the R client's tests (r/run-tests.sh).
+if ! Rscript -e 'for (p in c("httr2", "jsonlite", "testthat")) if (!requireNamespace(p, quietly = TRUE)) quit(status = 1)' >/dev/null 2>&1; then
+    echo "installing r-base-core, r-cran-httr2, r-cran-jsonlite and r-cran-testthat from Debian" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends r-base-core r-cran-httr2 r-cran-jsonlite r-cran-testthat >&2
+fi
+
 echo "export TERRARIUM_TEST_BASE_IMAGE=oci:$base:bookworm"
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
 echo "export TERRARIUM_TEST_SCHEMATHESIS=$st/bin/schemathesis"
