@@ -157,7 +157,8 @@ pub fn ship_program(program: &Path, dir: &Path, name: &str) -> Result<PathBuf, C
 
 /// The `bash -c` script each task runs its command (`"$@"`) through. It makes sure
 /// `$TERRARIUM_PREFIX` holds the environment of the lock `$TERRARIUM_LOCK_HASH` on this node,
-/// building it from the pack first with delivery=pack, then runs the command holding the
+/// building it from the pack first with delivery=pack (what the build says is shown only when it
+/// fails, so that the job's output is the command's), then runs the command holding the
 /// prefix's in-use lock. When the prefix is not the lock's, it says so and exits
 /// [`NO_PREFIX_EXIT`], running nothing.
 pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>) -> String {
@@ -172,7 +173,7 @@ pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>
             .map(|uv| format!(" TERRARIUM_UV={}", q(uv)))
             .unwrap_or_default();
         script.push_str(&format!(
-            "{check} || TERRARIUM_CACHE_DIR={}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" </dev/null >/dev/null || {{ echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
+            "{check} || built=$(TERRARIUM_CACHE_DIR={}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" 2>&1 </dev/null >/dev/null) || {{ echo \"$built\" >&2; echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
             q(&source.node_cache),
             q(&source.terrarium),
             q(&source.pack),

@@ -4,7 +4,11 @@
 
 mod common;
 
+#[path = "common/conda_channel.rs"]
+mod conda_channel;
+
 use common::{make_wheels, uv_available, TestContext};
+use conda_channel::{make_channel, Package};
 
 fn slurm_conf() -> Option<String> {
     let conf = std::env::var("TERRARIUM_TEST_SLURM_CONF").ok();
@@ -414,4 +418,60 @@ fn with_delivery_pack_each_node_builds_from_the_pack_once() {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A conda environment (from a local channel the test writes) runs on Slurm with either
+/// delivery: built in the shared cache, or on the node from its pack.
+#[test]
+fn a_conda_environment_runs_on_slurm_with_either_delivery() {
+    let Some(conf) = slurm_conf() else { return };
+    let cx = TestContext::new();
+    let channel = make_channel(
+        &cx.path("channel"),
+        &[
+            Package { name: "libbeta", version: "1.0", depends: &[], files: &[("share/libbeta/VERSION", "1.0\n", false)] },
+            Package {
+                name: "tool",
+                version: "1.0",
+                depends: &["libbeta"],
+                files: &[("bin/tool", "#!/bin/sh\necho \"tool 1.0 with libbeta $(cat \"$CONDA_PREFIX/share/libbeta/VERSION\")\"\n", true)],
+            },
+        ],
+    );
+    let file = cx.write(
+        "environment.yml",
+        format!(
+            "name: tools\nchannels:\n  - file://{}\ndependencies:\n  - tool\n",
+            channel.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    for (name, delivery) in [("shared", "shared"), ("packed", "pack")] {
+        cx.run(&[
+            "compute",
+            "add",
+            name,
+            "--kind",
+            "slurm",
+            "--set",
+            &format!("conf={conf}"),
+            "--set",
+            &format!("delivery={delivery}"),
+            "--set",
+            &format!("cache={}", cx.path(&format!("{name}-cache")).display()),
+            "--set",
+            &format!("node_cache={}", cx.path(&format!("{name}-node")).display()),
+        ])
+        .success();
+        let out = cx.run(&["run", "--env", "tools", "--target", name, "--", "tool"]);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("tool 1.0 with libbeta 1.0"),
+            "{delivery}: {}",
+            out.stdout
+        );
+    }
+    // With the pack, the environment was built on the node, not in the shared cache.
+    assert!(cx.path("packed-node").join("envs").is_dir());
+    assert!(!cx.path("packed-cache").join("envs").exists());
 }
