@@ -1,4 +1,5 @@
-//! Every environment variable Terrarium reads, in one place.
+//! Every environment variable Terrarium reads, in one place, and the one it sets for the
+//! programs it runs.
 
 /// The workspace to use: a directory, `postgres://...`, or a server `https://host:port`. Same
 /// as `--workspace`.
@@ -39,3 +40,15 @@ pub const TERRARIUM_CONFIG: &str = "TERRARIUM_CONFIG";
 /// The statically linked service front a deployment's image carries (`scripts/build-front.sh`),
 /// when `image build --front` is not given. Defaults to `terrarium-serve` next to `terrarium`.
 pub const TERRARIUM_FRONT: &str = "TERRARIUM_FRONT";
+
+/// `json`: after an error's text for people, print it once more for programs, as the last
+/// line of stderr: `{"error":{"code":...,"message":...,"causes":[...],"hint":...,
+/// "location":{"file":...,"line":...,"field":...}}}` (hint and location only when known).
+/// `code` is `not_found`, `conflict`, `curated`, `referenced`, `archived`,
+/// `invalid_definition` (with the location), `invalid` or `failure`, or a team server's own
+/// code for a refusal (`unauthorized`, `forbidden`, ...). The Python SDK sets it.
+pub const TERRARIUM_ERRORS: &str = "TERRARIUM_ERRORS";
+
+/// Set, not read: the run's id, in the environment of the program `terrarium run` runs (on
+/// this machine, in a container, or as a job on a compute target).
+pub const TERRARIUM_RUN_ID: &str = "TERRARIUM_RUN_ID";

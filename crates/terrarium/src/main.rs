@@ -64,7 +64,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    printer::exit_quietly_on_closed_stdout();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return printer::report_usage(&err),
+    };
     let context = commands::Context {
         workspace: cli.workspace,
     };

@@ -1,10 +1,18 @@
 //! Output: data to stdout, status, warnings and errors to stderr.
+//!
+//! An error is printed for people (`error: ...`, `Caused by: ...`, `hint: ...`) and, when
+//! `TERRARIUM_ERRORS=json` is set, once more for programs as the last line of stderr (see
+//! [`ErrorReport`]). Data written to a stdout that nobody reads any more (`terrarium env list |
+//! head -1`) ends the command quietly, with success, as for uv and ripgrep.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use terrarium_spec::{SpecError, Warning};
+use terrarium_spec::{Location, SpecError, Warning};
 use terrarium_store::StoreError;
+
+use crate::env_vars;
 
 /// Exit code for errors in the user's input or request.
 pub const EXIT_USER_ERROR: u8 = 2;
@@ -34,9 +42,48 @@ pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Err
     .into()
 }
 
+/// Whoever read our stdout has gone (`EPIPE`): what is left to print has no reader.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Write data to stdout; a reader that has gone becomes [`StdoutClosed`].
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        other => Ok(other?),
+    }
+}
+
+/// Data for stdout, as it is (`print!`).
+pub fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    write_stdout(text.to_string().as_bytes())
+}
+
+/// One line of data for stdout (`println!`): `printer::line(format_args!(...))`.
+pub fn line(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    write_stdout(format!("{text}\n").as_bytes())
+}
+
+/// For a caller that cannot return the error of [`out`] or [`line`]: what `println!` does, but
+/// quietly when stdout's reader has gone.
+pub fn print_failed(err: &anyhow::Error) -> ! {
+    if err.is::<StdoutClosed>() {
+        std::process::exit(0);
+    }
+    panic!("failed printing to stdout: {err:#}");
+}
+
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    line(serde_json::to_string_pretty(value)?)
 }
 
 pub fn warnings(warnings: &[Warning]) {
@@ -53,51 +100,283 @@ pub fn status(message: &str) {
     eprintln!("{message}");
 }
 
-/// Print `error: ...`, each cause as `Caused by: ...`, then a hint, and pick the exit code.
-pub fn report(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {err}");
-    for cause in err.chain().skip(1) {
-        eprintln!("  Caused by: {cause}");
-    }
-    let mut user = false;
-    let mut hint = None;
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<UserError>() {
-            user = true;
-            hint = hint.or(e.hint.clone());
-        } else if let Some(e) = cause.downcast_ref::<SpecError>() {
-            user |= !matches!(e, SpecError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound);
-        } else if let Some(e) = cause.downcast_ref::<terrarium_resolve::ResolveError>() {
-            user |= e.is_user_error();
-        } else if let Some(e) = cause.downcast_ref::<terrarium_lock::LockError>() {
-            user |= e.is_user_error();
-        } else if let Some(e) = cause.downcast_ref::<terrarium_env::EnvError>() {
-            user |= e.is_user_error();
-        } else if let Some(e) = cause.downcast_ref::<terrarium_image::base::BaseError>() {
-            user |= e.is_user_error();
-        } else if let Some(e) = cause.downcast_ref::<terrarium_image::ImageError>() {
-            user |= e.is_user_error();
-        } else if let Some(e) = cause.downcast_ref::<terrarium_image::StageError>() {
-            user |= e.is_user_error();
-            hint = hint.or(stage_hint(e).map(str::to_string));
-        } else if let Some(e) = cause.downcast_ref::<terrarium_image::registry::RegistryError>() {
-            user |= e.is_user_error();
-        } else if let Some(e) = cause.downcast_ref::<terrarium_serve::DeploymentError>() {
-            user |= e.is_user_error();
-        } else if let Some(e) = cause.downcast_ref::<terrarium_compute::ComputeError>() {
-            user |= e.is_user_error();
-            if let terrarium_compute::ComputeError::Store(e) = e {
-                hint = hint.or(store_hint(e));
-            }
-        } else if let Some(e) = cause.downcast_ref::<StoreError>() {
-            user |= e.is_user_error();
-            hint = hint.or(store_hint(e));
+/// Commands that still print with `println!` panic when stdout's reader has gone; that panic
+/// ends the process quietly, as [`StdoutClosed`] does, instead of printing a panic message.
+pub fn exit_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // The standard library's message for a failed `print!`.
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// What kind of error it was, for programs: the team server's error codes where it has one
+/// for the case, so that the CLI and the REST API name each case alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No environment, version, label, run, deployment, compute target or token by that name.
+    NotFound,
+    /// The version exists with other content: versions are immutable.
+    Conflict,
+    /// A curated environment, which is read-only.
+    Curated,
+    /// A version something still refers to.
+    Referenced,
+    /// An archived version or environment.
+    Archived,
+    /// A definition that is not valid, or not there; the location says where.
+    InvalidDefinition,
+    /// Any other request at fault (exit code 2).
+    Invalid,
+    /// Something failed (exit code 1).
+    Failure,
+    /// A team server's own code for a refusal the others do not name (`unauthorized`,
+    /// `forbidden`, `payload_too_large`, ...).
+    Server(String),
+}
+
+impl ErrorCode {
+    /// The code of a team server's answer.
+    fn from_server(code: &str, user: bool) -> Self {
+        match code {
+            "not_found" => Self::NotFound,
+            "conflict" => Self::Conflict,
+            "curated" => Self::Curated,
+            "referenced" => Self::Referenced,
+            "archived" => Self::Archived,
+            "invalid" => Self::Invalid,
+            _ if !user => Self::Failure,
+            other => Self::Server(other.to_string()),
         }
     }
-    if let Some(hint) = hint {
+
+    /// The code of a store error, when it is one of the cases above.
+    fn of_store(err: &StoreError) -> Option<Self> {
+        Some(match err {
+            StoreError::NotFound(_) => Self::NotFound,
+            StoreError::VersionConflict { .. } => Self::Conflict,
+            StoreError::Curated(_) => Self::Curated,
+            StoreError::Referenced { .. } => Self::Referenced,
+            StoreError::Archived(_) => Self::Archived,
+            StoreError::Invalid(_) => Self::Invalid,
+            StoreError::Remote { code, status, .. } => Self::from_server(code, *status < 500),
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Curated => "curated",
+            Self::Referenced => "referenced",
+            Self::Archived => "archived",
+            Self::InvalidDefinition => "invalid_definition",
+            Self::Invalid => "invalid",
+            Self::Failure => "failure",
+            Self::Server(code) => code,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// An error as programs read it (`TERRARIUM_ERRORS=json`): one line on stderr,
+/// `{"error":{"code","message","causes","hint","location":{"file","line","field"}}}`, the
+/// hint and location (and its line and field) only when known. `message` and `causes` are
+/// the `error:` and `Caused by:` lines.
+#[derive(Debug, Serialize)]
+pub struct ErrorReport {
+    pub code: ErrorCode,
+    pub message: String,
+    pub causes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<ErrorLocation>,
+    /// Whether the request was at fault (exit code 2) rather than something failing (1).
+    #[serde(skip)]
+    pub user: bool,
+}
+
+/// Where a definition's problem is.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct ErrorLocation {
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl From<&Location> for ErrorLocation {
+    fn from(location: &Location) -> Self {
+        Self {
+            file: location.file.display().to_string(),
+            line: location.line,
+            field: location.field.clone(),
+        }
+    }
+}
+
+impl ErrorReport {
+    /// Classify an error by its causes: whose fault it is, which case, the hint, and where.
+    pub fn new(err: &anyhow::Error) -> Self {
+        let mut user = false;
+        let mut hint = None;
+        let mut code = None;
+        let mut location = None;
+        for cause in err.chain() {
+            if let Some(e) = cause.downcast_ref::<UserError>() {
+                user = true;
+                hint = hint.or(e.hint.clone());
+            } else if let Some(e) = cause.downcast_ref::<SpecError>() {
+                match e {
+                    SpecError::Invalid { location: at, .. } => {
+                        user = true;
+                        if code.is_none() {
+                            code = Some(ErrorCode::InvalidDefinition);
+                            location = Some(at.into());
+                        }
+                    }
+                    // A definition, or a file it names, that is not there.
+                    SpecError::Io { path, source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        user = true;
+                        if code.is_none() {
+                            code = Some(ErrorCode::InvalidDefinition);
+                            location = Some((&Location::file(path)).into());
+                        }
+                    }
+                    SpecError::Io { .. } => {}
+                    SpecError::Unsupported { .. } => user = true,
+                }
+            } else if let Some(e) = cause.downcast_ref::<terrarium_resolve::ResolveError>() {
+                user |= e.is_user_error();
+            } else if let Some(e) = cause.downcast_ref::<terrarium_lock::LockError>() {
+                user |= e.is_user_error();
+            } else if let Some(e) = cause.downcast_ref::<terrarium_env::EnvError>() {
+                user |= e.is_user_error();
+            } else if let Some(e) = cause.downcast_ref::<terrarium_image::base::BaseError>() {
+                user |= e.is_user_error();
+            } else if let Some(e) = cause.downcast_ref::<terrarium_image::ImageError>() {
+                user |= e.is_user_error();
+            } else if let Some(e) = cause.downcast_ref::<terrarium_image::StageError>() {
+                user |= e.is_user_error();
+                hint = hint.or(stage_hint(e).map(str::to_string));
+            } else if let Some(e) = cause.downcast_ref::<terrarium_image::registry::RegistryError>()
+            {
+                user |= e.is_user_error();
+            } else if let Some(e) = cause.downcast_ref::<terrarium_serve::DeploymentError>() {
+                user |= e.is_user_error();
+            } else if let Some(e) = cause.downcast_ref::<terrarium_compute::ComputeError>() {
+                user |= e.is_user_error();
+                if let terrarium_compute::ComputeError::Store(e) = e {
+                    hint = hint.or(store_hint(e));
+                    code = code.or(ErrorCode::of_store(e));
+                }
+            } else if let Some(e) = cause.downcast_ref::<StoreError>() {
+                user |= e.is_user_error();
+                hint = hint.or(store_hint(e));
+                code = code.or(ErrorCode::of_store(e));
+            }
+        }
+        let code = code.unwrap_or(if user {
+            ErrorCode::Invalid
+        } else {
+            ErrorCode::Failure
+        });
+        Self {
+            code,
+            message: err.to_string(),
+            causes: err.chain().skip(1).map(ToString::to_string).collect(),
+            hint,
+            location,
+            user,
+        }
+    }
+
+    /// The line programs read: `{"error": {...}}`.
+    pub fn json_line(&self) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            error: &'a ErrorReport,
+        }
+        serde_json::to_string(&Line { error: self }).unwrap_or_default()
+    }
+}
+
+/// Whether errors are also printed for programs (`TERRARIUM_ERRORS=json`).
+fn json_errors() -> bool {
+    std::env::var(env_vars::TERRARIUM_ERRORS).is_ok_and(|v| v == "json")
+}
+
+/// Print `error: ...`, each cause as `Caused by: ...`, then a hint (and with
+/// `TERRARIUM_ERRORS=json` the same as one line of JSON), and pick the exit code. An error
+/// that is only stdout's reader going away ends quietly.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|cause| cause.is::<StdoutClosed>()) {
+        return ExitCode::SUCCESS;
+    }
+    let report = ErrorReport::new(err);
+    eprintln!("error: {}", report.message);
+    for cause in &report.causes {
+        eprintln!("  Caused by: {cause}");
+    }
+    if let Some(hint) = &report.hint {
         eprintln!("hint: {hint}");
     }
-    ExitCode::from(if user { EXIT_USER_ERROR } else { EXIT_FAILURE })
+    if json_errors() {
+        eprintln!("{}", report.json_line());
+    }
+    ExitCode::from(if report.user {
+        EXIT_USER_ERROR
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+/// A command line that does not parse: clap's own message and usage (help and `--version`
+/// print to stdout and succeed), then with `TERRARIUM_ERRORS=json` the line for programs.
+pub fn report_usage(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    if json_errors() {
+        let rendered = err.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let report = ErrorReport {
+            code: ErrorCode::Invalid,
+            message: first.strip_prefix("error: ").unwrap_or(first).to_string(),
+            causes: Vec::new(),
+            hint: None,
+            location: None,
+            user: true,
+        };
+        eprintln!("{}", report.json_line());
+    }
+    ExitCode::from(EXIT_USER_ERROR)
 }
 
 /// What to do about a store error: the library says what is wrong, the CLI says which command

@@ -158,7 +158,10 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
             .collect()
     } else {
         environments::process_env(&version, &lock, prefix.as_ref().map(|p| p.path.as_path()))?
-    };
+    }
+    .into_iter()
+    .chain([(crate::env_vars::TERRARIUM_RUN_ID.to_string(), id.clone())])
+    .collect();
     let secret_names: Vec<String> = version
         .definition
         .environment_variables

@@ -1,6 +1,7 @@
 //! `terrarium run`: run a command in an environment version, and record the run.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +13,7 @@ use terrarium_store::RunRecord;
 use super::Context;
 use crate::environments::{self, LockArgs};
 use crate::printer::{self, user_error};
-use crate::workspace;
+use crate::{env_vars, workspace};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -39,6 +40,11 @@ pub struct RunArgs {
     pub(crate) base: Option<String>,
     #[command(flatten)]
     pub(crate) job: super::jobs::JobArgs,
+    /// For `local` and `container`: write the run's id (and a newline) to this file as soon as
+    /// the run is recorded, before the command starts, for a program that started `terrarium
+    /// run` and follows the run. The command itself finds the id in `TERRARIUM_RUN_ID`.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) id_file: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,
@@ -56,6 +62,15 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let target = match args.target.as_str() {
         "local" => Target::Local,
         "container" => Target::Container,
+        _ if args.id_file.is_some() => {
+            return Err(user_error(
+                format!(
+                    "--id-file is for runs on `local` or `container`, not on compute target `{}`",
+                    args.target
+                ),
+                Some("with --detach, the id of a job's run is printed on stdout"),
+            ))
+        }
         _ => return super::jobs::submit(context, args),
     };
     if let Some(flag) = args.job.given() {
@@ -94,7 +109,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     } else {
         environments::materialize(&lock)?
     };
-    let vars = match &container {
+    let mut vars = match &container {
         Some(_) => {
             // In the container the image's variables apply; the definition's are resolved
             // here (secrets only now, when the process starts).
@@ -110,10 +125,22 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     };
 
     let id = new_run_id();
+    vars.push((env_vars::TERRARIUM_RUN_ID.to_string(), id.clone()));
     let logs = context.runs_dir()?;
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let log_path = logs.join(format!("{id}.log"));
     let cwd = std::env::current_dir()?;
+    // The log is created and held before the run is recorded: from the moment the run can be
+    // seen, `runs wait|cancel|logs --follow` find its process through it (a recorded run whose
+    // log nobody holds is taken for lost).
+    let log = create_log(&log_path)?;
+    let running = match local::RunFiles::new(&logs, &id).and_then(local::Running::start) {
+        Ok(running) => running,
+        Err(err) => {
+            let _ = std::fs::remove_file(&log_path);
+            return Err(err.into());
+        }
+    };
     let run = RunRecord {
         id: id.clone(),
         experiment: args.experiment.clone(),
@@ -131,7 +158,11 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         state: terrarium_store::RunState::Running,
         job: None,
     };
-    store.create_run(&run)?;
+    if let Err(err) = store.create_run(&run) {
+        drop(running);
+        let _ = std::fs::remove_file(&log_path);
+        return Err(err.into());
+    }
     printer::status(&format!(
         "run {id}: {}:{} ({})",
         record.name,
@@ -139,22 +170,47 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         args.command.join(" ")
     ));
 
-    let bundle;
-    let mut command = match &container {
-        None => {
-            let program = find_program(&args.command[0], &vars);
-            let mut command = Command::new(&program);
-            if program.as_os_str() != args.command[0].as_str() {
-                use std::os::unix::process::CommandExt;
-                // The program sees the name it was given, as from a shell.
-                command.arg0(&args.command[0]);
-            }
-            command.args(&args.command[1..]).envs(vars);
-            command
+    // Recorded: a failure before the command starts is recorded as the run's end too.
+    let mut bundle = None;
+    let prepared = (|| -> Result<Command> {
+        if let Some(path) = &args.id_file {
+            write_id_file(path, &id)?;
         }
-        Some(image) => {
-            bundle = image.bundle(&id, &args.command, &vars, &cwd)?;
-            image.command(&bundle, &id)
+        Ok(match &container {
+            None => {
+                let program = find_program(&args.command[0], &vars);
+                let mut command = Command::new(&program);
+                if program.as_os_str() != args.command[0].as_str() {
+                    use std::os::unix::process::CommandExt;
+                    // The program sees the name it was given, as from a shell.
+                    command.arg0(&args.command[0]);
+                }
+                command
+                    .args(&args.command[1..])
+                    .envs(vars.iter().map(|(k, v)| (k, v)));
+                command
+            }
+            Some(image) => image.command(
+                bundle.insert(image.bundle(&id, &args.command, &vars, &cwd)?),
+                &id,
+            ),
+        })
+    })();
+    let mut command = match prepared {
+        Ok(command) => command,
+        Err(err) => {
+            let update = terrarium_store::RunUpdate {
+                state: terrarium_store::RunState::Failed,
+                started_at: None,
+                finished_at: Some(terrarium_store::now()),
+                exit_code: None,
+                node_list: None,
+                reason: Some(format!("{err:#}")),
+            };
+            if let Err(store_err) = store.update_run(&id, &update) {
+                printer::warn(&format!("cannot record the end of run {id}: {store_err}"));
+            }
+            return Err(err);
         }
     };
     command
@@ -164,9 +220,6 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     // Secret values never reach the log file, nor our stdout and stderr (which CI keeps): each
     // stream is masked as it is copied.
     let secrets = environments::secret_values(&record);
-    let log = create_log(&log_path)?;
-    // Held while the program runs: `runs wait|cancel|logs --follow` find the run through it.
-    let running = local::Running::start(local::RunFiles::new(&logs, &id)?)?;
     let code = match command.spawn() {
         Ok(mut child) => {
             running.started(child.id())?;
@@ -257,9 +310,24 @@ fn find_program(name: &str, vars: &[(String, String)]) -> std::path::PathBuf {
         .unwrap_or_else(|| name.into())
 }
 
+/// Write the run's id to `path` whole: a reader polling for the file never sees part of it.
+fn write_id_file(path: &Path, id: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(format!("{id}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// A new run log, readable by its owner only: it holds the program's output, which may hold
 /// anything. `create_new` also refuses a file (or symlink) that is already there.
-fn create_log(path: &std::path::Path) -> Result<std::fs::File> {
+fn create_log(path: &Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)

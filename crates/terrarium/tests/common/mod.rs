@@ -97,6 +97,7 @@ impl TestContext {
         cmd.env("TERRARIUM_CACHE_DIR", self.dir.path().join("cache"));
         cmd.env("UV_CACHE_DIR", self.dir.path().join("uv-cache"));
         cmd.env_remove("TERRARIUM_SECRETS_FILE");
+        cmd.env_remove("TERRARIUM_ERRORS");
         cmd.current_dir(self.dir.path());
         cmd
     }

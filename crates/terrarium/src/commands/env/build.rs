@@ -42,6 +42,24 @@ pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
     let (lock, hash) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
     let env = environments::materialize(&lock)?;
     let Some(env) = env else {
+        // User-managed: its interpreter is used as it is.
+        let platform = terrarium_lock::current_platform();
+        let interpreter = lock
+            .platforms
+            .get(&platform)
+            .and_then(|section| section.python.as_ref())
+            .and_then(|python| python.interpreter.clone());
+        if args.json {
+            printer::json(&Built {
+                name: &record.name,
+                version: &record.version,
+                lock_hash: &hash,
+                prefix: None,
+                built: false,
+                user_managed: true,
+                interpreter,
+            })?;
+        }
         printer::status(&format!(
             "{}:{} is user-managed: nothing to build",
             record.name, record.version
@@ -49,12 +67,17 @@ pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     if args.json {
-        printer::json(&serde_json::json!({
-            "name": record.name, "version": record.version, "lock_hash": hash,
-            "prefix": env.prefix, "built": env.built,
-        }))?;
+        printer::json(&Built {
+            name: &record.name,
+            version: &record.version,
+            lock_hash: &hash,
+            prefix: Some(&env.prefix),
+            built: env.built,
+            user_managed: false,
+            interpreter: None,
+        })?;
     } else {
-        println!("{}", env.prefix.display());
+        printer::line(env.prefix.display())?;
         printer::status(&format!(
             "{} {}:{} ({hash})",
             if env.built { "built" } else { "already built:" },
@@ -63,6 +86,22 @@ pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `env build --json` prints.
+#[derive(serde::Serialize)]
+struct Built<'a> {
+    name: &'a str,
+    version: &'a str,
+    lock_hash: &'a str,
+    /// The built prefix; none for a user-managed environment.
+    prefix: Option<&'a std::path::Path>,
+    /// False when it was built already, and for a user-managed environment.
+    built: bool,
+    user_managed: bool,
+    /// A user-managed environment's interpreter, when its lock records one for this platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interpreter: Option<String>,
 }
 
 pub fn verify(context: &Context, args: VerifyArgs) -> Result<ExitCode> {
@@ -92,7 +131,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<ExitCode> {
         printer::json(&report)?;
     } else {
         for problem in &report.problems {
-            println!("{problem}");
+            printer::line(format_args!("{problem}"))?;
         }
         printer::status(&format!(
             "{}: {} packages and {} files checked, {} problem(s)",

@@ -39,7 +39,10 @@ pub fn clone(context: &Context, args: CloneArgs) -> Result<ExitCode> {
     if args.json {
         printer::json(&outcome.record)?;
     } else {
-        println!("{}:{}", outcome.record.name, outcome.record.version);
+        printer::line(format_args!(
+            "{}:{}",
+            outcome.record.name, outcome.record.version
+        ))?;
         printer::status(&format!(
             "{} {}:{} from {}:{}",
             if outcome.created {

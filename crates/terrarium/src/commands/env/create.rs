@@ -173,7 +173,7 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
     if args.json {
         printer::json(record)?;
     } else {
-        println!("{}:{}", record.name, record.version);
+        printer::line(format_args!("{}:{}", record.name, record.version))?;
         if outcome.created {
             printer::status(&format!(
                 "created {}:{} ({}){read_from}",

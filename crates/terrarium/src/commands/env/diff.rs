@@ -56,9 +56,15 @@ pub fn diff(context: &Context, args: DiffArgs) -> Result<ExitCode> {
             changes: diff.changes,
         })?;
     } else {
-        println!("--- {}:{} ({})", old.name, old.version, old.content_hash);
-        println!("+++ {}:{} ({})", new.name, new.version, new.content_hash);
-        print!("{diff}");
+        printer::line(format_args!(
+            "--- {}:{} ({})",
+            old.name, old.version, old.content_hash
+        ))?;
+        printer::line(format_args!(
+            "+++ {}:{} ({})",
+            new.name, new.version, new.content_hash
+        ))?;
+        printer::out(&diff)?;
     }
     Ok(ExitCode::SUCCESS)
 }

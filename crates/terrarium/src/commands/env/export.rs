@@ -94,7 +94,7 @@ fn export_lock(context: &Context, args: &ExportArgs, format: ExportFormat) -> Re
     };
     match &args.output {
         None => {
-            std::io::stdout().lock().write_all(text.as_bytes())?;
+            printer::out(&text)?;
         }
         Some(path) => {
             write_file_atomic(path, &text, args.force)?;
@@ -190,8 +190,7 @@ fn export_definition(context: &Context, args: ExportArgsResolved) -> Result<Exit
     }
     let written = match &target {
         Target::Stdout => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(exported.files[0].1.as_bytes())?;
+            printer::out(&exported.files[0].1)?;
             return Ok(ExitCode::SUCCESS);
         }
         Target::File(path) => {

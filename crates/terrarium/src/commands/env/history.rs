@@ -38,7 +38,7 @@ pub fn history(context: &Context, args: HistoryArgs) -> Result<ExitCode> {
         if let Some(file) = &v.source.file {
             source.push_str(&format!(" {file}"));
         }
-        println!(
+        printer::line(format_args!(
             "{}:{}  {}  {}  by {}  {}{}{}",
             v.name,
             v.version,
@@ -51,12 +51,12 @@ pub fn history(context: &Context, args: HistoryArgs) -> Result<ExitCode> {
                 .map(|p| format!("  parent {p}"))
                 .unwrap_or_default(),
             if v.archived { "  (archived)" } else { "" },
-        );
+        ))?;
     }
     if !events.is_empty() {
-        println!();
+        printer::line("")?;
         for e in &events {
-            println!(
+            printer::line(format_args!(
                 "{}  {}{}  {}  by {}",
                 e.at,
                 e.action,
@@ -69,7 +69,7 @@ pub fn history(context: &Context, args: HistoryArgs) -> Result<ExitCode> {
                     .map(|d| format!("({d})"))
                     .unwrap_or_default(),
                 e.actor
-            );
+            ))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -45,7 +45,7 @@ pub fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
     if args.json {
         printer::json(&records)?;
     } else {
-        print_table(&records);
+        write_table(&records)?;
         if hidden > 0 && !args.anonymous {
             printer::status(&format!(
                 "and {hidden} anonymous environment{} (--anonymous lists them)",
@@ -56,7 +56,16 @@ pub fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The table for `curated list`, printed as `println!` prints: a reader that has gone ends the
+/// process quietly, another failure to write panics.
 pub fn print_table(records: &[VersionRecord]) {
+    if let Err(err) = write_table(records) {
+        printer::print_failed(&err);
+    }
+}
+
+/// The records as a table on stdout: name, version, labels, created, description.
+pub fn write_table(records: &[VersionRecord]) -> anyhow::Result<()> {
     let rows: Vec<[String; 5]> = records
         .iter()
         .map(|r| {
@@ -93,6 +102,7 @@ pub fn print_table(records: &[VersionRecord]) {
                 }
             })
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        printer::line(line.join("  ").trim_end())?;
     }
+    Ok(())
 }

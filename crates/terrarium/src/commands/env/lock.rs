@@ -81,12 +81,12 @@ pub fn lock(context: &Context, args: LockCommandArgs) -> Result<ExitCode> {
     if args.json {
         printer::json(&summary)?;
     } else {
-        println!("{}:{} {hash}", record.name, record.version);
+        printer::line(format_args!("{}:{} {hash}", record.name, record.version))?;
         for p in &summary.packages {
-            println!(
+            printer::line(format_args!(
                 "  {:<10} {:<6} {} {}",
                 p.platform, p.source, p.name, p.version
-            );
+            ))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -113,7 +113,10 @@ pub fn relock(context: &Context, args: RelockArgs) -> Result<ExitCode> {
     if args.json {
         printer::json(&outcome.record)?;
     } else {
-        println!("{}:{}", outcome.record.name, outcome.record.version);
+        printer::line(format_args!(
+            "{}:{}",
+            outcome.record.name, outcome.record.version
+        ))?;
         let same = record.lock_hash.as_deref() == Some(hash.as_str());
         printer::status(&format!(
             "relocked {}:{} as {}:{} ({hash}{})",

@@ -94,7 +94,7 @@ pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
     for (key, value) in &record.definition.environment_variables {
         out.push_str(&format!("export {key}={}\n", shell_value(value)));
     }
-    print!("{out}");
+    printer::out(&out)?;
     // The prefix stays cached after this process exits; the activated shell uses it in place.
     Ok(ExitCode::SUCCESS)
 }
@@ -174,7 +174,7 @@ pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
     let path = kernel_dir.join("kernel.json");
     std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("{}", path.display());
+    printer::line(path.display())?;
     printer::status(&format!("installed kernel `{kernel_name}`"));
     Ok(ExitCode::SUCCESS)
 }

@@ -25,14 +25,14 @@ pub fn show(context: &Context, args: ShowArgs) -> Result<ExitCode> {
         printer::json(&record)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("name:         {}", record.name);
-    println!("version:      {}", record.version);
-    println!("labels:       {}", record.labels.join(", "));
-    println!("content hash: {}", record.content_hash);
-    println!(
+    printer::line(format_args!("name:         {}", record.name))?;
+    printer::line(format_args!("version:      {}", record.version))?;
+    printer::line(format_args!("labels:       {}", record.labels.join(", ")))?;
+    printer::line(format_args!("content hash: {}", record.content_hash))?;
+    printer::line(format_args!(
         "created:      {} by {}",
         record.created_at, record.created_by
-    );
+    ))?;
     let mut source = record.source.kind.clone();
     if let Some(file) = &record.source.file {
         source.push_str(&format!(" from {file}"));
@@ -40,18 +40,18 @@ pub fn show(context: &Context, args: ShowArgs) -> Result<ExitCode> {
     if let Some(format) = &record.source.format {
         source.push_str(&format!(" ({format})"));
     }
-    println!("source:       {source}");
+    printer::line(format_args!("source:       {source}"))?;
     if let Some(parent) = &record.parent {
-        println!("parent:       {parent}");
+        printer::line(format_args!("parent:       {parent}"))?;
     }
     if record.archived {
-        println!("archived:     yes");
+        printer::line("archived:     yes")?;
     }
     if record.curated {
-        println!("curated:      yes (read-only)");
+        printer::line("curated:      yes (read-only)")?;
     }
-    println!();
+    printer::line("")?;
     let exported = terrarium_spec::export(&record.definition, terrarium_spec::Format::Native)?;
-    print!("{}", exported.files[0].1);
+    printer::out(&exported.files[0].1)?;
     Ok(ExitCode::SUCCESS)
 }

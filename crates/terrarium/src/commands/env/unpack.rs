@@ -57,7 +57,7 @@ pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
             "size_bytes": summary.size_bytes,
         }))?;
     } else {
-        println!("{}", prefix.display());
+        printer::line(prefix.display())?;
         printer::status(&format!(
             "{} {} from {} ({} files, {})",
             if built { "built" } else { "already built:" },

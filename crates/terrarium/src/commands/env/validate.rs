@@ -56,11 +56,11 @@ pub fn validate(_context: &Context, args: ValidateArgs) -> Result<ExitCode> {
         })?;
     } else {
         printer::warnings(&imported.warnings);
-        println!(
+        printer::line(format_args!(
             "{}: valid {} definition ({hash})",
             args.file.display(),
             imported.format
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
