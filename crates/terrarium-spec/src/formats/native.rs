@@ -251,16 +251,7 @@ pub fn import_source(source: &SourceFile) -> Result<Imported, SpecError> {
         drop(ext);
     }
     map.finish(&mut reader);
-    d.runtime = match runtime {
-        Some(runtime) => runtime,
-        // An image or Dockerfile with no packages is a docker environment (as Azure ML treats it).
-        None if !d.has_packages()
-            && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) =>
-        {
-            Runtime::Docker
-        }
-        None => Runtime::Python,
-    };
+    d.runtime = runtime.unwrap_or_else(|| inferred_runtime(&d));
     Ok(Imported {
         definition: d,
         format: Format::Native,
@@ -542,7 +533,9 @@ pub fn export(d: &Definition) -> Exported {
         conda_env::conda_yaml(&with_pip, None, false)
     });
     aml_v2_fields(d, &mut map, conda_file);
-    if d.runtime != Runtime::Python {
+    // Written unless it is python and would be read back as python: a user-managed Python
+    // environment on a Dockerfile (Azure ML v1's shape) would otherwise come back as docker.
+    if d.runtime != Runtime::Python || inferred_runtime(d) != Runtime::Python {
         map.put("runtime", Y::str(d.runtime.as_str()));
     }
     let mut python = MapBuilder::new();
@@ -731,6 +724,16 @@ pub fn export_aml_v2(d: &Definition) -> Exported {
     }
 }
 
+/// The runtime a definition without a `runtime` key has: an image or Dockerfile with no
+/// packages is a docker environment (as Azure ML treats it), anything else python.
+fn inferred_runtime(d: &Definition) -> Runtime {
+    if !d.has_packages() && (d.docker.base_image.is_some() || d.docker.base_dockerfile.is_some()) {
+        Runtime::Docker
+    } else {
+        Runtime::Python
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -765,6 +768,26 @@ mod tests {
     /// An image with a Python version and an index but no packages is a docker environment;
     /// Azure ML v2 writes the version into the conda file, where it is a package, so the
     /// runtime does not come back and the export says so.
+    /// A user-managed Python environment on a Dockerfile (as Azure ML v1 writes it) keeps its
+    /// runtime through the native format, which a team server re-reads every definition in.
+    #[test]
+    fn a_user_managed_python_on_a_dockerfile_keeps_its_runtime() {
+        let d = Definition {
+            name: "dk".into(),
+            runtime: Runtime::Python,
+            python: crate::model::Python {
+                user_managed: true,
+                ..Default::default()
+            },
+            docker: crate::model::Docker {
+                base_dockerfile: Some("FROM debian:12\n".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(crate::validate(&d).is_ok());
+    }
+
     #[test]
     fn aml_v2_names_the_runtime_a_conda_python_loses() {
         let mut d = Definition {
