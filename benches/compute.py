@@ -12,12 +12,23 @@ script starts with scripts/slurm.sh (needs root). Then, interleaved:
   cold  `terrarium run --target slurm` with an empty environment cache (it builds first)
         vs a job script that runs `uv venv` + `uv pip install` of the same pins from the same
         wheelhouse, then the script (target: at most half its time)
+  pack  the same two with `delivery=pack`: the node builds from the pack into its own cache
+        (warm: already built there; cold: an empty node cache, the pack already written)
 
 Both sides use a warm uv cache for the wheels: "cold" means the environment is not on the node.
+
+Ray (with TERRARIUM_TEST_RAY_ADDRESS and TERRARIUM_TEST_RAY_TOKEN_FILE, from
+`eval "$(scripts/ray.sh start DIR)"`): job submit to first output line, `terrarium run --target
+ray` against Ray's own `runtime_env` with `pip` and with `uv` for the same pins from the same
+wheelhouse, each warm (the environment made before) and cold (a new one: Terrarium with an empty
+cache, Ray with a runtime_env it has not seen). Targets: warm no slower than Ray's warm; cold at
+least 2x faster than runtime_env uv.
+
 Needs: `cargo build --release`, `eval "$(scripts/test-tools.sh)"` (TERRARIUM_UV).
 """
 
 import json
+import urllib.request
 import os
 import shutil
 import statistics
@@ -128,18 +139,32 @@ def main():
         out = os.path.join(work, "job.out")
         run = [BINARY, *ws, "run", "--env", "bench", "--target", "bench", "--", "python", "-c", PRINT]
 
-        # Warm: terrarium's environment is built once first.
+        # delivery=pack: the pack is written by the first run; each cold run gets a new node cache.
+        shared = os.path.join(work, "shared")
+
+        def add_packed(name, node):
+            subprocess.run([BINARY, *ws, "compute", "add", name, "--kind", "slurm", "--set", f"conf={conf}",
+                            "--set", "delivery=pack", "--set", f"cache={shared}",
+                            "--set", f"node_cache={os.path.join(work, node)}"], env=env, check=True, capture_output=True)
+            return [BINARY, *ws, "run", "--env", "bench", "--target", name, "--", "python", "-c", PRINT]
+
+        packed = add_packed("packed", "node-warm")
+
+        # Warm: each environment is built once first; the three sides interleaved.
         first_line_from_terrarium(run, env)
+        first_line_from_terrarium(packed, env)
         first_line_from_sbatch(warm_script, out, env)
-        t_warm, s_warm = [], []
+        t_warm, s_warm, p_warm = [], [], []
         for _ in range(WARM_RUNS):
             t_warm.append(first_line_from_terrarium(run, env))
             s_warm.append(first_line_from_sbatch(warm_script, out, env))
-        t_cold, s_cold = [], []
+            p_warm.append(first_line_from_terrarium(packed, env))
+        t_cold, s_cold, p_cold = [], [], []
         for i in range(COLD_RUNS):
             cold_env = dict(env, TERRARIUM_CACHE_DIR=os.path.join(work, f"cold-cache-{i}"))
             t_cold.append(first_line_from_terrarium(run, cold_env))
             s_cold.append(first_line_from_sbatch(cold_script, out, env))
+            p_cold.append(first_line_from_terrarium(add_packed(f"packed{i}", f"node-{i}"), env))
 
         tw, sw = statistics.median(t_warm), statistics.median(s_warm)
         tc, sc = statistics.median(t_cold), statistics.median(s_cold)
@@ -152,10 +177,101 @@ def main():
         print(f"  terrarium run --target slurm        {tc:8.2f} s")
         print(f"  sbatch, uv venv + uv pip install    {sc:8.2f} s")
         print(f"  terrarium / sbatch+uv = {tc / sc:.2f}x   (target <= 0.5x)")
+        pw, pc = statistics.median(p_warm), statistics.median(p_cold)
+        print(f"\ndelivery=pack (the node builds from the pack into its own cache):")
+        print(f"  warm, median of {WARM_RUNS}: {pw * 1000:8.0f} ms   (pack - sbatch = {(pw - sw) * 1000:+.0f} ms; shared - sbatch = {(tw - sw) * 1000:+.0f} ms)")
+        print(f"  cold, median of {COLD_RUNS}: {pc:8.2f} s    (pack / sbatch+uv = {pc / sc:.2f}x; shared / sbatch+uv = {tc / sc:.2f}x)")
+
+        if os.environ.get("TERRARIUM_TEST_RAY_ADDRESS"):
+            ray_section(work, ws, env, pins)
+        else:
+            print("\nray: skipped (set TERRARIUM_TEST_RAY_ADDRESS: eval \"$(scripts/ray.sh start DIR)\")")
     finally:
         if started_cluster:
             subprocess.run([os.path.join(ROOT, "scripts", "slurm.sh"), "stop", started_cluster], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def ray_request(address, token, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(address + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read() or b"null")
+
+
+def first_line_from_ray(address, token, runtime_env):
+    """Seconds from submitting a job with Ray's own runtime_env until its log has the first line."""
+    start = time.perf_counter()
+    job = ray_request(address, token, "POST", "/api/jobs/", {
+        "entrypoint": f"python -c \"{PRINT}\"", "runtime_env": runtime_env})["submission_id"]
+    while True:
+        logs = ray_request(address, token, "GET", f"/api/jobs/{job}/logs")["logs"]
+        if "first line" in logs:
+            elapsed = time.perf_counter() - start
+            break
+        status = ray_request(address, token, "GET", f"/api/jobs/{job}")["status"]
+        if status in ("FAILED", "STOPPED"):
+            raise SystemExit(f"ray job {job} {status}: {logs}")
+        if time.perf_counter() - start > 900:
+            raise SystemExit(f"ray job {job} printed nothing")
+        time.sleep(0.02)
+    while ray_request(address, token, "GET", f"/api/jobs/{job}")["status"] not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        time.sleep(0.05)
+    return elapsed
+
+
+def ray_section(work, ws, env, pins):
+    address = os.environ["TERRARIUM_TEST_RAY_ADDRESS"].rstrip("/")
+    token_file = os.environ.get("TERRARIUM_TEST_RAY_TOKEN_FILE")
+    token = open(token_file).read().strip() if token_file else None
+    add = [BINARY, *ws, "compute", "add", "ray", "--kind", "ray", "--set", f"address={address}"]
+    if token_file:
+        add += ["--set", f"token_file={token_file}"]
+    subprocess.run(add, env=env, check=True, capture_output=True)
+    run = [BINARY, *ws, "run", "--env", "bench", "--target", "ray", "--", "python", "-c", PRINT]
+    packages = [line.strip() for line in open(pins) if line.strip()]
+    wheelhouse = build_run.WHEELHOUSE
+
+    def pip_env(i):
+        # `--retries` changes nothing here (no index is asked) but makes a runtime_env Ray has not seen.
+        return {"pip": {"packages": packages, "pip_install_options": ["--no-index", "--find-links", wheelhouse, "--retries", str(5 + i)]}}
+
+    def uv_env(i):
+        return {"uv": {"packages": packages, "uv_pip_install_options": ["--no-index", "--find-links", wheelhouse, "--exclude-newer", f"2031-01-{i + 1:02d}T00:00:00Z"]}}
+
+    first_line_from_terrarium(run, env)
+    warm = {"terrarium": [], "runtime_env pip": [], "runtime_env uv": []}
+    first_line_from_ray(address, token, pip_env(100))
+    first_line_from_ray(address, token, uv_env(27))
+    for _ in range(RAY_WARM_RUNS):
+        warm["terrarium"].append(first_line_from_terrarium(run, env))
+        warm["runtime_env pip"].append(first_line_from_ray(address, token, pip_env(100)))
+        warm["runtime_env uv"].append(first_line_from_ray(address, token, uv_env(27)))
+    cold = {"terrarium": [], "runtime_env pip": [], "runtime_env uv": []}
+    for i in range(RAY_COLD_RUNS):
+        cold_env = dict(env, TERRARIUM_CACHE_DIR=os.path.join(work, f"ray-cold-cache-{i}"))
+        cold["terrarium"].append(first_line_from_terrarium(run, cold_env))
+        cold["runtime_env pip"].append(first_line_from_ray(address, token, pip_env(i)))
+        cold["runtime_env uv"].append(first_line_from_ray(address, token, uv_env(i)))
+    version = ray_request(address, token, "GET", "/api/version")
+    print(f"\nray {version.get('ray_version')}: job submit to first output line")
+    print(f"  warm, median of {RAY_WARM_RUNS}:")
+    for name, times in warm.items():
+        print(f"    {name:<22} {statistics.median(times) * 1000:8.0f} ms")
+    print(f"    terrarium / runtime_env uv = {statistics.median(warm['terrarium']) / statistics.median(warm['runtime_env uv']):.2f}x,"
+          f" / runtime_env pip = {statistics.median(warm['terrarium']) / statistics.median(warm['runtime_env pip']):.2f}x   (target <= 1x)")
+    print(f"  cold, median of {RAY_COLD_RUNS}:")
+    for name, times in cold.items():
+        print(f"    {name:<22} {statistics.median(times):8.2f} s")
+    print(f"    runtime_env uv / terrarium = {statistics.median(cold['runtime_env uv']) / statistics.median(cold['terrarium']):.2f}x,"
+          f" runtime_env pip / terrarium = {statistics.median(cold['runtime_env pip']) / statistics.median(cold['terrarium']):.2f}x   (target >= 2x)")
+
+
+RAY_WARM_RUNS = int(os.environ.get("RAY_WARM_RUNS", "5"))
+RAY_COLD_RUNS = int(os.environ.get("RAY_COLD_RUNS", "2"))
 
 
 if __name__ == "__main__":

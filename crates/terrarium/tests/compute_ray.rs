@@ -4,7 +4,11 @@
 
 mod common;
 
+#[path = "common/conda_channel.rs"]
+mod conda_channel;
+
 use common::{make_wheels, uv_available, TestContext};
+use conda_channel::{make_channel, Package};
 
 fn ray_address() -> Option<String> {
     let address = std::env::var("TERRARIUM_TEST_RAY_ADDRESS").ok();
@@ -471,4 +475,42 @@ fn a_ray_head_killed_mid_job_gives_lost_with_the_reason() {
         reason.contains("did not answer") && reason.contains(&address),
         "{shown}"
     );
+}
+
+/// A conda environment (from a local channel the test writes) runs on Ray, its program from
+/// the built prefix.
+#[test]
+fn a_conda_environment_runs_on_ray() {
+    let Some(address) = ray_address() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&address, &["alpha==1.0"]);
+    let channel = make_channel(
+        &cx.path("channel"),
+        &[Package {
+            name: "tool",
+            version: "1.0",
+            depends: &[],
+            files: &[(
+                "bin/tool",
+                "#!/bin/sh\necho \"tool 1.0 in $CONDA_PREFIX\"\n",
+                true,
+            )],
+        }],
+    );
+    let file = cx.write(
+        "environment.yml",
+        format!(
+            "name: tools\nchannels:\n  - file://{}\ndependencies:\n  - tool\n",
+            channel.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    let out = run_secret(
+        &cx,
+        &["run", "--env", "tools", "--target", "ray1", "--", "tool"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("tool 1.0 in /"), "{}", out.stdout);
 }

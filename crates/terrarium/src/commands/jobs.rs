@@ -148,7 +148,7 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
             ),
         }
     };
-    let vars = if job_args.dry_run {
+    let vars: Vec<(String, String)> = if job_args.dry_run {
         // A dry run resolves no secrets: it shows the names of the variables only.
         version
             .definition
@@ -312,43 +312,70 @@ pub fn follow(
     };
     let mut tails = Tails::default();
     let mut last_state = None;
-    let mut asked = std::time::Instant::now() - STATE_EVERY;
-    let mut silent_since = None;
-    let mut warned = false;
-    loop {
-        if asked.elapsed() >= STATE_EVERY {
-            run = runs::refresh_following(store, run, &mut silent_since).map_err(compute_error)?;
-            asked = std::time::Instant::now();
-            if silent_since.is_some() && !warned && !run.state.is_final() {
-                printer::warn(&format!(
-                    "run {}: the engine of target `{}` does not answer; waiting (the target's `lost_after` says how long)",
-                    run.id, run.target
-                ));
-                warned = true;
+    // The engine is asked on a thread of its own (each ask starts a client program or makes a
+    // request, tens of milliseconds), so that the logs are read every `interval` meanwhile.
+    let (updates, states) = std::sync::mpsc::channel::<Result<(RunRecord, bool)>>();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<ExitCode> {
+        let asking = run.clone();
+        let stop = &stop;
+        scope.spawn(move || {
+            let mut run = asking;
+            let mut silent_since = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = runs::refresh_following(store, run.clone(), &mut silent_since)
+                    .map_err(compute_error);
+                let end = answer.as_ref().map_or(true, |r| r.state.is_final());
+                if let Ok(refreshed) = &answer {
+                    run = refreshed.clone();
+                }
+                let silent = silent_since.is_some();
+                if updates.send(answer.map(|r| (r, silent))).is_err() || end {
+                    return;
+                }
+                std::thread::sleep(STATE_EVERY);
             }
-        }
-        if print {
-            tails.print(&read_logs()?, false)?;
-        }
-        if last_state != Some(run.state) {
-            if last_state.is_some() || run.state != RunState::Queued {
-                printer::status(&format!("run {}: {}", run.id, describe(&run)));
+        });
+        let result = (|| -> Result<ExitCode> {
+            let mut warned = false;
+            loop {
+                while let Ok(answer) = states.try_recv() {
+                    let (refreshed, silent) = answer?;
+                    run = refreshed;
+                    if silent && !warned && !run.state.is_final() {
+                        printer::warn(&format!(
+                            "run {}: the engine of target `{}` does not answer; waiting (the target's `lost_after` says how long)",
+                            run.id, run.target
+                        ));
+                        warned = true;
+                    }
+                }
+                if print {
+                    tails.print(&read_logs()?, false)?;
+                }
+                if last_state != Some(run.state) {
+                    if last_state.is_some() || run.state != RunState::Queued {
+                        printer::status(&format!("run {}: {}", run.id, describe(&run)));
+                    }
+                    last_state = Some(run.state);
+                }
+                if run.state.is_final() {
+                    if print {
+                        tails.print(&read_logs()?, true)?;
+                    }
+                    let code = match (run.state, run.exit_code) {
+                        (RunState::Completed, _) => 0,
+                        (_, Some(code)) if code != 0 => code,
+                        _ => 1,
+                    };
+                    return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+                }
+                std::thread::sleep(interval);
             }
-            last_state = Some(run.state);
-        }
-        if run.state.is_final() {
-            if print {
-                tails.print(&read_logs()?, true)?;
-            }
-            let code = match (run.state, run.exit_code) {
-                (RunState::Completed, _) => 0,
-                (_, Some(code)) if code != 0 => code,
-                _ => 1,
-            };
-            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
-        }
-        std::thread::sleep(interval);
-    }
+        })();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
 }
 
 const STATE_EVERY: Duration = Duration::from_millis(250);
