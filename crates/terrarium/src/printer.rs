@@ -153,6 +153,7 @@ impl ErrorCode {
             "curated" => Self::Curated,
             "referenced" => Self::Referenced,
             "archived" => Self::Archived,
+            "invalid_definition" => Self::InvalidDefinition,
             "invalid" => Self::Invalid,
             _ if !user => Self::Failure,
             other => Self::Server(other.to_string()),
