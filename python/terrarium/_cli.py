@@ -1,97 +1,64 @@
 """Running the ``terrarium`` CLI and turning its failures into typed exceptions.
 
 The CLI prints data on stdout (``--json`` where a command has it) and status, warnings and
-errors on stderr: ``error: ...``, then ``  Caused by: ...`` lines, then ``hint: ...``, with exit
-code 2 when the request was at fault and 1 when something failed. A definition's problem reads
-``FILE:LINE: field `FIELD`: message``.
+errors on stderr, with exit code 2 when the request was at fault and 1 when something failed.
+The SDK runs it with ``TERRARIUM_ERRORS=json``, so that after an error's text for people the
+last stderr line describes it for programs::
+
+    {"error": {"code": "invalid_definition", "message": "...", "causes": ["..."],
+               "hint": "...", "location": {"file": "...", "line": 7, "field": "..."}}}
+
+(``hint`` and ``location`` only when known). The exception is chosen by ``code``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import threading
-from pathlib import Path
 from typing import IO, Any, Callable, Optional, Sequence
 
 from ._binary import find_binary
-from .errors import ConflictError, DefinitionError, NotFoundError, TerrariumError
+from .errors import CONFLICT_CODES, ConflictError, DefinitionError, NotFoundError, TerrariumError
 
 #: Exit code of the CLI when the request was at fault.
 EXIT_USER_ERROR = 2
-
-# `FILE[:LINE][: field `FIELD`]: MESSAGE`, as terrarium-spec's `Location` prints it.
-_LOCATION = re.compile(
-    r"^(?P<file>[^:]+?|/.+?)(?::(?P<line>\d+))?(?:: field `(?P<field>[^`]*)`)?: (?P<message>.*)$"
-)
-_CONFLICT = (
-    "already exists with different content",
-    "versions are immutable",
-    "is a curated environment and is read-only",
-    " cannot be deleted: ",
-)
+#: What makes the CLI describe its errors for programs too.
+ERRORS_ENV = {"TERRARIUM_ERRORS": "json"}
 
 
 def error_from_output(
     code: int,
     stderr: str,
     what: str,
-    definition: Optional[Path] = None,
     rewrite: Optional[Callable[[str], str]] = None,
 ) -> TerrariumError:
     """The exception for a CLI run that exited with ``code`` and wrote ``stderr``.
 
-    ``what`` names the command for messages; ``definition`` is the definition file or folder
-    the command read, so that a ``FILE: message`` error about it becomes a
-    :class:`DefinitionError`; ``rewrite`` changes each message (e.g. scratch paths into names
-    the caller knows).
+    ``what`` names the command for messages; ``rewrite`` changes each message and file name
+    (e.g. scratch paths into names the caller knows).
     """
     fix = rewrite or (lambda text: text)
     lines = stderr.splitlines()
     structured = _structured(lines, code, fix)
     if structured is not None:
         return structured
-    message: Optional[str] = None
-    causes: list[str] = []
-    hint: Optional[str] = None
-    for line in lines:
-        if line.startswith("error: ") and message is None:
-            message = fix(line[len("error: "):])
-        elif line.startswith("  Caused by: ") and message is not None:
-            causes.append(fix(line[len("  Caused by: "):]))
-        elif line.startswith("hint: ") and message is not None:
-            hint = fix(line[len("hint: "):])
-    if hint is not None and "`terrarium " in hint:
-        # Advice in CLI commands does not help an SDK caller; the exception's type says it.
-        hint = None
-    if message is None:
-        tail = [line for line in lines if line.strip()]
-        message = fix(tail[-1]) if tail else f"terrarium {what} failed with exit code {code}"
-    user = code == EXIT_USER_ERROR
-    for text in [message, *causes]:
-        where = _location(text, definition, user)
-        if where is not None:
-            file, line_no, field = where
-            return DefinitionError(
-                message, file=file, line=line_no, field=field, hint=hint, details=causes
-            )
-    for text in [message, *causes]:
-        if text.endswith(" not found"):
-            return NotFoundError(message, code="not_found", hint=hint, details=causes)
-    for text in [message, *causes]:
-        if any(marker in text for marker in _CONFLICT):
-            return ConflictError(message, code="conflict", hint=hint, details=causes)
-    return TerrariumError(message, hint=hint, user_error=user, details=causes)
+    # No description: the CLI did not end by reporting an error (it crashed or was killed).
+    tail = [fix(line) for line in lines if line.strip()][-20:]
+    return TerrariumError(
+        f"terrarium {what} failed with exit code {code}",
+        user_error=False,
+        details=tail,
+    )
 
 
 def _structured(
     lines: list[str], code: int, fix: Callable[[str], str]
 ) -> Optional[TerrariumError]:
-    """The error from a machine-readable line ``{"error": {...}}``, when the CLI wrote one."""
+    """The error from the CLI's last line ``{"error": {...}}``, when it wrote one."""
     for line in reversed(lines):
-        if not line.startswith('{"error"'):
+        if not line.strip():
             continue
         try:
             body = json.loads(line)["error"]
@@ -100,62 +67,37 @@ def _structured(
         if not isinstance(body, dict):
             return None
         message = fix(str(body.get("message", "")))
-        kind = str(body.get("code", ""))
+        kind = str(body.get("code") or "") or None
         hint = body.get("hint")
+        if hint is not None and "`terrarium " in str(hint):
+            # Advice in CLI commands does not help an SDK caller; the exception's type says it.
+            hint = None
         causes = [fix(str(c)) for c in body.get("causes", []) or []]
         location = body.get("location")
-        if isinstance(location, dict) and location.get("file"):
-            line_no = location.get("line")
+        if kind == "invalid_definition" or isinstance(location, dict):
+            where = location if isinstance(location, dict) else {}
+            line_no = where.get("line")
             return DefinitionError(
                 message,
-                file=fix(str(location["file"])),
+                file=fix(str(where["file"])) if where.get("file") else None,
                 line=int(line_no) if line_no is not None else None,
-                field=location.get("field"),
+                field=where.get("field"),
                 hint=hint,
                 details=causes,
             )
-        cls = {"not_found": NotFoundError, "conflict": ConflictError}.get(kind, TerrariumError)
+        cls = TerrariumError
+        if kind == "not_found":
+            cls = NotFoundError
+        elif kind in CONFLICT_CODES:
+            cls = ConflictError
         return cls(
             message,
-            code=kind or None,
+            code=kind,
             hint=hint,
             user_error=code == EXIT_USER_ERROR,
             details=causes,
         )
     return None
-
-
-def _location(
-    text: str, definition: Optional[Path], user: bool
-) -> Optional[tuple[str, Optional[int], Optional[str]]]:
-    """Where a definition's problem is (file, line, field), when ``text`` names a place."""
-    if not user:
-        return None
-    match = _LOCATION.match(text)
-    if match is None:
-        return None
-    line, field = match.group("line"), match.group("field")
-    # `FILE: MESSAGE` is a definition's problem only when FILE is the definition read.
-    if line is None and field is None and not (
-        definition is not None and _within(match.group("file"), definition)
-    ):
-        return None
-    return match.group("file"), int(line) if line else None, field
-
-
-def _within(named: str, definition: Path) -> bool:
-    """Whether the path a message names is the definition or a file in it (before any
-    rewriting of scratch paths, names are compared by their last components too)."""
-    path = Path(named)
-    try:
-        resolved = path.resolve()
-        base = definition.resolve()
-        if resolved == base or base in resolved.parents:
-            return True
-    except OSError:
-        pass
-    known = {definition.name} | ({p.name for p in definition.iterdir()} if definition.is_dir() else set())
-    return path.name in known
 
 
 class Cli:
@@ -195,6 +137,7 @@ class Cli:
         """The child's environment: ours, with the token when there is one."""
         env = dict(os.environ)
         env.update(self._extra_env)
+        env.update(ERRORS_ENV)
         if self._token:
             env["TERRARIUM_TOKEN"] = self._token
         return env
@@ -204,7 +147,6 @@ class Cli:
         args: Sequence[str],
         *,
         cwd: Optional[str] = None,
-        definition: Optional[Path] = None,
         rewrite: Optional[Callable[[str], str]] = None,
         on_status: Optional[Callable[[str], None]] = None,
     ) -> str:
@@ -232,7 +174,7 @@ class Cli:
                 f"cannot run {self.binary}: {err}", code="no_binary", user_error=False
             ) from None
         if code != 0:
-            raise error_from_output(code, stderr, what, definition, rewrite)
+            raise error_from_output(code, stderr, what, rewrite)
         return stdout
 
     def json(self, args: Sequence[str], **kwargs: Any) -> Any:

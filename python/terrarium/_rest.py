@@ -13,12 +13,9 @@ import urllib.parse
 import urllib.request
 from typing import Any, Optional
 
-from .errors import ConflictError, NotFoundError, TerrariumError
+from .errors import CONFLICT_CODES, ConflictError, NotFoundError, TerrariumError
 
 API_PREFIX = "/api/v1"
-
-#: Codes that mean the request conflicts with the workspace's state.
-_CONFLICT_CODES = {"conflict", "curated", "referenced", "archived"}
 
 
 def segment(text: str) -> str:
@@ -114,6 +111,6 @@ def error_from_answer(status: int, body: bytes, url: str) -> TerrariumError:
         hint = "pass token= to Workspace.connect, or set TERRARIUM_TOKEN"
     if code == "not_found":
         return NotFoundError(message, code=code, hint=hint)
-    if code in _CONFLICT_CODES:
+    if code in CONFLICT_CODES:
         return ConflictError(message, code=code, hint=hint)
     return TerrariumError(message, code=code, hint=hint, user_error=user)

@@ -361,7 +361,5 @@ def read_conda_file(path: Path) -> dict[str, Any]:
     conda``): :class:`~terrarium.errors.DefinitionError` names the line and field of a problem."""
     from ._cli import Cli
 
-    answer = Cli(None).json(
-        ["env", "validate", str(path), "--format", "conda", "--json"], definition=path
-    )
+    answer = Cli(None).json(["env", "validate", str(path), "--format", "conda", "--json"])
     return conda_document(answer["definition"], variables=True)

@@ -256,9 +256,7 @@ class Environment:
         Azure ML's signature: Terrarium installs with uv, not pip."""
         del pip_version
         path = Path(file_path)
-        answer = Cli(None).json(
-            ["env", "validate", str(path), "--format", "requirements", "--json"], definition=path
-        )
+        answer = Cli(None).json(["env", "validate", str(path), "--format", "requirements", "--json"])
         env = Environment(name)
         env.python.conda_dependencies = CondaDependencies(
             _underlying_structure=conda_document(answer["definition"], name=DEFAULT_NAME)
@@ -270,10 +268,7 @@ class Environment:
         """An environment with the exact packages of an existing conda environment (a name
         ``conda env list`` shows, or its prefix directory), read from its ``conda-meta``."""
         prefix = _conda_prefix(conda_environment_name)
-        answer = Cli(None).json(
-            ["env", "validate", str(prefix), "--format", "conda-prefix", "--json"],
-            definition=prefix,
-        )
+        answer = Cli(None).json(["env", "validate", str(prefix), "--format", "conda-prefix", "--json"])
         env = Environment(name)
         env.python.conda_dependencies = CondaDependencies(
             _underlying_structure=conda_document(answer["definition"], name=DEFAULT_NAME)
@@ -370,19 +365,13 @@ class Environment:
                 hint="an Azure ML v1 directory holds azureml_environment.json",
             )
         cli = Cli(None)
-        cli.run(
-            ["env", "validate", str(directory), "--format", "aml-v1", "--json"],
-            definition=directory,
-        )
+        cli.run(["env", "validate", str(directory), "--format", "aml-v1", "--json"])
         with open(directory / DEFINITION_FILE, encoding="utf-8") as file:
             data = json.load(file)
         conda_file = directory / CONDA_FILE
         document = None
         if conda_file.is_file():
-            answer = cli.json(
-                ["env", "validate", str(conda_file), "--format", "conda", "--json"],
-                definition=conda_file,
-            )
+            answer = cli.json(["env", "validate", str(conda_file), "--format", "conda", "--json"])
             document = conda_document(answer["definition"], variables=True)
         env = Environment._from_aml_dict(data, document, directory / DEFINITION_FILE)
         dockerfile = directory / DOCKERFILE_FILE
@@ -445,7 +434,9 @@ class Environment:
     ) -> dict[str, Any]:
         """Lock (once) and build the environment on this machine; registers it first when it
         has no version. Returns ``name``, ``version``, ``lock_hash``, ``prefix`` (the built
-        environment) and ``built`` (False when it was built already)."""
+        environment), ``built`` (False when it was built already) and ``user_managed``; a
+        user-managed environment has nothing to build: its ``prefix`` is None, and
+        ``interpreter`` is the interpreter it uses as it is."""
         if platform is not None:
             warnings.warn("build_local builds for this machine; `platform` is ignored", stacklevel=2)
         if kwargs:
@@ -455,14 +446,10 @@ class Environment:
             )
         env = self._registered(workspace)
         with Progress(f"building {env.name}:{env.version}") as progress:
-            stdout = workspace._cli.run(
+            answer: dict[str, Any] = workspace._cli.json(
                 ["env", "build", f"{env.name}:{env.version}", "--json"],
                 on_status=progress.update if progress.active else None,
             )
-        if not stdout.strip():
-            # A user-managed environment has nothing to build (the CLI prints no JSON).
-            return {"name": env.name, "version": env.version, "prefix": None, "built": False}
-        answer: dict[str, Any] = json.loads(stdout)
         return answer
 
     def build(

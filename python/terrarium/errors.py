@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+#: Codes (the team server's, and the CLI's with ``TERRARIUM_ERRORS=json``) that mean the
+#: request conflicts with the workspace's state: :class:`ConflictError`.
+CONFLICT_CODES = frozenset({"conflict", "curated", "referenced", "archived"})
+
 
 class TerrariumError(Exception):
     """Something Terrarium refused or could not do.
@@ -52,7 +56,8 @@ class NotFoundError(TerrariumError):
 
 class ConflictError(TerrariumError):
     """The request conflicts with the workspace: a version that exists with other content
-    (versions are immutable), a curated environment (read-only), a version still referenced."""
+    (versions are immutable, ``code`` ``conflict``), a curated environment (read-only,
+    ``curated``), a version still referenced (``referenced``) or archived (``archived``)."""
 
 
 class DefinitionError(TerrariumError):

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import codecs
 import os
-import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,8 +41,6 @@ STATUS = {
     "lost": "Lost",
 }
 _FINAL = {"completed", "failed", "cancelled", "timed_out", "node_failed", "lost"}
-# `terrarium run` announces the run on stderr before it starts the command.
-_STARTED = re.compile(rb"^run (\d{8}T\d{6}-[0-9a-f]+): ", re.MULTILINE)
 _BUILT_IN_TARGETS = ("local", "container")
 
 
@@ -231,14 +227,17 @@ class Run:
 
     @classmethod
     def _start(cls, experiment: Experiment, args: list[str], cwd: str) -> "Run":
-        """Start ``terrarium run`` in the background and wait for it to announce the run."""
+        """Start ``terrarium run`` in the background and wait until the run is recorded: it
+        writes the run's id to ``--id-file`` then, before the command starts."""
         cli = experiment.workspace._cli
         scratch = Path(tempfile.mkdtemp(prefix="terrarium-run-"))
         output = scratch / "output.log"
+        id_file = scratch / "run-id"
+        run_args = [args[0], "--id-file", str(id_file), *args[1:]]
         with open(output, "wb") as sink:
             try:
                 process = subprocess.Popen(
-                    cli.command(args),
+                    cli.command(run_args),
                     cwd=cwd,
                     env=cli.environ(),
                     stdin=subprocess.DEVNULL,
@@ -248,27 +247,25 @@ class Run:
                     start_new_session=True,
                 )
             except OSError as err:
+                shutil.rmtree(scratch, ignore_errors=True)
                 raise TerrariumError(f"cannot run {cli.binary}: {err}", user_error=False) from None
         with Progress("starting the run") as progress:
             while True:
-                data = output.read_bytes()
-                found = _STARTED.search(data)
-                if found:
-                    run = cls(experiment, found.group(1).decode())
+                # Written whole (renamed into place) by `terrarium run`.
+                run_id = id_file.read_text().strip() if id_file.exists() else ""
+                if run_id:
+                    run = cls(experiment, run_id)
                     run._process = process
                     run._output = output
-                    # Shown output starts after the announcement.
-                    end = data.find(b"\n", found.end())
-                    run._shown = len(data) if end < 0 else end + 1
                     return run
                 code = process.poll()
-                text = data.decode("utf-8", errors="replace")
-                if code is not None:
+                if code is not None and not id_file.exists():
                     from ._cli import error_from_output
 
+                    text = output.read_bytes().decode("utf-8", errors="replace")
                     shutil.rmtree(scratch, ignore_errors=True)
                     raise error_from_output(code, text, "run")
-                lines = text.strip().splitlines()
+                lines = output.read_bytes().decode("utf-8", errors="replace").strip().splitlines()
                 if lines:
                     progress.update(lines[-1])
                 time.sleep(0.05)
@@ -391,52 +388,15 @@ class Run:
 
     def cancel(self) -> None:
         """Stop the run (``terrarium runs cancel``): a job through its engine, a run on this
-        machine by stopping its program. Returns once the run has ended."""
+        machine by stopping its program; it is recorded as ``Canceled``. Returns once the run
+        has ended."""
         record = self._record or self._refresh()
         if str(record.get("state")) in _FINAL:
             return
-        try:
-            self.workspace._cli.run(["runs", "cancel", self.id])
-        except TerrariumError as err:
-            # A CLI that cancels only jobs on compute targets: stop the program this process
-            # started (it is then recorded as ended by SIGTERM, not as cancelled).
-            if record.get("job") or "compute target" not in str(err) or self._process is None:
-                raise
-            self._terminate()
+        self.workspace._cli.run(["runs", "cancel", self.id])
         if self._process is not None:
-            self._process.wait()
-
-    def _terminate(self) -> None:
-        assert self._process is not None
-        if self._process.poll() is not None:
-            return
-        for pid in _descendants(self._process.pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, experiment={self.experiment.name!r})"
 
-
-def _descendants(pid: int) -> list[int]:
-    """The processes ``pid`` started, and theirs (Linux ``/proc``), deepest first."""
-    found: list[int] = []
-    stack = [pid]
-    while stack:
-        parent = stack.pop()
-        children: list[int] = []
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children += [int(c) for c in (task / "children").read_text().split()]
-            except (OSError, ValueError):
-                continue
-        found += children
-        stack += children
-    return list(reversed(found))

@@ -235,7 +235,6 @@ class _Backend:
 
             record: dict[str, Any] = self.cli.json(
                 ["env", "create", "-f", str(directory), "--format", "aml-v1", "--no-lock", "--json"],
-                definition=directory,
                 rewrite=rewrite,
             )
         return record

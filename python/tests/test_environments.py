@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from terrarium import ConflictError, DefinitionError, Environment, NotFoundError, TerrariumError, Workspace
+from terrarium import ConflictError, Environment, NotFoundError, TerrariumError, Workspace
 from terrarium.core.conda_dependencies import CondaDependencies
 
 
@@ -132,16 +132,7 @@ def test_user_managed(workspace: Workspace) -> None:
     assert got.python.interpreter_path == "/usr/bin/python3"
 
 
-def test_dockerfile(workspace: Workspace, tmp_path: Any, request: pytest.FixtureRequest) -> None:
-    if "server" in request.node.callspec.params["workspace"]:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=DefinitionError,
-                reason="terrarium-spec: an aml-v1 Dockerfile environment imports with runtime "
-                "python, which the server's validate (a native round trip) refuses",
-            )
-        )
+def test_dockerfile(workspace: Workspace, tmp_path: Any) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM debian:bookworm\nRUN apt-get update\n")
     built = Environment.from_dockerfile("docker-env", str(dockerfile)).register(workspace)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,32 +146,65 @@ def test_from_config_and_connect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_cli_errors_become_typed_exceptions(tmp_path: Path) -> None:
-    located = error_from_output(
+    def described(code: int, body: dict[str, Any], text: str = "error: (for people)\n") -> TerrariumError:
+        return error_from_output(code, text + json.dumps({"error": body}) + "\n", "env create")
+
+    located = described(
         2,
-        "warning: something\nerror: environment.yml:7: field `dependencies[1].pip`: invalid requirement `torch ===`\n",
-        "env create",
+        {
+            "code": "invalid_definition",
+            "message": "environment.yml:7: field `dependencies[1].pip`: invalid requirement `torch ===`",
+            "causes": [],
+            "location": {"file": "environment.yml", "line": 7, "field": "dependencies[1].pip"},
+        },
+        "warning: something\nerror: environment.yml:7: ...\n",
     )
-    assert isinstance(located, DefinitionError)
+    assert isinstance(located, DefinitionError) and located.code == "invalid_definition"
     assert (located.file, located.line, located.field) == ("environment.yml", 7, "dependencies[1].pip")
-    nested = error_from_output(
+    assert "invalid requirement" in str(located)
+    missing_file = described(
         2,
-        "error: cannot register `x`\n  Caused by: definition: field `general.runtime`: bad\nhint: `terrarium env list` shows\n",
+        {
+            "code": "invalid_definition",
+            "message": "/scratch/x.yml: cannot open",
+            "causes": ["No such file or directory (os error 2)"],
+            "location": {"file": "/scratch/x.yml"},
+        },
+    )
+    assert isinstance(missing_file, DefinitionError) and missing_file.line is None
+    rewritten = error_from_output(
+        2,
+        json.dumps({"error": {"code": "invalid_definition", "message": "/scratch/x.yml:1: bad",
+                              "causes": [], "location": {"file": "/scratch/x.yml", "line": 1}}}),
         "env create",
+        rewrite=lambda text: text.replace("/scratch/", ""),
     )
-    assert isinstance(nested, DefinitionError) and nested.field == "general.runtime"
-    assert nested.hint is None, "CLI advice is not an SDK caller's"
-    missing = error_from_output(2, "error: environment `nope` not found\n", "env show")
-    assert isinstance(missing, NotFoundError)
-    conflict = error_from_output(
-        2, "error: cannot register `x`\n  Caused by: x:1 already exists with different content (content hash sha256:1); versions are immutable\n", "env create"
+    assert isinstance(rewritten, DefinitionError)
+    assert (rewritten.file, rewritten.message) == ("x.yml", "x.yml:1: bad")
+    missing = described(
+        2,
+        {
+            "code": "not_found",
+            "message": "environment `nope` not found",
+            "causes": [],
+            "hint": "`terrarium env list` shows the environments in this workspace",
+        },
     )
-    assert isinstance(conflict, ConflictError)
-    failure = error_from_output(1, "error: database error\n  Caused by: disk full\n", "env list")
+    assert isinstance(missing, NotFoundError) and missing.code == "not_found"
+    assert missing.hint is None, "CLI advice is not an SDK caller's"
+    for code in ("conflict", "curated", "referenced", "archived"):
+        conflict = described(2, {"code": code, "message": "m", "causes": ["c"], "hint": "h"})
+        assert isinstance(conflict, ConflictError) and conflict.code == code
+        assert conflict.details == ["c"] and conflict.hint == "h"
+    unauthorized = described(2, {"code": "unauthorized", "message": "no token", "causes": []})
+    assert type(unauthorized) is TerrariumError and unauthorized.code == "unauthorized"
+    assert unauthorized.user_error
+    failure = described(1, {"code": "failure", "message": "database error", "causes": ["disk full"]})
     assert type(failure) is TerrariumError and not failure.user_error and failure.details == ["disk full"]
-    structured = error_from_output(
-        2, 'error: x\n{"error": {"code": "invalid_definition", "message": "m", "location": {"file": "f.yml", "line": 3, "field": "name"}}}\n', "env create"
-    )
-    assert isinstance(structured, DefinitionError) and structured.line == 3
+    # No description: a CLI that crashed; its last lines are the details.
+    crashed = error_from_output(101, "thread 'main' panicked at src/x.rs:1:1:\noops\n", "env list")
+    assert type(crashed) is TerrariumError and not crashed.user_error
+    assert "exit code 101" in crashed.message and crashed.details[-1] == "oops"
 
     assert isinstance(error_from_answer(404, b'{"error": {"status": 404, "code": "not_found", "message": "x not found"}}', "u"), NotFoundError)
     assert isinstance(error_from_answer(409, b'{"error": {"status": 409, "code": "curated", "message": "read-only"}}', "u"), ConflictError)

@@ -87,6 +87,21 @@ def test_failures_and_output(workspace: Workspace, tmp_path: Path, capsys: Any) 
     ok.wait_for_completion(show_output=True)
     assert "hello from the run" in capsys.readouterr().out
 
+    # The program knows its run: TERRARIUM_RUN_ID.
+    knows = experiment.submit(
+        ScriptRunConfig(
+            source_directory=str(tmp_path),
+            command=[sys.executable, "-c", "import os; print('run id', os.environ['TERRARIUM_RUN_ID'])"],
+            environment=env,
+        )
+    )
+    knows.wait_for_completion()
+    assert f"run id {knows.id}" in knows.get_logs()
+    # A user-managed environment has nothing to build, and says so.
+    built = env.build_local(workspace)
+    assert built["user_managed"] is True and built["prefix"] is None and built["built"] is False
+    assert built["interpreter"] == sys.executable
+
     failing = experiment.submit(
         ScriptRunConfig(
             source_directory=str(tmp_path),
@@ -131,11 +146,8 @@ def test_cancel_a_local_run(workspace: Workspace, tmp_path: Path) -> None:
         time.sleep(0.05)
     run.cancel()
     details = run.wait_for_completion(raise_on_error=False)
-    # `runs cancel` of a local run records it cancelled; a CLI that cancels only jobs leaves the
-    # SDK to stop the program, and the run ends by SIGTERM.
-    assert details["status"] == "Canceled" or (
-        details["status"] == "Failed" and details["exitCode"] == 143
-    ), details
+    assert details["status"] == "Canceled", details
+    assert run.get_status() == "Canceled"
 
 
 def test_build_an_image_and_read_its_details(
