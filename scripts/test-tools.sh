@@ -90,8 +90,23 @@ if ! Rscript -e 'for (p in c("httr2", "jsonlite", "testthat")) if (!requireNames
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends r-base-core r-cran-httr2 r-cran-jsonlite r-cran-testthat >&2
 fi
 
+# pyspark (and py4j) as wheels, built once from PyPI (pyspark ships as an sdist), for the
+# Spark target's tests; they run with the machine's Java 17.
+spark_wheels="$cache/spark-wheels-4.0.1"
+if [ ! -d "$spark_wheels" ]; then
+    echo "building pyspark 4.0.1 wheels from PyPI into $spark_wheels" >&2
+    rm -rf "$spark_wheels.tmp"
+    python3 -m pip wheel --quiet --disable-pip-version-check -w "$spark_wheels.tmp" "pyspark==4.0.1" >&2
+    mv "$spark_wheels.tmp" "$spark_wheels"
+fi
+if ! command -v java >/dev/null; then
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >&2
+fi
+
 echo "export TERRARIUM_TEST_BASE_IMAGE=oci:$base:bookworm"
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
 echo "export TERRARIUM_TEST_SCHEMATHESIS=$st/bin/schemathesis"
 echo "export TERRARIUM_UV=$uv/bin/uv"
 echo "export TERRARIUM_TEST_AZMLINFSRV=$srv/bin/azmlinfsrv"
+echo "export TERRARIUM_TEST_SPARK_WHEELS=$spark_wheels"

@@ -16,6 +16,7 @@ pub mod ray;
 pub mod resources;
 pub mod runs;
 pub mod slurm;
+pub mod spark;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,15 +35,17 @@ pub use resources::Resources;
 pub enum Kind {
     Slurm,
     Ray,
+    Spark,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Slurm, Kind::Ray];
+    pub const ALL: &'static [Kind] = &[Kind::Slurm, Kind::Ray, Kind::Spark];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Slurm => "slurm",
             Self::Ray => "ray",
+            Self::Spark => "spark",
         }
     }
 
@@ -51,6 +54,7 @@ impl Kind {
         match self {
             Self::Slurm => slurm::OPTIONS,
             Self::Ray => ray::OPTIONS,
+            Self::Spark => spark::OPTIONS,
         }
     }
 }
@@ -146,6 +150,7 @@ impl Target {
         Ok(match self.kind {
             Kind::Slurm => Box::new(slurm::Slurm::new(self.clone())),
             Kind::Ray => Box::new(ray::Ray::new(self.clone())?),
+            Kind::Spark => Box::new(spark::Spark::new(self.clone())),
         })
     }
 }
@@ -171,6 +176,8 @@ pub struct JobSpec {
     pub resources: Resources,
     /// Where the job writes its logs: a directory on the filesystem the nodes share.
     pub log_dir: PathBuf,
+    /// The definition's Spark settings (Maven packages and repositories), for Spark targets.
+    pub spark: terrarium_spec::model::Spark,
 }
 
 /// A built environment prefix that a job runs in.
@@ -236,6 +243,22 @@ pub trait Engine: Send + Sync {
     }
 
     fn cancel(&self, job_id: &str) -> Result<(), ComputeError>;
+
+    /// [`Engine::status`] of a job whose run keeps its logs in `log_dir` (found from the
+    /// target's layout, never from a record). An engine that keeps no record of its own jobs
+    /// (Spark's client mode: the driver runs on this machine) reads it there.
+    fn status_in(
+        &self,
+        job_id: &str,
+        _log_dir: &std::path::Path,
+    ) -> Result<JobStatus, ComputeError> {
+        self.status(job_id)
+    }
+
+    /// [`Engine::cancel`], likewise.
+    fn cancel_in(&self, job_id: &str, _log_dir: &std::path::Path) -> Result<(), ComputeError> {
+        self.cancel(job_id)
+    }
 }
 
 /// Exit code of a job (or task) whose node does not see the environment's prefix.

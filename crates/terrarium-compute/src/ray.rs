@@ -687,6 +687,7 @@ mod tests {
             }),
             resources: Resources::parse(1, Some(2), Some(1), Some("1G"), None).unwrap(),
             log_dir: "/shared/runs/20261202T000000-abcdef".into(),
+            spark: Default::default(),
         }
     }
 

@@ -62,15 +62,20 @@ pub fn submit(
         log_dir: Some(job.log_dir.display().to_string()),
     });
     if let Err(err) = store.create_run(&run) {
-        let _ = engine.cancel(&job_id);
+        let _ = engine.cancel_in(&job_id, &job.log_dir);
         return Err(err.into());
     }
     Ok(run)
 }
 
 /// The run as its engine says it is now, recorded. A run that is not a job, or has ended, is
-/// returned as it is. When the target is gone from the workspace, the run is lost.
-pub fn refresh(store: &dyn Store, run: RunRecord) -> Result<RunRecord, ComputeError> {
+/// returned as it is. When the target is gone from the workspace, the run is lost. `runs_dir`
+/// is the workspace's runs directory, where jobs keep their logs unless the target says.
+pub fn refresh(
+    store: &dyn Store,
+    run: RunRecord,
+    runs_dir: &Path,
+) -> Result<RunRecord, ComputeError> {
     let Some(job) = run.job.clone() else {
         return Ok(run);
     };
@@ -78,7 +83,11 @@ pub fn refresh(store: &dyn Store, run: RunRecord) -> Result<RunRecord, ComputeEr
         return Ok(run);
     }
     let status = match store.get_compute(&run.target) {
-        Ok(record) => target(&record)?.engine()?.status(&job.job_id)?,
+        Ok(record) => {
+            let target = target(&record)?;
+            let log_dir = log_dir(&target, runs_dir, &run.id)?;
+            target.engine()?.status_in(&job.job_id, &log_dir)?
+        }
         Err(terrarium_store::StoreError::NotFound(_)) => JobStatus {
             state: RunState::Lost,
             exit_code: None,
@@ -102,9 +111,10 @@ pub fn refresh(store: &dyn Store, run: RunRecord) -> Result<RunRecord, ComputeEr
 pub fn refresh_following(
     store: &dyn Store,
     run: RunRecord,
+    runs_dir: &Path,
     silent_since: &mut Option<std::time::Instant>,
 ) -> Result<RunRecord, ComputeError> {
-    let err = match refresh(store, run.clone()) {
+    let err = match refresh(store, run.clone(), runs_dir) {
         Ok(run) => {
             *silent_since = None;
             return Ok(run);

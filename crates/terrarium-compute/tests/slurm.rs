@@ -42,6 +42,7 @@ fn job(dir: &Path, command: &[&str], prefix: Option<Prefix>) -> JobSpec {
         prefix,
         resources: Resources::parse(1, Some(1), None, Some("100M"), None).unwrap(),
         log_dir: dir.join("logs"),
+        spark: Default::default(),
     }
 }
 
@@ -83,6 +84,7 @@ fn a_job_runs_in_its_prefix_and_its_exit_code_comes_back() {
         run_id: format!("{}-ok", job.run_id),
         command: vec!["/bin/true".into()],
         log_dir: dir.path().join("logs-ok"),
+        spark: Default::default(),
         ..job
     };
     let id = engine.submit(&ok).unwrap();

@@ -179,6 +179,7 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
         prefix,
         resources,
         log_dir: log_dir.clone(),
+        spark: version.definition.spark.clone(),
     };
     if job_args.dry_run {
         print!("{}", engine.render(&job).map_err(compute_error)?);
@@ -319,12 +320,14 @@ pub fn follow(
     std::thread::scope(|scope| -> Result<ExitCode> {
         let asking = run.clone();
         let stop = &stop;
+        let runs_dir = context.runs_dir()?;
         scope.spawn(move || {
             let mut run = asking;
             let mut silent_since = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let answer = runs::refresh_following(store, run.clone(), &mut silent_since)
-                    .map_err(compute_error);
+                let answer =
+                    runs::refresh_following(store, run.clone(), &runs_dir, &mut silent_since)
+                        .map_err(compute_error);
                 let end = answer.as_ref().map_or(true, |r| r.state.is_final());
                 if let Ok(refreshed) = &answer {
                     run = refreshed.clone();

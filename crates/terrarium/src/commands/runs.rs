@@ -71,7 +71,7 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             let runs = store
                 .list_runs(args.experiment.as_deref(), args.limit)?
                 .into_iter()
-                .map(|run| refresh(store.as_ref(), run))
+                .map(|run| refresh(context, store.as_ref(), run))
                 .collect::<Result<Vec<_>>>()?;
             if args.json {
                 printer::json(&runs)?;
@@ -95,7 +95,7 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Show(args) => {
-            let run = refresh(store.as_ref(), store.get_run(&args.id)?)?;
+            let run = refresh(context, store.as_ref(), store.get_run(&args.id)?)?;
             if args.json {
                 printer::json(&run)?;
             } else {
@@ -148,7 +148,7 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             if run.job.is_none() {
                 return cancel_local(context, store.as_ref(), run);
             }
-            let run = refresh(store.as_ref(), run)?;
+            let run = refresh(context, store.as_ref(), run)?;
             if run.state.is_final() {
                 printer::status(&format!(
                     "run {} has already ended: {}",
@@ -161,9 +161,12 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             let Some(job) = run.job.as_ref() else {
                 unreachable!("local runs are cancelled above")
             };
+            let runs_dir = context.runs_dir()?;
             terrarium_compute::runs::target(&record)
-                .and_then(|t| t.engine())
-                .and_then(|e| e.cancel(&job.job_id))
+                .and_then(|t| {
+                    let log_dir = terrarium_compute::runs::log_dir(&t, &runs_dir, &run.id)?;
+                    t.engine()?.cancel_in(&job.job_id, &log_dir)
+                })
                 .map_err(anyhow::Error::new)?;
             printer::status(&format!(
                 "run {}: cancel sent to job {}",
@@ -173,7 +176,7 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
                 .map(|_| ExitCode::SUCCESS);
         }
         RunsCommand::Logs(args) if store.get_run(&args.id)?.job.is_some() => {
-            let run = refresh(store.as_ref(), store.get_run(&args.id)?)?;
+            let run = refresh(context, store.as_ref(), store.get_run(&args.id)?)?;
             let logs = super::jobs::log_files(context, store.as_ref(), &run)?;
             if logs.is_empty() {
                 return Err(user_error(
@@ -223,10 +226,11 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
 
 /// A run as it is now: a job on a compute target is asked of its engine.
 fn refresh(
+    context: &Context,
     store: &dyn terrarium_store::Store,
     run: terrarium_store::RunRecord,
 ) -> Result<terrarium_store::RunRecord> {
-    terrarium_compute::runs::refresh(store, run).map_err(anyhow::Error::new)
+    terrarium_compute::runs::refresh(store, run, &context.runs_dir()?).map_err(anyhow::Error::new)
 }
 
 /// Follow a run on this machine (`local`, `container`) to its end, printing its output as it

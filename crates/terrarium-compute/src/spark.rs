@@ -1,0 +1,655 @@
+//! Spark: `spark-submit` from the environment itself, in client mode, against the target's
+//! master (`local[N]`, or a standalone `spark://host:port`).
+//!
+//! In client mode the driver is the `spark-submit` process, and it runs on this machine (a
+//! standalone master refuses cluster mode for Python applications). Terrarium starts it
+//! detached, in its own process group, and keeps the job's record beside its log: `driver.log`
+//! (its output), `driver.pid`, `exit_code` once it has ended, and `cancelled` when it was
+//! cancelled. The job id is the driver's process id; a driver that is gone without an exit
+//! code is lost. The driver and every executor run the environment's own Python
+//! (`PYSPARK_PYTHON`, `spark.pyspark.python`), whose prefix must be where executors see it:
+//! this machine for `local[N]`, a filesystem the workers share for a standalone master.
+//!
+//! The definition's `spark.packages` and `spark.repositories` become `--packages` and
+//! `--repositories`; `spark.precache` (resolve them when the image is built) is for images and
+//! ignored here, and the dry run says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::{
+    shell_quote, ComputeError, Engine, JobSpec, JobState, JobStatus, OptionSpec, Target, TaskLog,
+};
+
+/// The driver's output, in the run's log directory.
+pub const DRIVER_LOG: &str = "driver.log";
+const DRIVER_PID: &str = "driver.pid";
+const EXIT_CODE: &str = "exit_code";
+const CANCELLED: &str = "cancelled";
+
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        key: "master",
+        help: "the Spark master: local, local[N], local[*] or spark://HOST:PORT (a standalone cluster)",
+        required: true,
+        check: check_master,
+    },
+    OptionSpec {
+        key: "executor_memory",
+        help: "memory per executor, as Spark writes it (512m, 2g); `run --memory` overrides it",
+        required: false,
+        check: check_memory,
+    },
+    OptionSpec {
+        key: "executor_cores",
+        help: "cores per executor; `run --cpus` overrides it",
+        required: false,
+        check: |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|_| ())
+                .ok_or_else(|| format!("`{}` is not a positive number", v.escape_debug()))
+        },
+    },
+    OptionSpec {
+        key: "conf",
+        help: "more Spark properties, `key=value` pairs separated by `;` (spark.sql.shuffle.partitions=8;spark.ui.enabled=false)",
+        required: false,
+        check: |v| parse_conf(v).map(|_| ()),
+    },
+    OptionSpec {
+        key: "cache",
+        help: "where environments are built: this machine's for local masters, a filesystem every worker sees for a standalone one (default: this machine's Terrarium cache)",
+        required: false,
+        check: crate::check_absolute,
+    },
+    OptionSpec {
+        key: "logs",
+        help: "where the driver's log and record are kept, one directory per run (default: the workspace's runs directory)",
+        required: false,
+        check: crate::check_absolute,
+    },
+];
+
+fn check_master(value: &str) -> Result<(), String> {
+    let local = value == "local"
+        || value
+            .strip_prefix("local[")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .is_some_and(|n| n == "*" || n.parse::<u32>().is_ok_and(|n| n > 0));
+    let standalone = value.strip_prefix("spark://").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.split(',').all(|hostport| {
+                hostport.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty()
+                        && host
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                        && port.parse::<u16>().is_ok()
+                })
+            })
+    });
+    if local || standalone {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a master Terrarium can submit to: use local, local[N], local[*] or spark://HOST:PORT",
+            value.escape_debug()
+        ))
+    }
+}
+
+fn check_memory(value: &str) -> Result<(), String> {
+    let digits = value.trim_end_matches(['k', 'm', 'g', 't', 'K', 'M', 'G', 'T']);
+    if !digits.is_empty()
+        && digits.len() + 1 >= value.len()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a memory size like 512m or 2g",
+            value.escape_debug()
+        ))
+    }
+}
+
+/// `key=value;key=value`, keys as Spark names them.
+fn parse_conf(value: &str) -> Result<Vec<(String, String)>, String> {
+    value
+        .split(';')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, val) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{}` is not key=value", pair.escape_debug()))?;
+            let key = key.trim();
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                || val.contains('\n')
+            {
+                return Err(format!("`{}` is not a Spark property", pair.escape_debug()));
+            }
+            Ok((key.to_string(), val.to_string()))
+        })
+        .collect()
+}
+
+pub struct Spark {
+    target: Target,
+}
+
+impl Spark {
+    pub fn new(target: Target) -> Self {
+        Self { target }
+    }
+
+    fn master(&self) -> &str {
+        self.target.option("master").unwrap_or("local")
+    }
+
+    /// The driver's command line: `spark-submit` from the prefix, the master, the properties,
+    /// the packages, then the script and its arguments. The command given to `run` is the
+    /// script and its arguments, with or without a leading `python`.
+    fn argv(&self, job: &JobSpec) -> Result<Vec<String>, ComputeError> {
+        let Some(prefix) = &job.prefix else {
+            return Err(ComputeError::Engine {
+                target: self.target.name.clone(),
+                message: format!(
+                    "{} is user-managed: spark targets run `spark-submit` from a built environment that holds pyspark",
+                    job.environment
+                ),
+            });
+        };
+        let r = &job.resources;
+        for (given, flag, why) in [
+            (r.nodes > 1, "--nodes", "the master decides how many executors run; set executor_cores and spark.cores.max (conf) instead"),
+            (r.time_seconds.is_some(), "--time", "Spark has no time limit for applications"),
+        ] {
+            if given {
+                return Err(ComputeError::Resources {
+                    what: flag,
+                    reason: format!("spark target `{}` takes no {flag}: {why}", self.target.name),
+                });
+            }
+        }
+        let mut command = job.command.as_slice();
+        if command
+            .first()
+            .is_some_and(|p| matches!(p.as_str(), "python" | "python3"))
+        {
+            command = &command[1..];
+        }
+        let Some(script) = command.first().filter(|s| s.ends_with(".py")) else {
+            return Err(ComputeError::Resources {
+                what: "command",
+                reason: format!(
+                    "spark target `{}` runs a Python application: give the script and its arguments (`-- train.py ARGS` or `-- python train.py ARGS`)",
+                    self.target.name
+                ),
+            });
+        };
+        let python = prefix.path.join("bin/python").display().to_string();
+        let mut argv = vec![
+            prefix.path.join("bin/spark-submit").display().to_string(),
+            "--master".into(),
+            self.master().into(),
+            "--name".into(),
+            format!("terrarium-{}", job.run_id),
+            "--conf".into(),
+            format!("spark.pyspark.python={python}"),
+            "--conf".into(),
+            format!("spark.pyspark.driver.python={python}"),
+        ];
+        let memory = r
+            .memory_mib
+            .map(|mib| format!("{mib}m"))
+            .or_else(|| self.target.option("executor_memory").map(str::to_string));
+        if let Some(memory) = memory {
+            argv.extend(["--conf".into(), format!("spark.executor.memory={memory}")]);
+        }
+        let cores = r
+            .cpus
+            .map(|c| c.to_string())
+            .or_else(|| self.target.option("executor_cores").map(str::to_string));
+        if let Some(cores) = cores {
+            argv.extend(["--conf".into(), format!("spark.executor.cores={cores}")]);
+        }
+        if let Some(gpus) = r.gpus {
+            argv.extend([
+                "--conf".into(),
+                format!("spark.executor.resource.gpu.amount={gpus}"),
+            ]);
+        }
+        if let Some(conf) = self.target.option("conf") {
+            for (key, value) in parse_conf(conf).map_err(|reason| ComputeError::Option {
+                target: self.target.name.clone(),
+                option: "conf".into(),
+                reason,
+            })? {
+                argv.extend(["--conf".into(), format!("{key}={value}")]);
+            }
+        }
+        if !job.spark.packages.is_empty() {
+            argv.extend(["--packages".into(), job.spark.packages.join(",")]);
+        }
+        if !job.spark.repositories.is_empty() {
+            argv.extend(["--repositories".into(), job.spark.repositories.join(",")]);
+        }
+        argv.push(script.clone());
+        argv.extend(command[1..].iter().cloned());
+        Ok(argv)
+    }
+
+    /// The shell the driver runs under: the prefix checked (as on every engine), the driver
+    /// run, and its exit code written where `status` finds it, atomically.
+    fn wrapper(&self, job: &JobSpec) -> Result<Vec<String>, ComputeError> {
+        let argv = self.argv(job)?;
+        let prefix = job
+            .prefix
+            .as_ref()
+            .expect("argv refuses jobs without a prefix");
+        let exit = job.log_dir.join(EXIT_CODE);
+        let exit = shell_quote(&exit.display().to_string());
+        let task = crate::delivery::task_script(&job.environment, &prefix.in_use, None);
+        let mut wrapper = vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            format!("\"$@\"; code=$?; echo $code > {exit}.tmp && mv {exit}.tmp {exit}"),
+            "terrarium-driver".into(),
+            "/bin/bash".into(),
+            "-c".into(),
+            task,
+            "terrarium-task".into(),
+        ];
+        wrapper.extend(argv);
+        Ok(wrapper)
+    }
+
+    fn job_files(log_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            log_dir.join(DRIVER_PID),
+            log_dir.join(EXIT_CODE),
+            log_dir.join(CANCELLED),
+        )
+    }
+
+    fn check_job_id(&self, job_id: &str) -> Result<u32, ComputeError> {
+        job_id
+            .parse::<u32>()
+            .ok()
+            .filter(|pid| *pid > 1)
+            .ok_or_else(|| ComputeError::Answer {
+                target: self.target.name.clone(),
+                request: "a driver's process id".into(),
+                reason: format!("`{}` is not one", job_id.escape_debug()),
+            })
+    }
+
+    /// Whether process `pid` is this run's driver: alive, and started for this run (its
+    /// command line names the run), so that a reused process id is never taken for it.
+    fn is_driver(pid: u32, log_dir: &Path) -> bool {
+        let Some(run_id) = log_dir.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            let marker = format!("terrarium-{run_id}");
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == marker.as_bytes())
+        })
+    }
+}
+
+impl Engine for Spark {
+    fn check(&self) -> Result<String, ComputeError> {
+        let java = Command::new("java")
+            .arg("-version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|_| ComputeError::MissingProgram {
+                target: self.target.name.clone(),
+                program: "java".into(),
+            })?;
+        let version = String::from_utf8_lossy(&java.stderr)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(hosts) = self.master().strip_prefix("spark://") {
+            let reachable = hosts.split(',').any(|hostport| {
+                use std::net::ToSocketAddrs;
+                hostport.to_socket_addrs().is_ok_and(|mut addrs| {
+                    addrs.any(|addr| {
+                        std::net::TcpStream::connect_timeout(
+                            &addr,
+                            std::time::Duration::from_secs(5),
+                        )
+                        .is_ok()
+                    })
+                })
+            });
+            if !reachable {
+                return Err(ComputeError::Option {
+                    target: self.target.name.clone(),
+                    option: "master".into(),
+                    reason: format!("nothing answers at {} within 5 s", self.master()),
+                });
+            }
+        }
+        Ok(format!("spark master {}, {version}", self.master()))
+    }
+
+    fn render(&self, job: &JobSpec) -> Result<String, ComputeError> {
+        let argv = self.argv(job)?;
+        let mut text = format!(
+            "# spark-submit in client mode, on this machine; its log: {}\n",
+            job.log_dir.join(DRIVER_LOG).display()
+        );
+        if !job.env.is_empty() {
+            let names: Vec<String> = job
+                .env
+                .iter()
+                .map(|(k, _)| {
+                    if job.secret_names.contains(k) {
+                        format!("{k} (secret)")
+                    } else {
+                        k.clone()
+                    }
+                })
+                .collect();
+            text.push_str(&format!(
+                "# variables (values not shown): {}\n",
+                names.join(", ")
+            ));
+        }
+        if job.spark.precache && !job.spark.packages.is_empty() {
+            text.push_str("# spark.precache is for images; here the packages are resolved when the driver starts\n");
+        }
+        text.push_str(
+            &argv
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        text.push('\n');
+        Ok(text)
+    }
+
+    fn submit(&self, job: &JobSpec) -> Result<String, ComputeError> {
+        let wrapper = self.wrapper(job)?;
+        let submit = Path::new(&wrapper[8]);
+        if !submit.is_file() {
+            return Err(ComputeError::Engine {
+                target: self.target.name.clone(),
+                message: format!(
+                    "the environment {} has no `spark-submit` ({} is missing): add pyspark to it",
+                    job.environment,
+                    submit.display()
+                ),
+            });
+        }
+        std::fs::create_dir_all(&job.log_dir)
+            .map_err(|e| ComputeError::io(&job.log_dir, "create", e))?;
+        let log_path = job.log_dir.join(DRIVER_LOG);
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| ComputeError::io(&log_path, "create", e))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| ComputeError::io(&log_path, "open", e))?;
+        use std::os::unix::process::CommandExt;
+        let prefix = job
+            .prefix
+            .as_ref()
+            .expect("wrapper refuses jobs without a prefix");
+        let python = prefix.path.join("bin/python");
+        let child = Command::new(&wrapper[0])
+            .args(&wrapper[1..])
+            .current_dir(&job.cwd)
+            .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PYSPARK_PYTHON", &python)
+            .env("PYSPARK_DRIVER_PYTHON", &python)
+            .env("TERRARIUM_PREFIX", &prefix.path)
+            .env("TERRARIUM_LOCK_HASH", &prefix.lock_hash)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Its own process group: it outlives this process, and cancel stops it whole.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| ComputeError::Engine {
+                target: self.target.name.clone(),
+                message: format!("cannot start spark-submit: {e}"),
+            })?;
+        let pid = child.id();
+        let (pid_path, _, _) = Self::job_files(&job.log_dir);
+        std::fs::write(&pid_path, pid.to_string())
+            .map_err(|e| ComputeError::io(&pid_path, "write", e))?;
+        Ok(pid.to_string())
+    }
+
+    fn status(&self, _job_id: &str) -> Result<JobStatus, ComputeError> {
+        Err(ComputeError::Engine {
+            target: self.target.name.clone(),
+            message: "a Spark driver's state is read from its run's log directory".into(),
+        })
+    }
+
+    fn status_in(&self, job_id: &str, log_dir: &Path) -> Result<JobStatus, ComputeError> {
+        let pid = self.check_job_id(job_id)?;
+        let (_, exit_path, cancelled) = Self::job_files(log_dir);
+        let app = application_id(&log_dir.join(DRIVER_LOG));
+        let status = |state, exit_code, reason| JobStatus {
+            state,
+            exit_code,
+            started_at: None,
+            finished_at: None,
+            nodes: vec!["localhost".into()],
+            reason,
+        };
+        match std::fs::read_to_string(&exit_path) {
+            Ok(text) => {
+                let code = text.trim().parse::<i32>().unwrap_or(1);
+                let state = if cancelled.exists() {
+                    JobState::Cancelled
+                } else if code == 0 {
+                    JobState::Completed
+                } else {
+                    JobState::Failed
+                };
+                Ok(status(state, Some(code), app))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if Self::is_driver(pid, log_dir) {
+                    Ok(status(JobState::Running, None, app))
+                } else if cancelled.exists() {
+                    Ok(status(JobState::Cancelled, None, app))
+                } else {
+                    Ok(status(
+                        JobState::Lost,
+                        None,
+                        Some(format!(
+                            "the driver (process {pid}) ended without recording its exit code"
+                        )),
+                    ))
+                }
+            }
+            Err(err) => Err(ComputeError::io(&exit_path, "read", err)),
+        }
+    }
+
+    fn logs(&self, log_dir: &Path) -> Result<Vec<TaskLog>, ComputeError> {
+        let path = log_dir.join(DRIVER_LOG);
+        Ok(if path.is_file() {
+            vec![TaskLog {
+                task: "driver".into(),
+                path,
+            }]
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn cancel(&self, _job_id: &str) -> Result<(), ComputeError> {
+        Err(ComputeError::Engine {
+            target: self.target.name.clone(),
+            message: "a Spark driver is cancelled through its run's log directory".into(),
+        })
+    }
+
+    fn cancel_in(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
+        let pid = self.check_job_id(job_id)?;
+        if !Self::is_driver(pid, log_dir) {
+            return Ok(());
+        }
+        let (_, _, cancelled) = Self::job_files(log_dir);
+        std::fs::write(&cancelled, "").map_err(|e| ComputeError::io(&cancelled, "write", e))?;
+        // The whole group: the wrapper, spark-submit, its JVM and the Python workers.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        Ok(())
+    }
+}
+
+/// The application id Spark logged (`app-…` on a standalone master, `local-…` in local mode).
+fn application_id(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .find(|word| {
+            (word.starts_with("app-")
+                && word.len() >= 20
+                && word[4..].bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+                || (word.starts_with("local-")
+                    && word.len() >= 16
+                    && word[6..].bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|id| format!("application {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Kind, Prefix, Resources};
+
+    fn target(master: &str) -> Target {
+        Target {
+            name: "sp".into(),
+            kind: Kind::Spark,
+            options: [
+                ("master".to_string(), master.to_string()),
+                ("conf".to_string(), "spark.ui.enabled=false".to_string()),
+            ]
+            .into(),
+        }
+    }
+
+    fn job() -> JobSpec {
+        JobSpec {
+            run_id: "20261202T000000-abcdef".into(),
+            environment: "spark:1".into(),
+            command: vec!["python".into(), "job.py".into(), "a b".into()],
+            env: vec![("TOKEN".into(), "s3cr3t".into())],
+            secret_names: vec!["TOKEN".into()],
+            cwd: "/work".into(),
+            prefix: Some(Prefix {
+                path: "/cache/envs/abc".into(),
+                lock_hash: "sha256:00ff".into(),
+                in_use: "/cache/envs/abc.lock".into(),
+                source: None,
+            }),
+            resources: Resources::parse(1, Some(2), None, Some("1G"), None).unwrap(),
+            log_dir: "/runs/20261202T000000-abcdef".into(),
+            spark: terrarium_spec::model::Spark {
+                repositories: vec!["file:///maven".into()],
+                packages: vec!["org.example:tiny:1.0".into()],
+                precache: true,
+            },
+        }
+    }
+
+    #[test]
+    fn masters_and_options_are_checked() {
+        for good in [
+            "local",
+            "local[2]",
+            "local[*]",
+            "spark://127.0.0.1:7077",
+            "spark://a:7077,b:7077",
+        ] {
+            assert!(check_master(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "yarn",
+            "local[0]",
+            "spark://",
+            "spark://h",
+            "k8s://x",
+            "spark://h:1;rm",
+        ] {
+            assert!(check_master(bad).is_err(), "{bad}");
+        }
+        assert!(
+            check_memory("512m").is_ok()
+                && check_memory("2g").is_ok()
+                && check_memory("2gb").is_err()
+        );
+        assert!(parse_conf("a.b=1; c=2").unwrap().len() == 2);
+        assert!(parse_conf("novalue").is_err());
+    }
+
+    #[test]
+    fn the_command_line_asks_for_what_the_run_asked() {
+        let spark = Spark::new(target("local[2]"));
+        let text = spark.render(&job()).unwrap();
+        for expected in [
+            "/cache/envs/abc/bin/spark-submit --master 'local[2]' --name terrarium-20261202T000000-abcdef",
+            "spark.pyspark.python=/cache/envs/abc/bin/python",
+            "spark.executor.memory=1024m",
+            "spark.executor.cores=2",
+            "spark.ui.enabled=false",
+            "--packages org.example:tiny:1.0 --repositories file:///maven job.py 'a b'",
+            "TOKEN (secret)",
+            "spark.precache is for images",
+        ] {
+            assert!(text.contains(expected), "{expected} in:\n{text}");
+        }
+        assert!(!text.contains("s3cr3t"));
+        let mut no_script = job();
+        no_script.command = vec!["bash".into()];
+        assert!(spark.render(&no_script).is_err());
+        let mut nodes = job();
+        nodes.resources.nodes = 2;
+        assert!(spark
+            .render(&nodes)
+            .unwrap_err()
+            .to_string()
+            .contains("--nodes"));
+    }
+
+    #[test]
+    fn a_record_cannot_name_another_process() {
+        let spark = Spark::new(target("local"));
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("20261202T000000-abcdef");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        // Process 1 is alive but not this run's driver: lost, and cancel leaves it be.
+        let status = spark.status_in("1", &log_dir);
+        assert!(status.is_err());
+        let me = std::process::id().to_string();
+        assert_eq!(
+            spark.status_in(&me, &log_dir).unwrap().state,
+            JobState::Lost
+        );
+        spark.cancel_in(&me, &log_dir).unwrap();
+        assert!(!log_dir.join(CANCELLED).exists());
+        assert!(spark.status_in("x; rm", &log_dir).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! Runs on a Spark target through the CLI: `spark-submit` from the environment itself, in
+//! local mode, with pyspark from the wheels `scripts/test-tools.sh` builds once from PyPI
+//! (`TERRARIUM_TEST_SPARK_WHEELS`) and the machine's Java.
+
+mod common;
+
+use common::{uv_available, TestContext};
+
+fn spark_wheels() -> Option<String> {
+    let wheels = std::env::var("TERRARIUM_TEST_SPARK_WHEELS").ok();
+    if wheels.is_none() {
+        eprintln!("skipped: TERRARIUM_TEST_SPARK_WHEELS is not set (scripts/test-tools.sh)");
+    }
+    wheels
+}
+
+/// A workspace with a pyspark environment `sp` and a local-mode Spark target `local2`.
+fn setup(wheels: &str) -> TestContext {
+    let cx = TestContext::new();
+    let file = cx.write(
+        "env.yml",
+        format!(
+            "name: sp\npython:\n  pip:\n    - --no-index\n    - --find-links {wheels}\n    - pyspark\nenvironment_variables:\n  GREETING: hello\n"
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run(&[
+        "compute",
+        "add",
+        "local2",
+        "--kind",
+        "spark",
+        "--set",
+        "master=local[2]",
+        "--set",
+        "conf=spark.ui.enabled=false",
+    ])
+    .success();
+    cx.write(
+        "job.py",
+        "import os, sys, time\n\
+         from pyspark.sql import SparkSession\n\
+         spark = SparkSession.builder.getOrCreate()\n\
+         rdd = spark.sparkContext.parallelize(range(4), 2)\n\
+         print('sum', rdd.map(lambda x: x * x).sum(), os.environ['GREETING'], flush=True)\n\
+         workers = set(rdd.map(lambda _: __import__('sys').executable).collect())\n\
+         print('workers use the environment', workers == {sys.executable}, sys.prefix == os.environ['TERRARIUM_PREFIX'], flush=True)\n\
+         time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)\n\
+         spark.stop()\n\
+         sys.exit(int(sys.argv[1]))\n",
+    );
+    cx
+}
+
+fn spark(cx: &TestContext, args: &[&str]) -> common::Run {
+    cx.command()
+        .current_dir(cx.path(""))
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_spark_run_uses_the_environment_on_driver_and_executors() {
+    let Some(wheels) = spark_wheels() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&wheels);
+    let shown = cx
+        .run(&["compute", "show", "local2", "--json"])
+        .success()
+        .json();
+    assert!(
+        shown["check"]["engine"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("spark master local[2]")),
+        "{shown}"
+    );
+    let dry = spark(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "sp",
+            "--target",
+            "local2",
+            "--dry-run",
+            "--",
+            "job.py",
+            "3",
+        ],
+    )
+    .success();
+    assert!(
+        dry.stdout.contains("bin/spark-submit --master 'local[2]'"),
+        "{}",
+        dry.stdout
+    );
+
+    // Attached: the driver's output streams, the run exits with the driver's code.
+    let out = spark(
+        &cx,
+        &[
+            "run", "--env", "sp", "--target", "local2", "--", "python", "job.py", "3",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("sum 14 hello"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("workers use the environment True True"),
+        "{}",
+        out.stdout
+    );
+    let run = &cx.run(&["runs", "list", "--json"]).success().json()[0];
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["exit_code"], 3);
+    assert_eq!(run["job"]["kind"], "spark");
+    assert_eq!(run["job"]["node_list"], "localhost");
+
+    // Detached, then cancelled: the driver and its JVM stop, the run says so.
+    let id = spark(
+        &cx,
+        &[
+            "run", "--env", "sp", "--target", "local2", "--detach", "--", "job.py", "0", "300",
+        ],
+    )
+    .success()
+    .stdout
+    .trim()
+    .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let logs = cx.run(&["runs", "logs", &id]);
+        if logs.stdout.contains("workers use the environment") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", logs.stdout);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    cx.run(&["runs", "cancel", &id]).success();
+    let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    let pid: u32 = shown["job"]["job_id"].as_str().unwrap().parse().unwrap();
+    // Gone (or a zombie waiting for its reaper, with no command line).
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(cmdline.is_empty(), "{}", String::from_utf8_lossy(&cmdline));
+}
