@@ -1048,11 +1048,14 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
     );
 
     // `run --target container`: the same, through the CLI, recorded like any run, with the
-    // working directory mounted at /work.
+    // working directory mounted at /work, and the run's id given to the program and written to
+    // --id-file.
+    let id_file = cx.path("container-run-id");
     let run = cx.run(&[
-        "run", "--target", "container", "--base", &base, "--env", "pipenv", "--experiment", "boxed", "--",
+        "run", "--target", "container", "--base", &base, "--env", "pipenv", "--experiment", "boxed",
+        "--id-file", id_file.to_str().unwrap(), "--",
         "python", "-c",
-        "import alpha, os; print('in container', alpha.__version__, os.getcwd(), os.environ['MODE']); open('result.txt', 'w').write('written inside')",
+        "import alpha, os; print('in container', alpha.__version__, os.getcwd(), os.environ['MODE']); print('run', os.environ['TERRARIUM_RUN_ID']); open('result.txt', 'w').write('written inside')",
     ]);
     let run = run.success();
     assert!(
@@ -1060,6 +1063,12 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
         "{}\n{}",
         run.stdout,
         run.stderr
+    );
+    let run_id = std::fs::read_to_string(&id_file).unwrap();
+    assert!(
+        run.stdout.contains(&format!("run {run_id}")),
+        "{}",
+        run.stdout
     );
     assert_eq!(
         std::fs::read_to_string(cx.path("result.txt")).unwrap(),
@@ -1071,6 +1080,7 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
         .json();
     assert_eq!(runs[0]["target"], "container", "{runs}");
     assert_eq!(runs[0]["exit_code"], 0);
+    assert_eq!(runs[0]["id"], run_id.trim_end(), "{runs}");
     let log = cx
         .run(&["runs", "logs", runs[0]["id"].as_str().unwrap()])
         .success()
