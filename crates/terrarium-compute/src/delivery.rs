@@ -27,8 +27,13 @@ pub const LOST_AFTER: OptionSpec = OptionSpec {
     check: |v| crate::resources::parse_duration(v).map(|_| ()),
 };
 
-/// The default node cache: a per-user directory on each node's own disk.
-pub const DEFAULT_NODE_CACHE: &str = "/var/tmp/terrarium-node-cache";
+/// The default node cache: a directory of the submitting user's on each node's own disk,
+/// `/var/tmp/terrarium-node-cache-UID`, created private to them.
+pub fn default_node_cache() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    PathBuf::from(format!("/var/tmp/terrarium-node-cache-{uid}"))
+}
 
 pub const DELIVERY: OptionSpec = OptionSpec {
     key: "delivery",
@@ -39,7 +44,7 @@ pub const DELIVERY: OptionSpec = OptionSpec {
 
 pub const NODE_CACHE: OptionSpec = OptionSpec {
     key: "node_cache",
-    help: "with delivery=pack: where each node builds environments, on its own disk (default: /var/tmp/terrarium-node-cache)",
+    help: "with delivery=pack: where each node builds environments, on its own disk (default: /var/tmp/terrarium-node-cache-UID, private to the user)",
     required: false,
     check: crate::check_absolute,
 };
@@ -83,7 +88,8 @@ impl Target {
 
     /// Where this target's nodes build environments from packs.
     pub fn node_cache(&self) -> PathBuf {
-        PathBuf::from(self.option("node_cache").unwrap_or(DEFAULT_NODE_CACHE))
+        self.option("node_cache")
+            .map_or_else(default_node_cache, PathBuf::from)
     }
 
     /// How long the engine may not answer a follower before its run is lost.
@@ -167,14 +173,15 @@ pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>
     let mut script = String::new();
     if let Some(source) = source {
         let q = |p: &Path| crate::shell_quote(&p.display().to_string());
+        // The node's cache, made private to the job's user when it is new.
+        let nc = q(&source.node_cache);
         let uv = source
             .uv
             .as_ref()
             .map(|uv| format!(" TERRARIUM_UV={}", q(uv)))
             .unwrap_or_default();
         script.push_str(&format!(
-            "{check} || built=$(TERRARIUM_CACHE_DIR={}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" 2>&1 </dev/null >/dev/null) || {{ echo \"$built\" >&2; echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
-            q(&source.node_cache),
+            "{check} || {{ (umask 077 && mkdir -p {nc}) && built=$(TERRARIUM_CACHE_DIR={nc}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" 2>&1 </dev/null >/dev/null); }} || {{ printf '%s\\n' \"$built\" >&2; echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
             q(&source.terrarium),
             q(&source.pack),
             source.pack.display().to_string().replace(['"', '\\', '$', '`', '\n'], "_"),
@@ -190,9 +197,15 @@ pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>
     } else {
         ": the target's cache must be on a filesystem every node sees"
     };
+    let refuse = format!(
+        "{check} || {{ echo \"terrarium: $(hostname) {unseen} the environment {environment} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH){hint}\" >&2; exit {NO_PREFIX_EXIT}; }}"
+    );
+    // Checked, then checked again holding the prefix's in-use lock, so that `cache gc` cannot
+    // take the prefix away between the check and the command.
     script.push_str(&format!(
-        "{check} || {{ echo \"terrarium: $(hostname) {unseen} the environment {environment} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH){hint}\" >&2; exit {NO_PREFIX_EXIT}; }}; exec flock --shared {} \"$@\"",
-        crate::shell_quote(&in_use.display().to_string())
+        "{refuse}; exec flock --shared {} /bin/bash -c {} terrarium-task \"$@\"",
+        crate::shell_quote(&in_use.display().to_string()),
+        crate::shell_quote(&format!("{refuse}; exec \"$@\""))
     ));
     script
 }

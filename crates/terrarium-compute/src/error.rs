@@ -23,6 +23,14 @@ pub enum ComputeError {
     /// The engine answered with a refusal or could not be reached.
     #[error("compute target `{target}`: {message}")]
     Engine { target: String, message: String },
+    /// An engine's client program did not answer in time (a Slurm controller that is down).
+    #[error("compute target `{target}`: `{program}` did not answer within {seconds} s: is the engine running and reachable?")]
+    Silent {
+        target: String,
+        program: String,
+        seconds: u64,
+    },
+
     /// The engine's address did not answer (refused, timed out, no such host).
     #[error("compute target `{target}`: {url} (option `{option}`) cannot be reached: {why}")]
     Unreachable {

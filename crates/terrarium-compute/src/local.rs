@@ -54,7 +54,11 @@ pub struct Running {
 impl Running {
     /// Lock the run's log (just created by the caller) for as long as this lives.
     pub fn start(files: RunFiles) -> Result<Self, ComputeError> {
-        let held = File::open(&files.log).map_err(|e| ComputeError::io(&files.log, "open", e))?;
+        // Opened for writing: NFS refuses an exclusive lock on a file opened read-only.
+        let held = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&files.log)
+            .map_err(|e| ComputeError::io(&files.log, "open", e))?;
         held.try_lock()
             .map_err(|e| ComputeError::io(&files.log, "lock", std::io::Error::other(e)))?;
         Ok(Self { files, _held: held })
@@ -74,6 +78,14 @@ impl Running {
     /// Whether [`cancel`] was asked for this run.
     pub fn cancelled(&self) -> bool {
         self.files.cancel.exists()
+    }
+
+    /// The program has exited and been waited for: its id goes at once (the system may give
+    /// it to another process), and whether a cancel came before now is the answer. A cancel
+    /// asked after this finds no id and signals nothing.
+    pub fn exited(&self) -> bool {
+        let _ = std::fs::remove_file(&self.files.pid);
+        self.cancelled()
     }
 }
 
@@ -96,8 +108,12 @@ pub enum Liveness {
 }
 
 pub fn liveness(files: &RunFiles) -> Liveness {
-    let Ok(file) = File::open(&files.log) else {
-        return Liveness::Elsewhere;
+    let file = match File::open(&files.log) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Liveness::Elsewhere,
+        // Here but not ours to read (another user's run in a shared directory): whether its
+        // process is alive cannot be told from here either.
+        Err(_) => return Liveness::Elsewhere,
     };
     match file.try_lock_shared() {
         Ok(()) => Liveness::Ended,
@@ -122,21 +138,43 @@ pub fn cancel(files: &RunFiles) -> Result<bool, ComputeError> {
     // The id came from a file only this user can write, and the program is still ours: its
     // `terrarium run` process holds the log.
     if let Ok(pid) = text.trim().parse::<u32>() {
-        terminate(pid);
+        if !terminate(pid) {
+            return Err(ComputeError::Engine {
+                target: "local".into(),
+                message: format!("cannot signal process {pid} (kill -TERM failed)"),
+            });
+        }
     }
     Ok(true)
 }
 
 /// Send SIGTERM to process `pid` (with kill(1): this crate has no unsafe code).
-fn terminate(pid: u32) {
-    if pid > 1 {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+fn terminate(pid: u32) -> bool {
+    signal(pid, "-TERM")
+}
+
+/// Send `signal` to process `pid`; whether it was delivered.
+fn signal(pid: u32, signal: &str) -> bool {
+    pid > 1
+        && std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .status();
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// A cancelled run whose program has not stopped after SIGTERM: SIGKILL. Returns false when
+/// there was nothing to signal.
+pub fn kill(files: &RunFiles) -> bool {
+    if liveness(files) != Liveness::Running {
+        return false;
     }
+    std::fs::read_to_string(&files.pid)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .is_some_and(|pid| signal(pid, "-KILL"))
 }
 
 #[cfg(test)]

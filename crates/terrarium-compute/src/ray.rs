@@ -715,7 +715,7 @@ mod tests {
             "{entrypoint}"
         );
         assert!(
-            entrypoint.contains("exec flock --shared /shared/envs/abc.lock \"$@\""),
+            entrypoint.contains("exec flock --shared /shared/envs/abc.lock /bin/bash -c "),
             "{entrypoint}"
         );
         assert!(

@@ -119,14 +119,13 @@ pub fn refresh_following(
             *silent_since = None;
             return Ok(run);
         }
-        Err(err @ (ComputeError::Unreachable { .. } | ComputeError::Engine { .. })) => err,
+        // Only silence counts: an engine that answers, even with a refusal (a bad token),
+        // is not gone, and its error is shown as it is.
+        Err(err @ (ComputeError::Unreachable { .. } | ComputeError::Silent { .. })) => err,
         Err(err) => return Err(err),
     };
     let since = *silent_since.get_or_insert_with(std::time::Instant::now);
-    let lost_after = match store.get_compute(&run.target) {
-        Ok(record) => target(&record)?.lost_after(),
-        Err(_) => std::time::Duration::ZERO,
-    };
+    let lost_after = target(&store.get_compute(&run.target)?)?.lost_after();
     if since.elapsed() < lost_after {
         return Ok(run);
     }

@@ -161,12 +161,10 @@ impl Slurm {
                 Ok(None) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(ComputeError::Engine {
+                    return Err(ComputeError::Silent {
                         target: self.target.name.clone(),
-                        message: format!(
-                            "`{program}` did not answer within {} s: is the Slurm controller running and reachable?",
-                            CLIENT_TIMEOUT.as_secs()
-                        ),
+                        program: program.into(),
+                        seconds: CLIENT_TIMEOUT.as_secs(),
                     });
                 }
                 Err(err) => {
@@ -640,7 +638,7 @@ mod tests {
             "#SBATCH --qos=high",
             "TOKEN (secret), OMP",
             "exec srun --kill-on-bad-exit=1",
-            "exec flock --shared /shared/envs/abc.lock \"$@\"",
+            "exec flock --shared /shared/envs/abc.lock /bin/bash -c ",
             "'0.1 0.2'",
         ] {
             assert!(script.contains(expected), "{expected} in:\n{script}");

@@ -791,6 +791,16 @@ fn local_runs_are_waited_for_followed_cancelled_and_lost() {
     cx.run_path(&["env", "create", "-f"], &file, &[]).success();
     let program = "import time; print('started', flush=True); time.sleep(120)";
     let start = || {
+        // The runs there were before, so that the new one is told apart.
+        let before: Vec<String> = cx
+            .run(&["runs", "list", "--json"])
+            .success()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
         // Returned to the caller, which waits for it.
         #[allow(clippy::zombie_processes)]
         let mut child = cx
@@ -804,7 +814,10 @@ fn local_runs_are_waited_for_followed_cancelled_and_lost() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             let runs = cx.run(&["runs", "list", "--json"]).success().json();
-            if let Some(id) = runs[0]["id"].as_str() {
+            let newest = runs[0]["id"]
+                .as_str()
+                .filter(|id| !before.contains(&id.to_string()));
+            if let Some(id) = newest {
                 let log = cx.workspace().join("runs").join(format!("{id}.log"));
                 if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("started")) {
                     return (child, id.to_string());

@@ -765,9 +765,6 @@ mod tests {
         assert_eq!(compared, variants().len() + 1);
     }
 
-    /// An image with a Python version and an index but no packages is a docker environment;
-    /// Azure ML v2 writes the version into the conda file, where it is a package, so the
-    /// runtime does not come back and the export says so.
     /// A user-managed Python environment on a Dockerfile (as Azure ML v1 writes it) keeps its
     /// runtime through the native format, which a team server re-reads every definition in.
     #[test]
@@ -786,8 +783,17 @@ mod tests {
             ..Default::default()
         };
         assert!(crate::validate(&d).is_ok());
+        let exported = export(&d);
+        assert!(
+            exported.files[0].1.contains("runtime: python"),
+            "{:?}",
+            exported.files
+        );
     }
 
+    /// An image with a Python version and an index but no packages is a docker environment;
+    /// Azure ML v2 writes the version into the conda file, where it is a package, so the
+    /// runtime does not come back and the export says so.
     #[test]
     fn aml_v2_names_the_runtime_a_conda_python_loses() {
         let mut d = Definition {

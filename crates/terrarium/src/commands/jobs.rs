@@ -234,7 +234,8 @@ fn pack_prefix(
     }
     let lock_hash = lock.lock_hash();
     let hex = lock_hash.strip_prefix("sha256:").unwrap_or(&lock_hash);
-    let pack = cache.join("packs").join(format!("{hex}.tpack"));
+    // A pack holds one platform's files.
+    let pack = cache.join("packs").join(format!("{hex}-{platform}.tpack"));
     let bin = cache.join("bin");
     let node_cache = target.node_cache();
     let shipped = |program: &std::path::Path, name: &str| -> Result<std::path::PathBuf> {
@@ -265,6 +266,10 @@ fn pack_prefix(
         );
         spinner.finish();
         written?;
+        // Readable by the other users who share the cache and find it there.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot make {} readable", pack.display()))?;
     }
     let envs = terrarium_env::EnvCache::new(&node_cache);
     let key = terrarium_env::EnvCache::key(lock, platform);
@@ -304,7 +309,7 @@ pub fn follow(
                 Ok(logs) => Ok(logs),
                 Err(
                     terrarium_compute::ComputeError::Unreachable { .. }
-                    | terrarium_compute::ComputeError::Engine { .. },
+                    | terrarium_compute::ComputeError::Silent { .. },
                 ) => Ok(Vec::new()),
                 Err(err) => Err(compute_error(err)),
             },
@@ -342,7 +347,21 @@ pub fn follow(
         let result = (|| -> Result<ExitCode> {
             let mut warned = false;
             loop {
-                while let Ok(answer) = states.try_recv() {
+                loop {
+                    let answer = match states.try_recv() {
+                        Ok(answer) => answer,
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        // The asking thread ended without a final state: it panicked.
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            if run.state.is_final() {
+                                break;
+                            }
+                            anyhow::bail!(
+                                "lost the thread that asks the engine about run {}",
+                                run.id
+                            );
+                        }
+                    };
                     let (refreshed, silent) = answer?;
                     run = refreshed;
                     if silent && !warned && !run.state.is_final() {

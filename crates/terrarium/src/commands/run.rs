@@ -220,9 +220,15 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     // Secret values never reach the log file, nor our stdout and stderr (which CI keeps): each
     // stream is masked as it is copied.
     let secrets = environments::secret_values(&record);
+    let mut cancelled = false;
     let code = match command.spawn() {
         Ok(mut child) => {
-            running.started(child.id())?;
+            // Without the id a cancel cannot reach the program; the run itself goes on.
+            if let Err(err) = running.started(child.id()) {
+                printer::warn(&format!(
+                    "run {id} cannot be cancelled from elsewhere: {err}"
+                ));
+            }
             let log = Arc::new(Mutex::new(log));
             let out = child
                 .stdout
@@ -233,6 +239,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
                 .take()
                 .map(|s| tee(s, std::io::stderr(), log.clone(), Masker::new(&secrets)));
             let status = child.wait()?;
+            cancelled = running.exited();
             for handle in [out, err].into_iter().flatten() {
                 let _ = handle.join();
             }
@@ -261,7 +268,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         }
         Err(err) => printer::warn(&format!("cannot read {}: {err}", log_path.display())),
     }
-    if running.cancelled() {
+    if cancelled {
         store.update_run(
             &id,
             &terrarium_store::RunUpdate {

@@ -285,7 +285,14 @@ fn follow_local(
             }
             _ => {}
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // A run elsewhere is only seen through the workspace: asked less often.
+        std::thread::sleep(std::time::Duration::from_millis(
+            if live == local::Liveness::Elsewhere {
+                1000
+            } else {
+                100
+            },
+        ));
     }
     printer::status(&format!("run {}: {}", run.id, super::jobs::describe(&run)));
     let code = match (run.state, run.exit_code) {
@@ -320,6 +327,9 @@ fn print_new(log: &std::path::Path, from: u64, end: bool) -> Result<u64> {
     Ok(from + upto as u64)
 }
 
+/// How long a cancelled local program has to stop before it is killed.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Cancel a run on this machine: its program is asked to stop (SIGTERM), and its `terrarium
 /// run` records it as cancelled.
 fn cancel_local(context: &Context, store: &dyn Store, run: RunRecord) -> Result<ExitCode> {
@@ -340,6 +350,21 @@ fn cancel_local(context: &Context, store: &dyn Store, run: RunRecord) -> Result<
     }
     if local::cancel(&files).map_err(anyhow::Error::new)? {
         printer::status(&format!("run {}: asked its program to stop", run.id));
+        // A program that ignores SIGTERM gets SIGKILL after a grace period.
+        let deadline = std::time::Instant::now() + CANCEL_GRACE;
+        while local::liveness(&files) == local::Liveness::Running {
+            if std::time::Instant::now() > deadline {
+                if local::kill(&files) {
+                    printer::warn(&format!(
+                        "run {}: its program did not stop within {} s; killed it",
+                        run.id,
+                        CANCEL_GRACE.as_secs()
+                    ));
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     follow_local(context, store, run, false).map(|_| ExitCode::SUCCESS)
 }
