@@ -59,6 +59,18 @@ pub const OPTIONS: &[OptionSpec] = &[
         check: |v| parse_conf(v).map(|_| ()),
     },
     OptionSpec {
+        key: "master_ui",
+        help: "the standalone master's web UI (http://HOST:8080), where Terrarium reads the cluster's Spark version to check the environment's pyspark against it at submit",
+        required: false,
+        check: |v| {
+            if (v.starts_with("http://") || v.starts_with("https://")) && !v.contains(char::is_whitespace) {
+                Ok(())
+            } else {
+                Err(format!("`{}` is not a URL like http://127.0.0.1:8080", v.escape_debug()))
+            }
+        },
+    },
+    OptionSpec {
         key: "cache",
         help: "where environments are built: this machine's for local masters, a filesystem every worker sees for a standalone one (default: this machine's Terrarium cache)",
         required: false,
@@ -269,6 +281,55 @@ impl Spark {
         Ok(wrapper)
     }
 
+    /// The cluster's Spark version, read from the master's web UI when the target names it.
+    fn cluster_version(&self) -> Result<Option<String>, ComputeError> {
+        let Some(ui) = self.target.option("master_ui") else {
+            return Ok(None);
+        };
+        let unreachable = |why: String| ComputeError::Option {
+            target: self.target.name.clone(),
+            option: "master_ui".into(),
+            reason: format!("cannot read {ui}: {why}"),
+        };
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let page = client
+            .get(ui)
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+            .map_err(|e| unreachable(e.to_string()))?;
+        ui_version(&page)
+            .map(Some)
+            .ok_or_else(|| unreachable("the page shows no Spark version".into()))
+    }
+
+    /// Refuse an environment whose pyspark is not the cluster's Spark (major.minor): its driver
+    /// could not talk to the master.
+    fn check_version(&self, job: &JobSpec) -> Result<(), ComputeError> {
+        let Some(cluster) = self.cluster_version()? else {
+            return Ok(());
+        };
+        let Some(prefix) = &job.prefix else {
+            return Ok(());
+        };
+        let Some(locked) = locked_pyspark(&prefix.path) else {
+            return Ok(());
+        };
+        if same_minor(&cluster, &locked) {
+            return Ok(());
+        }
+        Err(ComputeError::Engine {
+            target: self.target.name.clone(),
+            message: format!(
+                "the cluster runs Spark {cluster}, but the environment {} holds pyspark {locked}: they must be the same major.minor version",
+                job.environment
+            ),
+        })
+    }
+
     fn job_files(log_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         (
             log_dir.join(DRIVER_PID),
@@ -340,7 +401,11 @@ impl Engine for Spark {
                 });
             }
         }
-        Ok(format!("spark master {}, {version}", self.master()))
+        let spark = match self.cluster_version()? {
+            Some(v) => format!(" (Spark {v})"),
+            None => String::new(),
+        };
+        Ok(format!("spark master {}{spark}, {version}", self.master()))
     }
 
     fn render(&self, job: &JobSpec) -> Result<String, ComputeError> {
@@ -382,6 +447,7 @@ impl Engine for Spark {
 
     fn submit(&self, job: &JobSpec) -> Result<String, ComputeError> {
         let wrapper = self.wrapper(job)?;
+        self.check_version(job)?;
         let submit = Path::new(&wrapper[8]);
         if !submit.is_file() {
             return Err(ComputeError::Engine {
@@ -519,6 +585,45 @@ impl Engine for Spark {
     }
 }
 
+/// The version a Spark web UI page shows (`<span class="version" ...>4.0.1</span>`).
+fn ui_version(page: &str) -> Option<String> {
+    let at = page.find("class=\"version\"")?;
+    let rest = &page[at..];
+    let start = rest.find('>')? + 1;
+    let end = rest[start..].find('<')? + start;
+    let version = rest[start..end].trim();
+    (!version.is_empty()
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-+".contains(&b)))
+    .then(|| version.to_string())
+}
+
+/// Whether two versions share major and minor.
+fn same_minor(a: &str, b: &str) -> bool {
+    a.split('.').take(2).eq(b.split('.').take(2))
+}
+
+/// The pyspark version the lock a built prefix records holds (PyPI or conda-forge).
+fn locked_pyspark(prefix: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(prefix.join(".terrarium/lock.json")).ok()?;
+    let lock = terrarium_lock::Lock::from_json(&text).ok()?;
+    lock.platforms.values().find_map(|platform| {
+        platform
+            .pypi
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case("pyspark"))
+            .map(|p| p.version.clone())
+            .or_else(|| {
+                platform
+                    .conda
+                    .iter()
+                    .find(|p| p.name == "pyspark")
+                    .map(|p| p.version.clone())
+            })
+    })
+}
+
 /// The application id Spark logged (`app-…` on a standalone master, `local-…` in local mode).
 fn application_id(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
@@ -632,6 +737,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--nodes"));
+    }
+
+    #[test]
+    fn the_cluster_version_is_read_from_the_master_page() {
+        let page = "<h3><a href=\"/\"><img src=\"/static/spark-logo.png\"/><span class=\"version\" style=\"margin-right: 15px;\">4.0.1</span></a> Spark Master</h3>";
+        assert_eq!(ui_version(page).as_deref(), Some("4.0.1"));
+        assert_eq!(ui_version("<html></html>"), None);
+        assert!(same_minor("4.0.1", "4.0.3"));
+        assert!(!same_minor("4.0.1", "3.5.1"));
+        assert!(!same_minor("4.1.0", "4.0.1"));
     }
 
     #[test]

@@ -148,3 +148,66 @@ fn a_spark_run_uses_the_environment_on_driver_and_executors() {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(cmdline.is_empty(), "{}", String::from_utf8_lossy(&cmdline));
 }
+
+/// A standalone master and worker (`eval "$(scripts/spark.sh start DIR)"`, which `.ci/run`
+/// does): the executors on the worker use the environment's Python, the cluster's version is
+/// read and checked, and the application id is recorded.
+#[test]
+fn a_spark_run_on_a_standalone_cluster() {
+    let Some(wheels) = spark_wheels() else { return };
+    let Ok(master) = std::env::var("TERRARIUM_TEST_SPARK_MASTER") else {
+        eprintln!("skipped: TERRARIUM_TEST_SPARK_MASTER is not set (scripts/spark.sh start DIR)");
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let ui = std::env::var("TERRARIUM_TEST_SPARK_MASTER_UI").unwrap();
+    let cx = setup(&wheels);
+    cx.run(&[
+        "compute",
+        "add",
+        "cluster",
+        "--kind",
+        "spark",
+        "--set",
+        &format!("master={master}"),
+        "--set",
+        &format!("master_ui={ui}"),
+        "--set",
+        "executor_memory=512m",
+        "--set",
+        "conf=spark.ui.enabled=false;spark.cores.max=2",
+    ])
+    .success();
+    let shown = cx
+        .run(&["compute", "show", "cluster", "--json"])
+        .success()
+        .json();
+    assert!(
+        shown["check"]["engine"]
+            .as_str()
+            .is_some_and(|e| e.contains("(Spark 4.0.1)")),
+        "{shown}"
+    );
+    let out = spark(
+        &cx,
+        &[
+            "run", "--env", "sp", "--target", "cluster", "--", "job.py", "0",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("workers use the environment True True"),
+        "{}",
+        out.stdout
+    );
+    let run = &cx.run(&["runs", "list", "--json"]).success().json()[0];
+    assert_eq!(run["state"], "completed", "{run}");
+    assert!(
+        run["job"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("application app-")),
+        "{run}"
+    );
+}
