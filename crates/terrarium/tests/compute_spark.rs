@@ -211,3 +211,118 @@ fn a_spark_run_on_a_standalone_cluster() {
         "{run}"
     );
 }
+
+/// The definition's `spark.packages` and `spark.repositories` reach the driver as `--packages`
+/// and `--repositories`: a jar the test compiles, in a Maven-layout repository it writes, is
+/// resolved and called from Python.
+#[test]
+fn spark_packages_come_from_the_definitions_repositories() {
+    let Some(wheels) = spark_wheels() else { return };
+    if !uv_available() {
+        return;
+    }
+    let have = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("javac") {
+        eprintln!("skipped: no javac to build the test's jar");
+        return;
+    }
+    let cx = TestContext::new();
+    // org.example:tiny:1.0, a class with one static method, in a Maven layout.
+    let src = cx.path("src/org/example");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("Tiny.java"),
+        "package org.example; public class Tiny { public static String greet() { return \"tiny 1.0 from the jar\"; } }\n",
+    )
+    .unwrap();
+    let classes = cx.path("classes");
+    let javac = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg(src.join("Tiny.java"))
+        .output()
+        .unwrap();
+    assert!(javac.status.success(), "{javac:?}");
+    let repo = cx.path("maven");
+    let dir = repo.join("org/example/tiny/1.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let jar = std::process::Command::new("jar")
+        .arg("cf")
+        .arg(dir.join("tiny-1.0.jar"))
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(jar.status.success(), "{jar:?}");
+    std::fs::write(
+        dir.join("tiny-1.0.pom"),
+        "<project xmlns=\"http://maven.apache.org/POM/4.0.0\"><modelVersion>4.0.0</modelVersion><groupId>org.example</groupId><artifactId>tiny</artifactId><version>1.0</version></project>\n",
+    )
+    .unwrap();
+    let file = cx.write(
+        "env.yml",
+        format!(
+            "name: spj\npython:\n  pip:\n    - --no-index\n    - --find-links {wheels}\n    - pyspark\nspark:\n  repositories:\n    - file://{}\n  packages:\n    - org.example:tiny:1.0\n  precache: false\n",
+            repo.display()
+        ),
+    );
+    cx.run_path(&["env", "create", "-f"], &file, &[]).success();
+    cx.run(&[
+        "compute",
+        "add",
+        "local1",
+        "--kind",
+        "spark",
+        "--set",
+        "master=local[1]",
+        "--set",
+        &format!(
+            "conf=spark.ui.enabled=false;spark.jars.ivy={}",
+            cx.path("ivy").display()
+        ),
+    ])
+    .success();
+    cx.write(
+        "jar.py",
+        "from pyspark.sql import SparkSession\n\
+         spark = SparkSession.builder.getOrCreate()\n\
+         print(spark.sparkContext._jvm.org.example.Tiny.greet(), flush=True)\n\
+         spark.stop()\n",
+    );
+    let dry = spark(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "spj",
+            "--target",
+            "local1",
+            "--dry-run",
+            "--",
+            "jar.py",
+        ],
+    )
+    .success();
+    assert!(
+        dry.stdout
+            .contains("--packages org.example:tiny:1.0 --repositories file://"),
+        "{}",
+        dry.stdout
+    );
+    let out = spark(
+        &cx,
+        &["run", "--env", "spj", "--target", "local1", "--", "jar.py"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("tiny 1.0 from the jar"),
+        "{}",
+        out.stdout
+    );
+}
