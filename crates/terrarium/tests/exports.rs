@@ -624,3 +624,76 @@ fn entries(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
 }
+
+/// `env create --json --export FORMAT` and `env show --json --export FORMAT` add the version's
+/// files in that format, the same files `env export` writes, to the record, whose other fields
+/// are those printed without `--export`.
+#[test]
+fn create_and_show_add_an_export_to_their_json() {
+    let cx = TestContext::new();
+    let conda = cx.write(
+        "src/environment.yml",
+        "\
+name: train
+channels:
+  - conda-forge
+dependencies:
+  - python=3.11
+  - pip
+  - pip:
+    - numpy==1.26.4
+",
+    );
+    let created = create(&cx, &conda, &["--export", "aml-v1"]);
+    let answer = created["export"].clone();
+    assert_eq!(answer["format"], "aml-v1");
+    let mut record = created.clone();
+    record.as_object_mut().unwrap().remove("export");
+    let shown = cx
+        .run(&["env", "show", "train:1", "--json"])
+        .success()
+        .json();
+    assert_eq!(record, shown);
+    assert!(shown.get("export").is_none());
+
+    // The files are what `env export` writes to a folder.
+    let out = cx.path("out");
+    export(&cx, "train:1", "aml-v1", &out).success();
+    let files = answer["files"].as_array().unwrap();
+    let mut names: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["azureml_environment.json", "conda_dependencies.yml"]
+    );
+    for file in files {
+        let written = std::fs::read_to_string(out.join(file["path"].as_str().unwrap())).unwrap();
+        assert_eq!(file["content"].as_str().unwrap(), written);
+    }
+
+    let shown = cx
+        .run(&["env", "show", "train", "--json", "--export", "aml-v1"])
+        .success()
+        .json();
+    assert_eq!(shown, created);
+
+    // A single-file format has one file, of the empty name.
+    let conda_export = cx
+        .run(&["env", "show", "train", "--json", "--export", "conda"])
+        .success()
+        .json();
+    let file = &conda_export["export"]["files"][0];
+    assert_eq!(file["path"], "");
+    let stdout = cx
+        .run(&["env", "export", "train", "--format", "conda"])
+        .success()
+        .stdout;
+    assert_eq!(file["content"].as_str().unwrap(), stdout);
+
+    // Only with --json, and only in a format that can be written.
+    let run = cx.run(&["env", "show", "train", "--export", "aml-v1"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let run = cx.run(&["env", "show", "train", "--json", "--export", "conda-prefix"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("import-only"), "{}", run.stderr);
+}

@@ -52,6 +52,10 @@ pub struct CreateArgs {
     /// Print the version as JSON.
     #[arg(long)]
     json: bool,
+    /// With --json: add the version exported in this format (native, aml-v2, aml-v1, conda,
+    /// requirements, dockerfile) as `export`, with its files as `env export` writes them.
+    #[arg(long, value_name = "FORMAT", requires = "json", value_parser = super::export::parse_definition_format)]
+    export: Option<Format>,
 }
 
 pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
@@ -171,7 +175,7 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
     };
     let record = &outcome.record;
     if args.json {
-        printer::json(record)?;
+        printer::json(&super::export::RecordJson::new(record, args.export)?)?;
     } else {
         printer::line(format_args!("{}:{}", record.name, record.version))?;
         if outcome.created {

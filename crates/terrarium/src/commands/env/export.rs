@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use serde::Serialize;
+use terrarium_server::wire::{ExportResponse, ExportedFile};
 use terrarium_spec::{formats, Format};
+use terrarium_store::VersionRecord;
 
 use crate::commands::Context;
 use crate::printer::{self, user_error};
@@ -46,6 +49,50 @@ fn parse_export_format(text: &str) -> Result<ExportFormat, String> {
         other => super::parse_format(other)
             .map(ExportFormat::Definition)
             .map_err(|e| format!("{e}, pixi-lock, pylock")),
+    }
+}
+
+/// A definition format that can be exported, for `--export` of `env create` and `env show`.
+pub fn parse_definition_format(text: &str) -> Result<Format, String> {
+    let format = super::parse_format(text)?;
+    if !format.can_export() {
+        return Err(format!("`{format}` is an import-only format"));
+    }
+    Ok(format)
+}
+
+/// A version's record as `--json` prints it, with the version exported in one format when
+/// asked (`env create --export`, `env show --export`), so that a program gets the record and
+/// the files `env export` would write in one run. The export has the team server's shape
+/// (`GET /api/v1/environments/{name}/versions/{version}/export`): the definition's files,
+/// not a build context's.
+#[derive(Serialize)]
+pub struct RecordJson<'a> {
+    #[serde(flatten)]
+    record: &'a VersionRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<ExportResponse>,
+}
+
+impl<'a> RecordJson<'a> {
+    pub fn new(record: &'a VersionRecord, format: Option<Format>) -> Result<Self> {
+        let export = match format {
+            None => None,
+            Some(format) => {
+                let exported = terrarium_spec::export(&record.definition, format)?;
+                Some(ExportResponse {
+                    format: format.name().to_string(),
+                    files: exported
+                        .files
+                        .into_iter()
+                        .map(|(path, content)| ExportedFile { path, content })
+                        .collect(),
+                    dropped: exported.dropped,
+                    notes: exported.notes.iter().map(ToString::to_string).collect(),
+                })
+            }
+        };
+        Ok(Self { record, export })
     }
 }
 

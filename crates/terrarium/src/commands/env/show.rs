@@ -15,6 +15,10 @@ pub struct ShowArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// With --json: add the version exported in this format (native, aml-v2, aml-v1, conda,
+    /// requirements, dockerfile) as `export`, with its files as `env export` writes them.
+    #[arg(long, value_name = "FORMAT", requires = "json", value_parser = super::export::parse_definition_format)]
+    export: Option<terrarium_spec::Format>,
 }
 
 pub fn show(context: &Context, args: ShowArgs) -> Result<ExitCode> {
@@ -22,7 +26,7 @@ pub fn show(context: &Context, args: ShowArgs) -> Result<ExitCode> {
     let store = context.store()?;
     let record = store.resolve(&reference)?;
     if args.json {
-        printer::json(&record)?;
+        printer::json(&super::export::RecordJson::new(&record, args.export)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     printer::line(format_args!("name:         {}", record.name))?;
