@@ -24,11 +24,69 @@ def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
+_shipped: Optional[Path] = None
+_looked_up = False
+
+
 def shipped_binary() -> Optional[Path]:
-    """The binary that came with this installation of the package, if any."""
-    inside = Path(__file__).resolve().parent / "bin" / _EXE
+    """The binary that came with this installation of the package, if any (looked up once a
+    process: installed files do not move under a running program)."""
+    global _shipped, _looked_up
+    if not _looked_up:
+        _shipped = _find_shipped()
+        _looked_up = True
+    return _shipped
+
+
+def _find_shipped() -> Optional[Path]:
+    module_root = Path(__file__).resolve().parent
+    inside = module_root / "bin" / _EXE
     if _executable(inside):
         return inside
+    recorded, binary = _recorded_beside(module_root)
+    if recorded:
+        return binary
+    return _recorded_by_metadata(module_root)
+
+
+def _is_binary(entry: str) -> bool:
+    parts = entry.replace("\\", "/").split("/")
+    return len(parts) >= 2 and parts[-1] == _EXE and parts[-2] in ("bin", "Scripts")
+
+
+def _recorded_beside(module_root: Path) -> tuple[bool, Optional[Path]]:
+    """Whether the ``RECORD`` of a ``terrarium-*.dist-info`` beside this package lists this
+    module, and the binary it lists (None when it lists none): the files ``importlib.metadata``
+    would list, read without importing it (about 20 ms, most of the SDK's import)."""
+    site = module_root.parent
+    try:
+        names = os.listdir(site)
+    except OSError:
+        return False, None
+    import csv
+
+    for name in names:
+        if not (name.endswith(".dist-info") and name.split("-", 1)[0].lower() == "terrarium"):
+            continue
+        try:
+            with open(site / name / "RECORD", encoding="utf-8", newline="") as file:
+                entries = [row[0] for row in csv.reader(file) if row]
+        except (OSError, csv.Error, UnicodeDecodeError):
+            continue
+        if "terrarium/__init__.py" not in entries:
+            continue
+        for entry in entries:
+            if _is_binary(entry):
+                path = (site / entry).resolve()
+                if _executable(path):
+                    return True, path
+        return True, None
+    return False, None
+
+
+def _recorded_by_metadata(module_root: Path) -> Optional[Path]:
+    """The binary the distribution ``importlib.metadata`` finds recorded, when it is this
+    module's (installations without a ``RECORD`` beside the package)."""
     try:
         from importlib.metadata import PackageNotFoundError, distribution
     except ImportError:  # pragma: no cover - Python < 3.8
@@ -38,7 +96,6 @@ def shipped_binary() -> Optional[Path]:
     except PackageNotFoundError:
         return None
     # Only the distribution this module belongs to: another `terrarium` on the path is not it.
-    module_root = Path(__file__).resolve().parent
     files = dist.files or []
     ours = any(
         Path(str(dist.locate_file(f))).resolve() == module_root / "__init__.py"

@@ -8,9 +8,7 @@ become a ``TerrariumError`` too, never a bare ``URLError``.
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Optional
 
 from .errors import CONFLICT_CODES, ConflictError, NotFoundError, TerrariumError
@@ -44,6 +42,11 @@ class RestClient:
         body: Any = None,
     ) -> tuple[int, bytes]:
         """Send one request; return (status, body) of a success, raise on an error answer."""
+        # Imported here: urllib.request (http.client, email, ssl) would cost every import of
+        # the SDK tens of milliseconds, and only a team server's workspace needs it.
+        import urllib.error
+        import urllib.request
+
         url = f"{self.url}{API_PREFIX}{path}"
         if query:
             url += "?" + urllib.parse.urlencode(query)

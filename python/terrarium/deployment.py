@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -66,6 +64,11 @@ class Deployment:
             body = input_data.encode()
         else:
             body = json.dumps(input_data).encode()
+        # Imported here: urllib.request (http.client, email, ssl) would cost every import of
+        # the SDK tens of milliseconds, and only scoring needs it.
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(
             uri, data=body, method="POST", headers={"Content-Type": "application/json"}
         )

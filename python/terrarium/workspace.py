@@ -233,15 +233,26 @@ class _Backend:
                 # Messages name the files as the SDK wrote them, not the scratch folder.
                 return text.replace(str(directory) + os.sep, "").replace(str(directory), env.name)
 
+            # With its Azure ML v1 form (`--export`), so that making the object takes no
+            # second run of the CLI.
             record: dict[str, Any] = self.cli.json(
-                ["env", "create", "-f", str(directory), "--format", "aml-v1", "--no-lock", "--json"],
+                [
+                    "env", "create", "-f", str(directory), "--format", "aml-v1", "--no-lock",
+                    "--json", "--export", "aml-v1",
+                ],
                 rewrite=rewrite,
             )
         return record
 
     def environment(self, record: dict[str, Any]) -> Environment:
-        """The object for a version's record: its Azure ML v1 form, as Terrarium exports it."""
-        data, dockerfile = self.aml_export(record["name"], record["version"])
+        """The object for a version's record: its Azure ML v1 form, as Terrarium exports it
+        (the record's ``export``, when the CLI added it, else asked for)."""
+        record = dict(record)
+        export = record.pop("export", None)
+        if isinstance(export, dict) and export.get("format") == "aml-v1":
+            data, dockerfile = aml_files(export, record["name"], record["version"])
+        else:
+            data, dockerfile = self.aml_export(record["name"], record["version"])
         document = conda_document(record.get("definition") or {}, name=DEFAULT_NAME)
         env = Environment._from_aml_dict(data, document, Path(DEFINITION_FILE))
         if dockerfile is not None:
@@ -296,6 +307,22 @@ class _Backend:
         return record
 
 
+def aml_files(
+    answer: dict[str, Any], name: str, version: str
+) -> tuple[dict[str, Any], Optional[str]]:
+    """``azureml_environment.json``'s content and the Dockerfile of an aml-v1 export as the
+    server's export and the CLI's ``--export`` give it (``files``: ``path`` and ``content``)."""
+    files = {str(f.get("path")): str(f.get("content")) for f in answer.get("files", [])}
+    text = files.get(DEFINITION_FILE, files.get(""))
+    if text is None:
+        raise TerrariumError(
+            f"the aml-v1 export of {name}:{version} has no azureml_environment.json",
+            user_error=False,
+        )
+    data: dict[str, Any] = json.loads(text)
+    return data, files.get(DOCKERFILE_FILE)
+
+
 def _reference(name: str, version: Optional[str], label: Optional[str]) -> str:
     if version is not None:
         return f"{name}:{version}"
@@ -308,8 +335,9 @@ class _CliBackend(_Backend):
     """A workspace directory or PostgreSQL database: everything through the CLI."""
 
     def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
+        # With its Azure ML v1 form: `environment` needs it, and so takes no second run.
         record: dict[str, Any] = self.cli.json(
-            ["env", "show", _reference(name, version, label), "--json"]
+            ["env", "show", _reference(name, version, label), "--json", "--export", "aml-v1"]
         )
         return record
 
@@ -365,15 +393,7 @@ class _ServerBackend(_Backend):
             f"/environments/{segment(name)}/versions/{segment(version)}/export",
             query={"format": "aml-v1"},
         )
-        files = {str(f.get("path")): str(f.get("content")) for f in answer.get("files", [])}
-        text = files.get(DEFINITION_FILE, files.get(""))
-        if text is not None:
-            data: dict[str, Any] = json.loads(text)
-            return data, files.get(DOCKERFILE_FILE)
-        raise TerrariumError(
-            f"the server's aml-v1 export of {name}:{version} has no azureml_environment.json",
-            user_error=False,
-        )
+        return aml_files(answer, name, version)
 
     def set_label(self, name: str, version: str, label: str) -> None:
         self.rest.request(
