@@ -49,10 +49,13 @@ PRINT = "import sys; print('first line', flush=True)"
 
 
 def first_line_from_terrarium(cmd, env):
-    """Seconds from start until the command prints its first stdout line; it is then waited for."""
+    """Seconds from start until the command prints the script's first line; it is then waited for."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Lines before it (a Spark driver's own log, say) are not the script's.
     line = proc.stdout.readline()
+    while line and "first line" not in line:
+        line = proc.stdout.readline()
     elapsed = time.perf_counter() - start
     rest, err = proc.communicate()
     if "first line" not in line or proc.returncode != 0:
@@ -182,6 +185,11 @@ def main():
         print(f"  warm, median of {WARM_RUNS}: {pw * 1000:8.0f} ms   (pack - sbatch = {(pw - sw) * 1000:+.0f} ms; shared - sbatch = {(tw - sw) * 1000:+.0f} ms)")
         print(f"  cold, median of {COLD_RUNS}: {pc:8.2f} s    (pack / sbatch+uv = {pc / sc:.2f}x; shared / sbatch+uv = {tc / sc:.2f}x)")
 
+        if os.environ.get("TERRARIUM_TEST_SPARK_WHEELS"):
+            spark_section(work, ws, env, uv)
+        else:
+            print("\nspark: skipped (set TERRARIUM_TEST_SPARK_WHEELS: scripts/test-tools.sh)")
+
         if os.environ.get("TERRARIUM_TEST_RAY_ADDRESS"):
             ray_section(work, ws, env, pins)
         else:
@@ -270,6 +278,66 @@ def ray_section(work, ws, env, pins):
           f" runtime_env pip / terrarium = {statistics.median(cold['runtime_env pip']) / statistics.median(cold['terrarium']):.2f}x   (target >= 2x)")
 
 
+FIRST_TASK = ("from pyspark.sql import SparkSession\n"
+              "spark = SparkSession.builder.getOrCreate()\n"
+              "spark.sparkContext.parallelize([1], 1).map(lambda x: x).collect()\n"
+              "print('first line: first task done', flush=True)\n"
+              "spark.stop()\n")
+
+
+def spark_section(work, ws, env, uv):
+    """Submit to the first executor task in local mode: terrarium against spark-submit from a
+    venv prebuilt with the same pyspark (warm), and against building that venv first (cold)."""
+    wheels = os.environ["TERRARIUM_TEST_SPARK_WHEELS"]
+    senv = dict(env, SPARK_LOCAL_IP="127.0.0.1")
+    definition = os.path.join(work, "spark.yml")
+    with open(definition, "w") as f:
+        f.write(f"name: sparkbench\npython:\n  interpreter: {PYTHON}\n  pip:\n    - --no-index\n    - --find-links {wheels}\n    - pyspark\n")
+    subprocess.run([BINARY, *ws, "env", "create", "-f", definition], env=senv, check=True, capture_output=True)
+    subprocess.run([BINARY, *ws, "compute", "add", "sparklocal", "--kind", "spark", "--set", "master=local[2]",
+                    "--set", "conf=spark.ui.enabled=false"], env=senv, check=True, capture_output=True)
+    job = os.path.join(work, "first_task.py")
+    with open(job, "w") as f:
+        f.write(FIRST_TASK)
+    venv = os.path.join(work, "spark-venv")
+    subprocess.run([uv, "venv", "--quiet", "--python", PYTHON, venv], env=senv, check=True)
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", os.path.join(venv, "bin", "python"), "--no-index",
+                    "--find-links", wheels, "pyspark"], env=senv, check=True)
+    vpy = os.path.join(venv, "bin", "python")
+    direct = [os.path.join(venv, "bin", "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+              "--conf", f"spark.pyspark.python={vpy}", job]
+    run = [BINARY, *ws, "run", "--env", "sparkbench", "--target", "sparklocal", "--", job]
+    # The venv activated, as a user's job script would (spark-submit finds pyspark through PATH).
+    venv_env = dict(senv, PATH=os.path.join(venv, "bin") + os.pathsep + senv["PATH"], VIRTUAL_ENV=venv)
+    cold_script = os.path.join(work, "spark-cold.sh")
+    with open(cold_script, "w") as f:
+        f.write("#!/bin/bash\nset -e\nV=$(mktemp -d)/venv\n"
+                f"{uv} venv --quiet --python {PYTHON} $V\n"
+                f"{uv} pip install --quiet --python $V/bin/python --no-index --find-links {wheels} pyspark\n"
+                "export PATH=$V/bin:$PATH VIRTUAL_ENV=$V\n"
+                f"exec $V/bin/spark-submit --master 'local[2]' --conf spark.ui.enabled=false --conf spark.pyspark.python=$V/bin/python {job}\n")
+    os.chmod(cold_script, 0o755)
+    first_line_from_terrarium(run, senv)
+    first_line_from_terrarium(direct, venv_env)
+    warm_t, warm_d = [], []
+    for _ in range(SPARK_RUNS):
+        warm_t.append(first_line_from_terrarium(run, senv))
+        warm_d.append(first_line_from_terrarium(direct, venv_env))
+    cold_t, cold_d = [], []
+    for i in range(SPARK_RUNS):
+        cold_env = dict(senv, TERRARIUM_CACHE_DIR=os.path.join(work, f"spark-cold-{i}"))
+        cold_t.append(first_line_from_terrarium(run, cold_env))
+        cold_d.append(first_line_from_terrarium([cold_script], senv))
+    print(f"\nspark local[2]: submit to the first executor task done, median of {SPARK_RUNS}:")
+    print(f"  warm  terrarium run --target spark     {statistics.median(warm_t):6.2f} s")
+    print(f"        spark-submit, prebuilt venv      {statistics.median(warm_d):6.2f} s")
+    print(f"        terrarium - spark-submit = {(statistics.median(warm_t) - statistics.median(warm_d)) * 1000:+.0f} ms")
+    print(f"  cold  terrarium run --target spark     {statistics.median(cold_t):6.2f} s")
+    print(f"        uv venv + install + spark-submit {statistics.median(cold_d):6.2f} s")
+    print(f"        terrarium / uv+spark-submit = {statistics.median(cold_t) / statistics.median(cold_d):.2f}x")
+
+
+SPARK_RUNS = int(os.environ.get("SPARK_RUNS", "3"))
 RAY_WARM_RUNS = int(os.environ.get("RAY_WARM_RUNS", "5"))
 RAY_COLD_RUNS = int(os.environ.get("RAY_COLD_RUNS", "2"))
 
