@@ -63,6 +63,16 @@ fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
+/// An error writing stdout directly: a reader that has gone becomes [`StdoutClosed`], so the
+/// command ends quietly.
+pub fn stdout_error(err: std::io::Error) -> anyhow::Error {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        err.into()
+    }
+}
+
 /// Data for stdout, as it is (`print!`).
 pub fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
     write_stdout(text.to_string().as_bytes())

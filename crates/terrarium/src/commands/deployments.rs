@@ -146,7 +146,9 @@ pub fn run(context: &Context, command: DeploymentsCommand) -> Result<ExitCode> {
                 err => err.into(),
             })?;
             use std::io::Write as _;
-            std::io::stdout().write_all(&text)?;
+            std::io::stdout()
+                .write_all(&text)
+                .map_err(crate::printer::stdout_error)?;
         }
         DeploymentsCommand::Stop(args) => {
             validate_deployment_name(&args.name)?;

@@ -475,16 +475,16 @@ impl Tails {
             };
             for line in bytes[..upto].split_inclusive(|&b| b == b'\n') {
                 if several && log.task != "batch" {
-                    write!(out, "[{}] ", log.task)?;
+                    write!(out, "[{}] ", log.task).map_err(crate::printer::stdout_error)?;
                 }
-                out.write_all(line)?;
+                out.write_all(line).map_err(crate::printer::stdout_error)?;
                 if end && !line.ends_with(b"\n") {
-                    out.write_all(b"\n")?;
+                    out.write_all(b"\n").map_err(crate::printer::stdout_error)?;
                 }
             }
             self.printed.insert(log.path.clone(), done + upto as u64);
         }
-        out.flush().context("cannot write the job's output")?;
+        out.flush().map_err(crate::printer::stdout_error)?;
         Ok(())
     }
 }

@@ -188,8 +188,9 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             for log in logs {
                 if let Ok(bytes) = std::fs::read(&log.path) {
-                    writeln!(out, "==> {} <==", log.task)?;
-                    out.write_all(&bytes)?;
+                    writeln!(out, "==> {} <==", log.task).map_err(crate::printer::stdout_error)?;
+                    out.write_all(&bytes)
+                        .map_err(crate::printer::stdout_error)?;
                 }
             }
         }
@@ -218,7 +219,9 @@ pub fn run(context: &Context, command: RunsCommand) -> Result<ExitCode> {
                 }
             };
             use std::io::Write;
-            std::io::stdout().write_all(&text)?;
+            std::io::stdout()
+                .write_all(&text)
+                .map_err(crate::printer::stdout_error)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -322,8 +325,9 @@ fn print_new(log: &std::path::Path, from: u64, end: bool) -> Result<u64> {
         None => return Ok(from),
     };
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes[..upto])?;
-    out.flush()?;
+    out.write_all(&bytes[..upto])
+        .map_err(crate::printer::stdout_error)?;
+    out.flush().map_err(crate::printer::stdout_error)?;
     Ok(from + upto as u64)
 }
 
