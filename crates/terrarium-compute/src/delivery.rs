@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::{ComputeError, OptionSpec, Target, NO_PREFIX_EXIT};
 
 /// How long an engine may not answer a follower before the run is given up as lost.
-pub const DEFAULT_LOST_AFTER: &str = "10m";
+pub const DEFAULT_LOST_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub const LOST_AFTER: OptionSpec = OptionSpec {
     key: "lost_after",
@@ -63,6 +63,15 @@ pub enum Delivery {
     Pack,
 }
 
+impl std::fmt::Display for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Shared => "shared",
+            Self::Pack => "pack",
+        })
+    }
+}
+
 impl std::str::FromStr for Delivery {
     type Err = String;
 
@@ -94,8 +103,10 @@ impl Target {
 
     /// How long the engine may not answer a follower before its run is lost.
     pub fn lost_after(&self) -> std::time::Duration {
-        let text = self.option("lost_after").unwrap_or(DEFAULT_LOST_AFTER);
-        std::time::Duration::from_secs(crate::resources::parse_duration(text).unwrap_or(600))
+        // The option was checked when the target was stored.
+        self.option("lost_after")
+            .and_then(|text| crate::resources::parse_duration(text).ok())
+            .map_or(DEFAULT_LOST_AFTER, std::time::Duration::from_secs)
     }
 
     /// One line saying how environments reach the nodes, for `compute show`.

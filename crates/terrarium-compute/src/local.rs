@@ -25,17 +25,7 @@ pub struct RunFiles {
 impl RunFiles {
     /// Refuses an id that is not a plain name.
     pub fn new(runs_dir: &Path, id: &str) -> Result<Self, ComputeError> {
-        let plain = !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !plain {
-            return Err(ComputeError::Answer {
-                target: "local".into(),
-                request: "a run id".into(),
-                reason: format!("`{}` is not one", id.escape_debug()),
-            });
-        }
+        crate::runs::check_run_id("local", id)?;
         Ok(Self {
             log: runs_dir.join(format!("{id}.log")),
             pid: runs_dir.join(format!("{id}.pid")),

@@ -21,21 +21,29 @@ pub fn target(record: &ComputeRecord) -> Result<Target, ComputeError> {
 /// A job's log directory: `<logs>/<run id>`, from the target's `logs` option or `default`.
 /// Built from the layout and the run's id (checked), never read from a record.
 pub fn log_dir(target: &Target, default: &Path, run_id: &str) -> Result<PathBuf, ComputeError> {
-    let plain = !run_id.is_empty()
-        && run_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !plain {
-        return Err(ComputeError::Answer {
-            target: target.name.clone(),
-            request: "a run id".into(),
-            reason: format!("`{}` is not one", run_id.escape_debug()),
-        });
-    }
+    check_run_id(&target.name, run_id)?;
     let root = target
         .option("logs")
         .map_or(default.to_path_buf(), PathBuf::from);
     Ok(root.join(run_id))
+}
+
+/// A run id becomes a file name: it must be a plain one (letters, digits, `-`, `_`), whoever
+/// recorded it. `target` names where it was read for, in the error.
+pub fn check_run_id(target: &str, run_id: &str) -> Result<(), ComputeError> {
+    let plain = !run_id.is_empty()
+        && run_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if plain {
+        Ok(())
+    } else {
+        Err(ComputeError::Answer {
+            target: target.to_string(),
+            request: "a run id".into(),
+            reason: format!("`{}` is not one", run_id.escape_debug()),
+        })
+    }
 }
 
 /// Submit `job` and record its run, queued. A job the engine refuses leaves no run behind;

@@ -445,14 +445,14 @@ fn job_logs(
 
 /// How far each log file has been printed.
 #[derive(Default)]
-struct Tails {
+pub(crate) struct Tails {
     printed: std::collections::BTreeMap<PathBuf, u64>,
 }
 
 impl Tails {
     /// Print what each file gained; a last line without its newline waits for it unless this
     /// is the `end`.
-    fn print(&mut self, logs: &[terrarium_compute::TaskLog], end: bool) -> Result<()> {
+    pub(crate) fn print(&mut self, logs: &[terrarium_compute::TaskLog], end: bool) -> Result<()> {
         let several = logs.len() > 1;
         let mut out = std::io::stdout().lock();
         for log in logs {

@@ -246,7 +246,11 @@ fn follow_local(
     print: bool,
 ) -> Result<ExitCode> {
     let files = local::RunFiles::new(&context.runs_dir()?, &run.id).map_err(anyhow::Error::new)?;
-    let mut printed = 0;
+    let mut tails = super::jobs::Tails::default();
+    let log = [terrarium_compute::TaskLog {
+        task: "run".into(),
+        path: files.log.clone(),
+    }];
     let mut warned = false;
     loop {
         // Asked before the record is read: a process that has let go of its log recorded its
@@ -255,7 +259,7 @@ fn follow_local(
         run = store.get_run(&run.id)?;
         let end = run.state.is_final() || live == local::Liveness::Ended;
         if print {
-            printed = print_new(&files.log, printed, end)?;
+            tails.print(&log, end)?;
         }
         if run.state.is_final() {
             break;
@@ -304,31 +308,6 @@ fn follow_local(
         _ => 1,
     };
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
-}
-
-/// Print what `log` gained past `from`: whole lines only, unless this is the `end`.
-fn print_new(log: &std::path::Path, from: u64, end: bool) -> Result<u64> {
-    use std::io::{Read, Seek, Write};
-    let Ok(mut file) = std::fs::File::open(log) else {
-        return Ok(from);
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len <= from {
-        return Ok(from);
-    }
-    file.seek(std::io::SeekFrom::Start(from))?;
-    let mut bytes = Vec::new();
-    file.take(len - from).read_to_end(&mut bytes)?;
-    let upto = match bytes.iter().rposition(|&b| b == b'\n') {
-        _ if end => bytes.len(),
-        Some(at) => at + 1,
-        None => return Ok(from),
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(&bytes[..upto])
-        .map_err(crate::printer::stdout_error)?;
-    out.flush().map_err(crate::printer::stdout_error)?;
-    Ok(from + upto as u64)
 }
 
 /// How long a cancelled local program has to stop before it is killed.
