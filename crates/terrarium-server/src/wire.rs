@@ -239,6 +239,27 @@ pub struct ExportResponse {
     pub notes: Vec<String>,
 }
 
+impl ExportResponse {
+    /// A definition exported in `format`, in this shape: the one rule for the server's export
+    /// answer and the CLI's `--json --export`.
+    pub fn of(
+        definition: &terrarium_spec::Definition,
+        format: terrarium_spec::Format,
+    ) -> Result<Self, terrarium_spec::SpecError> {
+        let exported = terrarium_spec::export(definition, format)?;
+        Ok(Self {
+            format: format.name().to_string(),
+            files: exported
+                .files
+                .into_iter()
+                .map(|(path, content)| ExportedFile { path, content })
+                .collect(),
+            dropped: exported.dropped,
+            notes: exported.notes.iter().map(ToString::to_string).collect(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExportedFile {
     pub path: String,

@@ -14,8 +14,8 @@ use crate::auth::{Identity, Role};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::SharedState;
 use crate::wire::{
-    DiffChange, DiffResponse, ErrorBody, ExportResponse, ExportedFile, LabelBody, LockBody,
-    LockHashResponse, MetadataBody, Page, RegisterBody, RegisterResponse,
+    DiffChange, DiffResponse, ErrorBody, ExportResponse, LabelBody, LockBody, LockHashResponse,
+    MetadataBody, Page, RegisterBody, RegisterResponse,
 };
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -465,17 +465,7 @@ pub async fn export(
     let record = state
         .blocking(move |store| Ok(store.resolve(&reference)?))
         .await?;
-    let exported = terrarium_spec::export(&record.definition, format)?;
-    Ok(Json(ExportResponse {
-        format: format.name().to_string(),
-        files: exported
-            .files
-            .into_iter()
-            .map(|(path, content)| ExportedFile { path, content })
-            .collect(),
-        dropped: exported.dropped,
-        notes: exported.notes.iter().map(ToString::to_string).collect(),
-    }))
+    Ok(Json(ExportResponse::of(&record.definition, format)?))
 }
 
 /// Diff query.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use serde::Serialize;
-use terrarium_server::wire::{ExportResponse, ExportedFile};
+use terrarium_server::wire::ExportResponse;
 use terrarium_spec::{formats, Format};
 use terrarium_store::VersionRecord;
 
@@ -78,19 +78,7 @@ impl<'a> RecordJson<'a> {
     pub fn new(record: &'a VersionRecord, format: Option<Format>) -> Result<Self> {
         let export = match format {
             None => None,
-            Some(format) => {
-                let exported = terrarium_spec::export(&record.definition, format)?;
-                Some(ExportResponse {
-                    format: format.name().to_string(),
-                    files: exported
-                        .files
-                        .into_iter()
-                        .map(|(path, content)| ExportedFile { path, content })
-                        .collect(),
-                    dropped: exported.dropped,
-                    notes: exported.notes.iter().map(ToString::to_string).collect(),
-                })
-            }
+            Some(format) => Some(ExportResponse::of(&record.definition, format)?),
         };
         Ok(Self { record, export })
     }
