@@ -236,6 +236,13 @@ pub trait Engine: Send + Sync {
     /// itself (Ray) first brings its copy in `log_dir` up to date.
     fn logs(&self, log_dir: &std::path::Path) -> Result<Vec<TaskLog>, ComputeError>;
 
+    /// Logs the engine keeps elsewhere that are fetched once the job has ended (a Spark
+    /// cluster's executor logs), copied into `log_dir`; shown by `runs logs` after
+    /// [`Engine::logs`], not while a run is followed.
+    fn ended_logs(&self, _log_dir: &std::path::Path) -> Result<Vec<TaskLog>, ComputeError> {
+        Ok(Vec::new())
+    }
+
     /// How often a follower may call [`Engine::logs`]: often when they are files on a shared
     /// filesystem, less when each call asks the engine over the network.
     fn log_interval(&self) -> std::time::Duration {

@@ -26,6 +26,10 @@ pub const DRIVER_LOG: &str = "driver.log";
 const DRIVER_PID: &str = "driver.pid";
 const EXIT_CODE: &str = "exit_code";
 const CANCELLED: &str = "cancelled";
+/// The executor logs copied from the workers, by task name and file name.
+const EXECUTORS: &str = "executors.json";
+/// At most this much of each executor log is copied.
+const MAX_EXECUTOR_LOG: u64 = 16 << 20;
 
 pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
@@ -330,6 +334,13 @@ impl Spark {
         })
     }
 
+    fn log_error(&self, url: &str, why: String) -> ComputeError {
+        ComputeError::Engine {
+            target: self.target.name.clone(),
+            message: format!("cannot read the executors' logs from {url}: {why}"),
+        }
+    }
+
     fn job_files(log_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         (
             log_dir.join(DRIVER_PID),
@@ -560,6 +571,95 @@ impl Engine for Spark {
         })
     }
 
+    /// A standalone cluster's executor logs, from each worker that ran one of the
+    /// application's executors (found through `master_ui`), once the driver has ended; copied
+    /// beside the driver's log, and listed in `executors.json` so that they are fetched once.
+    fn ended_logs(&self, log_dir: &Path) -> Result<Vec<TaskLog>, ComputeError> {
+        let index = log_dir.join(EXECUTORS);
+        let listed = |index: &Path| -> Vec<TaskLog> {
+            std::fs::read_to_string(index)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Vec<(String, String)>>(&t).ok())
+                .unwrap_or_default()
+                .into_iter()
+                // Names this engine wrote, read back inside the run's directory only.
+                .filter(|(_, file)| file.starts_with("executor-") && !file.contains('/'))
+                .map(|(task, file)| TaskLog {
+                    task,
+                    path: log_dir.join(file),
+                })
+                .collect()
+        };
+        if index.is_file() {
+            return Ok(listed(&index));
+        }
+        let (Some(ui), true) = (
+            self.target.option("master_ui"),
+            log_dir.join(EXIT_CODE).is_file(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let Some(app) = application(&log_dir.join(DRIVER_LOG)).filter(|a| a.starts_with("app-"))
+        else {
+            return Ok(Vec::new());
+        };
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| self.log_error(ui, e.to_string()))?;
+        let get = |url: &str| -> Result<String, ComputeError> {
+            client
+                .get(url)
+                .send()
+                .and_then(|r| r.error_for_status())
+                .and_then(|r| r.text())
+                .map_err(|e| self.log_error(url, e.to_string()))
+        };
+        let master: serde_json::Value =
+            serde_json::from_str(&get(&format!("{}/json/", ui.trim_end_matches('/')))?)
+                .map_err(|e| self.log_error(ui, e.to_string()))?;
+        let mut written = Vec::new();
+        for worker in master["workers"].as_array().into_iter().flatten() {
+            let Some(address) = worker["webuiaddress"]
+                .as_str()
+                .filter(|a| a.starts_with("http://") || a.starts_with("https://"))
+            else {
+                continue;
+            };
+            let Ok(state) = get(&format!("{address}/json/")).and_then(|t| {
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .map_err(|e| self.log_error(address, e.to_string()))
+            }) else {
+                continue;
+            };
+            let executors = ["executors", "finishedexecutors"]
+                .iter()
+                .flat_map(|key| state[*key].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["appid"].as_str() == Some(app.as_str()))
+                .filter_map(|e| e["id"].as_u64());
+            for id in executors {
+                for stream in ["stdout", "stderr"] {
+                    let url = format!(
+                        "{address}/log/?appId={app}&executorId={id}&logType={stream}&offset=0&byteLength={MAX_EXECUTOR_LOG}"
+                    );
+                    let Ok(text) = get(&url) else { continue };
+                    // The worker's first line says which bytes of which file these are.
+                    let body = match text.split_once('\n') {
+                        Some((first, rest)) if first.starts_with("==== ") => rest,
+                        _ => text.as_str(),
+                    };
+                    let file = format!("executor-{id}-{stream}.log");
+                    let path = log_dir.join(&file);
+                    std::fs::write(&path, body).map_err(|e| ComputeError::io(&path, "write", e))?;
+                    written.push((format!("executor {id} {stream}"), file));
+                }
+            }
+        }
+        let text = serde_json::to_string(&written).unwrap_or_default();
+        std::fs::write(&index, text).map_err(|e| ComputeError::io(&index, "write", e))?;
+        Ok(listed(&index))
+    }
+
     fn cancel(&self, _job_id: &str) -> Result<(), ComputeError> {
         Err(ComputeError::Engine {
             target: self.target.name.clone(),
@@ -626,6 +726,11 @@ fn locked_pyspark(prefix: &Path) -> Option<String> {
 
 /// The application id Spark logged (`app-…` on a standalone master, `local-…` in local mode).
 fn application_id(log: &Path) -> Option<String> {
+    application(log).map(|id| format!("application {id}"))
+}
+
+/// The bare application id in a driver's log.
+fn application(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .find(|word| {
@@ -636,7 +741,7 @@ fn application_id(log: &Path) -> Option<String> {
                     && word.len() >= 16
                     && word[6..].bytes().all(|b| b.is_ascii_digit()))
         })
-        .map(|id| format!("application {id}"))
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -210,6 +210,46 @@ fn a_spark_run_on_a_standalone_cluster() {
             .is_some_and(|r| r.starts_with("application app-")),
         "{run}"
     );
+
+    // What the executors wrote is fetched from the worker once the driver has ended, and shown
+    // by `runs logs` after the driver's own log.
+    cx.write(
+        "executors.py",
+        "import sys\n\
+         from pyspark.sql import SparkSession\n\
+         spark = SparkSession.builder.getOrCreate()\n\
+         def say(x):\n    print('executor says', x, file=sys.stderr, flush=True)\n    return x\n\
+         print('total', spark.sparkContext.parallelize(range(4), 2).map(say).sum(), flush=True)\n\
+         spark.stop()\n",
+    );
+    let out = spark(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "sp",
+            "--target",
+            "cluster",
+            "--",
+            "executors.py",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let id = cx.run(&["runs", "list", "--json"]).success().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = cx.run(&["runs", "logs", &id]).success();
+    assert!(logs.stdout.contains("==> driver <=="), "{}", logs.stdout);
+    assert!(
+        logs.stdout.contains("==> executor 0 stderr <=="),
+        "{}",
+        logs.stdout
+    );
+    assert!(logs.stdout.contains("executor says 3"), "{}", logs.stdout);
+    // Fetched once: the copies are read back the second time.
+    let again = cx.run(&["runs", "logs", &id]).success();
+    assert_eq!(again.stdout, logs.stdout);
 }
 
 /// The definition's `spark.packages` and `spark.repositories` reach the driver as `--packages`

@@ -421,7 +421,11 @@ pub fn log_files(
     run: &RunRecord,
 ) -> Result<Vec<terrarium_compute::TaskLog>> {
     match job_logs(context, store, run)? {
-        Some((engine, dir)) => engine.logs(&dir).map_err(compute_error),
+        Some((engine, dir)) => {
+            let mut logs = engine.logs(&dir).map_err(compute_error)?;
+            logs.extend(engine.ended_logs(&dir).map_err(compute_error)?);
+            Ok(logs)
+        }
         None => Ok(Vec::new()),
     }
 }
