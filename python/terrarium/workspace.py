@@ -342,7 +342,11 @@ class _CliBackend(_Backend):
         return record
 
     def list_latest(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = self.cli.json(["env", "list", "--json"])
+        # With each one's Azure ML v1 form: `environment` needs it, and so the whole list
+        # takes one run.
+        records: list[dict[str, Any]] = self.cli.json(
+            ["env", "list", "--json", "--export", "aml-v1"]
+        )
         return records
 
     def aml_export(self, name: str, version: str) -> tuple[dict[str, Any], Optional[str]]:

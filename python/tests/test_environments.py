@@ -9,6 +9,7 @@ import pytest
 
 from terrarium import ConflictError, Environment, NotFoundError, TerrariumError, Workspace
 from terrarium.core.conda_dependencies import CondaDependencies
+from terrarium.workspace import _CliBackend
 
 
 def demo(name: str = "demo") -> Environment:
@@ -20,7 +21,7 @@ def demo(name: str = "demo") -> Environment:
     return env
 
 
-def test_register_get_list_label(workspace: Workspace) -> None:
+def test_register_get_list_label(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     env = demo()
     first = env.register(workspace)
     assert (first.name, first.version) == ("demo", "1")
@@ -55,6 +56,13 @@ def test_register_get_list_label(workspace: Workspace) -> None:
     assert Environment.get(workspace, "demo", label="production").version == "2"
     assert Environment.get(workspace, "demo", label="stable").version == "1"
 
+    if isinstance(workspace._backend, _CliBackend):
+        # A directory or database gives the list with every version's Azure ML form in one run
+        # of the CLI: no export is asked for afterwards.
+        def no_export(name: str, version: str) -> Any:
+            raise AssertionError(f"{name}:{version} was exported apart from the list")
+
+        monkeypatch.setattr(workspace._backend, "aml_export", no_export)
     listed = Environment.list(workspace)
     assert listed["demo"].version == "2"
     assert listed["demo"].python.conda_dependencies.pip_packages == second.python.conda_dependencies.pip_packages

@@ -697,3 +697,69 @@ dependencies:
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("import-only"), "{}", run.stderr);
 }
+
+/// `env list --json --export FORMAT` adds to each record the export `env show --json --export
+/// FORMAT` gives it; the records are otherwise those printed without `--export`.
+#[test]
+fn list_adds_an_export_to_each_record() {
+    let cx = TestContext::new();
+    for (name, package) in [("train", "numpy==1.26.4"), ("score", "pandas==2.2.2")] {
+        let conda = cx.write(
+            &format!("{name}/environment.yml"),
+            format!(
+                "\
+name: {name}
+channels:
+  - conda-forge
+dependencies:
+  - python=3.11
+  - pip
+  - pip:
+    - {package}
+"
+            ),
+        );
+        create(&cx, &conda, &[]);
+    }
+    let listed = cx
+        .run(&["env", "list", "--json", "--export", "aml-v1"])
+        .success()
+        .json();
+    let plain = cx.run(&["env", "list", "--json"]).success().json();
+    let listed = listed.as_array().unwrap();
+    let plain = plain.as_array().unwrap();
+    // The curated environments are listed too.
+    let names: Vec<&str> = listed.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"train") && names.contains(&"score"),
+        "{names:?}"
+    );
+    assert_eq!(listed.len(), plain.len());
+    let mut compared = 0;
+    for (with_export, without) in listed.iter().zip(plain) {
+        assert!(without.get("export").is_none());
+        let mut record = with_export.clone();
+        record.as_object_mut().unwrap().remove("export");
+        assert_eq!(&record, without);
+        let reference = format!(
+            "{}:{}",
+            with_export["name"].as_str().unwrap(),
+            with_export["version"].as_str().unwrap()
+        );
+        let shown = cx
+            .run(&["env", "show", &reference, "--json", "--export", "aml-v1"])
+            .success()
+            .json();
+        assert_eq!(with_export, &shown);
+        assert_eq!(with_export["export"]["format"], "aml-v1");
+        compared += 1;
+    }
+    assert_eq!(compared, listed.len(), "every listed record was compared");
+
+    // Only with --json, and only in a format that can be written.
+    let run = cx.run(&["env", "list", "--export", "aml-v1"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let run = cx.run(&["env", "list", "--json", "--export", "conda-prefix"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("import-only"), "{}", run.stderr);
+}

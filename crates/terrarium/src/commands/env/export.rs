@@ -52,7 +52,8 @@ fn parse_export_format(text: &str) -> Result<ExportFormat, String> {
     }
 }
 
-/// A definition format that can be exported, for `--export` of `env create` and `env show`.
+/// A definition format that can be exported, for `--export` of `env create`, `env show` and
+/// `env list`.
 pub fn parse_definition_format(text: &str) -> Result<Format, String> {
     let format = super::parse_format(text)?;
     if !format.can_export() {
@@ -62,8 +63,9 @@ pub fn parse_definition_format(text: &str) -> Result<Format, String> {
 }
 
 /// A version's record as `--json` prints it, with the version exported in one format when
-/// asked (`env create --export`, `env show --export`), so that a program gets the record and
-/// the files `env export` would write in one run. The export has the team server's shape
+/// asked (`env create --export`, `env show --export`, and each record of `env list --export`),
+/// so that a program gets the records and the files `env export` would write in one run. The
+/// export has the team server's shape
 /// (`GET /api/v1/environments/{name}/versions/{version}/export`): the definition's files,
 /// not a build context's.
 #[derive(Serialize)]

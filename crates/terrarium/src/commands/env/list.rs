@@ -24,6 +24,10 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// With --json: add each version exported in this format (native, aml-v2, aml-v1, conda,
+    /// requirements, dockerfile) as `export`, with its files as `env export` writes them.
+    #[arg(long, value_name = "FORMAT", requires = "json", value_parser = super::export::parse_definition_format)]
+    export: Option<terrarium_spec::Format>,
 }
 
 pub fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
@@ -43,6 +47,10 @@ pub fn list(context: &Context, args: ListArgs) -> Result<ExitCode> {
         });
     }
     if args.json {
+        let records = records
+            .iter()
+            .map(|record| super::export::RecordJson::new(record, args.export))
+            .collect::<Result<Vec<_>>>()?;
         printer::json(&records)?;
     } else {
         write_table(&records)?;
