@@ -149,9 +149,44 @@ fn parse_conf(value: &str) -> Result<Vec<(String, String)>, String> {
             {
                 return Err(format!("`{}` is not a Spark property", pair.escape_debug()));
             }
+            if let Some(why) = forbidden_property(key) {
+                return Err(format!("`{key}` cannot be set here: {why}"));
+            }
             Ok((key.to_string(), val.to_string()))
         })
         .collect()
+}
+
+/// Properties a target's `conf` may not set: those that run a program or load code of the
+/// target's choosing as whoever submits (the target is a record any contributor may write),
+/// replace the environment's Python, or belong to `run`'s own flags.
+fn forbidden_property(key: &str) -> Option<&'static str> {
+    let code = "it would run or load code of the target's choosing";
+    if key.starts_with("spark.pyspark.") || key.starts_with("spark.executorEnv.") {
+        Some("the driver and executors run the environment's own Python")
+    } else if key.ends_with("extraJavaOptions")
+        || key.ends_with("extraClassPath")
+        || key.ends_with("extraLibraryPath")
+        || (key.starts_with("spark.jars") && key != "spark.jars.ivy")
+        || matches!(
+            key,
+            "spark.files"
+                | "spark.archives"
+                | "spark.submit.pyFiles"
+                | "spark.plugins"
+                | "spark.extraListeners"
+        )
+        || key.contains("discoveryScript")
+    {
+        Some(code)
+    } else if matches!(
+        key,
+        "spark.executor.memory" | "spark.executor.cores" | "spark.driver.memory"
+    ) {
+        Some("use the target's executor_memory and executor_cores, or run's --memory and --cpus")
+    } else {
+        None
+    }
 }
 
 pub struct Spark {
@@ -215,17 +250,47 @@ impl Spark {
             self.master().into(),
             "--name".into(),
             format!("terrarium-{}", job.run_id),
+        ];
+        // The target's properties first: Spark keeps the last value of a key, so Terrarium's
+        // own (the environment's Python, the run's resources) come after them.
+        if let Some(conf) = self.target.option("conf") {
+            for (key, value) in parse_conf(conf).map_err(|reason| ComputeError::Option {
+                target: self.target.name.clone(),
+                option: "conf".into(),
+                reason,
+            })? {
+                argv.extend(["--conf".into(), format!("{key}={value}")]);
+            }
+        }
+        argv.extend([
             "--conf".into(),
             format!("spark.pyspark.python={python}"),
             "--conf".into(),
             format!("spark.pyspark.driver.python={python}"),
-        ];
+        ]);
+        let local = self.master().starts_with("local");
         let memory = r
             .memory_mib
             .map(|mib| format!("{mib}m"))
             .or_else(|| self.target.option("executor_memory").map(str::to_string));
         if let Some(memory) = memory {
-            argv.extend(["--conf".into(), format!("spark.executor.memory={memory}")]);
+            // In local mode the executors live in the driver's JVM.
+            let key = if local {
+                "spark.driver.memory"
+            } else {
+                "spark.executor.memory"
+            };
+            argv.extend(["--conf".into(), format!("{key}={memory}")]);
+        }
+        if local && r.cpus.is_some() {
+            return Err(ComputeError::Resources {
+                what: "--cpus",
+                reason: format!(
+                    "spark target `{}` runs in local mode, where the master ({}) sets the threads",
+                    self.target.name,
+                    self.master()
+                ),
+            });
         }
         let cores = r
             .cpus
@@ -239,15 +304,6 @@ impl Spark {
                 "--conf".into(),
                 format!("spark.executor.resource.gpu.amount={gpus}"),
             ]);
-        }
-        if let Some(conf) = self.target.option("conf") {
-            for (key, value) in parse_conf(conf).map_err(|reason| ComputeError::Option {
-                target: self.target.name.clone(),
-                option: "conf".into(),
-                reason,
-            })? {
-                argv.extend(["--conf".into(), format!("{key}={value}")]);
-            }
         }
         if !job.spark.packages.is_empty() {
             argv.extend(["--packages".into(), job.spark.packages.join(",")]);
@@ -274,7 +330,9 @@ impl Spark {
         let mut wrapper = vec![
             "/bin/sh".to_string(),
             "-c".into(),
-            format!("\"$@\"; code=$?; echo $code > {exit}.tmp && mv {exit}.tmp {exit}"),
+            // A handler, not an ignored signal (which the driver would inherit): the wrapper
+            // outlives a cancel's SIGTERM and records the driver's exit code.
+            format!("trap : TERM INT HUP; \"$@\"; code=$?; echo $code > {exit}.tmp && mv {exit}.tmp {exit}"),
             "terrarium-driver".into(),
             "/bin/bash".into(),
             "-c".into(),
@@ -347,6 +405,46 @@ impl Spark {
             log_dir.join(EXIT_CODE),
             log_dir.join(CANCELLED),
         )
+    }
+
+    /// The driver's process id, from the run's own `driver.pid` (never from a record alone),
+    /// which must agree with the job id, on this machine: a driver started elsewhere is read
+    /// and cancelled there.
+    fn local_driver(&self, job_id: &str, log_dir: &Path) -> Result<u32, ComputeError> {
+        let pid = self.check_job_id(job_id)?;
+        let (pid_path, _, _) = Self::job_files(log_dir);
+        let text = std::fs::read_to_string(&pid_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ComputeError::Engine {
+                    target: self.target.name.clone(),
+                    message: format!(
+                        "{} is missing: the driver was started on another machine, or its record was lost",
+                        pid_path.display()
+                    ),
+                }
+            } else {
+                ComputeError::io(&pid_path, "read", e)
+            }
+        })?;
+        let mut fields = text.split_whitespace();
+        let (recorded, host) = (fields.next(), fields.next().unwrap_or_default());
+        if recorded != Some(job_id) {
+            return Err(ComputeError::Answer {
+                target: self.target.name.clone(),
+                request: pid_path.display().to_string(),
+                reason: format!("it names another driver than job {job_id}"),
+            });
+        }
+        let here = hostname();
+        if host != here {
+            return Err(ComputeError::Engine {
+                target: self.target.name.clone(),
+                message: format!(
+                    "the driver runs on {host}, not here ({here}): follow or cancel the run there"
+                ),
+            });
+        }
+        Ok(pid)
     }
 
     fn check_job_id(&self, job_id: &str) -> Result<u32, ComputeError> {
@@ -504,8 +602,11 @@ impl Engine for Spark {
             })?;
         let pid = child.id();
         let (pid_path, _, _) = Self::job_files(&job.log_dir);
-        std::fs::write(&pid_path, pid.to_string())
-            .map_err(|e| ComputeError::io(&pid_path, "write", e))?;
+        if let Err(err) = std::fs::write(&pid_path, format!("{pid} {}\n", hostname())) {
+            // Without its record the driver could not be followed or cancelled: stop it.
+            let _ = signal_group(pid, "-KILL");
+            return Err(ComputeError::io(&pid_path, "write", err));
+        }
         Ok(pid.to_string())
     }
 
@@ -517,7 +618,7 @@ impl Engine for Spark {
     }
 
     fn status_in(&self, job_id: &str, log_dir: &Path) -> Result<JobStatus, ComputeError> {
-        let pid = self.check_job_id(job_id)?;
+        let pid = self.local_driver(job_id, log_dir)?;
         let (_, exit_path, cancelled) = Self::job_files(log_dir);
         let app = application_id(&log_dir.join(DRIVER_LOG));
         let status = |state, exit_code, reason| JobStatus {
@@ -528,35 +629,51 @@ impl Engine for Spark {
             nodes: vec!["localhost".into()],
             reason,
         };
-        match std::fs::read_to_string(&exit_path) {
-            Ok(text) => {
-                let code = text.trim().parse::<i32>().unwrap_or(1);
-                let state = if cancelled.exists() {
-                    JobState::Cancelled
-                } else if code == 0 {
-                    JobState::Completed
-                } else {
-                    JobState::Failed
-                };
-                Ok(status(state, Some(code), app))
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                if Self::is_driver(pid, log_dir) {
-                    Ok(status(JobState::Running, None, app))
-                } else if cancelled.exists() {
-                    Ok(status(JobState::Cancelled, None, app))
-                } else {
-                    Ok(status(
-                        JobState::Lost,
-                        None,
-                        Some(format!(
-                            "the driver (process {pid}) ended without recording its exit code"
-                        )),
-                    ))
-                }
-            }
+        let ended = |text: String| {
+            let Ok(code) = text.trim().parse::<i32>() else {
+                return status(
+                    JobState::Lost,
+                    None,
+                    Some(format!(
+                        "the driver's exit code is unreadable: `{}`",
+                        text.trim().escape_debug()
+                    )),
+                );
+            };
+            let state = if code == 0 {
+                JobState::Completed
+            } else if cancelled.exists() {
+                JobState::Cancelled
+            } else {
+                JobState::Failed
+            };
+            status(state, Some(code), app.clone())
+        };
+        let read = || match std::fs::read_to_string(&exit_path) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(ComputeError::io(&exit_path, "read", err)),
+        };
+        if let Some(text) = read()? {
+            return Ok(ended(text));
         }
+        if Self::is_driver(pid, log_dir) {
+            return Ok(status(JobState::Running, None, app));
+        }
+        // It may have ended between the two looks.
+        if let Some(text) = read()? {
+            return Ok(ended(text));
+        }
+        if cancelled.exists() {
+            return Ok(status(JobState::Cancelled, None, app));
+        }
+        Ok(status(
+            JobState::Lost,
+            None,
+            Some(format!(
+                "the driver (process {pid}) ended without recording its exit code"
+            )),
+        ))
     }
 
     fn logs(&self, log_dir: &Path) -> Result<Vec<TaskLog>, ComputeError> {
@@ -619,6 +736,8 @@ impl Engine for Spark {
             serde_json::from_str(&get(&format!("{}/json/", ui.trim_end_matches('/')))?)
                 .map_err(|e| self.log_error(ui, e.to_string()))?;
         let mut written = Vec::new();
+        // The list is kept (and not fetched again) only when every worker answered.
+        let mut complete = true;
         for worker in master["workers"].as_array().into_iter().flatten() {
             let Some(address) = worker["webuiaddress"]
                 .as_str()
@@ -630,6 +749,7 @@ impl Engine for Spark {
                 serde_json::from_str::<serde_json::Value>(&t)
                     .map_err(|e| self.log_error(address, e.to_string()))
             }) else {
+                complete = false;
                 continue;
             };
             let executors = ["executors", "finishedexecutors"]
@@ -642,7 +762,10 @@ impl Engine for Spark {
                     let url = format!(
                         "{address}/log/?appId={app}&executorId={id}&logType={stream}&offset=0&byteLength={MAX_EXECUTOR_LOG}"
                     );
-                    let Ok(text) = get(&url) else { continue };
+                    let Ok(text) = get(&url) else {
+                        complete = false;
+                        continue;
+                    };
                     // The worker's first line says which bytes of which file these are.
                     let body = match text.split_once('\n') {
                         Some((first, rest)) if first.starts_with("==== ") => rest,
@@ -654,6 +777,15 @@ impl Engine for Spark {
                     written.push((format!("executor {id} {stream}"), file));
                 }
             }
+        }
+        if !complete {
+            return Ok(written
+                .into_iter()
+                .map(|(task, file)| TaskLog {
+                    task,
+                    path: log_dir.join(file),
+                })
+                .collect());
         }
         let text = serde_json::to_string(&written).unwrap_or_default();
         std::fs::write(&index, text).map_err(|e| ComputeError::io(&index, "write", e))?;
@@ -668,21 +800,54 @@ impl Engine for Spark {
     }
 
     fn cancel_in(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
-        let pid = self.check_job_id(job_id)?;
+        let pid = self.local_driver(job_id, log_dir)?;
         if !Self::is_driver(pid, log_dir) {
             return Ok(());
         }
-        let (_, _, cancelled) = Self::job_files(log_dir);
+        let (_, exit_path, cancelled) = Self::job_files(log_dir);
         std::fs::write(&cancelled, "").map_err(|e| ComputeError::io(&cancelled, "write", e))?;
-        // The whole group: the wrapper, spark-submit, its JVM and the Python workers.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{pid}")])
+        // The whole group: the wrapper (which records the exit code), spark-submit, its JVM
+        // and the Python workers.
+        if !signal_group(pid, "-TERM") && Self::is_driver(pid, log_dir) {
+            let _ = std::fs::remove_file(&cancelled);
+            return Err(ComputeError::Engine {
+                target: self.target.name.clone(),
+                message: format!("cannot signal the driver's process group {pid}"),
+            });
+        }
+        // A driver that does not stop is killed after a grace period.
+        let deadline = std::time::Instant::now() + CANCEL_GRACE;
+        while !exit_path.exists() && Self::is_driver(pid, log_dir) {
+            if std::time::Instant::now() > deadline {
+                signal_group(pid, "-KILL");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(())
+    }
+}
+
+/// How long a cancelled driver has to stop before its group is killed.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Send `signal` to process group `pgid`; whether it was delivered.
+fn signal_group(pgid: u32, signal: &str) -> bool {
+    pgid > 1
+        && Command::new("kill")
+            .args([signal, "--", &format!("-{pgid}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
-        Ok(())
-    }
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// This machine's name, as the kernel has it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The version a Spark web UI page shows (`<span class="version" ...>4.0.1</span>`).
@@ -817,10 +982,10 @@ mod tests {
 
     #[test]
     fn the_command_line_asks_for_what_the_run_asked() {
-        let spark = Spark::new(target("local[2]"));
+        let spark = Spark::new(target("spark://127.0.0.1:7077"));
         let text = spark.render(&job()).unwrap();
         for expected in [
-            "/cache/envs/abc/bin/spark-submit --master 'local[2]' --name terrarium-20261202T000000-abcdef",
+            "/cache/envs/abc/bin/spark-submit --master spark://127.0.0.1:7077 --name terrarium-20261202T000000-abcdef --conf spark.ui.enabled=false --conf spark.pyspark.python=",
             "spark.pyspark.python=/cache/envs/abc/bin/python",
             "spark.executor.memory=1024m",
             "spark.executor.cores=2",
@@ -835,6 +1000,19 @@ mod tests {
         let mut no_script = job();
         no_script.command = vec!["bash".into()];
         assert!(spark.render(&no_script).is_err());
+        // In local mode the memory is the driver's, and the threads are the master's.
+        let local = Spark::new(target("local[2]"));
+        assert!(local
+            .render(&job())
+            .unwrap_err()
+            .to_string()
+            .contains("--cpus"));
+        let mut no_cpus = job();
+        no_cpus.resources.cpus = None;
+        assert!(local
+            .render(&no_cpus)
+            .unwrap()
+            .contains("spark.driver.memory=1024m"));
         let mut nodes = job();
         nodes.resources.nodes = 2;
         assert!(spark
@@ -860,16 +1038,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log_dir = dir.path().join("20261202T000000-abcdef");
         std::fs::create_dir_all(&log_dir).unwrap();
-        // Process 1 is alive but not this run's driver: lost, and cancel leaves it be.
-        let status = spark.status_in("1", &log_dir);
-        assert!(status.is_err());
         let me = std::process::id().to_string();
+        // No driver.pid here: the record alone names no process.
+        assert!(spark.status_in(&me, &log_dir).is_err());
+        // A record that names another process than the run's own file.
+        std::fs::write(
+            log_dir.join(DRIVER_PID),
+            format!("{} {}\n", std::process::id() + 1, hostname()),
+        )
+        .unwrap();
+        assert!(spark.status_in(&me, &log_dir).is_err());
+        // A driver started on another machine is read there.
+        std::fs::write(log_dir.join(DRIVER_PID), format!("{me} elsewhere\n")).unwrap();
+        assert!(spark
+            .status_in(&me, &log_dir)
+            .unwrap_err()
+            .to_string()
+            .contains("elsewhere"));
+        // This process is alive but not this run's driver: lost, and cancel leaves it be.
+        std::fs::write(log_dir.join(DRIVER_PID), format!("{me} {}\n", hostname())).unwrap();
         assert_eq!(
             spark.status_in(&me, &log_dir).unwrap().state,
             JobState::Lost
         );
         spark.cancel_in(&me, &log_dir).unwrap();
         assert!(!log_dir.join(CANCELLED).exists());
+        // An exit code that is not a number is not taken for one.
+        std::fs::write(log_dir.join(EXIT_CODE), "oops\n").unwrap();
+        let status = spark.status_in(&me, &log_dir).unwrap();
+        assert_eq!((status.state, status.exit_code), (JobState::Lost, None));
         assert!(spark.status_in("x; rm", &log_dir).is_err());
+        // A target may not swap the environment's Python or load code.
+        for key in [
+            "spark.pyspark.python",
+            "spark.driver.extraJavaOptions",
+            "spark.jars",
+            "spark.executor.memory",
+        ] {
+            assert!(parse_conf(&format!("{key}=x")).is_err(), "{key}");
+        }
+        assert!(parse_conf("spark.jars.ivy=/tmp/ivy;spark.sql.shuffle.partitions=4").is_ok());
     }
 }

@@ -423,7 +423,12 @@ pub fn log_files(
     match job_logs(context, store, run)? {
         Some((engine, dir)) => {
             let mut logs = engine.logs(&dir).map_err(compute_error)?;
-            logs.extend(engine.ended_logs(&dir).map_err(compute_error)?);
+            // The engine's own copies are extra: when they cannot be fetched now, say so and
+            // show what is here.
+            match engine.ended_logs(&dir) {
+                Ok(ended) => logs.extend(ended),
+                Err(err) => printer::warn(&format!("{err}")),
+            }
             Ok(logs)
         }
         None => Ok(Vec::new()),
