@@ -21,9 +21,10 @@ stop() {
     for name in worker master; do
         [ -f "$dir/$name.pid" ] || continue
         pid=$(cat "$dir/$name.pid")
-        kill -TERM "$pid" 2>/dev/null || true
+        # setsid made each daemon a group leader: its executors' JVMs go with it.
+        kill -TERM -- "-$pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
+        kill -KILL -- "-$pid" 2>/dev/null || true
         rm -f "$dir/$name.pid"
     done
 }

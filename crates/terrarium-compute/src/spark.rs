@@ -357,12 +357,12 @@ impl Spark {
             .timeout(std::time::Duration::from_secs(5))
             .build()
             .map_err(|e| unreachable(e.to_string()))?;
-        let page = client
+        let response = client
             .get(ui)
             .send()
             .and_then(|r| r.error_for_status())
-            .and_then(|r| r.text())
             .map_err(|e| unreachable(e.to_string()))?;
+        let page = read_capped(response, 4 << 20).map_err(|e| unreachable(e.to_string()))?;
         ui_version(&page)
             .map(Some)
             .ok_or_else(|| unreachable("the page shows no Spark version".into()))
@@ -725,11 +725,12 @@ impl Engine for Spark {
             .build()
             .map_err(|e| self.log_error(ui, e.to_string()))?;
         let get = |url: &str| -> Result<String, ComputeError> {
-            client
+            let response = client
                 .get(url)
                 .send()
                 .and_then(|r| r.error_for_status())
-                .and_then(|r| r.text())
+                .map_err(|e| self.log_error(url, e.to_string()))?;
+            read_capped(response, MAX_EXECUTOR_LOG + (64 << 10))
                 .map_err(|e| self.log_error(url, e.to_string()))
         };
         let master: serde_json::Value =
@@ -739,10 +740,13 @@ impl Engine for Spark {
         // The list is kept (and not fetched again) only when every worker answered.
         let mut complete = true;
         for worker in master["workers"].as_array().into_iter().flatten() {
+            // Only a worker's own web UI: scheme, the host the worker reports, a port, no path.
+            let host = worker["host"].as_str().unwrap_or_default();
             let Some(address) = worker["webuiaddress"]
                 .as_str()
-                .filter(|a| a.starts_with("http://") || a.starts_with("https://"))
+                .filter(|a| is_worker_ui(a, host))
             else {
+                complete = false;
                 continue;
             };
             let Ok(state) = get(&format!("{address}/json/")).and_then(|t| {
@@ -850,6 +854,37 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// A response's body, refused past `limit` bytes.
+fn read_capped(response: reqwest::blocking::Response, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut body = Vec::new();
+    response
+        .take(limit + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| e.to_string())?;
+    if body.len() as u64 > limit {
+        return Err(format!("the answer is larger than {limit} bytes"));
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Whether `address` is `http(s)://HOST:PORT` (an optional trailing `/`) with the worker's own
+/// host: the master's list of workers sends this client nowhere else.
+fn is_worker_ui(address: &str, host: &str) -> bool {
+    let Some(rest) = address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.rsplit_once(':').is_some_and(|(h, port)| {
+        !host.is_empty()
+            && (h == host || (h == "localhost" && host == "127.0.0.1"))
+            && port.parse::<u16>().is_ok()
+    })
+}
+
 /// The version a Spark web UI page shows (`<span class="version" ...>4.0.1</span>`).
 fn ui_version(page: &str) -> Option<String> {
     let at = page.find("class=\"version\"")?;
@@ -896,7 +931,15 @@ fn application_id(log: &Path) -> Option<String> {
 
 /// The bare application id in a driver's log.
 fn application(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
+    // Spark logs the id as it starts: the head of the log is enough, however long it grows.
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(log)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut head)
+        .ok()?;
+    let text = String::from_utf8_lossy(&head);
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .find(|word| {
             (word.starts_with("app-")
@@ -1030,6 +1073,16 @@ mod tests {
         assert!(same_minor("4.0.1", "4.0.3"));
         assert!(!same_minor("4.0.1", "3.5.1"));
         assert!(!same_minor("4.1.0", "4.0.1"));
+    }
+
+    #[test]
+    fn only_a_workers_own_ui_is_asked() {
+        assert!(is_worker_ui("http://127.0.0.1:8081", "127.0.0.1"));
+        assert!(is_worker_ui("http://node1:8081/", "node1"));
+        assert!(!is_worker_ui("http://169.254.169.254:80", "node1"));
+        assert!(!is_worker_ui("http://node1:8081/admin?x", "node1"));
+        assert!(!is_worker_ui("file:///etc/passwd", "node1"));
+        assert!(!is_worker_ui("http://node1:8081", ""));
     }
 
     #[test]
