@@ -180,6 +180,23 @@ pub struct JobSpec {
     pub spark: terrarium_spec::model::Spark,
 }
 
+impl JobSpec {
+    /// The names of the job's variables, for what a dry run shows (`NAME (secret)` for the
+    /// secret ones): never their values.
+    pub fn variable_names(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .map(|(k, _)| {
+                if self.secret_names.contains(k) {
+                    format!("{k} (secret)")
+                } else {
+                    k.clone()
+                }
+            })
+            .collect()
+    }
+}
+
 /// A built environment prefix that a job runs in.
 #[derive(Debug, Clone)]
 pub struct Prefix {

@@ -383,17 +383,7 @@ impl Engine for Slurm {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let names: Vec<String> = job
-            .env
-            .iter()
-            .map(|(k, _)| {
-                if job.secret_names.contains(k) {
-                    format!("{k} (secret)")
-                } else {
-                    k.clone()
-                }
-            })
-            .collect();
+        let names = job.variable_names();
         if !names.is_empty() {
             let _ = writeln!(
                 shown,

@@ -524,17 +524,7 @@ impl Engine for Spark {
             job.log_dir.join(DRIVER_LOG).display()
         );
         if !job.env.is_empty() {
-            let names: Vec<String> = job
-                .env
-                .iter()
-                .map(|(k, _)| {
-                    if job.secret_names.contains(k) {
-                        format!("{k} (secret)")
-                    } else {
-                        k.clone()
-                    }
-                })
-                .collect();
+            let names = job.variable_names();
             text.push_str(&format!(
                 "# variables (values not shown): {}\n",
                 names.join(", ")
