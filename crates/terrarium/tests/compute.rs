@@ -270,15 +270,7 @@ fn detached_runs_are_followed_waited_for_and_cancelled() {
     .stdout
     .trim()
     .to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
-        if shown["state"] == "running" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{shown}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    cx.wait_for_state(&id, "running", 60);
     cx.run(&["runs", "cancel", &id]).success();
     let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
     assert_eq!(shown["state"], "cancelled", "{shown}");

@@ -36,16 +36,31 @@ fn setup(address: &str, packages: &[&str]) -> TestContext {
         ),
     );
     cx.run_path(&["env", "create", "-f"], &file, &[]).success();
-    let address = format!("address={address}");
-    let mut add = vec!["compute", "add", "ray1", "--kind", "ray", "--set", &address];
-    let token = std::env::var("TERRARIUM_TEST_RAY_TOKEN_FILE")
-        .ok()
-        .map(|file| format!("token_file={file}"));
-    if let Some(token) = &token {
-        add.extend(["--set", token]);
+    add_target(&cx, "ray1", address, shared_token_file(), &[]);
+    cx
+}
+
+/// The token file of the shared test cluster, when it has token authentication on.
+fn shared_token_file() -> Option<String> {
+    std::env::var("TERRARIUM_TEST_RAY_TOKEN_FILE").ok()
+}
+
+/// `compute add NAME --kind ray` at `address`, with its token file and more `KEY=VALUE` options.
+fn add_target(
+    cx: &TestContext,
+    name: &str,
+    address: &str,
+    token_file: Option<String>,
+    options: &[String],
+) {
+    let mut sets = vec![format!("address={address}")];
+    sets.extend(token_file.map(|file| format!("token_file={file}")));
+    sets.extend(options.iter().cloned());
+    let mut add = vec!["compute", "add", name, "--kind", "ray"];
+    for set in &sets {
+        add.extend(["--set", set.as_str()]);
     }
     cx.run(&add).success();
-    cx
 }
 
 /// `terrarium ARGS` with the environment's secret set.
@@ -221,25 +236,9 @@ fn detached_ray_runs_are_waited_for_and_cancelled() {
     .stdout
     .trim()
     .to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
-        if shown["state"] == "running" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{shown}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    cx.wait_for_state(&id, "running", 60);
     cx.run(&["runs", "cancel", &id]).success();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
-        if shown["state"] == "cancelled" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{shown}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    cx.wait_for_state(&id, "cancelled", 30);
     assert_ne!(cx.run(&["runs", "wait", &id]).code, 0);
     cx.run(&["compute", "remove", "ray1"]).success();
 }
@@ -336,26 +335,17 @@ fn with_delivery_pack_the_ray_node_builds_from_the_pack() {
     }
     let cx = setup(&address, &["alpha==1.0"]);
     let node = cx.path("node");
-    let mut add = vec![
-        "compute".to_string(),
-        "add".into(),
-        "raypack".into(),
-        "--kind".into(),
-        "ray".into(),
-        "--set".into(),
-        format!("address={address}"),
-        "--set".into(),
-        "delivery=pack".into(),
-        "--set".into(),
-        format!("cache={}", cx.path("shared").display()),
-        "--set".into(),
-        format!("node_cache={}", node.display()),
-    ];
-    if let Ok(file) = std::env::var("TERRARIUM_TEST_RAY_TOKEN_FILE") {
-        add.extend(["--set".into(), format!("token_file={file}")]);
-    }
-    cx.run(&add.iter().map(String::as_str).collect::<Vec<_>>())
-        .success();
+    add_target(
+        &cx,
+        "raypack",
+        &address,
+        shared_token_file(),
+        &[
+            "delivery=pack".into(),
+            format!("cache={}", cx.path("shared").display()),
+            format!("node_cache={}", node.display()),
+        ],
+    );
     let out = run_secret(
         &cx,
         &[
@@ -412,20 +402,13 @@ fn a_ray_head_killed_mid_job_gives_lost_with_the_reason() {
         .find_map(|w| w.strip_prefix("TERRARIUM_TEST_RAY_ADDRESS="))
         .unwrap()
         .to_string();
-    cx.run(&[
-        "compute",
-        "add",
+    add_target(
+        &cx,
         "own",
-        "--kind",
-        "ray",
-        "--set",
-        &format!("address={address}"),
-        "--set",
-        &format!("token_file={}", dir.join("token").display()),
-        "--set",
-        "lost_after=3s",
-    ])
-    .success();
+        &address,
+        Some(dir.join("token").display().to_string()),
+        &["lost_after=3s".into()],
+    );
     let id = run_secret(
         &cx,
         &[
@@ -445,15 +428,7 @@ fn a_ray_head_killed_mid_job_gives_lost_with_the_reason() {
     .stdout
     .trim()
     .to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let shown = cx.run(&["runs", "show", &id, "--json"]).success().json();
-        if shown["state"] == "running" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{shown}");
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    cx.wait_for_state(&id, "running", 120);
     // The head dies at once, as on a crash: every process of its session, killed.
     let pid = std::fs::read_to_string(dir.join("ray.pid")).unwrap();
     let killed = std::process::Command::new("kill")

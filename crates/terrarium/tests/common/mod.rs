@@ -102,6 +102,19 @@ impl TestContext {
         cmd
     }
 
+    /// Poll `runs show ID` until the run is in `state`, failing after `seconds`.
+    pub fn wait_for_state(&self, id: &str, state: &str, seconds: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let shown = self.run(&["runs", "show", id, "--json"]).success().json();
+            if shown["state"] == state {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{shown}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.command().args(args).output().unwrap().into()
     }
