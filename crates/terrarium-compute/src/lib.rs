@@ -288,6 +288,24 @@ pub trait Engine: Send + Sync {
 /// Exit code of a job (or task) whose node does not see the environment's prefix.
 pub const NO_PREFIX_EXIT: i32 = 97;
 
+/// Send `signal` (`-TERM`, `-KILL`) with kill(1) to process `pid`, or to the process group it
+/// leads when `group`; whether it was delivered. This crate has no unsafe code, so no kill(2).
+pub(crate) fn kill(signal: &str, pid: u32, group: bool) -> bool {
+    let target = if group {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    };
+    pid > 1
+        && std::process::Command::new("kill")
+            .args([signal, "--", &target])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 /// An option value that must be an absolute path.
 pub(crate) fn check_absolute(value: &str) -> Result<(), String> {
     if std::path::Path::new(value).is_absolute() && !value.contains('\n') {

@@ -145,14 +145,7 @@ fn terminate(pid: u32) -> bool {
 
 /// Send `signal` to process `pid`; whether it was delivered.
 fn signal(pid: u32, signal: &str) -> bool {
-    pid > 1
-        && std::process::Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    crate::kill(signal, pid, false)
 }
 
 /// A cancelled run whose program has not stopped after SIGTERM: SIGKILL. Returns false when

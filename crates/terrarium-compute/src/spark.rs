@@ -827,14 +827,7 @@ const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Send `signal` to process group `pgid`; whether it was delivered.
 fn signal_group(pgid: u32, signal: &str) -> bool {
-    pgid > 1
-        && Command::new("kill")
-            .args([signal, "--", &format!("-{pgid}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    crate::kill(signal, pgid, true)
 }
 
 /// This machine's name, as the kernel has it.
