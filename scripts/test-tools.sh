@@ -104,7 +104,23 @@ if ! command -v java >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >&2
 fi
 
+# kubernetes-models (npm): validators built from Kubernetes' OpenAPI schema, to check the Jobs
+# Terrarium submits, independently of the client that builds them.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >&2
+fi
+kube_models="$cache/kubernetes-models-5.1.0"
+if [ ! -f "$kube_models/node_modules/kubernetes-models/batch/v1/Job.js" ]; then
+    rm -rf "$kube_models.tmp"
+    mkdir -p "$kube_models.tmp"
+    npm install --silent --no-audit --no-fund --prefix "$kube_models.tmp" kubernetes-models@5.1.0 >&2
+    rm -rf "$kube_models"
+    mv "$kube_models.tmp" "$kube_models"
+fi
+
 echo "export TERRARIUM_TEST_BASE_IMAGE=oci:$base:bookworm"
+echo "export TERRARIUM_TEST_KUBE_MODELS=$kube_models/node_modules"
 echo "export TERRARIUM_TEST_AML_PYTHON=$aml/bin/python"
 echo "export TERRARIUM_TEST_SCHEMATHESIS=$st/bin/schemathesis"
 echo "export TERRARIUM_UV=$uv/bin/uv"

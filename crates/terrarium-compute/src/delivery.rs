@@ -111,6 +111,15 @@ impl Target {
 
     /// One line saying how environments reach the nodes, for `compute show`.
     pub fn delivery_line(&self, cache: &Path) -> String {
+        if self.kind == crate::Kind::Kubernetes {
+            return format!(
+                "image: built from the lock, pushed to {}/NAME:VERSION and run by digest{}",
+                self.option("registry").unwrap_or("?"),
+                self.option("base")
+                    .map(|b| format!(" (pip-only environments on {b})"))
+                    .unwrap_or_default()
+            );
+        }
         match self.delivery() {
             Delivery::Shared => format!(
                 "shared: built once per lock in {}, which every node must see",

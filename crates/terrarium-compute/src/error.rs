@@ -40,7 +40,7 @@ pub enum ComputeError {
         /// What went wrong, in a few words (`connection refused`, `no answer within 5 s`).
         why: String,
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The environment's locked `ray` is not the version the Ray cluster runs: a script that
     /// imports ray could not join the cluster.

@@ -1,7 +1,8 @@
 //! Running a command in an environment version on a compute target, and following it there.
 //!
-//! Terrarium builds no scheduler: a target names an engine the team already runs (Slurm, Ray),
-//! and this crate submits a job to it, reads the job's state and logs from it, and cancels it.
+//! Terrarium builds no scheduler: a target names an engine the team already runs (Slurm, Ray,
+//! Spark, Kubernetes), and this crate submits a job to it, reads the job's state and logs from
+//! it, and cancels it.
 //! Each engine is a module behind one trait, [`Engine`]. The job's state always comes from the
 //! engine, never from a guess; a job the engine no longer knows is [`JobState::Lost`].
 //!
@@ -11,6 +12,7 @@
 
 pub mod delivery;
 pub mod error;
+pub mod kubernetes;
 pub mod local;
 pub mod ray;
 pub mod resources;
@@ -36,16 +38,18 @@ pub enum Kind {
     Slurm,
     Ray,
     Spark,
+    Kubernetes,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Slurm, Kind::Ray, Kind::Spark];
+    pub const ALL: &'static [Kind] = &[Kind::Slurm, Kind::Ray, Kind::Spark, Kind::Kubernetes];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Slurm => "slurm",
             Self::Ray => "ray",
             Self::Spark => "spark",
+            Self::Kubernetes => "kubernetes",
         }
     }
 
@@ -55,6 +59,7 @@ impl Kind {
             Self::Slurm => slurm::OPTIONS,
             Self::Ray => ray::OPTIONS,
             Self::Spark => spark::OPTIONS,
+            Self::Kubernetes => kubernetes::OPTIONS,
         }
     }
 }
@@ -151,6 +156,7 @@ impl Target {
             Kind::Slurm => Box::new(slurm::Slurm::new(self.clone())),
             Kind::Ray => Box::new(ray::Ray::new(self.clone())?),
             Kind::Spark => Box::new(spark::Spark::new(self.clone())),
+            Kind::Kubernetes => Box::new(kubernetes::Kubernetes::new(self.clone())),
         })
     }
 }
@@ -178,6 +184,10 @@ pub struct JobSpec {
     pub log_dir: PathBuf,
     /// The definition's Spark settings (Maven packages and repositories), for Spark targets.
     pub spark: terrarium_spec::model::Spark,
+    /// The environment's image, by digest (`REGISTRY/REPOSITORY@sha256:...`), for targets that
+    /// run images (Kubernetes). Their `env` values keep `${secret:NAME}` references, which the
+    /// engine hands to the cluster as references, never as values.
+    pub image: Option<String>,
 }
 
 impl JobSpec {
@@ -279,6 +289,13 @@ pub trait Engine: Send + Sync {
         self.status(job_id)
     }
 
+    /// Wait until the job may have changed, before a follower asks [`Engine::status_in`]
+    /// again: `poll`, for an engine that can only be asked; an engine that can tell of a change
+    /// (a Kubernetes watch) returns when it comes, or after its own bound.
+    fn wait_for_change(&self, _job_id: &str, poll: std::time::Duration) {
+        std::thread::sleep(poll);
+    }
+
     /// [`Engine::cancel`], likewise.
     fn cancel_in(&self, job_id: &str, _log_dir: &std::path::Path) -> Result<(), ComputeError> {
         self.cancel(job_id)
@@ -357,6 +374,7 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("partition"), "{err}");
-        assert!("kubernetes".parse::<Kind>().is_err());
+        assert!("kubernetes".parse::<Kind>().is_ok());
+        assert!("k8s".parse::<Kind>().is_err());
     }
 }

@@ -167,7 +167,7 @@ impl Ray {
             option: "address",
             url: url.clone(),
             why: why(&source),
-            source,
+            source: Box::new(source),
         };
         let response = request.send().map_err(unreachable)?;
         let status = response.status();
@@ -548,7 +548,7 @@ pub fn job_output(log: &str, job_id: &str) -> String {
 
 /// Replace the copy of the job's output with Ray's, when Ray's says more: written aside and
 /// renamed, so that a reader never sees it half written.
-fn refresh_copy(copy: &Path, text: &str) -> Result<(), ComputeError> {
+pub(crate) fn refresh_copy(copy: &Path, text: &str) -> Result<(), ComputeError> {
     if text.is_empty() {
         return Ok(());
     }
@@ -688,6 +688,7 @@ mod tests {
             resources: Resources::parse(1, Some(2), Some(1), Some("1G"), None).unwrap(),
             log_dir: "/shared/runs/20261202T000000-abcdef".into(),
             spark: Default::default(),
+            image: None,
         }
     }
 

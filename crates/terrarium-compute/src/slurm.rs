@@ -610,6 +610,7 @@ mod tests {
             resources: Resources::parse(2, Some(4), Some(1), Some("8G"), Some("2h")).unwrap(),
             log_dir: "/shared/runs/20261202T000000-abcdef".into(),
             spark: Default::default(),
+            image: None,
         }
     }
 

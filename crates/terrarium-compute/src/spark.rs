@@ -973,6 +973,7 @@ mod tests {
                 packages: vec!["org.example:tiny:1.0".into()],
                 precache: true,
             },
+            image: None,
         }
     }
 

@@ -16,16 +16,7 @@ use crate::workspace;
 pub enum ComputeCommand {
     /// Add a compute target. Its options are checked, and the engine is asked whether it can
     /// take jobs, before anything is stored.
-    ///
-    /// slurm options: partition, account, qos, time (the default time limit), conf (the
-    /// Slurm configuration file, as SLURM_CONF), logs (where jobs write their logs, on a
-    /// filesystem every node and this machine see), cache (where environments are built, on a
-    /// filesystem every node sees).
-    ///
-    /// ray options: address (required: the cluster's dashboard, where its Jobs API answers,
-    /// e.g. http://127.0.0.1:8265), cache (where environments are built, on a filesystem every
-    /// node sees), logs (where Terrarium keeps its copy of each job's output), token_file (a
-    /// file holding the token of a cluster with token authentication).
+    #[command(after_long_help = options_help())]
     Add(AddArgs),
     /// The compute targets (`local` and `container` are built in and not listed).
     List(ListArgs),
@@ -38,7 +29,7 @@ pub enum ComputeCommand {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     name: String,
-    /// The engine: slurm or ray.
+    /// The engine: slurm, ray, spark or kubernetes.
     #[arg(long)]
     kind: String,
     /// An option, KEY=VALUE (repeatable); see `terrarium compute add --help`.
@@ -70,6 +61,20 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
     name: String,
+}
+
+/// Every kind's options, from the tables the options are checked against.
+fn options_help() -> String {
+    let mut text = String::new();
+    for kind in Kind::ALL {
+        text.push_str(&format!("{kind} options:\n"));
+        for spec in kind.options() {
+            let required = if spec.required { " (required)" } else { "" };
+            text.push_str(&format!("  {}{required}: {}\n", spec.key, spec.help));
+        }
+        text.push('\n');
+    }
+    text
 }
 
 pub fn run(context: &Context, command: ComputeCommand) -> Result<ExitCode> {

@@ -80,6 +80,17 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
     };
     let target = runs::target(&record).map_err(compute_error)?;
     let engine = target.engine().map_err(compute_error)?;
+    // Kubernetes runs the environment's image; the others run its prefix on the nodes.
+    let runs_image = target.kind == terrarium_compute::Kind::Kubernetes;
+    if args.base.is_some() && !runs_image {
+        return Err(user_error(
+            format!(
+                "--base is for runs in an image (`container`, or a Kubernetes target), not on {} target `{target_name}`",
+                target.kind
+            ),
+            Some("leave out --base"),
+        ));
+    }
     let job_args = &args.job;
     let resources = Resources::parse(
         job_args.nodes.unwrap_or(1),
@@ -114,7 +125,7 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
 
     // The prefix the job runs in (not built for a dry run, which only shows where it would be).
     let user_managed = lock.kind == terrarium_lock::LockKind::UserManaged;
-    let (env, prefix) = if user_managed {
+    let (env, prefix) = if user_managed || runs_image {
         (None, None)
     } else {
         match target.delivery() {
@@ -148,7 +159,28 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
             ),
         }
     };
-    let vars: Vec<(String, String)> = if job_args.dry_run {
+    let image = if runs_image {
+        let base = args.base.as_deref().or(target.option("base"));
+        Some(target_image(
+            store.as_ref(),
+            &target,
+            &version,
+            base,
+            job_args.dry_run,
+        )?)
+    } else {
+        None
+    };
+    let vars: Vec<(String, String)> = if runs_image {
+        // The image holds the environment's own variables (PATH and the like); the
+        // definition's go with the job, their secrets as references the engine hands on.
+        version
+            .definition
+            .environment_variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else if job_args.dry_run {
         // A dry run resolves no secrets: it shows the names of the variables only.
         version
             .definition
@@ -180,6 +212,7 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
         resources,
         log_dir: log_dir.clone(),
         spark: version.definition.spark.clone(),
+        image,
     };
     if job_args.dry_run {
         print!("{}", engine.render(&job).map_err(compute_error)?);
@@ -215,6 +248,86 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     follow(context, store.as_ref(), run, true)
+}
+
+/// The environment's image in a Kubernetes target's registry, by digest: built from the lock
+/// and pushed there first when it is not (as `image build --push` does, and recorded the
+/// same way). A dry run builds nothing: it names the image a build pushed before, or the tag
+/// it would push.
+fn target_image(
+    store: &dyn Store,
+    target: &terrarium_compute::Target,
+    version: &terrarium_store::VersionRecord,
+    base: Option<&str>,
+    dry_run: bool,
+) -> Result<String> {
+    let registry = target.option("registry").unwrap_or_default();
+    // A repository is lowercase letters, digits and `._-/`.
+    let repository: String = version
+        .name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '.' | '_' | '-' | '/') => c,
+            _ => '-',
+        })
+        .collect();
+    let tag: String = version
+        .version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let push = format!("{registry}/{repository}:{tag}");
+    let by_digest = |digest: &str| format!("{registry}/{repository}@{digest}");
+    if version.definition.docker.base_dockerfile.is_some() {
+        // Built by a container builder only: one pushed here before is used.
+        let pushed = store
+            .list_image_builds(&version.name, Some(&version.version))?
+            .into_iter()
+            .rev()
+            .find(|b| b.pushed_to.as_deref() == Some(push.as_str()));
+        return match pushed {
+            Some(build) => Ok(by_digest(&build.digest)),
+            None => Err(user_error(
+                format!(
+                    "{}:{} is defined by a Dockerfile, and its image is not in {registry} yet",
+                    version.name, version.version
+                ),
+                Some(&format!(
+                    "build and push it first: terrarium image build {}:{} --builder buildah --push {push}",
+                    version.name, version.version
+                )),
+            )),
+        };
+    }
+    if dry_run {
+        let pushed = store
+            .list_image_builds(&version.name, Some(&version.version))?
+            .into_iter()
+            .rev()
+            .find(|b| b.pushed_to.as_deref() == Some(push.as_str()));
+        return Ok(match pushed {
+            Some(build) => by_digest(&build.digest),
+            None => push,
+        });
+    }
+    let args = super::image::BuildArgs::for_push(
+        format!("{}:{}", version.name, version.version),
+        push.clone(),
+        base.map(str::to_string),
+    );
+    let built = super::image::build_image(store, version, &args).with_context(|| {
+        format!(
+            "cannot build and push the image of {}:{} to {registry} (the target's `registry`)",
+            version.name, version.version
+        )
+    })?;
+    Ok(by_digest(&built.digest))
 }
 
 /// With delivery=pack: the lock's pack in the target's shared cache (written once per lock),
@@ -325,6 +438,7 @@ pub fn follow(
     std::thread::scope(|scope| -> Result<ExitCode> {
         let asking = run.clone();
         let stop = &stop;
+        let engine = logs.as_ref().map(|(engine, _)| engine.as_ref());
         let runs_dir = context.runs_dir()?;
         scope.spawn(move || {
             let mut run = asking;
@@ -341,7 +455,10 @@ pub fn follow(
                 if updates.send(answer.map(|r| (r, silent))).is_err() || end {
                     return;
                 }
-                std::thread::sleep(STATE_EVERY);
+                match (engine, &run.job) {
+                    (Some(engine), Some(job)) => engine.wait_for_change(&job.job_id, STATE_EVERY),
+                    _ => std::thread::sleep(STATE_EVERY),
+                }
             }
         });
         let result = (|| -> Result<ExitCode> {

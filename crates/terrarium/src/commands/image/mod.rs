@@ -131,6 +131,18 @@ impl BuildArgs {
     }
 }
 
+impl BuildArgs {
+    /// The image a Kubernetes target runs: the version's own, in Terrarium's cache, pushed to
+    /// `push`, on `base`.
+    pub(crate) fn for_push(reference: String, push: String, base: Option<String>) -> Self {
+        Self {
+            push: Some(push),
+            output: None,
+            ..Self::for_container(reference, PathBuf::new(), base)
+        }
+    }
+}
+
 pub(crate) use build::build_image;
 
 /// The version as `terrarium_image::stage` takes it.

@@ -1,0 +1,1287 @@
+//! Kubernetes: a run is a `batch/v1` Job, submitted through the API server with kube-rs, its
+//! state read from the Job's conditions, its logs from its pods, cancelled by deleting it.
+//!
+//! The environment reaches the nodes as its image: built from the lock and pushed to the
+//! target's registry before the job is submitted (the CLI does that), and named in the Job by
+//! digest, so that every pod runs exactly the locked files. The command runs in the image's
+//! working directory; the submitting machine's files are not sent.
+//!
+//! A variable whose value names a secret (`${secret:NAME}`) becomes a reference to key `NAME` of
+//! the target's Kubernetes Secret (option `secret`): its value never leaves the cluster, and is
+//! never read here. A value that mixes text and secrets is built on the node with Kubernetes' own
+//! `$(VAR)` expansion; every other `$` is escaped (`$$`) so that a value arrives as it was written.
+//!
+//! `--nodes N` above 1 makes an Indexed Job of N pods, run in parallel; each finds its index in
+//! `JOB_COMPLETION_INDEX`. `--time` becomes the Job's `activeDeadlineSeconds`, `--gpus`
+//! `nvidia.com/gpu`. The Job is not retried unless the target's `backoff_limit` says so.
+//!
+//! The Job's name is the run's (`terrarium-<run id>`, lowercased): every call finds it from the
+//! run's id, never from a record.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{json, Value};
+
+use crate::{ComputeError, Engine, JobSpec, JobState, JobStatus, OptionSpec, Target, TaskLog};
+
+/// How long connecting to the API server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one answer may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a follower's watch waits for the Job to change before it asks again anyway (a
+/// pod's troubles, such as an image that cannot be pulled, are not changes of the Job).
+pub const WATCH_SECONDS: u32 = 2;
+/// The most of a pod's log fetched at once.
+pub const LOG_LIMIT: i64 = 8 * 1024 * 1024;
+/// The submitted manifest, in the run's log directory.
+pub const JOB_RECORD: &str = "job.json";
+/// Written in the run's log directory before its Job is deleted by `runs cancel`: a Job that
+/// is gone is then cancelled, not lost.
+pub const CANCELLED_MARKER: &str = "cancelled";
+/// The label every Job and pod of Terrarium's carries, with the run's id.
+pub const RUN_LABEL: &str = "terrarium.dev/run";
+/// Where a pod's index is, on an Indexed Job's pods.
+const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
+/// The Secret `${secret:NAME}` variables refer to, unless the target names another.
+pub const DEFAULT_SECRET: &str = "terrarium-secrets";
+
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        key: "registry",
+        help: "where the environments' images are pushed and pulled from by the nodes: REGISTRY/REPOSITORY-PREFIX (e.g. registry.example.com/ml); each environment is pushed as PREFIX/NAME:VERSION and run by digest",
+        required: true,
+        check: check_registry,
+    },
+    OptionSpec {
+        key: "kubeconfig",
+        help: "the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)",
+        required: false,
+        check: crate::check_absolute,
+    },
+    OptionSpec {
+        key: "context",
+        help: "the kubeconfig context (default: its current context)",
+        required: false,
+        check: check_context,
+    },
+    OptionSpec {
+        key: "namespace",
+        help: "the namespace the Jobs are created in (default: the context's, else `default`)",
+        required: false,
+        check: check_label_name,
+    },
+    OptionSpec {
+        key: "image_pull_secret",
+        help: "the Secret the nodes pull the images with (imagePullSecrets)",
+        required: false,
+        check: check_object_name,
+    },
+    OptionSpec {
+        key: "service_account",
+        help: "the service account the pods run as",
+        required: false,
+        check: check_object_name,
+    },
+    OptionSpec {
+        key: "node_selector",
+        help: "labels the nodes must have: KEY=VALUE;KEY=VALUE",
+        required: false,
+        check: check_node_selector,
+    },
+    OptionSpec {
+        key: "tolerations",
+        help: "taints the pods tolerate, as kubectl writes taints: KEY=VALUE:EFFECT or KEY:EFFECT (any value), separated by `;`",
+        required: false,
+        check: check_tolerations,
+    },
+    OptionSpec {
+        key: "secret",
+        help: "the Secret whose keys `${secret:NAME}` variables refer to (default: terrarium-secrets)",
+        required: false,
+        check: check_object_name,
+    },
+    OptionSpec {
+        key: "backoff_limit",
+        help: "how many times a failed pod is retried (default: 0, never)",
+        required: false,
+        check: check_backoff_limit,
+    },
+    OptionSpec {
+        key: "base",
+        help: "the base image the images of pip-only environments are built on (REGISTRY/REPOSITORY[:TAG]); conda environments need none",
+        required: false,
+        check: check_image,
+    },
+    OptionSpec {
+        key: "logs",
+        help: "where Terrarium keeps its copy of each job's pod logs, one directory per run (default: the workspace's runs directory)",
+        required: false,
+        check: crate::check_absolute,
+    },
+    crate::delivery::LOST_AFTER,
+];
+
+fn is_label_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+fn check_label_name(value: &str) -> Result<(), String> {
+    if is_label_name(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a namespace name: at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit",
+            value.escape_debug()
+        ))
+    }
+}
+
+fn check_object_name(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a Kubernetes object name: lowercase letters, digits, `-` and `.`",
+            value.escape_debug()
+        ))
+    }
+}
+
+fn check_context(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.contains(['\n', '\0']) {
+        Err("must be the name of a context in the kubeconfig".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_backoff_limit(value: &str) -> Result<(), String> {
+    match value.parse::<u32>() {
+        Ok(n) if n <= 1000 => Ok(()),
+        _ => Err(format!(
+            "`{}` is not a number of retries from 0 to 1000",
+            value.escape_debug()
+        )),
+    }
+}
+
+fn check_image(value: &str) -> Result<(), String> {
+    let plain = !value.is_empty()
+        && value.contains('/')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not an image like registry.example.com/python:3.12",
+            value.escape_debug()
+        ))
+    }
+}
+
+fn check_registry(value: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "`{}` is not REGISTRY/REPOSITORY-PREFIX (e.g. registry.example.com/ml): {why}",
+            value.escape_debug()
+        ))
+    };
+    let Some((host, prefix)) = value.split_once('/') else {
+        return bad("it names no repository");
+    };
+    if !(host.contains('.') || host.contains(':') || host == "localhost")
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return bad(
+            "the first part must be a registry host (with a `.` or a port, or `localhost`)",
+        );
+    }
+    if prefix.is_empty()
+        || prefix.ends_with('/')
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+    {
+        return bad("a repository is lowercase letters, digits and `._-/`, with no tag");
+    }
+    Ok(())
+}
+
+/// A label key (`[prefix/]name`) or value.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(|p| check_object_name(p).is_ok()) && is_label_value(name) && !name.is_empty()
+}
+
+fn is_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && value
+            .bytes()
+            .next()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .last()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// `KEY=VALUE;KEY=VALUE`, checked.
+fn node_selector(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, label) = pair.split_once('=').ok_or_else(|| {
+            format!(
+                "`{}` is not KEY=VALUE (e.g. node_selector=gpu=a100;zone=b)",
+                pair.escape_debug()
+            )
+        })?;
+        if !is_label_key(key) || !is_label_value(label) {
+            return Err(format!(
+                "`{}` is not a node label KEY=VALUE (letters, digits, `-_.`, at most 63 each; a key may have a DNS prefix/)",
+                pair.escape_debug()
+            ));
+        }
+        labels.insert(key.to_string(), label.to_string());
+    }
+    Ok(labels)
+}
+
+fn check_node_selector(value: &str) -> Result<(), String> {
+    node_selector(value).map(|_| ())
+}
+
+/// `KEY=VALUE:EFFECT;KEY:EFFECT`, as tolerations.
+fn tolerations(value: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for taint in value.split(';').map(str::trim).filter(|t| !t.is_empty()) {
+        let malformed = || {
+            format!(
+                "`{}` is not a taint KEY=VALUE:EFFECT or KEY:EFFECT, with EFFECT NoSchedule, PreferNoSchedule or NoExecute",
+                taint.escape_debug()
+            )
+        };
+        let (pair, effect) = taint.rsplit_once(':').ok_or_else(malformed)?;
+        if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+            return Err(malformed());
+        }
+        let toleration = match pair.split_once('=') {
+            Some((key, value)) if is_label_key(key) && is_label_value(value) => {
+                json!({"key": key, "operator": "Equal", "value": value, "effect": effect})
+            }
+            None if is_label_key(pair) => {
+                json!({"key": pair, "operator": "Exists", "effect": effect})
+            }
+            _ => return Err(malformed()),
+        };
+        out.push(toleration);
+    }
+    Ok(out)
+}
+
+fn check_tolerations(value: &str) -> Result<(), String> {
+    tolerations(value).map(|_| ())
+}
+
+/// A kubeconfig a target names (a record any contributor may write) is read only when no one
+/// but this user (or root) can change it, as ssh treats its config: a kubeconfig names programs
+/// that are run for credentials (`exec`), so one that others can write would run their code.
+fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::metadata(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let me = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|uid| uid.parse::<u32>().ok())
+        });
+    let owner_ok = meta.uid() == 0 || Some(meta.uid()) == me;
+    if owner_ok && meta.mode() & 0o022 == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} can be changed by other users (it is {}); a kubeconfig can name programs to run for credentials, so Terrarium reads only one that is yours alone: `chmod go-w` it, or point the target at your own copy",
+            path.display(),
+            if owner_ok { "writable by group or others" } else { "owned by another user" }
+        ))
+    }
+}
+
+/// The Job of a run: `terrarium-<run id>`, lowercased, `_` as `-`.
+pub fn job_name(run_id: &str) -> String {
+    format!(
+        "terrarium-{}",
+        run_id.to_ascii_lowercase().replace('_', "-")
+    )
+}
+
+pub struct Kubernetes {
+    target: Target,
+}
+
+/// What a call needs: a client, the namespace, and the server's address for errors.
+struct Connection {
+    client: kube::Client,
+    namespace: String,
+    url: String,
+}
+
+impl Kubernetes {
+    pub fn new(target: Target) -> Self {
+        Self { target }
+    }
+
+    fn engine_error(&self, message: String) -> ComputeError {
+        ComputeError::Engine {
+            target: self.target.name.clone(),
+            message,
+        }
+    }
+
+    /// The kubeconfig: the target's file, else `$KUBECONFIG` (merged, as kubectl does), else
+    /// `~/.kube/config`.
+    fn kubeconfig(&self) -> Result<Kubeconfig, ComputeError> {
+        let option = |reason: String| ComputeError::Option {
+            target: self.target.name.clone(),
+            option: "kubeconfig".into(),
+            reason,
+        };
+        if let Some(path) = self.target.option("kubeconfig") {
+            check_private(Path::new(path)).map_err(&option)?;
+            return Kubeconfig::read_from(path).map_err(|err| option(format!("{err}")));
+        }
+        match Kubeconfig::from_env() {
+            Ok(Some(config)) => return Ok(config),
+            Ok(None) => {}
+            Err(err) => return Err(option(format!("$KUBECONFIG: {err}"))),
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .ok_or_else(|| option("set it, or $KUBECONFIG: there is no $HOME".into()))?;
+        let path = home.join(".kube").join("config");
+        Kubeconfig::read_from(&path).map_err(|err| {
+            option(format!(
+                "{err}; set the option (or $KUBECONFIG) to the cluster's kubeconfig"
+            ))
+        })
+    }
+
+    async fn config(&self) -> Result<kube::Config, ComputeError> {
+        let kubeconfig = self.kubeconfig()?;
+        let options = KubeConfigOptions {
+            context: self.target.option("context").map(str::to_string),
+            ..KubeConfigOptions::default()
+        };
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|err| ComputeError::Option {
+                target: self.target.name.clone(),
+                option: if self.target.option("context").is_some() {
+                    "context".into()
+                } else {
+                    "kubeconfig".into()
+                },
+                reason: err.to_string(),
+            })?;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        config.read_timeout = Some(REQUEST_TIMEOUT);
+        Ok(config)
+    }
+
+    fn namespace(&self, config: &kube::Config) -> String {
+        self.target
+            .option("namespace")
+            .map_or_else(|| config.default_namespace.clone(), str::to_string)
+    }
+
+    /// Run `call` with a connection to the cluster, on a runtime of its own.
+    fn call<T, F, Fut>(&self, call: F) -> Result<T, ComputeError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = Result<T, ComputeError>>,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| self.engine_error(format!("cannot start a runtime: {err}")))?;
+        runtime.block_on(async {
+            let config = self.config().await?;
+            let namespace = self.namespace(&config);
+            let url = config.cluster_url.to_string();
+            let client = kube::Client::try_from(config)
+                .map_err(|err| self.engine_error(format!("cannot make a client: {err}")))?;
+            call(Connection {
+                client,
+                namespace,
+                url,
+            })
+            .await
+        })
+    }
+
+    /// A failed request as a compute error: a refusal with the server's words, or an
+    /// unreachable server.
+    fn failed(&self, connection: &Connection, request: &str, err: kube::Error) -> ComputeError {
+        match err {
+            kube::Error::Api(status) => {
+                let hint = match status.code {
+                    401 => "; check the kubeconfig's credentials",
+                    403 => "; the kubeconfig's user needs the right to do this in the namespace",
+                    _ => "",
+                };
+                self.engine_error(format!(
+                    "the API server refused {request}: {} ({} {}){hint}",
+                    status.message.trim(),
+                    status.code,
+                    status.reason
+                ))
+            }
+            other => ComputeError::Unreachable {
+                target: self.target.name.clone(),
+                option: "kubeconfig",
+                url: connection.url.clone(),
+                why: why(&other),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// The Secret `${secret:NAME}` variables refer to.
+    fn secret(&self) -> &str {
+        self.target.option("secret").unwrap_or(DEFAULT_SECRET)
+    }
+
+    /// The Job `submit` creates, as JSON (what a dry run prints).
+    pub fn manifest(&self, job: &JobSpec, namespace: &str) -> Result<Value, ComputeError> {
+        let image = job.image.as_deref().ok_or_else(|| {
+            self.engine_error(format!(
+                "{} has no image to run on Kubernetes",
+                job.environment
+            ))
+        })?;
+        crate::runs::check_run_id(&self.target.name, &job.run_id)?;
+        let name = job_name(&job.run_id);
+        let labels = json!({
+            "app.kubernetes.io/managed-by": "terrarium",
+            RUN_LABEL: job.run_id,
+        });
+        let (env, _) = env_vars(job, self.secret()).map_err(|reason| ComputeError::Option {
+            target: self.target.name.clone(),
+            option: "secret".into(),
+            reason,
+        })?;
+        let resources = &job.resources;
+        let mut requests = serde_json::Map::new();
+        let mut limits = serde_json::Map::new();
+        if let Some(cpus) = resources.cpus {
+            requests.insert("cpu".into(), json!(cpus.to_string()));
+            limits.insert("cpu".into(), json!(cpus.to_string()));
+        }
+        if let Some(mib) = resources.memory_mib {
+            requests.insert("memory".into(), json!(format!("{mib}Mi")));
+            limits.insert("memory".into(), json!(format!("{mib}Mi")));
+        }
+        if let Some(gpus) = resources.gpus {
+            limits.insert("nvidia.com/gpu".into(), json!(gpus.to_string()));
+        }
+        let mut container = json!({
+            "name": "main",
+            "image": image,
+            "command": job.command,
+            "env": env,
+        });
+        if !requests.is_empty() || !limits.is_empty() {
+            let mut r = serde_json::Map::new();
+            if !requests.is_empty() {
+                r.insert("requests".into(), Value::Object(requests));
+            }
+            if !limits.is_empty() {
+                r.insert("limits".into(), Value::Object(limits));
+            }
+            container["resources"] = Value::Object(r);
+        }
+        let mut pod = json!({
+            "restartPolicy": "Never",
+            "containers": [container],
+        });
+        if let Some(account) = self.target.option("service_account") {
+            pod["serviceAccountName"] = json!(account);
+        }
+        if let Some(secret) = self.target.option("image_pull_secret") {
+            pod["imagePullSecrets"] = json!([{ "name": secret }]);
+        }
+        let option = |key: &str, reason: String| ComputeError::Option {
+            target: self.target.name.clone(),
+            option: key.into(),
+            reason,
+        };
+        if let Some(selector) = self.target.option("node_selector") {
+            pod["nodeSelector"] =
+                json!(node_selector(selector).map_err(|r| option("node_selector", r))?);
+        }
+        if let Some(taints) = self.target.option("tolerations") {
+            pod["tolerations"] = json!(tolerations(taints).map_err(|r| option("tolerations", r))?);
+        }
+        let backoff: u32 = self
+            .target
+            .option("backoff_limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut spec = json!({
+            "backoffLimit": backoff,
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": pod,
+            },
+        });
+        if resources.nodes > 1 {
+            spec["completionMode"] = json!("Indexed");
+            spec["completions"] = json!(resources.nodes);
+            spec["parallelism"] = json!(resources.nodes);
+        }
+        if let Some(seconds) = resources.time_seconds {
+            spec["activeDeadlineSeconds"] = json!(seconds);
+        }
+        let mut annotations = json!({ "terrarium.dev/environment": job.environment });
+        if let Some(prefix) = &job.prefix {
+            annotations["terrarium.dev/lock-hash"] = json!(prefix.lock_hash);
+        }
+        Ok(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": annotations,
+            },
+            "spec": spec,
+        }))
+    }
+
+    /// The Job a job id names; the id must be one of ours.
+    fn check_job_id(&self, job_id: &str) -> Result<(), ComputeError> {
+        if job_id.starts_with("terrarium-") && is_label_name(job_id) {
+            Ok(())
+        } else {
+            Err(ComputeError::Answer {
+                target: self.target.name.clone(),
+                request: "a Kubernetes Job name".into(),
+                reason: format!("`{}` is not one of Terrarium's", job_id.escape_debug()),
+            })
+        }
+    }
+
+    /// The Job and its pods, or `None` when the Job is gone.
+    async fn job_and_pods(
+        &self,
+        connection: &Connection,
+        job_id: &str,
+    ) -> Result<Option<(Job, Vec<Pod>)>, ComputeError> {
+        let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
+        let request = format!("getting Job {job_id}");
+        let Some(job) = jobs
+            .get_opt(job_id)
+            .await
+            .map_err(|e| self.failed(connection, &request, e))?
+        else {
+            return Ok(None);
+        };
+        let pods = self.pods(connection, job_id).await?;
+        Ok(Some((job, pods)))
+    }
+
+    async fn pods(&self, connection: &Connection, job_id: &str) -> Result<Vec<Pod>, ComputeError> {
+        let pods: Api<Pod> = Api::namespaced(connection.client.clone(), &connection.namespace);
+        let request = format!("listing the pods of Job {job_id}");
+        Ok(pods
+            .list(&ListParams::default().labels(&format!("job-name={job_id}")))
+            .await
+            .map_err(|e| self.failed(connection, &request, e))?
+            .items)
+    }
+
+    /// Check that the Secret holds every key the job's variables refer to (its values are
+    /// not looked at). When the user may not read Secrets, the cluster checks at start.
+    async fn check_secret_keys(
+        &self,
+        connection: &Connection,
+        keys: &[String],
+    ) -> Result<(), ComputeError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let secrets: Api<Secret> =
+            Api::namespaced(connection.client.clone(), &connection.namespace);
+        let name = self.secret();
+        let secret = match secrets.get_opt(name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                return Err(self.engine_error(format!(
+                    "the environment's variables refer to secrets {}, but there is no Secret `{name}` in namespace {}; create it (kubectl create secret generic {name} --from-literal=KEY=VALUE ...) or name another with `--set secret=NAME`",
+                    keys.join(", "),
+                    connection.namespace
+                )))
+            }
+            Err(kube::Error::Api(status)) if status.code == 403 => return Ok(()),
+            Err(err) => return Err(self.failed(connection, &format!("getting Secret {name}"), err)),
+        };
+        let held: Vec<&String> = secret
+            .data
+            .iter()
+            .flat_map(|d| d.keys())
+            .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+            .collect();
+        let missing: Vec<&str> = keys
+            .iter()
+            .filter(|k| !held.contains(k))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(self.engine_error(format!(
+                "Secret `{name}` in namespace {} has no key {}, which the environment's variables refer to; add it (kubectl edit secret {name})",
+                connection.namespace,
+                missing.join(", ")
+            )))
+        }
+    }
+}
+
+/// The container's variables, and the Secret keys they refer to. A value that is exactly
+/// `${secret:NAME}` is a reference to key NAME; one that mixes text and secrets refers to a
+/// variable per secret and is put together by Kubernetes' `$(VAR)` expansion; every other `$`
+/// is written `$$`, which that expansion turns back into `$`.
+fn env_vars(job: &JobSpec, secret: &str) -> Result<(Vec<Value>, Vec<String>), String> {
+    let mut env = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    let reference = |key: &str| json!({ "secretKeyRef": { "name": secret, "key": key } });
+    for (name, value) in &job.env {
+        let parts = secret_parts(value).map_err(|reason| format!("variable {name}: {reason}"))?;
+        match parts.as_slice() {
+            [] => env.push(json!({ "name": name, "value": "" })),
+            [Part::Secret(key)] => {
+                env.push(json!({ "name": name, "valueFrom": reference(key) }));
+                keys.push(key.clone());
+            }
+            parts => {
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(t) => text.push_str(&t.replace('$', "$$")),
+                        Part::Secret(key) => {
+                            let helper = secret_variable(key);
+                            if !keys.contains(key) {
+                                keys.push(key.clone());
+                            }
+                            if !env.iter().any(|v| v["name"] == helper.as_str()) {
+                                env.push(json!({ "name": helper, "valueFrom": reference(key) }));
+                            }
+                            text.push_str(&format!("$({helper})"));
+                        }
+                    }
+                }
+                env.push(json!({ "name": name, "value": text }));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Ok((env, keys))
+}
+
+/// The variable that holds secret `key` for a value that mixes it with text.
+fn secret_variable(key: &str) -> String {
+    let key: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("TERRARIUM_SECRET_{key}")
+}
+
+#[derive(Debug, PartialEq)]
+enum Part {
+    Text(String),
+    Secret(String),
+}
+
+/// A value as text and `${secret:NAME}` references; NAME must be a Secret key.
+fn secret_parts(value: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${secret:") {
+        if start > 0 {
+            parts.push(Part::Text(rest[..start].to_string()));
+        }
+        let after = &rest[start + "${secret:".len()..];
+        let end = after
+            .find('}')
+            .ok_or("a `${secret:` reference has no closing `}`")?;
+        let key = &after[..end];
+        let valid = !key.is_empty()
+            && key.len() <= 253
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !valid {
+            return Err(format!(
+                "`{}` is not a Secret key (letters, digits, `-`, `_`, `.`)",
+                key.escape_debug()
+            ));
+        }
+        parts.push(Part::Secret(key.to_string()));
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    Ok(parts)
+}
+
+/// A few words on why a request got no answer.
+fn why(err: &kube::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                std::io::ErrorKind::TimedOut => return "timed out".into(),
+                _ => {}
+            }
+        }
+        source = cause.source();
+    }
+    let text = err.to_string();
+    if text.to_ascii_lowercase().contains("timed out") || text.contains("elapsed") {
+        "no answer in time".into()
+    } else {
+        text
+    }
+}
+
+/// A timestamp as RFC 3339.
+fn time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<String> {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
+/// A pod's index in its Job (0 for a Job that is not Indexed).
+fn pod_index(pod: &Pod) -> u32 {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(INDEX_ANNOTATION))
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The last pod of each index (a retried index has several), by index.
+fn latest_pods(pods: &[Pod]) -> BTreeMap<u32, &Pod> {
+    let mut latest: BTreeMap<u32, &Pod> = BTreeMap::new();
+    for pod in pods {
+        let created = pod.metadata.creation_timestamp.as_ref().and_then(time);
+        let index = pod_index(pod);
+        let newer = latest
+            .get(&index)
+            .is_none_or(|seen| created >= seen.metadata.creation_timestamp.as_ref().and_then(time));
+        if newer {
+            latest.insert(index, pod);
+        }
+    }
+    latest
+}
+
+/// What the Job's conditions and its pods say.
+fn job_status(job: &Job, pods: &[Pod]) -> JobStatus {
+    let status = job.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let holds = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == kind && c.status == "True")
+    };
+    let latest = latest_pods(pods);
+    let mut nodes: Vec<String> = latest
+        .values()
+        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    let terminated: Vec<(u32, i32, Option<String>)> = latest
+        .iter()
+        .flat_map(|(index, pod)| {
+            pod.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+                .map(|t| (*index, t.exit_code, t.reason.clone()))
+        })
+        .collect();
+    let started_at = status.start_time.as_ref().and_then(time);
+    let (state, reason, finished_at) = if let Some(done) = holds("Complete") {
+        (
+            JobState::Completed,
+            None,
+            status
+                .completion_time
+                .as_ref()
+                .or(done.last_transition_time.as_ref())
+                .and_then(time),
+        )
+    } else if let Some(failed) = holds("Failed") {
+        let why = failed.reason.clone().unwrap_or_else(|| "Failed".into());
+        let state = if why == "DeadlineExceeded" {
+            JobState::TimedOut
+        } else {
+            JobState::Failed
+        };
+        let message = failed
+            .message
+            .as_deref()
+            .map(|m| format!("{why}: {m}"))
+            .unwrap_or(why);
+        (
+            state,
+            Some(message),
+            failed.last_transition_time.as_ref().and_then(time),
+        )
+    } else if holds("Suspended").is_some() {
+        (JobState::Queued, Some("the Job is suspended".into()), None)
+    } else {
+        let running = latest.values().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|phase| phase == "Running")
+        });
+        let state = if running {
+            JobState::Running
+        } else {
+            JobState::Queued
+        };
+        (state, pod_trouble(&latest), None)
+    };
+    let exit_code = match state {
+        JobState::Completed => Some(0),
+        _ if state.is_final() => terminated
+            .iter()
+            .map(|(_, code, _)| *code)
+            .find(|code| *code != 0),
+        _ => None,
+    };
+    JobStatus {
+        state,
+        exit_code,
+        started_at,
+        finished_at,
+        nodes,
+        reason,
+    }
+}
+
+/// Why the Job's pods are not running, when a pod says: one that cannot be scheduled, or
+/// whose container waits for something other than its start (an image it cannot pull, a
+/// Secret key that is missing).
+fn pod_trouble(latest: &BTreeMap<u32, &Pod>) -> Option<String> {
+    for pod in latest.values() {
+        let name = pod.metadata.name.as_deref().unwrap_or("?");
+        let Some(status) = &pod.status else { continue };
+        for container in status.container_statuses.iter().flatten() {
+            if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+                let reason = waiting.reason.as_deref().unwrap_or("");
+                if !reason.is_empty()
+                    && reason != "ContainerCreating"
+                    && reason != "PodInitializing"
+                {
+                    return Some(match &waiting.message {
+                        Some(message) => format!("pod {name}: {reason}: {message}"),
+                        None => format!("pod {name}: {reason}"),
+                    });
+                }
+            }
+        }
+        for condition in status.conditions.iter().flatten() {
+            if condition.type_ == "PodScheduled" && condition.status == "False" {
+                let reason = condition.reason.as_deref().unwrap_or("not scheduled");
+                return Some(match &condition.message {
+                    Some(message) => format!("pod {name}: {reason}: {message}"),
+                    None => format!("pod {name}: {reason}"),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The run id a log directory belongs to (its name), checked.
+fn run_id_of(target: &str, log_dir: &Path) -> Result<String, ComputeError> {
+    let id = log_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    crate::runs::check_run_id(target, &id)?;
+    Ok(id)
+}
+
+/// The log copies in `log_dir` (`task-N.log`), in task order.
+fn task_logs(log_dir: &Path) -> Vec<TaskLog> {
+    let mut logs: Vec<(u32, PathBuf)> = std::fs::read_dir(log_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let index = name
+                .strip_prefix("task-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((index, entry.path()))
+        })
+        .collect();
+    logs.sort();
+    logs.into_iter()
+        .map(|(index, path)| TaskLog {
+            task: format!("task {index}"),
+            path,
+        })
+        .collect()
+}
+
+impl Engine for Kubernetes {
+    fn check(&self) -> Result<String, ComputeError> {
+        self.call(|connection| async move {
+            let info = connection
+                .client
+                .apiserver_version()
+                .await
+                .map_err(|e| self.failed(&connection, "its version", e))?;
+            let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
+            jobs.list(&ListParams::default().limit(1))
+                .await
+                .map_err(|e| {
+                    self.failed(
+                        &connection,
+                        &format!("listing Jobs in namespace {}", connection.namespace),
+                        e,
+                    )
+                })?;
+            Ok(format!(
+                "Kubernetes {} at {}, namespace {}",
+                info.git_version, connection.url, connection.namespace
+            ))
+        })
+    }
+
+    fn render(&self, job: &JobSpec) -> Result<String, ComputeError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| self.engine_error(format!("cannot start a runtime: {err}")))?;
+        let config = runtime.block_on(self.config())?;
+        let namespace = self.namespace(&config);
+        let manifest = self.manifest(job, &namespace)?;
+        Ok(format!(
+            "# POST {}apis/batch/v1/namespaces/{namespace}/jobs\n{}\n",
+            config
+                .cluster_url
+                .to_string()
+                .trim_end_matches('/')
+                .to_string()
+                + "/",
+            serde_json::to_string_pretty(&manifest).unwrap_or_default()
+        ))
+    }
+
+    fn submit(&self, job: &JobSpec) -> Result<String, ComputeError> {
+        self.call(|connection| async move {
+            let manifest = self.manifest(job, &connection.namespace)?;
+            let (_, keys) =
+                env_vars(job, self.secret()).map_err(|reason| ComputeError::Option {
+                    target: self.target.name.clone(),
+                    option: "secret".into(),
+                    reason,
+                })?;
+            self.check_secret_keys(&connection, &keys).await?;
+            let typed: Job =
+                serde_json::from_value(manifest.clone()).map_err(|err| ComputeError::Answer {
+                    target: self.target.name.clone(),
+                    request: "the Job manifest".into(),
+                    reason: err.to_string(),
+                })?;
+            std::fs::create_dir_all(&job.log_dir)
+                .map_err(|e| ComputeError::io(&job.log_dir, "create", e))?;
+            let record = job.log_dir.join(JOB_RECORD);
+            std::fs::write(
+                &record,
+                serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n",
+            )
+            .map_err(|e| ComputeError::io(&record, "write", e))?;
+            let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
+            let name = job_name(&job.run_id);
+            let created = jobs
+                .create(&PostParams::default(), &typed)
+                .await
+                .map_err(|e| {
+                    self.failed(
+                        &connection,
+                        &format!("creating Job {name} in namespace {}", connection.namespace),
+                        e,
+                    )
+                })?;
+            let created_name = created.metadata.name.unwrap_or_default();
+            if created_name != name {
+                return Err(ComputeError::Answer {
+                    target: self.target.name.clone(),
+                    request: format!("creating Job {name}"),
+                    reason: format!("the server created `{}`", created_name.escape_debug()),
+                });
+            }
+            Ok(name)
+        })
+    }
+
+    fn status(&self, job_id: &str) -> Result<JobStatus, ComputeError> {
+        self.check_job_id(job_id)?;
+        self.call(|connection| async move {
+            Ok(match self.job_and_pods(&connection, job_id).await? {
+                Some((job, pods)) => job_status(&job, &pods),
+                None => JobStatus {
+                    state: JobState::Lost,
+                    exit_code: None,
+                    started_at: None,
+                    finished_at: None,
+                    nodes: Vec::new(),
+                    reason: Some(format!(
+                        "the Job is gone from namespace {}",
+                        connection.namespace
+                    )),
+                },
+            })
+        })
+    }
+
+    fn status_in(&self, job_id: &str, log_dir: &Path) -> Result<JobStatus, ComputeError> {
+        let mut status = self.status(job_id)?;
+        if status.state == JobState::Lost && log_dir.join(CANCELLED_MARKER).is_file() {
+            status.state = JobState::Cancelled;
+            status.reason = Some("its Job was deleted by `terrarium runs cancel`".into());
+        }
+        Ok(status)
+    }
+
+    fn log_interval(&self) -> Duration {
+        // Each call lists the pods and fetches each one's log from the API server.
+        Duration::from_secs(1)
+    }
+
+    fn logs(&self, log_dir: &Path) -> Result<Vec<TaskLog>, ComputeError> {
+        let run_id = run_id_of(&self.target.name, log_dir)?;
+        let job_id = job_name(&run_id);
+        let fetched = self.call(|connection| async move {
+            let pods = self.pods(&connection, &job_id).await?;
+            let api: Api<Pod> = Api::namespaced(connection.client.clone(), &connection.namespace);
+            let mut texts = Vec::new();
+            for (index, pod) in latest_pods(&pods) {
+                let Some(name) = pod.metadata.name.as_deref() else {
+                    continue;
+                };
+                let params = LogParams {
+                    limit_bytes: Some(LOG_LIMIT),
+                    ..LogParams::default()
+                };
+                match api.logs(name, &params).await {
+                    Ok(text) => texts.push((index, text)),
+                    // A pod that has not started has no log yet; one that is gone has none.
+                    Err(kube::Error::Api(status)) if matches!(status.code, 400 | 404) => {}
+                    Err(err) => {
+                        return Err(self.failed(
+                            &connection,
+                            &format!("the log of pod {name}"),
+                            err,
+                        ))
+                    }
+                }
+            }
+            Ok(texts)
+        });
+        match fetched {
+            Ok(texts) => {
+                if !texts.is_empty() {
+                    std::fs::create_dir_all(log_dir)
+                        .map_err(|e| ComputeError::io(log_dir, "create", e))?;
+                }
+                for (index, text) in texts {
+                    crate::ray::refresh_copy(&log_dir.join(format!("task-{index}.log")), &text)?;
+                }
+            }
+            // The server cannot be asked now: the copies are what there is.
+            Err(_) if !task_logs(log_dir).is_empty() => {}
+            Err(err) => return Err(err),
+        }
+        Ok(task_logs(log_dir))
+    }
+
+    fn cancel(&self, job_id: &str) -> Result<(), ComputeError> {
+        self.check_job_id(job_id)?;
+        self.call(|connection| async move {
+            let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
+            match jobs.delete(job_id, &DeleteParams::background()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(err) => Err(self.failed(&connection, &format!("deleting Job {job_id}"), err)),
+            }
+        })
+    }
+
+    fn cancel_in(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
+        // The pods' logs go with the Job: copied first.
+        let _ = self.logs(log_dir);
+        let marker = log_dir.join(CANCELLED_MARKER);
+        std::fs::create_dir_all(log_dir).map_err(|e| ComputeError::io(log_dir, "create", e))?;
+        std::fs::write(&marker, b"").map_err(|e| ComputeError::io(&marker, "write", e))?;
+        self.cancel(job_id).inspect_err(|_| {
+            let _ = std::fs::remove_file(&marker);
+        })
+    }
+
+    fn wait_for_change(&self, job_id: &str, _poll: Duration) {
+        let watched = self.check_job_id(job_id).and_then(|()| {
+            self.call(|connection| async move {
+                let jobs: Api<Job> =
+                    Api::namespaced(connection.client.clone(), &connection.namespace);
+                let request = format!("watching Job {job_id}");
+                let Some(job) = jobs
+                    .get_opt(job_id)
+                    .await
+                    .map_err(|e| self.failed(&connection, &request, e))?
+                else {
+                    return Ok(());
+                };
+                let version = job.metadata.resource_version.unwrap_or_default();
+                let params = WatchParams::default()
+                    .fields(&format!("metadata.name={job_id}"))
+                    .timeout(WATCH_SECONDS);
+                let stream = jobs
+                    .watch(&params, &version)
+                    .await
+                    .map_err(|e| self.failed(&connection, &request, e))?;
+                use futures_util::StreamExt;
+                let mut stream = std::pin::pin!(stream);
+                // The first change, or the end of the watch's time.
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(WatchEvent::Bookmark(_)) => continue,
+                        _ => break,
+                    }
+                }
+                Ok(())
+            })
+        });
+        if watched.is_err() {
+            // Not watchable now: wait as a poller would, and let the next ask say why.
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_become_references_and_dollars_are_escaped() {
+        assert_eq!(
+            secret_parts("a${secret:db-pass}b").unwrap(),
+            vec![
+                Part::Text("a".into()),
+                Part::Secret("db-pass".into()),
+                Part::Text("b".into())
+            ]
+        );
+        assert!(secret_parts("${secret:a b}").is_err());
+        assert!(secret_parts("${secret:open").is_err());
+        assert_eq!(secret_variable("db-pass"), "TERRARIUM_SECRET_DB_PASS");
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(check_registry("127.0.0.1:5000/ml").is_ok());
+        assert!(check_registry("registry.example.com/team/ml").is_ok());
+        assert!(check_registry("ml").is_err());
+        assert!(check_registry("docker.io/ml:v1").is_err());
+        assert!(check_registry("localhost/").is_err());
+        assert!(check_label_name("team-a").is_ok());
+        assert!(check_label_name("Team").is_err());
+        assert!(check_label_name("-a").is_err());
+        assert_eq!(
+            node_selector("gpu=a100; kubernetes.io/arch=amd64").unwrap(),
+            [
+                ("gpu".to_string(), "a100".to_string()),
+                ("kubernetes.io/arch".to_string(), "amd64".to_string())
+            ]
+            .into()
+        );
+        assert!(node_selector("gpu").is_err());
+        assert!(node_selector("g pu=1").is_err());
+        let t = tolerations("gpu=true:NoSchedule;spot:NoExecute").unwrap();
+        assert_eq!(t[0]["operator"], "Equal");
+        assert_eq!(t[1]["operator"], "Exists");
+        assert!(tolerations("gpu=true").is_err());
+        assert!(tolerations("gpu:Sometimes").is_err());
+        assert!(check_backoff_limit("3").is_ok());
+        assert!(check_backoff_limit("-1").is_err());
+    }
+
+    #[test]
+    fn job_names_are_dns_labels() {
+        let name = job_name("20261128T041530-3fa2b1");
+        assert_eq!(name, "terrarium-20261128t041530-3fa2b1");
+        assert!(is_label_name(&name));
+    }
+}
