@@ -924,7 +924,7 @@ fn pull(shared: &Shared, image: &str) -> Result<PathBuf, String> {
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("{}", String::from_utf8_lossy(&out.stderr).trim()))
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
     };
     run(Command::new("skopeo").args([
