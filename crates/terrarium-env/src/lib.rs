@@ -589,6 +589,7 @@ impl EnvCache {
                     String::from_utf8_lossy(&output.stderr).trim()
                 )));
             }
+            verify::drop_uv_cache_info(tmp)?;
             if has_conda {
                 // uv wrote entry points for the temporary path; point them at the final one.
                 verify::relocate_scripts(tmp, prefix)?;
