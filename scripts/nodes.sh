@@ -12,7 +12,8 @@
 #
 # The engines run inside the nodes, bound to their node's address:
 #   slurm  munged, slurmctld and slurmd on node0, slurmd on node1
-# NODES_ENGINES picks them (default: "slurm").
+#   ray    the head on node0, a worker on node1 (and the wheels of its `ray`, for environments)
+# NODES_ENGINES picks them (default: "slurm ray").
 #
 #   eval "$(scripts/nodes.sh start DIR)"   prints the TERRARIUM_TEST_NODES_* variables
 #   scripts/nodes.sh stop DIR               stops every process, and with them the namespaces,
@@ -30,10 +31,11 @@ login_ip=$subnet.1
 login_if=trm-login
 nodes=(node0 node1)
 node_cache=/var/tmp/terrarium-node-cache-0
-engines="${NODES_ENGINES:-slurm}"
+engines="${NODES_ENGINES:-slurm ray}"
 cache="${TERRARIUM_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/terrarium-test-tools}"
 ray_version=2.60.0
 ray_venv="$cache/ray-$ray_version"
+ray_wheels="$cache/ray-wheels-$ray_version"
 spark_wheels="${TERRARIUM_TEST_SPARK_WHEELS:-$cache/spark-wheels-4.0.1}"
 spark_venv="$cache/spark-cluster-4.0.1"
 
@@ -245,6 +247,62 @@ CONF
     echo "export TERRARIUM_TEST_NODES_SLURM_CONF=$SLURM_CONF"
 }
 
+start_ray() {
+    # Ray itself, as scripts/ray.sh installs it, and the wheels of `ray` and what it needs, for
+    # the tests' environments: their tasks run in the environment, which must hold the
+    # cluster's ray to run Ray's workers.
+    if [ ! -f "$ray_venv/.installed" ]; then
+        echo "installing ray[default]==$ray_version from PyPI into $ray_venv" >&2
+        rm -rf "$ray_venv"
+        mkdir -p "$cache"
+        python3 -m venv "$ray_venv" >&2
+        "$ray_venv/bin/pip" install --quiet --disable-pip-version-check "ray[default]==$ray_version" >&2
+        touch "$ray_venv/.installed"
+    fi
+    if [ ! -f "$ray_wheels/.downloaded" ]; then
+        echo "downloading the wheels of ray==$ray_version from PyPI into $ray_wheels" >&2
+        rm -rf "$ray_wheels"
+        "$ray_venv/bin/pip" download --quiet --disable-pip-version-check --only-binary=:all: \
+            -d "$ray_wheels" "ray==$ray_version" >&2
+        touch "$ray_wheels/.downloaded"
+    fi
+    local r="$dir/ray" head_ip address
+    head_ip=$(node_ip 0)
+    mkdir -p "$r/n0" "$r/n1"
+    (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > "$r/token")
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$r/token")"
+    in_ns node0 setsid "$ray_venv/bin/ray" start --head --block --node-ip-address="$head_ip" \
+        --port=6379 --dashboard-host="$head_ip" --dashboard-port=8265 --include-dashboard=true \
+        --num-cpus=2 --temp-dir="$r/n0" --disable-usage-stats \
+        </dev/null >"$r/head.log" 2>&1 &
+    echo $! > "$r/head.pid"
+    address="http://$head_ip:8265"
+    local auth=(-H "Authorization: Bearer $RAY_AUTH_TOKEN")
+    for _ in $(seq 600); do
+        curl -sf "${auth[@]}" "$address/api/version" >/dev/null 2>&1 && break
+        alive "$(cat "$r/head.pid")" || break
+        sleep 0.1
+    done
+    in_ns node1 setsid "$ray_venv/bin/ray" start --block --address="$head_ip:6379" \
+        --node-ip-address="$(node_ip 1)" --num-cpus=2 --temp-dir="$r/n1" --disable-usage-stats \
+        </dev/null >"$r/worker.log" 2>&1 &
+    echo $! > "$r/worker.pid"
+    local alive_nodes=0
+    for _ in $(seq 600); do
+        alive_nodes=$(curl -sf "${auth[@]}" "$address/nodes?view=summary" 2>/dev/null \
+            | python3 -c 'import json, sys; print(sum(1 for n in json.load(sys.stdin)["data"]["summary"] if n["raylet"]["state"] == "ALIVE"))' 2>/dev/null || echo 0)
+        [ "$alive_nodes" -ge 2 ] && break
+        alive "$(cat "$r/worker.pid")" || break
+        sleep 0.2
+    done
+    if [ "$alive_nodes" -lt 2 ]; then
+        echo "ray did not bring up a head and a worker; see $r/head.log and $r/worker.log" >&2
+        tail -20 "$r/head.log" "$r/worker.log" >&2 || true
+        exit 1
+    fi
+    echo "export TERRARIUM_TEST_NODES_RAY_ADDRESS=$address TERRARIUM_TEST_NODES_RAY_TOKEN_FILE=$r/token TERRARIUM_TEST_NODES_RAY_WHEELS=$ray_wheels"
+}
+
 case "$action" in
 start)
     [ "$(id -u)" = 0 ] || { echo "scripts/nodes.sh needs root (namespaces, a bridge, mounts)" >&2; exit 1; }
@@ -257,6 +315,7 @@ start)
     for engine in $engines; do
         case "$engine" in
         slurm) start_slurm ;;
+        ray) start_ray ;;
         *) echo "unknown engine $engine in NODES_ENGINES (slurm, ray, spark)" >&2; exit 1 ;;
         esac
     done

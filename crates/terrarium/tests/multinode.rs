@@ -31,65 +31,95 @@ fn node_caches() -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// A workspace with a pip environment `wh` (alpha 1.0 from a local wheelhouse).
-fn pip_environment() -> TestContext {
+/// A workspace with a pip environment `NAME` of alpha 1.0 (from a local wheelhouse) and
+/// `more` requirements from the wheelhouses `links`.
+fn pip_environment(name: &str, links: &[&str], more: &[&str]) -> TestContext {
     let cx = TestContext::new();
     let wheels = cx.path("wheels");
     make_wheels(&wheels, &["alpha==1.0"]);
-    let file = cx.write(
-        "env.yml",
-        format!(
-            "name: wh\npython:\n  pip:\n    - --no-index\n    - --find-links {}\n    - alpha\n",
-            wheels.display()
-        ),
-    );
+    let mut pip = vec![
+        "--no-index".to_string(),
+        format!("--find-links {}", wheels.display()),
+    ];
+    pip.extend(links.iter().map(|link| format!("--find-links {link}")));
+    pip.push("alpha".into());
+    pip.extend(more.iter().map(|m| m.to_string()));
+    let items: String = pip.iter().map(|p| format!("    - {p}\n")).collect();
+    let file = cx.write("env.yml", format!("name: {name}\npython:\n  pip:\n{items}"));
     cx.run_path(&["env", "create", "-f"], &file, &[]).success();
     cx
 }
 
-/// What each task prints of its node, as one `NODE {json}` line: its hostname, the prefix it
-/// runs in, `terrarium env verify` of the prefix from the node's own cache, every file of the
-/// prefix with its sha256 (links with their target), and what it sees of the other nodes'
-/// caches' backing directories. Arguments: terrarium, the workspace, the node cache, the
-/// nodes' backing directory.
-const REPORT: &str = r#"
+/// `report(terrarium, workspace, node_cache, backing, environment)`: what a task sees of its
+/// node, as a dict: its hostname, the prefix it runs in, `terrarium env verify ENVIRONMENT`
+/// from the node's own cache, every file of the prefix with its sha256 (links with their target),
+/// and what it sees of the nodes' caches' backing directories (`backing`).
+const NODE_REPORT: &str = r#"
 import hashlib, json, os, socket, subprocess, sys
-import alpha
-terrarium, workspace, node_cache, backing = sys.argv[1:5]
-prefix = os.environ["TERRARIUM_PREFIX"]
-verify = subprocess.run(
-    [terrarium, "--workspace", workspace, "env", "verify", "wh:1", "--json"],
-    env={**os.environ, "TERRARIUM_CACHE_DIR": node_cache},
-    capture_output=True, text=True,
-)
-files = {}
-# Not the environment's files but records of this node's build and use: how long the build
-# took, and when the prefix was last used (env.json's lock hash is compared apart).
-records = {".terrarium/env.json", ".terrarium/last-used"}
-for root, dirs, names in os.walk(prefix):
-    # Bytecode the interpreter writes as it runs is not the environment's either.
-    dirs[:] = [d for d in dirs if d != "__pycache__"]
-    for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-        path = os.path.join(root, name)
-        rel = os.path.relpath(path, prefix)
-        if rel in records:
-            continue
-        if os.path.islink(path):
-            files[rel] = "link " + os.readlink(path)
-        else:
-            with open(path, "rb") as f:
-                files[rel] = hashlib.sha256(f.read()).hexdigest()
-print("NODE " + json.dumps({
-    "host": socket.gethostname(),
-    "prefix": prefix,
-    "python_prefix": sys.prefix,
-    "alpha": alpha.__version__,
-    "lock_hash": json.load(open(os.path.join(prefix, ".terrarium/env.json")))["lock_hash"],
-    "verify_code": verify.returncode,
-    "verify": json.loads(verify.stdout) if verify.returncode == 0 else verify.stderr,
-    "files": files,
-    "backing": sorted(os.listdir(backing)) if os.path.isdir(backing) else None,
-}, sort_keys=True), flush=True)
+
+def report(terrarium, workspace, node_cache, backing, environment):
+    import alpha
+    prefix = os.environ["TERRARIUM_PREFIX"]
+    verify = subprocess.run(
+        [terrarium, "--workspace", workspace, "env", "verify", environment, "--json"],
+        env={**os.environ, "TERRARIUM_CACHE_DIR": node_cache},
+        capture_output=True, text=True,
+    )
+    files = {}
+    # Not the environment's files but records of this node's build and use: how long the
+    # build took, and when the prefix was last used (env.json's lock hash is compared apart).
+    records = {".terrarium/env.json", ".terrarium/last-used"}
+    for root, dirs, names in os.walk(prefix):
+        # Bytecode the interpreter writes as it runs is not the environment's either.
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, prefix)
+            if rel in records:
+                continue
+            if os.path.islink(path):
+                files[rel] = "link " + os.readlink(path)
+            else:
+                with open(path, "rb") as f:
+                    files[rel] = hashlib.sha256(f.read()).hexdigest()
+    with open(os.path.join(prefix, ".terrarium/env.json")) as f:
+        lock_hash = json.load(f)["lock_hash"]
+    return {
+        "host": socket.gethostname(),
+        "prefix": prefix,
+        "python_prefix": sys.prefix,
+        "alpha": alpha.__version__,
+        "lock_hash": lock_hash,
+        "verify_code": verify.returncode,
+        "verify": json.loads(verify.stdout) if verify.returncode == 0 else verify.stderr,
+        "files": files,
+        "backing": sorted(os.listdir(backing)) if os.path.isdir(backing) else None,
+    }
+"#;
+
+/// A Slurm task's command: its node's report as one `NODE {json}` line. Arguments: those of
+/// `report`.
+const SLURM_TASK: &str = r#"
+import json, sys
+print("NODE " + json.dumps(report(*sys.argv[1:6]), sort_keys=True), flush=True)
+"#;
+
+/// A Ray driver: one task pinned to each node of the cluster, each returning its node's report,
+/// printed as `NODE {json}` lines. Arguments as [`SLURM_TASK`]'s.
+const RAY_DRIVER: &str = r#"
+import json, sys
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+task = ray.remote(num_cpus=1)(report)
+nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+pinned = [
+    task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+    for node in nodes
+]
+print("driver on", socket.gethostname(), "in", sys.prefix, "with", len(nodes), "nodes", flush=True)
+for found in ray.get([t.remote(*sys.argv[1:6]) for t in pinned]):
+    print("NODE " + json.dumps(found, sort_keys=True), flush=True)
 "#;
 
 /// The `NODE` reports in `text`, by host.
@@ -101,6 +131,74 @@ fn node_reports(text: &str) -> BTreeMap<String, serde_json::Value> {
             (report["host"].as_str().unwrap().to_string(), report)
         })
         .collect()
+}
+
+/// Check the nodes' reports: one from each of `names`; on each, the environment in its own
+/// node cache, verified against the lock there, the other nodes' caches out of sight; and the
+/// same files with the same hashes on every node. Returns the environment's key (its
+/// directory's name in the node caches).
+fn assert_same_environment(
+    reports: &BTreeMap<String, serde_json::Value>,
+    names: &[String],
+    node_cache: &str,
+) -> String {
+    assert_eq!(
+        reports.keys().cloned().collect::<Vec<_>>(),
+        names,
+        "{reports:#?}"
+    );
+    for (host, report) in reports {
+        assert_eq!(report["verify_code"], 0, "{host}: {report}");
+        let verified = &report["verify"];
+        assert_eq!(verified["problems"], serde_json::json!([]), "{host}");
+        assert!(verified["files_checked"].as_u64().unwrap() > 0, "{host}");
+        assert_eq!(verified["prefix"], report["prefix"], "{host}");
+        assert!(
+            report["prefix"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{node_cache}/")),
+            "{host}: {report}"
+        );
+        assert_eq!(report["python_prefix"], report["prefix"], "{host}");
+        assert_eq!(report["alpha"], "1.0", "{host}");
+        assert_eq!(report["backing"], serde_json::json!([]), "{host}");
+    }
+    let first = &reports[&names[0]];
+    assert!(first["lock_hash"].as_str().unwrap().starts_with("sha256:"));
+    let files = first["files"].as_object().unwrap();
+    assert!(files.len() > 10, "{files:?}");
+    for name in &names[1..] {
+        let other = &reports[name];
+        assert_eq!(first["prefix"], other["prefix"]);
+        assert_eq!(first["lock_hash"], other["lock_hash"]);
+        let differ: Vec<&String> = files
+            .keys()
+            .filter(|k| other["files"][k.as_str()] != files[k.as_str()])
+            .chain(
+                other["files"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| !files.contains_key(k.as_str())),
+            )
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "files that differ between {} and {name}: {differ:?}",
+            names[0]
+        );
+    }
+    eprintln!(
+        "{} files with the same sha256 on {}",
+        files.len(),
+        names.join(" and ")
+    );
+    Path::new(first["prefix"].as_str().unwrap())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The directories of built environments in a node cache, with their marker's modification
@@ -128,6 +226,8 @@ fn run_and_wait(cx: &TestContext, args: &[&str]) -> (String, i32, BTreeMap<Strin
     all.extend_from_slice(args);
     let id = cx.run(&all).success().stdout.trim().to_string();
     let waited = cx.run(&["runs", "wait", &id]);
+    // Brings the run's copy of logs an engine keeps itself (Ray's) up to date.
+    cx.run(&["runs", "logs", &id]).success();
     let dir = cx.workspace().join("runs").join(&id);
     let logs = std::fs::read_dir(&dir)
         .unwrap()
@@ -160,7 +260,7 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
     assert_eq!(caches.len(), 2, "{caches:?}");
     let before: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
 
-    let cx = pip_environment();
+    let cx = pip_environment("wh", &[], &[]);
     cx.run(&[
         "compute",
         "add",
@@ -179,6 +279,7 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
     .success();
     let workspace = cx.workspace().display().to_string();
     let backing = backing.display().to_string();
+    let slurm_task = format!("{NODE_REPORT}{SLURM_TASK}");
     let args = [
         "--env",
         "wh",
@@ -189,11 +290,12 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
         "--",
         "python",
         "-c",
-        REPORT,
+        &slurm_task,
         env!("CARGO_BIN_EXE_terrarium"),
         &workspace,
         &node_cache,
         &backing,
+        "wh:1",
     ];
 
     let started = std::time::Instant::now();
@@ -219,64 +321,11 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
     let names: Vec<String> = caches.iter().map(|(name, _)| name.clone()).collect();
     assert_eq!(hosts, names, "{logs:#?}");
 
-    // On each node: the environment, verified against the lock from the node's own cache; the
-    // other nodes' caches are out of sight.
     let all: String = logs.values().cloned().collect();
     let reports = node_reports(&all);
-    assert_eq!(reports.keys().cloned().collect::<Vec<_>>(), names, "{all}");
-    for (host, report) in &reports {
-        assert_eq!(report["verify_code"], 0, "{host}: {report}");
-        let verified = &report["verify"];
-        assert_eq!(verified["problems"], serde_json::json!([]), "{host}");
-        assert!(verified["files_checked"].as_u64().unwrap() > 0, "{host}");
-        assert_eq!(verified["prefix"], report["prefix"], "{host}");
-        assert!(
-            report["prefix"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("{node_cache}/")),
-            "{host}: {report}"
-        );
-        assert_eq!(report["python_prefix"], report["prefix"], "{host}");
-        assert_eq!(report["alpha"], "1.0", "{host}");
-        assert_eq!(report["backing"], serde_json::json!([]), "{host}");
-    }
-    // The same files, with the same hashes, on both nodes.
-    let [first, second] = [&reports[&names[0]], &reports[&names[1]]];
-    assert_eq!(first["prefix"], second["prefix"]);
-    assert_eq!(first["lock_hash"], second["lock_hash"]);
-    assert!(first["lock_hash"].as_str().unwrap().starts_with("sha256:"));
-    let files = first["files"].as_object().unwrap();
-    assert!(files.len() > 10, "{files:?}");
-    let differ: Vec<&String> = files
-        .keys()
-        .filter(|k| second["files"][k.as_str()] != files[k.as_str()])
-        .chain(
-            second["files"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .filter(|k| !files.contains_key(k.as_str())),
-        )
-        .collect();
-    assert!(
-        differ.is_empty(),
-        "files that differ between nodes: {differ:?}"
-    );
-    eprintln!(
-        "{} files with the same sha256 on {} and {}",
-        files.len(),
-        names[0],
-        names[1]
-    );
-
+    let key = assert_same_environment(&reports, &names, &node_cache);
     // Each node built it once, in its own cache, and the shared cache holds the pack only.
     let after: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
-    let key = Path::new(first["prefix"].as_str().unwrap())
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
     for ((name, _), (was, is)) in caches.iter().zip(before.iter().zip(&after)) {
         assert!(!was.contains_key(&key), "{name} had it before the job");
         assert!(is.contains_key(&key), "{name}: {is:?}");
@@ -296,6 +345,96 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
     }
     let again = node_reports(&logs.values().cloned().collect::<String>());
     assert_eq!(again.keys().cloned().collect::<Vec<_>>(), names);
+    for host in &names {
+        assert_eq!(again[host]["files"], reports[host]["files"], "{host}");
+        assert_eq!(again[host]["verify_code"], 0, "{host}");
+    }
+    let last: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
+    assert_eq!(last, after);
+}
+
+/// A Ray job on a head and a worker node with delivery=pack, whose tasks land on both: each
+/// task runs in the environment, built from the pack in its node's own cache, verified there,
+/// with the same files on both nodes. A second job on the same lock builds nothing.
+#[test]
+fn a_ray_job_whose_tasks_land_on_both_nodes_sees_the_same_environment() {
+    let Some(address) = nodes_var("TERRARIUM_TEST_NODES_RAY_ADDRESS") else {
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let token_file = std::env::var("TERRARIUM_TEST_NODES_RAY_TOKEN_FILE").unwrap();
+    let ray_wheels = std::env::var("TERRARIUM_TEST_NODES_RAY_WHEELS").unwrap();
+    let node_cache = std::env::var("TERRARIUM_TEST_NODES_NODE_CACHE").unwrap();
+    let backing = PathBuf::from(std::env::var("TERRARIUM_TEST_NODES_DIR").unwrap()).join("nodes");
+    let caches = node_caches();
+    let names: Vec<String> = caches.iter().map(|(name, _)| name.clone()).collect();
+    let before: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
+
+    // The cluster's ray, so that the job's workers can run in the environment.
+    let cx = pip_environment("rw", &[&ray_wheels], &["ray==2.60.0"]);
+    cx.run(&[
+        "compute",
+        "add",
+        "cluster",
+        "--kind",
+        "ray",
+        "--set",
+        &format!("address={address}"),
+        "--set",
+        &format!("token_file={token_file}"),
+        "--set",
+        "delivery=pack",
+        "--set",
+        &format!("cache={}", cx.path("shared").display()),
+        "--set",
+        &format!("node_cache={node_cache}"),
+    ])
+    .success();
+    let workspace = cx.workspace().display().to_string();
+    let backing = backing.display().to_string();
+    let driver = format!("{NODE_REPORT}{RAY_DRIVER}");
+    let args = [
+        "--env",
+        "rw",
+        "--target",
+        "cluster",
+        "--",
+        "python",
+        "-c",
+        &driver,
+        env!("CARGO_BIN_EXE_terrarium"),
+        &workspace,
+        &node_cache,
+        &backing,
+        "rw:1",
+    ];
+
+    let started = std::time::Instant::now();
+    let (_, code, logs) = run_and_wait(&cx, &args);
+    eprintln!("the first Ray job took {:?}", started.elapsed());
+    let log = &logs["task-0"];
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("with 2 nodes"), "{log}");
+    let reports = node_reports(log);
+    let key = assert_same_environment(&reports, &names, &node_cache);
+    // Each node built it, in its own cache: the driver's node for the driver, the other for
+    // the task's worker.
+    let after: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
+    for ((name, _), (was, is)) in caches.iter().zip(before.iter().zip(&after)) {
+        assert!(!was.contains_key(&key), "{name} had it before the job");
+        assert!(is.contains_key(&key), "{name}: {is:?}");
+    }
+    assert!(log.contains(": built sha256:"), "{log}");
+    assert!(!cx.path("shared").join("envs").exists());
+
+    // A second job on the same lock builds nothing on any node.
+    let (_, code, logs) = run_and_wait(&cx, &args);
+    let log = &logs["task-0"];
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(": built sha256:"), "{log}");
+    let again = node_reports(log);
     for host in &names {
         assert_eq!(again[host]["files"], reports[host]["files"], "{host}");
         assert_eq!(again[host]["verify_code"], 0, "{host}");
