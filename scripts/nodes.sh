@@ -13,7 +13,9 @@
 # The engines run inside the nodes, bound to their node's address:
 #   slurm  munged, slurmctld and slurmd on node0, slurmd on node1
 #   ray    the head on node0, a worker on node1 (and the wheels of its `ray`, for environments)
-# NODES_ENGINES picks them (default: "slurm ray").
+#   spark  the master and a worker on node0, a worker on node1 (a driver runs on this machine,
+#          at 10.231.0.1: give it SPARK_LOCAL_IP=10.231.0.1)
+# NODES_ENGINES picks them (default: all three).
 #
 #   eval "$(scripts/nodes.sh start DIR)"   prints the TERRARIUM_TEST_NODES_* variables
 #   scripts/nodes.sh stop DIR               stops every process, and with them the namespaces,
@@ -31,7 +33,7 @@ login_ip=$subnet.1
 login_if=trm-login
 nodes=(node0 node1)
 node_cache=/var/tmp/terrarium-node-cache-0
-engines="${NODES_ENGINES:-slurm ray}"
+engines="${NODES_ENGINES:-slurm ray spark}"
 cache="${TERRARIUM_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/terrarium-test-tools}"
 ray_version=2.60.0
 ray_venv="$cache/ray-$ray_version"
@@ -303,6 +305,53 @@ start_ray() {
     echo "export TERRARIUM_TEST_NODES_RAY_ADDRESS=$address TERRARIUM_TEST_NODES_RAY_TOKEN_FILE=$r/token TERRARIUM_TEST_NODES_RAY_WHEELS=$ray_wheels"
 }
 
+start_spark() {
+    # Spark as scripts/spark.sh installs it, from the pyspark wheels scripts/test-tools.sh builds.
+    if [ ! -f "$spark_venv/.installed" ]; then
+        rm -rf "$spark_venv"
+        python3 -m venv "$spark_venv" >&2
+        "$spark_venv/bin/pip" install --quiet --disable-pip-version-check --no-index --find-links "$spark_wheels" pyspark >&2
+        touch "$spark_venv/.installed"
+    fi
+    local sp="$dir/spark" spark_home master_ip
+    spark_home=$("$spark_venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')
+    master_ip=$(node_ip 0)
+    mkdir -p "$sp/logs"
+    unset SPARK_NO_DAEMONIZE
+    in_ns node0 env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$master_ip" SPARK_LOG_DIR="$sp/logs" \
+        setsid "$spark_home/bin/spark-class" org.apache.spark.deploy.master.Master \
+        --host "$master_ip" --port 7077 --webui-port 8080 </dev/null >"$sp/logs/master.out" 2>&1 &
+    echo $! > "$sp/master.pid"
+    for _ in $(seq 300); do
+        curl -sf "http://$master_ip:8080/json/" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    # One core each, so that an application with two gets an executor on each node.
+    for i in "${!nodes[@]}"; do
+        local name="${nodes[$i]}" ip
+        ip=$(node_ip "$i")
+        mkdir -p "$sp/work-$name"
+        in_ns "$name" env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$ip" SPARK_LOG_DIR="$sp/logs" \
+            SPARK_WORKER_DIR="$sp/work-$name" \
+            setsid "$spark_home/bin/spark-class" org.apache.spark.deploy.worker.Worker \
+            --host "$ip" --webui-port 8081 --cores 1 --memory 1g --work-dir "$sp/work-$name" \
+            "spark://$master_ip:7077" </dev/null >"$sp/logs/worker-$name.out" 2>&1 &
+        echo $! > "$sp/$name-worker.pid"
+    done
+    local alive=0
+    for _ in $(seq 600); do
+        alive=$(curl -sf "http://$master_ip:8080/json/" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin).get("aliveworkers", 0))' 2>/dev/null || echo 0)
+        [ "$alive" -ge "${#nodes[@]}" ] && break
+        sleep 0.1
+    done
+    if [ "$alive" -lt "${#nodes[@]}" ]; then
+        echo "spark did not bring up a worker on each node; see $sp/logs" >&2
+        tail -20 "$sp/logs/"*.out >&2 || true
+        exit 1
+    fi
+    echo "export TERRARIUM_TEST_NODES_SPARK_MASTER=spark://$master_ip:7077 TERRARIUM_TEST_NODES_SPARK_MASTER_UI=http://$master_ip:8080 TERRARIUM_TEST_NODES_SPARK_WHEELS=$spark_wheels TERRARIUM_TEST_NODES_LOGIN_IP=$login_ip"
+}
+
 case "$action" in
 start)
     [ "$(id -u)" = 0 ] || { echo "scripts/nodes.sh needs root (namespaces, a bridge, mounts)" >&2; exit 1; }
@@ -316,6 +365,7 @@ start)
         case "$engine" in
         slurm) start_slurm ;;
         ray) start_ray ;;
+        spark) start_spark ;;
         *) echo "unknown engine $engine in NODES_ENGINES (slurm, ray, spark)" >&2; exit 1 ;;
         esac
     done

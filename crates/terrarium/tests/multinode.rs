@@ -442,3 +442,110 @@ fn a_ray_job_whose_tasks_land_on_both_nodes_sees_the_same_environment() {
     let last: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
     assert_eq!(last, after);
 }
+
+/// A Spark job (the driver on this machine, a master and a worker on each node): its executors
+/// on both nodes run the environment's Python, from the prefix on the shared filesystem,
+/// with its packages.
+#[test]
+fn a_spark_jobs_executors_on_both_nodes_use_the_environment() {
+    let Some(master) = nodes_var("TERRARIUM_TEST_NODES_SPARK_MASTER") else {
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let master_ui = std::env::var("TERRARIUM_TEST_NODES_SPARK_MASTER_UI").unwrap();
+    let wheels = std::env::var("TERRARIUM_TEST_NODES_SPARK_WHEELS").unwrap();
+    let login_ip = std::env::var("TERRARIUM_TEST_NODES_LOGIN_IP").unwrap();
+    let names: Vec<String> = node_caches().into_iter().map(|(name, _)| name).collect();
+
+    let cx = pip_environment("sp", &[&wheels], &["pyspark"]);
+    cx.run(&[
+        "compute",
+        "add",
+        "standalone",
+        "--kind",
+        "spark",
+        "--set",
+        &format!("master={master}"),
+        "--set",
+        &format!("master_ui={master_ui}"),
+        "--set",
+        &format!("cache={}", cx.path("shared").display()),
+        "--set",
+        "executor_cores=1",
+        "--set",
+        "executor_memory=512m",
+        // An executor on each node (one core each) before the first task, and the UI off.
+        "--set",
+        "conf=spark.cores.max=2;spark.scheduler.minRegisteredResourcesRatio=1.0;spark.scheduler.maxRegisteredResourcesWaitingTime=120s;spark.ui.enabled=false",
+    ])
+    .success();
+    cx.write(
+        "job.py",
+        "import json, os, socket, sys\n\
+         from pyspark.sql import SparkSession\n\
+         spark = SparkSession.builder.getOrCreate()\n\
+         def where(_):\n\
+         \x20   import alpha, os, socket, sys, time\n\
+         \x20   time.sleep(0.2)\n\
+         \x20   yield (socket.gethostname(), sys.executable, sys.prefix, alpha.__version__)\n\
+         seen = sorted(set(spark.sparkContext.parallelize(range(16), 16).mapPartitions(where).collect()))\n\
+         print('driver on', socket.gethostname(), 'in', sys.prefix, flush=True)\n\
+         for host, executable, prefix, alpha in seen:\n\
+         \x20   print('EXECUTOR ' + json.dumps({'host': host, 'executable': executable, 'prefix': prefix, 'alpha': alpha, 'driver_prefix': sys.prefix}), flush=True)\n\
+         spark.stop()\n",
+    );
+    let started = std::time::Instant::now();
+    let out: common::Run = cx
+        .command()
+        .current_dir(cx.path(""))
+        // The driver runs here: the executors reach it at this machine's address on the
+        // nodes' bridge.
+        .env("SPARK_LOCAL_IP", &login_ip)
+        .args([
+            "run",
+            "--env",
+            "sp",
+            "--target",
+            "standalone",
+            "--",
+            "python",
+            "job.py",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    eprintln!("the Spark job took {:?}", started.elapsed());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let executors: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("EXECUTOR "))
+        .map(|json| serde_json::from_str(json).unwrap())
+        .collect();
+    let mut hosts: Vec<String> = executors
+        .iter()
+        .map(|e| e["host"].as_str().unwrap().to_string())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts, names, "{}", out.stdout);
+    for executor in &executors {
+        assert_eq!(executor["prefix"], executor["driver_prefix"], "{executor}");
+        assert_eq!(
+            executor["executable"].as_str().unwrap(),
+            format!("{}/bin/python", executor["prefix"].as_str().unwrap()),
+            "{executor}"
+        );
+        assert_eq!(executor["alpha"], "1.0", "{executor}");
+    }
+    assert!(
+        executors[0]["prefix"]
+            .as_str()
+            .unwrap()
+            .starts_with(&cx.path("shared").display().to_string()),
+        "{}",
+        out.stdout
+    );
+}
