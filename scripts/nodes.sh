@@ -43,12 +43,17 @@ spark_venv="$cache/spark-cluster-4.0.1"
 
 node_ip() { echo "$subnet.$((10 + $1))"; }
 
-# Run a command inside node N's (or the hub's) namespaces.
+# Run a command inside node NAME's (or the hub's) namespaces.
 in_ns() {
     local name="$1"
     shift
     nsenter --target "$(cat "$dir/ns/$name.pid")" --net --mount --uts -- "$@"
 }
+
+# The holder of node NAME's namespaces, for `nsenter --target`. A daemon is started with
+# nsenter itself in the background (not through in_ns, a function, which would run in a
+# subshell), so that `$!` is the daemon's own pid and the leader of its process group.
+holder() { cat "$dir/ns/$1.pid"; }
 
 # Whether process PID runs (a zombie, which nobody may reap here, does not).
 alive() {
@@ -58,16 +63,17 @@ alive() {
     [ "${stat%% *}" != Z ]
 }
 
-# Stop one process (and, with `group`, the process group it leads) by its pid file.
+# Stop one process (and, with `group`, the process group it leads) by its pid file: TERM, and
+# KILL after SECONDS (default 10).
 stop_pid() {
-    local pidfile="$1" group="${2:-}" pid
+    local pidfile="$1" group="${2:-}" seconds="${3:-10}" pid
     [ -f "$pidfile" ] || return 0
     pid=$(cat "$pidfile")
     if [ -n "$pid" ] && [ "$pid" -gt 1 ] 2>/dev/null; then
         local target="$pid"
         [ -n "$group" ] && target="-$pid"
         kill -TERM -- "$target" 2>/dev/null || true
-        for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+        for _ in $(seq $((seconds * 10))); do alive "$pid" || break; sleep 0.1; done
         kill -KILL -- "$target" 2>/dev/null || true
     fi
     rm -f "$pidfile"
@@ -81,8 +87,9 @@ stop() {
         stop_pid "$dir/spark/$name-worker.pid" group
     done
     stop_pid "$dir/spark/master.pid" group
-    stop_pid "$dir/ray/worker.pid" group
-    stop_pid "$dir/ray/head.pid" group
+    # A Ray node drains for 10 s and more on TERM; its state goes with DIR anyway.
+    stop_pid "$dir/ray/worker.pid" group 2
+    stop_pid "$dir/ray/head.pid" group 2
     for name in "${nodes[@]}"; do
         stop_pid "$dir/slurm/slurmd-$name.pid"
     done
@@ -273,7 +280,7 @@ start_ray() {
     mkdir -p "$r/n0" "$r/n1"
     (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > "$r/token")
     export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$r/token")"
-    in_ns node0 setsid "$ray_venv/bin/ray" start --head --block --node-ip-address="$head_ip" \
+    nsenter --target "$(holder node0)" --net --mount --uts -- setsid "$ray_venv/bin/ray" start --head --block --node-ip-address="$head_ip" \
         --port=6379 --dashboard-host="$head_ip" --dashboard-port=8265 --include-dashboard=true \
         --num-cpus=2 --temp-dir="$r/n0" --disable-usage-stats \
         </dev/null >"$r/head.log" 2>&1 &
@@ -285,7 +292,7 @@ start_ray() {
         alive "$(cat "$r/head.pid")" || break
         sleep 0.1
     done
-    in_ns node1 setsid "$ray_venv/bin/ray" start --block --address="$head_ip:6379" \
+    nsenter --target "$(holder node1)" --net --mount --uts -- setsid "$ray_venv/bin/ray" start --block --address="$head_ip:6379" \
         --node-ip-address="$(node_ip 1)" --num-cpus=2 --temp-dir="$r/n1" --disable-usage-stats \
         </dev/null >"$r/worker.log" 2>&1 &
     echo $! > "$r/worker.pid"
@@ -318,7 +325,7 @@ start_spark() {
     master_ip=$(node_ip 0)
     mkdir -p "$sp/logs"
     unset SPARK_NO_DAEMONIZE
-    in_ns node0 env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$master_ip" SPARK_LOG_DIR="$sp/logs" \
+    nsenter --target "$(holder node0)" --net --mount --uts -- env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$master_ip" SPARK_LOG_DIR="$sp/logs" \
         setsid "$spark_home/bin/spark-class" org.apache.spark.deploy.master.Master \
         --host "$master_ip" --port 7077 --webui-port 8080 </dev/null >"$sp/logs/master.out" 2>&1 &
     echo $! > "$sp/master.pid"
@@ -331,7 +338,7 @@ start_spark() {
         local name="${nodes[$i]}" ip
         ip=$(node_ip "$i")
         mkdir -p "$sp/work-$name"
-        in_ns "$name" env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$ip" SPARK_LOG_DIR="$sp/logs" \
+        nsenter --target "$(holder "$name")" --net --mount --uts -- env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$ip" SPARK_LOG_DIR="$sp/logs" \
             SPARK_WORKER_DIR="$sp/work-$name" \
             setsid "$spark_home/bin/spark-class" org.apache.spark.deploy.worker.Worker \
             --host "$ip" --webui-port 8081 --cores 1 --memory 1g --work-dir "$sp/work-$name" \
