@@ -183,10 +183,11 @@ pub fn ship_program(program: &Path, dir: &Path, name: &str) -> Result<PathBuf, C
 
 /// The `bash -c` script each task runs its command (`"$@"`) through. It makes sure
 /// `$TERRARIUM_PREFIX` holds the environment of the lock `$TERRARIUM_LOCK_HASH` on this node,
-/// building it from the pack first with delivery=pack (what the build says is shown only when it
-/// fails, so that the job's output is the command's), then runs the command holding the
-/// prefix's in-use lock. When the prefix is not the lock's, it says so and exits
-/// [`NO_PREFIX_EXIT`], running nothing.
+/// building it from the pack first with delivery=pack, then runs the command holding the
+/// prefix's in-use lock. A node that builds says so on the task's stderr, in `env unpack`'s own
+/// words after `terrarium: HOSTNAME: `, so that a job's logs show which nodes built (and a job
+/// that built nothing says nothing); a failed build shows all the build said. When the prefix
+/// is not the lock's, it says so and exits [`NO_PREFIX_EXIT`], running nothing.
 pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>) -> String {
     let environment = environment.replace(['"', '\\', '$', '`', '\n'], "_");
     let check = "grep -qF \"\\\"$TERRARIUM_LOCK_HASH\\\"\" \"$TERRARIUM_PREFIX/.terrarium/env.json\" 2>/dev/null";
@@ -201,7 +202,7 @@ pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>
             .map(|uv| format!(" TERRARIUM_UV={}", q(uv)))
             .unwrap_or_default();
         script.push_str(&format!(
-            "{check} || {{ (umask 077 && mkdir -p {nc}) && built=$(TERRARIUM_CACHE_DIR={nc}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" 2>&1 </dev/null >/dev/null); }} || {{ printf '%s\\n' \"$built\" >&2; echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
+            "{check} || {{ (umask 077 && mkdir -p {nc}) && built=$(TERRARIUM_CACHE_DIR={nc}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" 2>&1 </dev/null >/dev/null) && {{ printf '%s\\n' \"$built\" | sed \"s|^|terrarium: $(hostname): |\" >&2; true; }}; }} || {{ printf '%s\\n' \"$built\" >&2; echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
             q(&source.terrarium),
             q(&source.pack),
             source.pack.display().to_string().replace(['"', '\\', '$', '`', '\n'], "_"),

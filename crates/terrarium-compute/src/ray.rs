@@ -11,6 +11,10 @@
 //! run's log directory, as `task-0.log`, each time it is asked, so that Terrarium reads a Ray
 //! job's output as it reads a Slurm task's.
 //!
+//! When the environment holds `ray`, the job's workers (its tasks and actors, on any node) run
+//! in it too: the job's `runtime_env.py_executable` starts them through the same check (and,
+//! with delivery=pack, the same build on a node that lacks it) as the entrypoint.
+//!
 //! A Ray job is one driver process: it has no nodes to ask for (`--nodes` above 1 is refused;
 //! the script spreads work over the cluster with Ray's own API) and no time limit (`--time` is
 //! refused rather than ignored).
@@ -256,10 +260,14 @@ impl Ray {
                 (name.clone(), Value::from(value))
             })
             .collect();
+        let mut runtime_env = json!({"env_vars": env_vars});
+        if let Some(python) = worker_python(job)? {
+            runtime_env["py_executable"] = python.into();
+        }
         let mut document = json!({
             "entrypoint": entrypoint(job),
             "submission_id": submission_id(&job.run_id),
-            "runtime_env": {"env_vars": env_vars},
+            "runtime_env": runtime_env,
             "metadata": {
                 "terrarium_run": job.run_id,
                 "terrarium_environment": job.environment,
@@ -491,6 +499,42 @@ fn entrypoint(job: &JobSpec) -> String {
         }
         None => format!("cd {cwd} && exec {}", quote(&job.command)),
     }
+}
+
+/// The command Ray starts each of the job's worker processes with (`runtime_env.py_executable`,
+/// followed by the worker's own arguments) when the environment holds `ray`, so that the job's
+/// tasks and actors run in the environment on every node, as its driver does: through the
+/// task script (which first builds the environment from the pack on a node that lacks it, with
+/// delivery=pack), then the prefix's Python. Ray starts workers from the raylet, not from the
+/// driver, so the prefix and lock hash travel in the command. `None` when the lock holds no
+/// `ray`: a script without it cannot use Ray's API, and starts no workers.
+fn worker_python(job: &JobSpec) -> Result<Option<String>, ComputeError> {
+    let Some(prefix) = &job.prefix else {
+        return Ok(None);
+    };
+    let locked = match &prefix.source {
+        Some(source) => ray_versions(&source.lock),
+        None => locked_ray_versions(&prefix.path)?,
+    };
+    if locked.is_empty() {
+        return Ok(None);
+    }
+    let argv = [
+        "/bin/bash".to_string(),
+        "-c".into(),
+        crate::delivery::task_script(&job.environment, &prefix.in_use, prefix.source.as_ref()),
+        "terrarium-task".into(),
+        prefix.path.join("bin").join("python").display().to_string(),
+    ];
+    Ok(Some(format!(
+        "env TERRARIUM_PREFIX={} TERRARIUM_LOCK_HASH={} {}",
+        shell_quote(&prefix.path.display().to_string()),
+        shell_quote(&prefix.lock_hash),
+        argv.iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )))
 }
 
 /// The versions of `ray` the lock a built prefix records holds, on any platform: PyPI's `ray`,

@@ -533,6 +533,20 @@ impl EnvCache {
                     String::from_utf8_lossy(&output.stderr).trim()
                 )));
             }
+            // With --relocatable every activate script finds its own directory but the csh
+            // one, which names `tmp`: name the prefix instead, so that the same lock builds the
+            // same files wherever and whenever it is built.
+            let csh = tmp.join("bin").join("activate.csh");
+            if let Ok(text) = std::fs::read_to_string(&csh) {
+                let temporary = tmp.display().to_string();
+                if text.contains(&temporary) {
+                    std::fs::write(
+                        &csh,
+                        text.replace(&temporary, &prefix.display().to_string()),
+                    )
+                    .map_err(|e| EnvError::io(&csh, "cannot write", e))?;
+                }
+            }
         }
         if let Some(pylock) = &section.pylock {
             let uv =
@@ -575,6 +589,7 @@ impl EnvCache {
                     String::from_utf8_lossy(&output.stderr).trim()
                 )));
             }
+            verify::drop_uv_cache_info(tmp)?;
             if has_conda {
                 // uv wrote entry points for the temporary path; point them at the final one.
                 verify::relocate_scripts(tmp, prefix)?;

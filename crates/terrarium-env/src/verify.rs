@@ -257,6 +257,40 @@ pub(crate) fn site_packages(prefix: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Remove what uv records of when it saw each local wheel file (`uv_cache.json` in the wheel's
+/// `.dist-info`, and its `RECORD` row): the file's ctime, which differs each time a pack is
+/// unpacked, so that the same lock would otherwise build different files on each node. It is a
+/// fact of one build, not of the environment.
+pub(crate) fn drop_uv_cache_info(prefix: &Path) -> Result<(), EnvError> {
+    const NAME: &str = "uv_cache.json";
+    for site in site_packages(prefix) {
+        let Ok(entries) = std::fs::read_dir(&site) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let dist_info = entry.path();
+            let info = dist_info.join(NAME);
+            if dist_info.extension().is_none_or(|e| e != "dist-info") || !info.is_file() {
+                continue;
+            }
+            std::fs::remove_file(&info).map_err(|e| EnvError::io(&info, "cannot remove", e))?;
+            let record_path = dist_info.join("RECORD");
+            let Ok(record) = std::fs::read_to_string(&record_path) else {
+                continue;
+            };
+            let row = format!("{}/{NAME},", entry.file_name().to_string_lossy());
+            let kept: String = record
+                .lines()
+                .filter(|line| !line.trim_start_matches('"').starts_with(&row))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            std::fs::write(&record_path, kept)
+                .map_err(|e| EnvError::io(&record_path, "cannot write", e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Entry points that uv wrote while the prefix lived at `tmp` name `tmp`'s interpreter; point
 /// them at `prefix`, and update the wheels' RECORD hashes to match.
 pub(crate) fn relocate_scripts(tmp: &Path, prefix: &Path) -> Result<(), EnvError> {
@@ -341,4 +375,25 @@ mod tests {
         );
     }
     use sha2::Digest;
+
+    #[test]
+    fn uv_cache_info_is_dropped_with_its_record_row() {
+        let prefix = tempfile::tempdir().unwrap();
+        let dist = prefix
+            .path()
+            .join("lib/python3.11/site-packages/alpha-1.0.dist-info");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("uv_cache.json"), r#"{"timestamp":1}"#).unwrap();
+        std::fs::write(
+            dist.join("RECORD"),
+            "alpha/__init__.py,sha256=x,1\nalpha-1.0.dist-info/uv_cache.json,sha256=y,15\nalpha-1.0.dist-info/RECORD,,\n",
+        )
+        .unwrap();
+        super::drop_uv_cache_info(prefix.path()).unwrap();
+        assert!(!dist.join("uv_cache.json").exists());
+        assert_eq!(
+            std::fs::read_to_string(dist.join("RECORD")).unwrap(),
+            "alpha/__init__.py,sha256=x,1\nalpha-1.0.dist-info/RECORD,,\n"
+        );
+    }
 }
