@@ -10,6 +10,13 @@
 //! (`PYSPARK_PYTHON`, `spark.pyspark.python`), whose prefix must be where executors see it:
 //! this machine for `local[N]`, a filesystem the workers share for a standalone master.
 //!
+//! With `delivery=pack` no filesystem need be shared: the driver builds the environment from
+//! the lock's pack into this machine's node cache, and Spark itself ships the pack, with the
+//! `terrarium` (and `uv`) that install it and a small `terrarium-python` script, to every
+//! executor (`--files`, served by the driver). An executor's Python is that script: it builds
+//! the environment from the pack into its node's cache once per node and lock, checks it, and
+//! runs the prefix's Python.
+//!
 //! The definition's `spark.packages` and `spark.repositories` become `--packages` and
 //! `--repositories`; `spark.precache` (resolve them when the image is built) is for images and
 //! ignored here, and the dry run says so.
@@ -76,10 +83,18 @@ pub const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         key: "cache",
-        help: "where environments are built: this machine's for local masters, a filesystem every worker sees for a standalone one (default: this machine's Terrarium cache)",
+        help: "where environments are built (or packed, with delivery=pack): this machine's for local masters, a filesystem every worker sees for a standalone one with delivery=shared (default: this machine's Terrarium cache)",
         required: false,
         check: crate::check_absolute,
     },
+    OptionSpec {
+        key: "delivery",
+        help: "how environments reach the executors: `shared` (built once in `cache`, which every worker sees) or `pack` (Spark ships the pack to each executor, which builds it into its node's `node_cache`; nothing need be shared) (default: shared)",
+        required: false,
+        check: |v| v.parse::<crate::Delivery>().map(|_| ()),
+    },
+    crate::delivery::NODE_CACHE,
+    crate::delivery::TERRARIUM,
     OptionSpec {
         key: "logs",
         help: "where the driver's log and record are kept, one directory per run (default: the workspace's runs directory)",
@@ -244,6 +259,7 @@ impl Spark {
             });
         };
         let python = prefix.path.join("bin/python").display().to_string();
+        let executor_python = self.executor_python(job);
         let mut argv = vec![
             prefix.path.join("bin/spark-submit").display().to_string(),
             "--master".into(),
@@ -264,10 +280,17 @@ impl Spark {
         }
         argv.extend([
             "--conf".into(),
-            format!("spark.pyspark.python={python}"),
+            format!(
+                "spark.pyspark.python={}",
+                executor_python.as_deref().unwrap_or(&python)
+            ),
             "--conf".into(),
             format!("spark.pyspark.driver.python={python}"),
         ]);
+        if executor_python.is_some() {
+            // Served by the driver to every executor, into its working directory.
+            argv.extend(["--files".into(), shipped_files(job).join(",")]);
+        }
         let local = self.master().starts_with("local");
         let memory = r
             .memory_mib
@@ -326,7 +349,10 @@ impl Spark {
             .expect("argv refuses jobs without a prefix");
         let exit = job.log_dir.join(EXIT_CODE);
         let exit = shell_quote(&exit.display().to_string());
-        let task = crate::delivery::task_script(&job.environment, &prefix.in_use, None);
+        // With delivery=pack the driver's machine is a node like the others: it builds from
+        // the pack into its own node cache.
+        let task =
+            crate::delivery::task_script(&job.environment, &prefix.in_use, prefix.source.as_ref());
         let mut wrapper = vec![
             "/bin/sh".to_string(),
             "-c".into(),
@@ -341,6 +367,14 @@ impl Spark {
         ];
         wrapper.extend(argv);
         Ok(wrapper)
+    }
+
+    /// With delivery=pack on a standalone master: the executors' Python, the
+    /// [`EXECUTOR_PYTHON`] script Spark ships beside the pack (`None` otherwise: the executors
+    /// run the prefix's Python where the driver's is).
+    fn executor_python(&self, job: &JobSpec) -> Option<String> {
+        let shipped = job.prefix.as_ref()?.source.is_some();
+        (shipped && !self.master().starts_with("local")).then(|| format!("./{EXECUTOR_PYTHON}"))
     }
 
     /// The cluster's Spark version, read from the master's web UI when the target names it.
@@ -377,7 +411,11 @@ impl Spark {
         let Some(prefix) = &job.prefix else {
             return Ok(());
         };
-        let Some(locked) = locked_pyspark(&prefix.path) else {
+        let locked = match &prefix.source {
+            Some(source) => lock_pyspark(&source.lock),
+            None => locked_pyspark(&prefix.path),
+        };
+        let Some(locked) = locked else {
             return Ok(());
         };
         if same_minor(&cluster, &locked) {
@@ -548,7 +586,9 @@ impl Engine for Spark {
         let wrapper = self.wrapper(job)?;
         self.check_version(job)?;
         let submit = Path::new(&wrapper[8]);
-        if !submit.is_file() {
+        let packed = job.prefix.as_ref().is_some_and(|p| p.source.is_some());
+        // With delivery=pack the driver builds the prefix first; the lock says what it holds.
+        if !packed && !submit.is_file() {
             return Err(ComputeError::Engine {
                 target: self.target.name.clone(),
                 message: format!(
@@ -560,6 +600,15 @@ impl Engine for Spark {
         }
         std::fs::create_dir_all(&job.log_dir)
             .map_err(|e| ComputeError::io(&job.log_dir, "create", e))?;
+        if self.executor_python(job).is_some() {
+            if let Some(script) = executor_python_script(job) {
+                let path = job.log_dir.join(EXECUTOR_PYTHON);
+                std::fs::write(&path, script).map_err(|e| ComputeError::io(&path, "write", e))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| ComputeError::io(&path, "make executable", e))?;
+            }
+        }
         let log_path = job.log_dir.join(DRIVER_LOG);
         let log = std::fs::File::create(&log_path)
             .map_err(|e| ComputeError::io(&log_path, "create", e))?;
@@ -572,11 +621,14 @@ impl Engine for Spark {
             .as_ref()
             .expect("wrapper refuses jobs without a prefix");
         let python = prefix.path.join("bin/python");
+        let executor_python = self
+            .executor_python(job)
+            .map_or_else(|| python.clone(), PathBuf::from);
         let child = Command::new(&wrapper[0])
             .args(&wrapper[1..])
             .current_dir(&job.cwd)
             .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("PYSPARK_PYTHON", &python)
+            .env("PYSPARK_PYTHON", &executor_python)
             .env("PYSPARK_DRIVER_PYTHON", &python)
             .env("TERRARIUM_PREFIX", &prefix.path)
             .env("TERRARIUM_LOCK_HASH", &prefix.lock_hash)
@@ -890,7 +942,54 @@ fn same_minor(a: &str, b: &str) -> bool {
 /// The pyspark version the lock a built prefix records holds (PyPI or conda-forge).
 fn locked_pyspark(prefix: &Path) -> Option<String> {
     let text = std::fs::read_to_string(prefix.join(".terrarium/lock.json")).ok()?;
-    let lock = terrarium_lock::Lock::from_json(&text).ok()?;
+    lock_pyspark(&terrarium_lock::Lock::from_json(&text).ok()?)
+}
+
+/// The executors' Python with delivery=pack, shipped with `--files`.
+pub const EXECUTOR_PYTHON: &str = "terrarium-python";
+
+/// What Spark ships to every executor with delivery=pack: the pack, the programs that install
+/// it, and the executors' Python, written in the run's log directory at submit.
+fn shipped_files(job: &JobSpec) -> Vec<String> {
+    let Some(source) = job.prefix.as_ref().and_then(|p| p.source.as_ref()) else {
+        return Vec::new();
+    };
+    let mut files = vec![source.pack.clone(), source.terrarium.clone()];
+    files.extend(source.uv.clone());
+    files.push(job.log_dir.join(EXECUTOR_PYTHON));
+    files.iter().map(|f| f.display().to_string()).collect()
+}
+
+/// The executors' Python with delivery=pack: a script that, in the executor's working
+/// directory where Spark put the shipped files, builds the environment from the pack into the
+/// node's cache (once per node and lock, as every engine's tasks do), checks it, and runs the
+/// prefix's Python with Spark's arguments, holding the prefix's in-use lock. Nothing it says
+/// goes to stdout, where the Python daemon answers Spark.
+fn executor_python_script(job: &JobSpec) -> Option<String> {
+    let prefix = job.prefix.as_ref()?;
+    let source = prefix.source.as_ref()?;
+    let here =
+        |path: &Path| -> PathBuf { Path::new(".").join(path.file_name().unwrap_or_default()) };
+    let local = crate::PackSource {
+        pack: here(&source.pack),
+        node_cache: source.node_cache.clone(),
+        terrarium: here(&source.terrarium),
+        uv: source.uv.as_deref().map(here),
+        lock: source.lock.clone(),
+    };
+    let task = crate::delivery::task_script(&job.environment, &prefix.in_use, Some(&local));
+    Some(format!(
+        "#!/bin/bash\n# The environment {} for a Spark executor (Terrarium, delivery=pack).\ncd \"$(dirname \"$0\")\" || exit {}\nexport TERRARIUM_PREFIX={} TERRARIUM_LOCK_HASH={}\nexec /bin/bash -c {} terrarium-task \"$TERRARIUM_PREFIX/bin/python\" \"$@\"\n",
+        job.environment.replace(['\n', '\r'], " "),
+        crate::NO_PREFIX_EXIT,
+        shell_quote(&prefix.path.display().to_string()),
+        shell_quote(&prefix.lock_hash),
+        shell_quote(&task),
+    ))
+}
+
+/// The pyspark version a lock holds (PyPI or conda-forge).
+fn lock_pyspark(lock: &terrarium_lock::Lock) -> Option<String> {
     lock.platforms.values().find_map(|platform| {
         platform
             .pypi

@@ -55,6 +55,7 @@ fn job(dir: &Path, name: &str, command: &[&str], prefix: Option<Prefix>) -> JobS
         resources: Resources::parse(1, Some(1), None, Some("100M"), None).unwrap(),
         log_dir: dir.join(name),
         spark: Default::default(),
+        image: None,
     }
 }
 
@@ -108,6 +109,7 @@ fn a_job_runs_in_its_prefix_and_its_exit_code_comes_back() {
         command: vec!["/bin/true".into()],
         log_dir: dir.path().join("ok"),
         spark: Default::default(),
+        image: None,
         ..job
     };
     let id = engine.submit(&ok).unwrap();

@@ -43,6 +43,7 @@ fn job(dir: &Path, command: &[&str], prefix: Option<Prefix>) -> JobSpec {
         resources: Resources::parse(1, Some(1), None, Some("100M"), None).unwrap(),
         log_dir: dir.join("logs"),
         spark: Default::default(),
+        image: None,
     }
 }
 
@@ -85,6 +86,7 @@ fn a_job_runs_in_its_prefix_and_its_exit_code_comes_back() {
         command: vec!["/bin/true".into()],
         log_dir: dir.path().join("logs-ok"),
         spark: Default::default(),
+        image: None,
         ..job
     };
     let id = engine.submit(&ok).unwrap();

@@ -252,6 +252,116 @@ fn a_spark_run_on_a_standalone_cluster() {
     assert_eq!(again.stdout, logs.stdout);
 }
 
+/// With delivery=pack nothing is shared with the workers: the driver builds from the pack into
+/// this machine's node cache, and Spark ships the pack, the programs and the executors' Python
+/// script to each executor (`--files`), which run the environment built from it.
+#[test]
+fn a_spark_run_with_delivery_pack_ships_the_environment_to_the_executors() {
+    let Some(wheels) = spark_wheels() else { return };
+    let Ok(master) = std::env::var("TERRARIUM_TEST_SPARK_MASTER") else {
+        eprintln!("skipped: TERRARIUM_TEST_SPARK_MASTER is not set (scripts/spark.sh start DIR)");
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&wheels);
+    let node_cache = cx.path("node-cache");
+    cx.run(&[
+        "compute",
+        "add",
+        "packed",
+        "--kind",
+        "spark",
+        "--set",
+        &format!("master={master}"),
+        "--set",
+        "delivery=pack",
+        "--set",
+        &format!("node_cache={}", node_cache.display()),
+        "--set",
+        &format!("cache={}", cx.path("submit-cache").display()),
+        "--set",
+        "conf=spark.ui.enabled=false;spark.cores.max=2",
+    ])
+    .success();
+    let dry = spark(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "sp",
+            "--target",
+            "packed",
+            "--dry-run",
+            "--",
+            "job.py",
+            "0",
+        ],
+    )
+    .success();
+    assert!(
+        dry.stdout
+            .contains("spark.pyspark.python=./terrarium-python")
+            && dry.stdout.contains("--files ")
+            && dry.stdout.contains(".tpack"),
+        "{}",
+        dry.stdout
+    );
+    cx.write(
+        "packed.py",
+        "import os, sys\n\
+         from pyspark.sql import SparkSession\n\
+         spark = SparkSession.builder.getOrCreate()\n\
+         def where(_):\n    import os, sys\n    return (sys.executable, os.environ.get('TERRARIUM_PREFIX'), sorted(f for f in os.listdir('.') if f.endswith('.tpack') or f == 'terrarium-python'))\n\
+         seen = set(tuple([e, p, tuple(f)]) for e, p, f in spark.sparkContext.parallelize(range(4), 2).map(where).collect())\n\
+         print('driver', sys.executable, flush=True)\n\
+         for e, p, f in seen:\n    print('executor', e, p, ' '.join(f), flush=True)\n\
+         spark.stop()\n",
+    );
+    let out = spark(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "sp",
+            "--target",
+            "packed",
+            "--",
+            "packed.py",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let prefix_root = format!("{}/envs/", node_cache.display());
+    let driver = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("driver "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(driver.starts_with(&prefix_root), "{driver}");
+    let executors: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("executor "))
+        .collect();
+    assert!(!executors.is_empty(), "{}", out.stdout);
+    for line in executors {
+        // The environment's Python from the node cache, started through the shipped script,
+        // with the pack beside it in the executor's working directory.
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert!(parts[0].starts_with(&prefix_root), "{line}");
+        assert!(parts[1].starts_with(&prefix_root), "{line}");
+        assert!(parts[2..].iter().any(|f| f.ends_with(".tpack")), "{line}");
+        assert!(parts.contains(&"terrarium-python"), "{line}");
+    }
+    // The pack was written once on this machine; nothing was built in the submitting cache.
+    let packs = std::fs::read_dir(cx.path("submit-cache/packs"))
+        .unwrap()
+        .count();
+    assert_eq!(packs, 1);
+    assert!(!cx.path("submit-cache/envs").exists());
+}
+
 /// The definition's `spark.packages` and `spark.repositories` reach the driver as `--packages`
 /// and `--repositories`: a jar the test compiles, in a Maven-layout repository it writes, is
 /// resolved and called from Python.
