@@ -13,6 +13,7 @@
 //! Nothing here solves a definition or reads a workspace: the caller brings the lock. Progress
 //! goes to a [`Reporter`]; errors say whether they are the user's ([`StageError::is_user_error`]).
 
+pub mod artifact;
 pub mod base;
 pub mod builder;
 pub mod deployment;

@@ -460,3 +460,169 @@ fn a_pack_that_does_not_match_its_lock_is_refused_and_leaves_nothing() {
     // The good pack still unpacks there.
     unpack(&cx, "node-0", &good, &["--lock-hash", &lock_hash]).success();
 }
+
+/// A registry on 127.0.0.1: the one `.ci/run` started (`TERRARIUM_TEST_REGISTRY`), else one of
+/// the test's own (Debian's docker-registry), stopped on drop.
+struct Registry {
+    child: Option<std::process::Child>,
+    address: String,
+}
+
+impl Registry {
+    fn start(cx: &TestContext) -> Option<Self> {
+        if let Ok(address) = std::env::var("TERRARIUM_TEST_REGISTRY") {
+            return Some(Self {
+                child: None,
+                address,
+            });
+        }
+        let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = cx.write(
+            "registry.yml",
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                cx.path("registry-data").display()
+            ),
+        );
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(Self {
+            child: Some(child),
+            address: format!("127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `env pack --push` puts the pack in a registry as an OCI artifact and prints its reference by
+/// digest; a node with no shared filesystem unpacks from that reference. A reference to another
+/// digest, or to an image that is not a pack, is refused with nothing built.
+#[test]
+fn a_pack_pushed_to_a_registry_is_unpacked_from_it() {
+    if !uv_available() {
+        return;
+    }
+    let cx = TestContext::new();
+    let Some(registry) = Registry::start(&cx) else {
+        assert!(std::env::var_os("CI").is_none(), "CI has docker-registry");
+        eprintln!("skipped: no docker-registry");
+        return;
+    };
+    let wheels = cx.path("wheels");
+    make_wheels(&wheels, &["alpha==1.0:beta>=2", "beta==2.1"]);
+    let file = cx.write("env.yml", pip_env("reg", &wheels, &["alpha"]));
+    let created = cx
+        .run_path(&["env", "create", "--json", "-f"], &file, &[])
+        .success()
+        .json();
+    let repository = format!("{}/packs-{}", registry.address, std::process::id());
+    let pushed = cx
+        .run(&["env", "pack", "reg", "--push", &repository, "--json"])
+        .success()
+        .json();
+    let reference = pushed["pushed"]["reference"].as_str().unwrap().to_string();
+    assert!(
+        reference.starts_with(&format!("{repository}@sha256:")),
+        "{pushed}"
+    );
+    assert_eq!(pushed["pushed"]["uploaded_blobs"], 2, "{pushed}");
+    // Pushed again: nothing uploaded, the same reference (the manifest is reproducible).
+    let again = cx
+        .run(&["env", "pack", "reg", "--push", &repository, "--json"])
+        .success()
+        .json();
+    assert_eq!(again["pushed"]["reference"], reference.as_str());
+    assert_eq!(again["pushed"]["uploaded_blobs"], 0, "{again}");
+    // Without --json the reference is the one line on stdout.
+    let plain = cx
+        .run(&["env", "pack", "reg", "--push", &repository])
+        .success();
+    assert_eq!(plain.stdout.trim(), reference);
+
+    // A node: no workspace, no pack file, only the reference.
+    let lock_hash = created["lock_hash"].as_str().unwrap();
+    let node = node_command(&cx, "node-a")
+        .args([
+            "env",
+            "unpack",
+            &reference,
+            "--lock-hash",
+            lock_hash,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let node: Run = node.into();
+    let unpacked = node.success().json();
+    assert_eq!(unpacked["built"], true);
+    assert_eq!(unpacked["lock_hash"], lock_hash);
+    let prefix = PathBuf::from(unpacked["prefix"].as_str().unwrap());
+    assert!(prefix.join("bin/python").exists());
+    // The fetched pack does not stay behind in the node's cache.
+    let packs: Vec<_> = std::fs::read_dir(cx.path("node-a/cache/packs"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(packs.is_empty(), "{packs:?}");
+
+    // Another digest: refused, nothing built.
+    let wrong = format!("{repository}@sha256:{}", "0".repeat(64));
+    let run: Run = node_command(&cx, "node-b")
+        .args(["env", "unpack", &wrong])
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("cannot fetch the pack"),
+        "{}",
+        run.stderr
+    );
+    assert!(tree(&cx.path("node-b/cache/envs")).is_empty());
+    // A lock the job does not name: the pack is fetched, checked, refused.
+    let run: Run = node_command(&cx, "node-b")
+        .args([
+            "env",
+            "unpack",
+            &reference,
+            "--lock-hash",
+            &format!("sha256:{}", "1".repeat(64)),
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(run.code, 0);
+    assert!(
+        tree(&cx.path("node-b/cache/envs")).is_empty(),
+        "{:?}",
+        tree(&cx.path("node-b/cache/envs"))
+    );
+    drop(registry);
+}

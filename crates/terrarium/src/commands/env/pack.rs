@@ -15,9 +15,17 @@ use crate::printer::{self, human_size, user_error};
 pub struct PackArgs {
     /// NAME, NAME:VERSION or NAME@LABEL.
     reference: String,
-    /// The pack to write (a tar archive).
-    #[arg(short, long, value_name = "FILE")]
-    output: PathBuf,
+    /// The pack to write (a tar archive) [default with --push: none kept].
+    #[arg(short, long, value_name = "FILE", required_unless_present = "push")]
+    output: Option<PathBuf>,
+    /// Push the pack to a registry as an OCI artifact, `REGISTRY/REPOSITORY[:TAG]` [tag default:
+    /// the lock hash's first 12 digits and the platform], and print its reference by digest,
+    /// which `env unpack` takes.
+    #[arg(long, value_name = "REGISTRY/REPO[:TAG]")]
+    push: Option<String>,
+    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback registries always).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
     /// The platform whose packages to pack [default: this machine's].
     #[arg(long, value_name = "PLATFORM")]
     platform: Option<String>,
@@ -47,16 +55,72 @@ pub fn pack(context: &Context, args: PackArgs) -> Result<ExitCode> {
             Some("relock with --platform including it (`terrarium env relock REF --platform ...`)"),
         ));
     }
+    let push = args
+        .push
+        .as_deref()
+        .map(terrarium_image::registry::ImageRef::parse)
+        .transpose()
+        .map_err(|e| user_error(e.to_string(), Some("e.g. --push 127.0.0.1:5000/team/packs")))?;
+    // Without -o the pack is written beside the cache for the push, then removed.
+    let staged;
+    let output = match &args.output {
+        Some(output) => output.clone(),
+        None => {
+            let dir = environments::cache_dir()?.join("packs");
+            std::fs::create_dir_all(&dir)?;
+            staged = tempfile::Builder::new()
+                .prefix(".push-")
+                .suffix(".tpack")
+                .tempfile_in(&dir)?
+                .into_temp_path();
+            staged.to_path_buf()
+        }
+    };
     let spinner = printer::Spinner::start("packing");
-    let summary =
-        terrarium_env::pack::write(&lock, &platform, &args.output, args.compression, &spinner);
+    let summary = terrarium_env::pack::write(&lock, &platform, &output, args.compression, &spinner);
     spinner.finish();
     let summary = summary?;
+    let pushed = match &push {
+        Some(target) => {
+            let hex = summary
+                .lock_hash
+                .strip_prefix("sha256:")
+                .unwrap_or(&summary.lock_hash);
+            let tag = target
+                .tag
+                .clone()
+                .unwrap_or_else(|| format!("{}-{platform}", &hex[..12.min(hex.len())]));
+            let spinner = printer::Spinner::start("pushing");
+            let pushed = terrarium_image::artifact::push_pack(
+                &output,
+                target,
+                &tag,
+                &summary.lock_hash,
+                &platform,
+                &args.insecure_registries,
+            );
+            spinner.finish();
+            Some(pushed.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot push the pack to {}/{}: {e}",
+                    target.registry,
+                    target.repository
+                )
+            })?)
+        }
+        None => None,
+    };
     if args.json {
         printer::json(&serde_json::json!({
             "name": record.name,
             "version": record.version,
             "path": args.output,
+            "pushed": pushed.as_ref().map(|p| serde_json::json!({
+                "reference": p.reference,
+                "uploaded_blobs": p.report.uploaded_blobs,
+                "uploaded_bytes": p.report.uploaded_bytes,
+                "skipped_blobs": p.report.skipped_blobs,
+            })),
             "lock_hash": summary.lock_hash,
             "platform": summary.platform,
             "files": summary.files,
@@ -65,14 +129,26 @@ pub fn pack(context: &Context, args: PackArgs) -> Result<ExitCode> {
         }))?;
     } else {
         printer::status(&format!(
-            "packed {}:{} for {} into {}: {} files, {}",
+            "packed {}:{} for {}{}: {} files, {}",
             record.name,
             record.version,
             summary.platform,
-            args.output.display(),
+            args.output
+                .as_ref()
+                .map(|o| format!(" into {}", o.display()))
+                .unwrap_or_default(),
             summary.files,
             human_size(summary.size_bytes)
         ));
+        if let Some(pushed) = &pushed {
+            printer::status(&format!(
+                "pushed: {} blobs uploaded ({}), {} already there",
+                pushed.report.uploaded_blobs,
+                human_size(pushed.report.uploaded_bytes),
+                pushed.report.skipped_blobs
+            ));
+            printer::line(&pushed.reference)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

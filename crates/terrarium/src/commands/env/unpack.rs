@@ -1,21 +1,26 @@
 //! `terrarium env unpack`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use terrarium_env::pack::Pack;
 use terrarium_env::EnvCache;
 
 use crate::commands::Context;
 use crate::environments;
-use crate::printer::{self, human_size};
+use crate::printer::{self, human_size, user_error};
 
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
-    /// The pack (written by `terrarium env pack`).
-    file: PathBuf,
+    /// The pack: a file written by `terrarium env pack`, or one it pushed to a registry,
+    /// `REGISTRY/REPOSITORY@sha256:...` (fetched, checked against the digest, then unpacked).
+    #[arg(value_name = "FILE|REGISTRY/REPO@DIGEST")]
+    file: String,
+    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback registries always).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
     /// Install into this directory (new or empty) instead of the environment cache.
     #[arg(long, value_name = "DIR")]
     prefix: Option<PathBuf>,
@@ -29,8 +34,42 @@ pub struct UnpackArgs {
 
 /// Needs no workspace: a pack carries its lock.
 pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
-    let pack = Pack::open(&args.file, args.lock_hash.as_deref())?;
     let cache_dir = environments::cache_dir()?;
+    // A pack in a registry is fetched beside the cache, and removed once unpacked.
+    let fetched = if terrarium_image::artifact::is_pack_reference(&args.file) {
+        let dir = cache_dir.join("packs");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let file = tempfile::Builder::new()
+            .prefix(".fetched-")
+            .suffix(".tpack")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?
+            .into_temp_path();
+        let spinner = printer::Spinner::start("fetching the pack");
+        let pulled =
+            terrarium_image::artifact::pull_pack(&args.file, &file, &args.insecure_registries);
+        spinner.finish();
+        pulled.map_err(|e| {
+            let user = e.is_user_error();
+            let message = format!("cannot fetch the pack {}: {e}", args.file);
+            if user {
+                user_error(
+                    message,
+                    Some("name a pack `terrarium env pack --push` printed"),
+                )
+            } else {
+                anyhow::anyhow!(message)
+            }
+        })?;
+        Some(file)
+    } else {
+        None
+    };
+    let path = fetched
+        .as_deref()
+        .map_or_else(|| PathBuf::from(&args.file), Path::to_path_buf);
+    let pack = Pack::open(&path, args.lock_hash.as_deref())?;
     let platform = terrarium_lock::current_platform();
     let uv = environments::find_uv(pack.lock(), &platform, &cache_dir)?;
     let cache = EnvCache::new(&cache_dir);
@@ -62,7 +101,7 @@ pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
             "{} {} from {} ({} files, {})",
             if built { "built" } else { "already built:" },
             summary.lock_hash,
-            args.file.display(),
+            args.file,
             summary.files,
             human_size(summary.size_bytes)
         ));
