@@ -56,6 +56,43 @@ pub const TERRARIUM: OptionSpec = OptionSpec {
     check: crate::check_absolute,
 };
 
+pub const PACK_REGISTRY: OptionSpec = OptionSpec {
+    key: "pack_registry",
+    help: "with delivery=pack: a registry repository (REGISTRY/REPOSITORY) the pack is pushed to as an OCI artifact, which each node fetches it from by digest, so the nodes need not see `cache` (they need the `terrarium` program: set `terrarium` to where the nodes have it)",
+    required: false,
+    check: check_pack_registry,
+};
+
+fn check_pack_registry(value: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "`{}` is not REGISTRY/REPOSITORY (e.g. registry.example.com/team/packs): {why}",
+            value.escape_debug()
+        ))
+    };
+    let Some((host, repository)) = value.split_once('/') else {
+        return bad("it names no repository");
+    };
+    if !(host.contains('.') || host.contains(':') || host == "localhost")
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return bad(
+            "the first part must be a registry host (with a `.` or a port, or `localhost`)",
+        );
+    }
+    if repository.is_empty()
+        || repository.contains(':')
+        || !repository
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+    {
+        return bad("a repository is lowercase letters, digits and `._-/`, with no tag");
+    }
+    Ok(())
+}
+
 /// How environments reach a target's nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -126,8 +163,11 @@ impl Target {
                 cache.display()
             ),
             Delivery::Pack => format!(
-                "pack: each node builds from {}/packs into {}, once per lock, with {}",
-                cache.display(),
+                "pack: each node builds from {} into {}, once per lock, with {}",
+                self.option("pack_registry").map_or_else(
+                    || format!("{}/packs", cache.display()),
+                    |r| format!("{r} (an OCI artifact, fetched by digest)")
+                ),
                 self.node_cache().display(),
                 self.option("terrarium").map_or(
                     "this machine's terrarium, copied into the cache".into(),
@@ -143,6 +183,9 @@ impl Target {
 pub struct PackSource {
     /// The pack, on the shared filesystem.
     pub pack: PathBuf,
+    /// Where the nodes fetch the pack from instead, `REGISTRY/REPOSITORY@sha256:...`, when the
+    /// target has a `pack_registry`.
+    pub reference: Option<String>,
     /// The node's cache (`TERRARIUM_CACHE_DIR` for the build).
     pub node_cache: PathBuf,
     /// The `terrarium` program on the node.
@@ -204,8 +247,15 @@ pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>
         script.push_str(&format!(
             "{check} || {{ (umask 077 && mkdir -p {nc}) && built=$(TERRARIUM_CACHE_DIR={nc}{uv} {} env unpack {} --lock-hash \"$TERRARIUM_LOCK_HASH\" 2>&1 </dev/null >/dev/null) && {{ printf '%s\\n' \"$built\" | sed \"s|^|terrarium: $(hostname): |\" >&2; true; }}; }} || {{ printf '%s\\n' \"$built\" >&2; echo \"terrarium: $(hostname) could not build the environment {environment} from {} (lock $TERRARIUM_LOCK_HASH)\" >&2; exit {NO_PREFIX_EXIT}; }}; ",
             q(&source.terrarium),
-            q(&source.pack),
-            source.pack.display().to_string().replace(['"', '\\', '$', '`', '\n'], "_"),
+            source
+                .reference
+                .as_deref()
+                .map_or_else(|| q(&source.pack), crate::shell_quote),
+            source
+                .reference
+                .clone()
+                .unwrap_or_else(|| source.pack.display().to_string())
+                .replace(['"', '\\', '$', '`', '\n'], "_"),
         ));
     }
     let unseen = if source.is_some() {

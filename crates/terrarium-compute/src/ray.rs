@@ -68,6 +68,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     },
     crate::delivery::DELIVERY,
     crate::delivery::NODE_CACHE,
+    crate::delivery::PACK_REGISTRY,
     crate::delivery::TERRARIUM,
     crate::delivery::LOST_AFTER,
 ];

@@ -972,6 +972,7 @@ fn executor_python_script(job: &JobSpec) -> Option<String> {
         |path: &Path| -> PathBuf { Path::new(".").join(path.file_name().unwrap_or_default()) };
     let local = crate::PackSource {
         pack: here(&source.pack),
+        reference: None,
         node_cache: source.node_cache.clone(),
         terrarium: here(&source.terrarium),
         uv: source.uv.as_deref().map(here),

@@ -307,6 +307,106 @@ fn job_flags_are_refused_where_they_mean_nothing() {
 /// delivery=pack: the submitting machine packs the lock once into the shared cache, and the
 /// node builds it from the pack into its own cache, once; a damaged pack is refused on the
 /// node and nothing is built from it.
+/// With a `pack_registry` the nodes need not see the pack: it is pushed to the registry as an
+/// OCI artifact at submit, and each node fetches it by digest, checks it, and builds from it.
+#[test]
+fn with_a_pack_registry_each_node_fetches_the_pack_by_digest() {
+    let Some(conf) = slurm_conf() else { return };
+    let Ok(registry) = std::env::var("TERRARIUM_TEST_REGISTRY") else {
+        assert!(std::env::var_os("CI").is_none(), "CI starts a registry");
+        eprintln!("skipped: TERRARIUM_TEST_REGISTRY is not set (scripts/registry.sh start DIR)");
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&conf);
+    let node = cx.path("node");
+    let repository = format!("{registry}/packs-{}", std::process::id());
+    cx.run(&[
+        "compute",
+        "add",
+        "fetched",
+        "--kind",
+        "slurm",
+        "--set",
+        &format!("conf={conf}"),
+        "--set",
+        "delivery=pack",
+        "--set",
+        &format!("pack_registry={repository}"),
+        "--set",
+        &format!("cache={}", cx.path("submitter").display()),
+        "--set",
+        &format!("node_cache={}", node.display()),
+    ])
+    .success();
+    let shown = cx.run(&["compute", "show", "fetched"]).success();
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("builds from {repository} (an OCI artifact")),
+        "{}",
+        shown.stdout
+    );
+    let dry = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "fetched",
+            "--dry-run",
+            "--",
+            "python",
+            "-c",
+            "pass",
+        ],
+    )
+    .success();
+    assert!(
+        dry.stdout
+            .contains(&format!("env unpack {repository}@sha256:")),
+        "{}",
+        dry.stdout
+    );
+    let out = run_secret(
+        &cx,
+        &[
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "fetched",
+            "--",
+            "python",
+            "-c",
+            "import sys, alpha; print('prefix', sys.prefix)",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("prefix {}", node.join("envs").display())),
+        "{}",
+        out.stdout
+    );
+    // The node said where it built from: the registry, by digest.
+    let id = cx.run(&["runs", "list", "--json"]).success().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = cx.run(&["runs", "logs", &id]).success();
+    assert!(
+        logs.stdout.contains(&format!("from {repository}@sha256:"))
+            || logs.stderr.contains(&format!("from {repository}@sha256:")),
+        "{}\n{}",
+        logs.stdout,
+        logs.stderr
+    );
+}
+
 #[test]
 fn with_delivery_pack_each_node_builds_from_the_pack_once() {
     let Some(conf) = slurm_conf() else { return };

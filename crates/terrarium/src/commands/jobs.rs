@@ -384,6 +384,34 @@ fn pack_prefix(
         std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644))
             .with_context(|| format!("cannot make {} readable", pack.display()))?;
     }
+    // With a pack registry the nodes fetch the pack from it, by the digest of the artifact.
+    let reference = match target.option("pack_registry") {
+        None => None,
+        Some(repository) if dry_run => Some(format!(
+            "{repository}@sha256:digest-of-the-pack-pushed-at-submit"
+        )),
+        Some(repository) => {
+            let target_ref =
+                terrarium_image::registry::ImageRef::parse(repository).map_err(|e| {
+                    user_error(e.to_string(), Some("set pack_registry=REGISTRY/REPOSITORY"))
+                })?;
+            let tag = format!("{}-{platform}", &hex[..12.min(hex.len())]);
+            let spinner = printer::Spinner::start("pushing the pack");
+            let pushed = terrarium_image::artifact::push_pack(
+                &pack,
+                &target_ref,
+                &tag,
+                &lock_hash,
+                platform,
+                &[],
+            );
+            spinner.finish();
+            let pushed = pushed.with_context(|| {
+                format!("cannot push the pack to {repository} (the target's `pack_registry`)")
+            })?;
+            Some(pushed.reference)
+        }
+    };
     let envs = terrarium_env::EnvCache::new(&node_cache);
     let key = terrarium_env::EnvCache::key(lock, platform);
     Ok(Prefix {
@@ -392,6 +420,7 @@ fn pack_prefix(
         in_use: envs.root().join(format!("{key}.lock")),
         source: Some(PackSource {
             pack,
+            reference,
             node_cache,
             terrarium,
             uv,
