@@ -296,6 +296,13 @@ pub trait Engine: Send + Sync {
         std::thread::sleep(poll);
     }
 
+    /// The run of a submitted job is now recorded in the workspace. An engine whose job is a
+    /// process of this machine (Spark's driver) holds it until then, so that a submitter killed
+    /// between the two leaves no job running unrecorded.
+    fn recorded(&self, _job_id: &str, _log_dir: &std::path::Path) -> Result<(), ComputeError> {
+        Ok(())
+    }
+
     /// [`Engine::cancel`], likewise.
     fn cancel_in(&self, job_id: &str, _log_dir: &std::path::Path) -> Result<(), ComputeError> {
         self.cancel(job_id)

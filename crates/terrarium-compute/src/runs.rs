@@ -73,6 +73,20 @@ pub fn submit(
         let _ = engine.cancel_in(&job_id, &job.log_dir);
         return Err(err.into());
     }
+    if let Err(err) = engine.recorded(&job_id, &job.log_dir) {
+        // A job that cannot be told it is recorded does not start: the run has ended.
+        let _ = engine.cancel_in(&job_id, &job.log_dir);
+        let update = RunUpdate {
+            state: RunState::Failed,
+            started_at: None,
+            finished_at: Some(terrarium_store::now()),
+            exit_code: None,
+            node_list: None,
+            reason: Some(err.to_string()),
+        };
+        let _ = store.update_run(&run.id, &update);
+        return Err(err);
+    }
     Ok(run)
 }
 

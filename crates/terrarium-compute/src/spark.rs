@@ -33,6 +33,13 @@ pub const DRIVER_LOG: &str = "driver.log";
 const DRIVER_PID: &str = "driver.pid";
 const EXIT_CODE: &str = "exit_code";
 const CANCELLED: &str = "cancelled";
+/// Written once the run is recorded; the driver's wrapper waits for it before it starts
+/// `spark-submit`, and gives up after [`RECORD_WAIT_SECONDS`].
+const RECORDED: &str = "recorded";
+/// How long a driver waits for its run to be recorded.
+const RECORD_WAIT_SECONDS: u32 = 60;
+/// The exit code of a driver whose run was never recorded: nothing was started.
+pub const NOT_RECORDED_EXIT: i32 = 125;
 /// The executor logs copied from the workers, by task name and file name.
 const EXECUTORS: &str = "executors.json";
 /// At most this much of each executor log is copied.
@@ -349,6 +356,8 @@ impl Spark {
             .expect("argv refuses jobs without a prefix");
         let exit = job.log_dir.join(EXIT_CODE);
         let exit = shell_quote(&exit.display().to_string());
+        let recorded = shell_quote(&job.log_dir.join(RECORDED).display().to_string());
+        let tries = RECORD_WAIT_SECONDS * 20;
         // With delivery=pack the driver's machine is a node like the others: it builds from
         // the pack into its own node cache.
         let task =
@@ -358,7 +367,9 @@ impl Spark {
             "-c".into(),
             // A handler, not an ignored signal (which the driver would inherit): the wrapper
             // outlives a cancel's SIGTERM and records the driver's exit code.
-            format!("trap : TERM INT HUP; \"$@\"; code=$?; echo $code > {exit}.tmp && mv {exit}.tmp {exit}"),
+            // Two phases: nothing starts until the run is recorded (the submitter writes
+            // `recorded`), so a submitter killed in between leaves no driver behind.
+            format!("trap : TERM INT HUP; n=0; while [ ! -e {recorded} ] && [ $n -lt {tries} ]; do sleep 0.05; n=$((n+1)); done; if [ -e {recorded} ]; then \"$@\"; code=$?; else echo 'terrarium: the run was never recorded; the driver was not started' >&2; code={NOT_RECORDED_EXIT}; fi; echo $code > {exit}.tmp && mv {exit}.tmp {exit}"),
             "terrarium-driver".into(),
             "/bin/bash".into(),
             "-c".into(),
@@ -657,6 +668,12 @@ impl Engine for Spark {
             target: self.target.name.clone(),
             message: "a Spark driver's state is read from its run's log directory".into(),
         })
+    }
+
+    fn recorded(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
+        self.check_job_id(job_id)?;
+        let path = log_dir.join(RECORDED);
+        std::fs::write(&path, b"").map_err(|e| ComputeError::io(&path, "write", e))
     }
 
     fn status_in(&self, job_id: &str, log_dir: &Path) -> Result<JobStatus, ComputeError> {
@@ -1075,6 +1092,61 @@ mod tests {
             },
             image: None,
         }
+    }
+
+    /// Two phases: a driver does not start until its run is recorded.
+    #[test]
+    fn a_driver_waits_for_its_run_to_be_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("env");
+        std::fs::create_dir_all(prefix.join(".terrarium")).unwrap();
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        std::fs::write(
+            prefix.join(".terrarium/env.json"),
+            "{\"lock_hash\": \"sha256:00ff\"}",
+        )
+        .unwrap();
+        let started = dir.path().join("started");
+        let submit = prefix.join("bin/spark-submit");
+        std::fs::write(&submit, format!("#!/bin/sh\ntouch {}\n", started.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&submit, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut job = job();
+        job.spark = Default::default();
+        job.resources = Resources::parse(1, None, None, None, None).unwrap();
+        job.cwd = dir.path().into();
+        job.log_dir = dir.path().join("runs").join(&job.run_id);
+        job.prefix = Some(Prefix {
+            path: prefix.clone(),
+            lock_hash: "sha256:00ff".into(),
+            in_use: dir.path().join("env.lock"),
+            source: None,
+        });
+        let spark = Spark::new(target("local[1]"));
+        let id = spark.submit(&job).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        assert!(
+            !started.exists(),
+            "the driver started before its run was recorded"
+        );
+        assert_eq!(
+            spark.status_in(&id, &job.log_dir).unwrap().state,
+            JobState::Running
+        );
+        spark.recorded(&id, &job.log_dir).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while spark.status_in(&id, &job.log_dir).unwrap().state == JobState::Running {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the driver never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(started.exists());
+        assert_eq!(
+            spark.status_in(&id, &job.log_dir).unwrap().state,
+            JobState::Completed
+        );
     }
 
     #[test]
