@@ -58,40 +58,10 @@ pub const TERRARIUM: OptionSpec = OptionSpec {
 
 pub const PACK_REGISTRY: OptionSpec = OptionSpec {
     key: "pack_registry",
-    help: "with delivery=pack: a registry repository (REGISTRY/REPOSITORY) the pack is pushed to as an OCI artifact, which each node fetches it from by digest, so the nodes need not see `cache` (they need the `terrarium` program: set `terrarium` to where the nodes have it)",
+    help: "with delivery=pack: a registry repository (REGISTRY/REPOSITORY) the pack is pushed to as an OCI artifact, which each node fetches it from by digest; with `terrarium` set to where the nodes have it (and uv on their PATH or in TERRARIUM_UV for locks with PyPI packages), the nodes need not see `cache` at all (a registry that is not on loopback is spoken to over HTTPS)",
     required: false,
-    check: check_pack_registry,
+    check: crate::check_repository,
 };
-
-fn check_pack_registry(value: &str) -> Result<(), String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "`{}` is not REGISTRY/REPOSITORY (e.g. registry.example.com/team/packs): {why}",
-            value.escape_debug()
-        ))
-    };
-    let Some((host, repository)) = value.split_once('/') else {
-        return bad("it names no repository");
-    };
-    if !(host.contains('.') || host.contains(':') || host == "localhost")
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-    {
-        return bad(
-            "the first part must be a registry host (with a `.` or a port, or `localhost`)",
-        );
-    }
-    if repository.is_empty()
-        || repository.contains(':')
-        || !repository
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
-    {
-        return bad("a repository is lowercase letters, digits and `._-/`, with no tag");
-    }
-    Ok(())
-}
 
 /// How environments reach a target's nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

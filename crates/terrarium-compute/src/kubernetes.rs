@@ -45,6 +45,11 @@ pub const JOB_RECORD: &str = "job.json";
 /// Written in the run's log directory before its Job is deleted by `runs cancel`: a Job that
 /// is gone is then cancelled, not lost.
 pub const CANCELLED_MARKER: &str = "cancelled";
+/// The cluster and namespace a run's Job was created in, in the run's log directory: every
+/// later call about the run goes there, whatever the kubeconfig's current context says then.
+pub const CLUSTER_RECORD: &str = "cluster.json";
+/// The variables that carry secrets into values that mix them with text.
+const SECRET_VARIABLE_PREFIX: &str = "TERRARIUM_SECRET_";
 /// The label every Job and pod of Terrarium's carries, with the run's id.
 pub const RUN_LABEL: &str = "terrarium.dev/run";
 /// Where a pod's index is, on an Indexed Job's pods.
@@ -57,7 +62,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         key: "registry",
         help: "where the environments' images are pushed and pulled from by the nodes: REGISTRY/REPOSITORY-PREFIX (e.g. registry.example.com/ml); each environment is pushed as PREFIX/NAME:VERSION and run by digest",
         required: true,
-        check: check_registry,
+        check: crate::check_repository,
     },
     OptionSpec {
         key: "kubeconfig",
@@ -202,36 +207,6 @@ fn check_image(value: &str) -> Result<(), String> {
             value.escape_debug()
         ))
     }
-}
-
-fn check_registry(value: &str) -> Result<(), String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "`{}` is not REGISTRY/REPOSITORY-PREFIX (e.g. registry.example.com/ml): {why}",
-            value.escape_debug()
-        ))
-    };
-    let Some((host, prefix)) = value.split_once('/') else {
-        return bad("it names no repository");
-    };
-    if !(host.contains('.') || host.contains(':') || host == "localhost")
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-    {
-        return bad(
-            "the first part must be a registry host (with a `.` or a port, or `localhost`)",
-        );
-    }
-    if prefix.is_empty()
-        || prefix.ends_with('/')
-        || !prefix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
-    {
-        return bad("a repository is lowercase letters, digits and `._-/`, with no tag");
-    }
-    Ok(())
 }
 
 /// A label key (`[prefix/]name`) or value.
@@ -430,8 +405,9 @@ impl Kubernetes {
             .map_or_else(|| config.default_namespace.clone(), str::to_string)
     }
 
-    /// Run `call` with a connection to the cluster, on a runtime of its own.
-    fn call<T, F, Fut>(&self, call: F) -> Result<T, ComputeError>
+    /// Run `call` with a connection to the cluster, on a runtime of its own. With a run's
+    /// `log_dir`, the connection is to the cluster and namespace the run's Job was created in.
+    fn call<T, F, Fut>(&self, log_dir: Option<&Path>, call: F) -> Result<T, ComputeError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T, ComputeError>>,
@@ -442,8 +418,16 @@ impl Kubernetes {
             .map_err(|err| self.engine_error(format!("cannot start a runtime: {err}")))?;
         runtime.block_on(async {
             let config = self.config().await?;
-            let namespace = self.namespace(&config);
+            let mut namespace = self.namespace(&config);
             let url = config.cluster_url.to_string();
+            if let Some((server, pinned)) = log_dir.map(|d| self.pinned(d)).transpose()?.flatten() {
+                if server != url {
+                    return Err(self.engine_error(format!(
+                        "the run's Job was created on {server}, but the target's kubeconfig now names {url}; select that cluster's context again to follow or cancel the run"
+                    )));
+                }
+                namespace = pinned;
+            }
             let client = kube::Client::try_from(config)
                 .map_err(|err| self.engine_error(format!("cannot make a client: {err}")))?;
             call(Connection {
@@ -453,6 +437,45 @@ impl Kubernetes {
             })
             .await
         })
+    }
+
+    /// The cluster and namespace a run's Job was created in (recorded at submit), if any.
+    fn pinned(&self, log_dir: &Path) -> Result<Option<(String, String)>, ComputeError> {
+        let path = log_dir.join(CLUSTER_RECORD);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(ComputeError::io(&path, "read", err)),
+        };
+        let bad = |reason: &str| ComputeError::Answer {
+            target: self.target.name.clone(),
+            request: path.display().to_string(),
+            reason: reason.into(),
+        };
+        let value: Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+        let server = value["server"].as_str().ok_or_else(|| bad("no server"))?;
+        let namespace = value["namespace"]
+            .as_str()
+            .ok_or_else(|| bad("no namespace"))?;
+        check_label_name(namespace).map_err(|e| bad(&e))?;
+        Ok(Some((server.to_string(), namespace.to_string())))
+    }
+
+    /// The job id of the run whose log directory is `log_dir`: it must be that run's Job.
+    fn check_run_job(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
+        let expected = job_name(&run_id_of(&self.target.name, log_dir)?);
+        if job_id == expected {
+            Ok(())
+        } else {
+            Err(ComputeError::Answer {
+                target: self.target.name.clone(),
+                request: "the run's Job".into(),
+                reason: format!(
+                    "the run records Job `{}`, but its Job is `{expected}`",
+                    job_id.escape_debug()
+                ),
+            })
+        }
     }
 
     /// A failed request as a compute error: a refusal with the server's words, or an
@@ -472,6 +495,9 @@ impl Kubernetes {
                     status.reason
                 ))
             }
+            kube::Error::Auth(err) => self.engine_error(format!(
+                "cannot authenticate for {request}: {err}; check the kubeconfig's credentials"
+            )),
             other => ComputeError::Unreachable {
                 target: self.target.name.clone(),
                 option: "kubeconfig",
@@ -523,7 +549,9 @@ impl Kubernetes {
         let mut container = json!({
             "name": "main",
             "image": image,
-            "command": job.command,
+            // Kubernetes expands `$(VAR)` and `$$` in the command too: escaped, every argument
+            // arrives as it was given.
+            "command": job.command.iter().map(|a| a.replace('$', "$$")).collect::<Vec<_>>(),
             "env": env,
         });
         if !requests.is_empty() || !limits.is_empty() {
@@ -694,6 +722,11 @@ fn env_vars(job: &JobSpec, secret: &str) -> Result<(Vec<Value>, Vec<String>), St
     let mut keys: Vec<String> = Vec::new();
     let reference = |key: &str| json!({ "secretKeyRef": { "name": secret, "key": key } });
     for (name, value) in &job.env {
+        if name.starts_with(SECRET_VARIABLE_PREFIX) {
+            return Err(format!(
+                "variable {name}: names starting with {SECRET_VARIABLE_PREFIX} are Terrarium's own on Kubernetes; rename it"
+            ));
+        }
         let parts = secret_parts(value).map_err(|reason| format!("variable {name}: {reason}"))?;
         match parts.as_slice() {
             [] => env.push(json!({ "name": name, "value": "" })),
@@ -727,19 +760,11 @@ fn env_vars(job: &JobSpec, secret: &str) -> Result<(Vec<Value>, Vec<String>), St
     Ok((env, keys))
 }
 
-/// The variable that holds secret `key` for a value that mixes it with text.
+/// The variable that holds secret `key` for a value that mixes it with text: the key's bytes
+/// in hex, so that no two keys share one.
 fn secret_variable(key: &str) -> String {
-    let key: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("TERRARIUM_SECRET_{key}")
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{SECRET_VARIABLE_PREFIX}{hex}")
 }
 
 #[derive(Debug, PartialEq)]
@@ -892,11 +917,13 @@ fn job_status(job: &Job, pods: &[Pod]) -> JobStatus {
     } else if holds("Suspended").is_some() {
         (JobState::Queued, Some("the Job is suspended".into()), None)
     } else {
+        // A pod that has ended has run: between its end and the Job's condition (Kubernetes
+        // 1.31+ sets SuccessCriteriaMet first) the run is still running, not queued again.
         let running = latest.values().any(|p| {
             p.status
                 .as_ref()
                 .and_then(|s| s.phase.as_deref())
-                .is_some_and(|phase| phase == "Running")
+                .is_some_and(|phase| matches!(phase, "Running" | "Succeeded" | "Failed"))
         });
         let state = if running {
             JobState::Running
@@ -993,9 +1020,45 @@ fn task_logs(log_dir: &Path) -> Vec<TaskLog> {
         .collect()
 }
 
+impl Kubernetes {
+    /// What the cluster says of the Job (where the run's log directory says it is).
+    fn status_at(&self, job_id: &str, log_dir: Option<&Path>) -> Result<JobStatus, ComputeError> {
+        self.check_job_id(job_id)?;
+        self.call(log_dir, |connection| async move {
+            Ok(match self.job_and_pods(&connection, job_id).await? {
+                Some((job, pods)) => job_status(&job, &pods),
+                None => JobStatus {
+                    state: JobState::Lost,
+                    exit_code: None,
+                    started_at: None,
+                    finished_at: None,
+                    nodes: Vec::new(),
+                    reason: Some(format!(
+                        "the Job is gone from namespace {}",
+                        connection.namespace
+                    )),
+                },
+            })
+        })
+    }
+
+    /// Delete the Job, its pods with it (where the run's log directory says it is).
+    fn cancel_at(&self, job_id: &str, log_dir: Option<&Path>) -> Result<(), ComputeError> {
+        self.check_job_id(job_id)?;
+        self.call(log_dir, |connection| async move {
+            let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
+            match jobs.delete(job_id, &DeleteParams::background()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(err) => Err(self.failed(&connection, &format!("deleting Job {job_id}"), err)),
+            }
+        })
+    }
+}
+
 impl Engine for Kubernetes {
     fn check(&self) -> Result<String, ComputeError> {
-        self.call(|connection| async move {
+        self.call(None, |connection| async move {
             let info = connection
                 .client
                 .apiserver_version()
@@ -1039,7 +1102,7 @@ impl Engine for Kubernetes {
     }
 
     fn submit(&self, job: &JobSpec) -> Result<String, ComputeError> {
-        self.call(|connection| async move {
+        self.call(None, |connection| async move {
             let manifest = self.manifest(job, &connection.namespace)?;
             let (_, keys) =
                 env_vars(job, self.secret()).map_err(|reason| ComputeError::Option {
@@ -1062,6 +1125,12 @@ impl Engine for Kubernetes {
                 serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n",
             )
             .map_err(|e| ComputeError::io(&record, "write", e))?;
+            let cluster = job.log_dir.join(CLUSTER_RECORD);
+            std::fs::write(
+                &cluster,
+                json!({"server": connection.url, "namespace": connection.namespace}).to_string(),
+            )
+            .map_err(|e| ComputeError::io(&cluster, "write", e))?;
             let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
             let name = job_name(&job.run_id);
             let created = jobs
@@ -1087,27 +1156,12 @@ impl Engine for Kubernetes {
     }
 
     fn status(&self, job_id: &str) -> Result<JobStatus, ComputeError> {
-        self.check_job_id(job_id)?;
-        self.call(|connection| async move {
-            Ok(match self.job_and_pods(&connection, job_id).await? {
-                Some((job, pods)) => job_status(&job, &pods),
-                None => JobStatus {
-                    state: JobState::Lost,
-                    exit_code: None,
-                    started_at: None,
-                    finished_at: None,
-                    nodes: Vec::new(),
-                    reason: Some(format!(
-                        "the Job is gone from namespace {}",
-                        connection.namespace
-                    )),
-                },
-            })
-        })
+        self.status_at(job_id, None)
     }
 
     fn status_in(&self, job_id: &str, log_dir: &Path) -> Result<JobStatus, ComputeError> {
-        let mut status = self.status(job_id)?;
+        self.check_run_job(job_id, log_dir)?;
+        let mut status = self.status_at(job_id, Some(log_dir))?;
         if status.state == JobState::Lost && log_dir.join(CANCELLED_MARKER).is_file() {
             status.state = JobState::Cancelled;
             status.reason = Some("its Job was deleted by `terrarium runs cancel`".into());
@@ -1123,7 +1177,7 @@ impl Engine for Kubernetes {
     fn logs(&self, log_dir: &Path) -> Result<Vec<TaskLog>, ComputeError> {
         let run_id = run_id_of(&self.target.name, log_dir)?;
         let job_id = job_name(&run_id);
-        let fetched = self.call(|connection| async move {
+        let fetched = self.call(Some(log_dir), |connection| async move {
             let pods = self.pods(&connection, &job_id).await?;
             let api: Api<Pod> = Api::namespaced(connection.client.clone(), &connection.namespace);
             let mut texts = Vec::new();
@@ -1168,31 +1222,24 @@ impl Engine for Kubernetes {
     }
 
     fn cancel(&self, job_id: &str) -> Result<(), ComputeError> {
-        self.check_job_id(job_id)?;
-        self.call(|connection| async move {
-            let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
-            match jobs.delete(job_id, &DeleteParams::background()).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                Err(err) => Err(self.failed(&connection, &format!("deleting Job {job_id}"), err)),
-            }
-        })
+        self.cancel_at(job_id, None)
     }
 
     fn cancel_in(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
+        self.check_run_job(job_id, log_dir)?;
         // The pods' logs go with the Job: copied first.
         let _ = self.logs(log_dir);
         let marker = log_dir.join(CANCELLED_MARKER);
         std::fs::create_dir_all(log_dir).map_err(|e| ComputeError::io(log_dir, "create", e))?;
         std::fs::write(&marker, b"").map_err(|e| ComputeError::io(&marker, "write", e))?;
-        self.cancel(job_id).inspect_err(|_| {
+        self.cancel_at(job_id, Some(log_dir)).inspect_err(|_| {
             let _ = std::fs::remove_file(&marker);
         })
     }
 
-    fn wait_for_change(&self, job_id: &str, _poll: Duration) {
-        let watched = self.check_job_id(job_id).and_then(|()| {
-            self.call(|connection| async move {
+    fn wait_for_change(&self, job_id: &str, log_dir: &Path, _poll: Duration) {
+        let watched = self.check_run_job(job_id, log_dir).and_then(|()| {
+            self.call(Some(log_dir), |connection| async move {
                 let jobs: Api<Job> =
                     Api::namespaced(connection.client.clone(), &connection.namespace);
                 let request = format!("watching Job {job_id}");
@@ -1201,7 +1248,8 @@ impl Engine for Kubernetes {
                     .await
                     .map_err(|e| self.failed(&connection, &request, e))?
                 else {
-                    return Ok(());
+                    // Gone: the next ask says so; there is nothing to watch.
+                    return Err(self.engine_error(format!("Job {job_id} is gone")));
                 };
                 let version = job.metadata.resource_version.unwrap_or_default();
                 let params = WatchParams::default()
@@ -1246,16 +1294,23 @@ mod tests {
         );
         assert!(secret_parts("${secret:a b}").is_err());
         assert!(secret_parts("${secret:open").is_err());
-        assert_eq!(secret_variable("db-pass"), "TERRARIUM_SECRET_DB_PASS");
+        assert_eq!(
+            secret_variable("db-pass"),
+            "TERRARIUM_SECRET_64622d70617373"
+        );
+        assert_ne!(secret_variable("db-pass"), secret_variable("db_pass"));
     }
 
     #[test]
     fn options_are_checked() {
-        assert!(check_registry("127.0.0.1:5000/ml").is_ok());
-        assert!(check_registry("registry.example.com/team/ml").is_ok());
-        assert!(check_registry("ml").is_err());
-        assert!(check_registry("docker.io/ml:v1").is_err());
-        assert!(check_registry("localhost/").is_err());
+        use crate::check_repository;
+        assert!(check_repository("127.0.0.1:5000/ml").is_ok());
+        assert!(check_repository("registry.example.com/team/ml").is_ok());
+        assert!(check_repository("ml").is_err());
+        assert!(check_repository("docker.io/ml:v1").is_err());
+        assert!(check_repository("localhost/").is_err());
+        assert!(check_repository("localhost/a//b").is_err());
+        assert!(check_repository("localhost/a/").is_err());
         assert!(check_label_name("team-a").is_ok());
         assert!(check_label_name("Team").is_err());
         assert!(check_label_name("-a").is_err());

@@ -292,7 +292,12 @@ pub trait Engine: Send + Sync {
     /// Wait until the job may have changed, before a follower asks [`Engine::status_in`]
     /// again: `poll`, for an engine that can only be asked; an engine that can tell of a change
     /// (a Kubernetes watch) returns when it comes, or after its own bound.
-    fn wait_for_change(&self, _job_id: &str, poll: std::time::Duration) {
+    fn wait_for_change(
+        &self,
+        _job_id: &str,
+        _log_dir: &std::path::Path,
+        poll: std::time::Duration,
+    ) {
         std::thread::sleep(poll);
     }
 
@@ -340,6 +345,38 @@ pub(crate) fn check_absolute(value: &str) -> Result<(), String> {
             value.escape_debug()
         ))
     }
+}
+
+/// An option value that must be `REGISTRY/REPOSITORY` with no tag: a registry host (with a
+/// `.` or a port, or `localhost`), then lowercase path components.
+pub(crate) fn check_repository(value: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "`{}` is not REGISTRY/REPOSITORY (e.g. registry.example.com/team/ml): {why}",
+            value.escape_debug()
+        ))
+    };
+    let Some((host, repository)) = value.split_once('/') else {
+        return bad("it names no repository");
+    };
+    if !(host.contains('.') || host.contains(':') || host == "localhost")
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return bad(
+            "the first part must be a registry host (with a `.` or a port, or `localhost`)",
+        );
+    }
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    if !repository.split('/').all(component_ok) {
+        return bad("a repository is lowercase letters, digits and `._-`, in `/`-separated parts, with no tag");
+    }
+    Ok(())
 }
 
 /// Quote `text` for a POSIX shell: as is when it is plainly safe, else in single quotes.

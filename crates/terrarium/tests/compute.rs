@@ -304,9 +304,6 @@ fn job_flags_are_refused_where_they_mean_nothing() {
     );
 }
 
-/// delivery=pack: the submitting machine packs the lock once into the shared cache, and the
-/// node builds it from the pack into its own cache, once; a damaged pack is refused on the
-/// node and nothing is built from it.
 /// With a `pack_registry` the nodes need not see the pack: it is pushed to the registry as an
 /// OCI artifact at submit, and each node fetches it by digest, checks it, and builds from it.
 #[test]
@@ -407,6 +404,9 @@ fn with_a_pack_registry_each_node_fetches_the_pack_by_digest() {
     );
 }
 
+/// delivery=pack: the submitting machine packs the lock once into the shared cache, and the
+/// node builds it from the pack into its own cache, once; a damaged pack is refused on the
+/// node and nothing is built from it.
 #[test]
 fn with_delivery_pack_each_node_builds_from_the_pack_once() {
     let Some(conf) = slurm_conf() else { return };

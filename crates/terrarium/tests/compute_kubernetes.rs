@@ -360,10 +360,10 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
     );
     assert_eq!(
         var("URL")["value"],
-        "https://bot:$(TERRARIUM_SECRET_API_TOKEN)@example.com/$$(HOME)/$$$$x"
+        "https://bot:$(TERRARIUM_SECRET_6170692d746f6b656e)@example.com/$$(HOME)/$$$$x"
     );
     assert_eq!(
-        var("TERRARIUM_SECRET_API_TOKEN")["valueFrom"]["secretKeyRef"]["key"],
+        var("TERRARIUM_SECRET_6170692d746f6b656e")["valueFrom"]["secretKeyRef"]["key"],
         "api-token"
     );
     assert!(
@@ -372,7 +372,7 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
     );
     // The helper comes before the variable that uses it, as `$(VAR)` needs.
     let position = |name: &str| env.iter().position(|v| v["name"] == name).unwrap();
-    assert!(position("TERRARIUM_SECRET_API_TOKEN") < position("URL"));
+    assert!(position("TERRARIUM_SECRET_6170692d746f6b656e") < position("URL"));
     // The expansion the kubelet does gives back the value as written.
     let mut resolved: Vec<(String, String)> = Vec::new();
     for v in env {
@@ -386,7 +386,30 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
         resolved.iter().find(|(k, _)| k == "URL").unwrap().1,
         "https://bot:s3cret@example.com/$(HOME)/$$x"
     );
-    assert!(!run.stdout.contains("s3cret"));
+    // A dry run resolves no secret: the value set on this machine appears nowhere.
+    let local = cx
+        .command()
+        .env("TERRARIUM_SECRET_api_token", "local-only-value")
+        .args([
+            "run",
+            "--target",
+            "k8s",
+            "--env",
+            "tools",
+            "--dry-run",
+            "--",
+            "tool",
+        ])
+        .output()
+        .unwrap();
+    let local: common::Run = local.into();
+    let local = local.success();
+    assert!(local.stdout.contains("secretKeyRef"), "{}", local.stdout);
+    assert!(
+        !local.stdout.contains("local-only-value"),
+        "{}",
+        local.stdout
+    );
 
     assert_eq!(full["metadata"]["namespace"], "training");
     let spec = &full["spec"];
@@ -590,11 +613,18 @@ fn jobs_run_the_environment_image_on_a_cluster() {
         &format!("base={base}"),
     ])
     .success();
-    let run_on = |extra: &[&str], command: &str| {
+    // Every run has a value for the secret on this machine too: none may reach the cluster,
+    // whose own Secret gives the pods theirs.
+    let run_on = |extra: &[&str], command: &str| -> common::Run {
         let mut args = vec!["run", "--target", "k8s", "--env", "pipenv"];
         args.extend(extra);
         args.extend(["--", "python", "-c", command]);
-        cx.run(&args)
+        cx.command()
+            .env("TERRARIUM_SECRET_api_token", "local-only-value")
+            .args(&args)
+            .output()
+            .unwrap()
+            .into()
     };
 
     // The Secret the variables name is not there: said before anything runs.
@@ -619,9 +649,16 @@ fn jobs_run_the_environment_image_on_a_cluster() {
     // Attached: the job's output, its exit code; the image is the pushed one, by digest.
     let run = run_on(
         &[],
-        "import alpha, os, sys; print('alpha', alpha.__version__, sys.prefix); print(os.environ['MODE'], os.environ['TOKEN'], os.environ['URL'])",
+        "import alpha, os, sys; print('alpha', alpha.__version__, sys.prefix); print(os.environ['MODE'], os.environ['TOKEN'], os.environ['URL']); print('as given: $$ $(MODE) $')",
     )
     .success();
+    // The command arrives as given: Kubernetes' expansion of it is escaped.
+    assert!(
+        run.stdout.contains("as given: $$ $(MODE) $"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("local-only-value"), "{}", run.stdout);
     assert!(
         run.stdout.contains("alpha 1.0 /opt/terrarium/envs/pipenv"),
         "{}\n{}",
@@ -796,10 +833,39 @@ fn jobs_run_the_environment_image_on_a_cluster() {
         .map(|c| serde_json::from_str(&c.body).unwrap())
         .collect();
     assert_eq!(created.len(), 5, "{lines:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.body.contains("local-only-value") && !c.uri.contains("local-only-value")),
+        "a secret value of this machine reached the cluster"
+    );
+    for entry in walk(&cx.path("workspace")) {
+        if entry.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            assert!(!text.contains("local-only-value"), "{}", entry.display());
+        }
+    }
     validate(&cx, &created);
     drop(registry);
 }
 
 fn kube_name(run_id: &str) -> String {
     format!("terrarium-{}", run_id.to_ascii_lowercase())
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

@@ -362,7 +362,12 @@ fn pack_prefix(
         Some(path) => std::path::PathBuf::from(path),
         None => shipped(&std::env::current_exe()?, "terrarium")?,
     };
+    // Nodes that fetch the pack from a registry and have their own `terrarium` need not see
+    // the cache: they find their own uv (TERRARIUM_UV or PATH) when the lock needs one.
+    let own_programs =
+        target.option("pack_registry").is_some() && target.option("terrarium").is_some();
     let uv = match environments::find_uv(lock, platform, &environments::cache_dir()?)? {
+        Some(_) if own_programs => None,
         Some(uv) => Some(shipped(&uv.path, "uv")?),
         None => None,
     };
@@ -467,7 +472,9 @@ pub fn follow(
     std::thread::scope(|scope| -> Result<ExitCode> {
         let asking = run.clone();
         let stop = &stop;
-        let engine = logs.as_ref().map(|(engine, _)| engine.as_ref());
+        let engine = logs
+            .as_ref()
+            .map(|(engine, dir)| (engine.as_ref(), dir.as_path()));
         let runs_dir = context.runs_dir()?;
         scope.spawn(move || {
             let mut run = asking;
@@ -485,7 +492,9 @@ pub fn follow(
                     return;
                 }
                 match (engine, &run.job) {
-                    (Some(engine), Some(job)) => engine.wait_for_change(&job.job_id, STATE_EVERY),
+                    (Some((engine, dir)), Some(job)) => {
+                        engine.wait_for_change(&job.job_id, dir, STATE_EVERY)
+                    }
                     _ => std::thread::sleep(STATE_EVERY),
                 }
             }

@@ -735,7 +735,14 @@ fn kubelet(shared: &Shared, job_name: &str, pod: &str, index: u64, job: &Value, 
     process_env.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
     process_env.push(format!("HOSTNAME={pod}"));
     config["process"]["env"] = json!(process_env);
-    config["process"]["args"] = container["command"].clone();
+    // The kubelet expands `$(VAR)` and `$$` in the command as in the variables' values.
+    config["process"]["args"] = json!(container["command"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| expand(a.as_str().unwrap_or_default(), &env))
+        .collect::<Vec<_>>());
     config["process"]["terminal"] = json!(false);
     config["root"] = json!({"path": rootfs.join("rootfs"), "readonly": true});
     let bundle = shared.dir.join(format!("bundle-{pod}"));
