@@ -15,8 +15,10 @@
 //! `JOB_COMPLETION_INDEX`. `--time` becomes the Job's `activeDeadlineSeconds`, `--gpus`
 //! `nvidia.com/gpu`. The Job is not retried unless the target's `backoff_limit` says so.
 //!
-//! The Job's name is the run's (`terrarium-<run id>`, lowercased): every call finds it from the
-//! run's id, never from a record.
+//! The Job is created suspended and resumed once its run is recorded ([`Engine::recorded`]).
+//! Its name is the run's (`terrarium-<run id>`, lowercased), and the cluster and namespace it
+//! was created in are kept beside the run's logs ([`CLUSTER_RECORD`]): every later call about
+//! the run goes there, and a record naming another Job is refused.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,7 +27,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 
@@ -592,6 +597,9 @@ impl Kubernetes {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let mut spec = json!({
+            // Created suspended, resumed once the run is recorded (`Engine::recorded`): a
+            // submitter stopped in between leaves a Job that never runs, not one unrecorded.
+            "suspend": true,
             "backoffLimit": backoff,
             "template": {
                 "metadata": { "labels": labels },
@@ -1133,16 +1141,21 @@ impl Engine for Kubernetes {
             .map_err(|e| ComputeError::io(&cluster, "write", e))?;
             let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
             let name = job_name(&job.run_id);
-            let created = jobs
-                .create(&PostParams::default(), &typed)
-                .await
-                .map_err(|e| {
-                    self.failed(
+            let created = match jobs.create(&PostParams::default(), &typed).await {
+                Ok(created) => created,
+                Err(err) => {
+                    // No answer does not mean no Job: one created anyway is suspended, and is
+                    // deleted here so that it does not linger.
+                    if !matches!(err, kube::Error::Api(_)) {
+                        let _ = jobs.delete(&name, &DeleteParams::background()).await;
+                    }
+                    return Err(self.failed(
                         &connection,
                         &format!("creating Job {name} in namespace {}", connection.namespace),
-                        e,
-                    )
-                })?;
+                        err,
+                    ));
+                }
+            };
             let created_name = created.metadata.name.unwrap_or_default();
             if created_name != name {
                 return Err(ComputeError::Answer {
@@ -1223,6 +1236,18 @@ impl Engine for Kubernetes {
 
     fn cancel(&self, job_id: &str) -> Result<(), ComputeError> {
         self.cancel_at(job_id, None)
+    }
+
+    fn recorded(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
+        self.check_run_job(job_id, log_dir)?;
+        self.call(Some(log_dir), |connection| async move {
+            let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
+            let resume = Patch::Merge(json!({ "spec": { "suspend": false } }));
+            jobs.patch(job_id, &PatchParams::default(), &resume)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.failed(&connection, &format!("resuming Job {job_id}"), e))
+        })
     }
 
     fn cancel_in(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {

@@ -784,6 +784,27 @@ fn jobs_run_the_environment_image_on_a_cluster() {
     let jobs = "/apis/batch/v1/namespaces/ml/jobs";
     has("version", &|c| c.method == "GET" && c.uri == "/version");
     has("create", &|c| c.method == "POST" && c.uri.starts_with(jobs));
+    // Created suspended, resumed once the run was recorded.
+    has("resume", &|c| {
+        c.method == "PATCH"
+            && c.uri.starts_with(&format!("{jobs}/{job_name}"))
+            && serde_json::from_str::<Value>(&c.body).unwrap()["spec"]["suspend"] == false
+    });
+    let create = calls
+        .iter()
+        .position(|c| c.method == "POST" && c.body.contains(&job_name))
+        .unwrap();
+    let resume = calls
+        .iter()
+        .position(|c| c.method == "PATCH" && c.uri.contains(&job_name))
+        .unwrap();
+    assert!(create < resume, "{lines:?}");
+    for job in calls.iter().filter(|c| c.method == "POST") {
+        assert_eq!(
+            serde_json::from_str::<Value>(&job.body).unwrap()["spec"]["suspend"],
+            true
+        );
+    }
     has("get", &|c| {
         c.method == "GET" && c.uri.starts_with(&format!("{jobs}/{job_name}"))
     });

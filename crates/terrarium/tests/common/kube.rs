@@ -316,6 +316,9 @@ async fn handle(
                 _ => status(404, "NotFound", &format!("jobs.batch \"{name}\" not found")),
             }
         }
+        ("PATCH", ["apis", "batch", "v1", "namespaces", ns, "jobs", name]) => {
+            patch_job(&shared, ns, name, &headers, &body)
+        }
         ("DELETE", ["apis", "batch", "v1", "namespaces", ns, "jobs", name]) => {
             delete_job(&shared, ns, name, &body)
         }
@@ -497,15 +500,37 @@ fn create_job(shared: &Shared, ns: &str, body: &[u8]) -> Response {
     if job["spec"]["completionMode"].is_null() {
         job["spec"]["completionMode"] = json!("NonIndexed");
     }
-    job["status"] = json!({"startTime": now(), "active": completions, "ready": 0});
+    let suspended = job["spec"]["suspend"] == true;
+    job["status"] = if suspended {
+        json!({"active": 0, "ready": 0, "conditions": [{"type": "Suspended", "status": "True",
+            "reason": "JobSuspended", "message": "Job suspended",
+            "lastProbeTime": now(), "lastTransitionTime": now()}]})
+    } else {
+        json!({"startTime": now(), "active": completions, "ready": 0})
+    };
     state.jobs.insert(name.clone(), job.clone());
     drop(state);
+    if !suspended {
+        run_job(shared, &name, &job);
+    }
+    let _ = shared.changes.send(name);
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        job.to_string(),
+    )
+        .into_response()
+}
+
+/// The job controller starts a Job (created, or resumed): its pods, and its deadline.
+fn run_job(shared: &Shared, name: &str, job: &Value) {
+    let completions = job["spec"]["completions"].as_u64().unwrap_or(1);
     for index in 0..completions {
-        start_pod(shared, &name, index);
+        start_pod(shared, name, index);
     }
     if let Some(deadline) = job["spec"]["activeDeadlineSeconds"].as_u64() {
         let shared = shared.clone();
-        let name = name.clone();
+        let name = name.to_string();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(deadline));
             fail_job(
@@ -516,13 +541,52 @@ fn create_job(shared: &Shared, ns: &str, body: &[u8]) -> Response {
             );
         });
     }
-    let _ = shared.changes.send(name);
-    (
-        StatusCode::CREATED,
-        [("content-type", "application/json")],
-        job.to_string(),
-    )
-        .into_response()
+}
+
+/// A merge patch of a Job: only `spec.suspend` is taken (resuming starts it).
+fn patch_job(shared: &Shared, ns: &str, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let merge = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/merge-patch+json"));
+    if !merge {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            "the fake takes merge patches only",
+        );
+    }
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let mut state = shared.state.lock().unwrap();
+    let version = state.bump();
+    let Some(job) = state
+        .jobs
+        .get_mut(name)
+        .filter(|j| j["metadata"]["namespace"] == ns)
+    else {
+        return status(404, "NotFound", &format!("jobs.batch \"{name}\" not found"));
+    };
+    let was_suspended = job["spec"]["suspend"] == true;
+    if let Some(suspend) = patch["spec"]["suspend"].as_bool() {
+        job["spec"]["suspend"] = json!(suspend);
+    }
+    let resumed = was_suspended && job["spec"]["suspend"] == false;
+    if resumed {
+        let completions = job["spec"]["completions"].as_u64().unwrap_or(1);
+        job["status"] = json!({"startTime": now(), "active": completions, "ready": 0,
+            "conditions": [{"type": "Suspended", "status": "False", "reason": "JobResumed",
+                "message": "Job resumed", "lastProbeTime": now(), "lastTransitionTime": now()}]});
+    }
+    job["metadata"]["resourceVersion"] = json!(version);
+    let answer = job.clone();
+    drop(state);
+    if resumed {
+        run_job(shared, name, &answer);
+    }
+    let _ = shared.changes.send(name.to_string());
+    ok(answer)
 }
 
 fn delete_job(shared: &Shared, ns: &str, name: &str, body: &[u8]) -> Response {
