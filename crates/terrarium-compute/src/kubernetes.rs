@@ -323,6 +323,23 @@ fn check_private(path: &Path) -> Result<(), String> {
     }
 }
 
+/// The runtime every call to a cluster runs on: one per process, kept, since the clients it
+/// made run their connections on it.
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|err| format!("cannot start a runtime: {err}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// The Job of a run: `terrarium-<run id>`, lowercased, `_` as `-`.
 pub fn job_name(run_id: &str) -> String {
     format!(
@@ -417,14 +434,10 @@ impl Kubernetes {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T, ComputeError>>,
     {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|err| self.engine_error(format!("cannot start a runtime: {err}")))?;
+        let runtime = runtime().map_err(|err| self.engine_error(err))?;
         runtime.block_on(async {
-            let config = self.config().await?;
-            let mut namespace = self.namespace(&config);
-            let url = config.cluster_url.to_string();
+            let (client, url, default_namespace) = self.client().await?;
+            let mut namespace = default_namespace;
             if let Some((server, pinned)) = log_dir.map(|d| self.pinned(d)).transpose()?.flatten() {
                 if server != url {
                     return Err(self.engine_error(format!(
@@ -433,8 +446,6 @@ impl Kubernetes {
                 }
                 namespace = pinned;
             }
-            let client = kube::Client::try_from(config)
-                .map_err(|err| self.engine_error(format!("cannot make a client: {err}")))?;
             call(Connection {
                 client,
                 namespace,
@@ -442,6 +453,39 @@ impl Kubernetes {
             })
             .await
         })
+    }
+
+    /// The client of this target's kubeconfig and context, its server and namespace: made
+    /// once per process and kept, so that a follower does not read the kubeconfig, or run its
+    /// credential program (`exec`), at every ask; the client refreshes an expired token itself.
+    async fn client(&self) -> Result<(kube::Client, String, String), ComputeError> {
+        type Clients = std::collections::HashMap<String, (kube::Client, String, String)>;
+        static CLIENTS: std::sync::Mutex<Option<Clients>> = std::sync::Mutex::new(None);
+        let key = format!(
+            "{:?}\0{:?}\0{:?}",
+            self.target.option("kubeconfig"),
+            self.target.option("context"),
+            self.target.option("namespace")
+        );
+        if let Some(found) = CLIENTS
+            .lock()
+            .ok()
+            .and_then(|clients| clients.as_ref().and_then(|c| c.get(&key).cloned()))
+        {
+            return Ok(found);
+        }
+        let config = self.config().await?;
+        let namespace = self.namespace(&config);
+        let url = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config)
+            .map_err(|err| self.engine_error(format!("cannot make a client: {err}")))?;
+        let made = (client, url, namespace);
+        if let Ok(mut clients) = CLIENTS.lock() {
+            clients
+                .get_or_insert_with(Default::default)
+                .insert(key, made.clone());
+        }
+        Ok(made)
     }
 
     /// The cluster and namespace a run's Job was created in (recorded at submit), if any.
@@ -1090,10 +1134,7 @@ impl Engine for Kubernetes {
     }
 
     fn render(&self, job: &JobSpec) -> Result<String, ComputeError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|err| self.engine_error(format!("cannot start a runtime: {err}")))?;
+        let runtime = runtime().map_err(|err| self.engine_error(err))?;
         let config = runtime.block_on(self.config())?;
         let namespace = self.namespace(&config);
         let manifest = self.manifest(job, &namespace)?;
@@ -1202,8 +1243,19 @@ impl Engine for Kubernetes {
                     limit_bytes: Some(LOG_LIMIT),
                     ..LogParams::default()
                 };
-                match api.logs(name, &params).await {
-                    Ok(text) => texts.push((index, text)),
+                let read = async {
+                    use futures_util::AsyncReadExt;
+                    let mut stream = std::pin::pin!(api.log_stream(name, &params).await?);
+                    let mut bytes = Vec::new();
+                    stream
+                        .read_to_end(&mut bytes)
+                        .await
+                        .map_err(kube::Error::ReadEvents)?;
+                    Ok::<_, kube::Error>(bytes)
+                };
+                match read.await {
+                    // A program's output need not be UTF-8: shown as it can be.
+                    Ok(bytes) => texts.push((index, String::from_utf8_lossy(&bytes).into_owned())),
                     // A pod that has not started has no log yet; one that is gone has none.
                     Err(kube::Error::Api(status)) if matches!(status.code, 400 | 404) => {}
                     Err(err) => {

@@ -697,8 +697,13 @@ fn jobs_run_the_environment_image_on_a_cluster() {
     assert!(logs.contains("alpha 1.0"), "{logs}");
 
     // A failing command: its exit code, and the Job's reason; no retry (backoffLimit 0).
-    let run = run_on(&[], "raise SystemExit(3)");
+    let run = run_on(
+        &[],
+        "import sys; sys.stdout.buffer.write(b'bytes \\xff end\\n'); sys.stdout.flush(); raise SystemExit(3)",
+    );
     assert_eq!(run.code, 3, "{}", run.stderr);
+    // Output that is not UTF-8 is shown as it can be, not taken for an unreachable cluster.
+    assert!(run.stdout.contains("bytes \u{fffd} end"), "{}", run.stdout);
     let failed = &cx.run(&["runs", "list", "--json"]).success().json()[0];
     assert_eq!(failed["state"], "failed", "{failed}");
     assert!(
