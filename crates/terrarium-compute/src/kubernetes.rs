@@ -298,10 +298,16 @@ fn check_tolerations(value: &str) -> Result<(), String> {
 /// A kubeconfig a target names (a record any contributor may write) is read only when no one
 /// but this user (or root) can change it, as ssh treats its config: a kubeconfig names programs
 /// that are run for credentials (`exec`), so one that others can write would run their code.
-fn check_private(path: &Path) -> Result<(), String> {
+///
+/// The file is opened once and the checks are of the opened file, whose bytes are then the
+/// ones parsed: swapping the path (or a link on it) between the check and the read cannot
+/// slip another file in.
+fn read_private(path: &Path) -> Result<String, String> {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let meta =
-        std::fs::metadata(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let cannot = |err: std::io::Error| format!("cannot read {}: {err}", path.display());
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
     let me = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -313,7 +319,9 @@ fn check_private(path: &Path) -> Result<(), String> {
         });
     let owner_ok = meta.uid() == 0 || Some(meta.uid()) == me;
     if owner_ok && meta.mode() & 0o022 == 0 {
-        Ok(())
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot)?;
+        Ok(text)
     } else {
         Err(format!(
             "{} can be changed by other users (it is {}); a kubeconfig can name programs to run for credentials, so Terrarium reads only one that is yours alone: `chmod go-w` it, or point the target at your own copy",
@@ -380,8 +388,8 @@ impl Kubernetes {
             reason,
         };
         if let Some(path) = self.target.option("kubeconfig") {
-            check_private(Path::new(path)).map_err(&option)?;
-            return Kubeconfig::read_from(path).map_err(|err| option(format!("{err}")));
+            let text = read_private(Path::new(path)).map_err(&option)?;
+            return Kubeconfig::from_yaml(&text).map_err(|err| option(format!("{path}: {err}")));
         }
         match Kubeconfig::from_env() {
             Ok(Some(config)) => return Ok(config),
