@@ -33,9 +33,13 @@ pub const DRIVER_LOG: &str = "driver.log";
 const DRIVER_PID: &str = "driver.pid";
 const EXIT_CODE: &str = "exit_code";
 const CANCELLED: &str = "cancelled";
-/// Written once the run is recorded; the driver's wrapper waits for it before it starts
-/// `spark-submit`, and gives up after [`RECORD_WAIT_SECONDS`].
+/// The handshake between the submitter and the driver's wrapper: `waiting` is written before
+/// the driver is started; the submitter renames it to `recorded` once the run is recorded, and
+/// the wrapper starts `spark-submit` only then. A wrapper that waited [`RECORD_WAIT_SECONDS`]
+/// renames it to `abandoned` instead and starts nothing; whichever rename comes first wins.
+const WAITING: &str = "waiting";
 const RECORDED: &str = "recorded";
+const ABANDONED: &str = "abandoned";
 /// How long a driver waits for its run to be recorded.
 const RECORD_WAIT_SECONDS: u32 = 60;
 /// The exit code of a driver whose run was never recorded: nothing was started.
@@ -357,6 +361,8 @@ impl Spark {
         let exit = job.log_dir.join(EXIT_CODE);
         let exit = shell_quote(&exit.display().to_string());
         let recorded = shell_quote(&job.log_dir.join(RECORDED).display().to_string());
+        let waiting = shell_quote(&job.log_dir.join(WAITING).display().to_string());
+        let abandoned = shell_quote(&job.log_dir.join(ABANDONED).display().to_string());
         let tries = RECORD_WAIT_SECONDS * 20;
         // With delivery=pack the driver's machine is a node like the others: it builds from
         // the pack into its own node cache.
@@ -369,7 +375,7 @@ impl Spark {
             // outlives a cancel's SIGTERM and records the driver's exit code.
             // Two phases: nothing starts until the run is recorded (the submitter writes
             // `recorded`), so a submitter killed in between leaves no driver behind.
-            format!("trap : TERM INT HUP; n=0; while [ ! -e {recorded} ] && [ $n -lt {tries} ]; do sleep 0.05; n=$((n+1)); done; if [ -e {recorded} ]; then \"$@\"; code=$?; else echo 'terrarium: the run was never recorded; the driver was not started' >&2; code={NOT_RECORDED_EXIT}; fi; echo $code > {exit}.tmp && mv {exit}.tmp {exit}"),
+            format!("trap : TERM INT HUP; n=0; while [ ! -e {recorded} ] && [ $n -lt {tries} ]; do sleep 0.05; n=$((n+1)); done; if [ -e {recorded} ] || ! mv {waiting} {abandoned} 2>/dev/null; then \"$@\"; code=$?; else echo 'terrarium: the run was never recorded; the driver was not started' >&2; code={NOT_RECORDED_EXIT}; fi; echo $code > {exit}.tmp && mv {exit}.tmp {exit}"),
             "terrarium-driver".into(),
             "/bin/bash".into(),
             "-c".into(),
@@ -620,6 +626,8 @@ impl Engine for Spark {
                     .map_err(|e| ComputeError::io(&path, "make executable", e))?;
             }
         }
+        let waiting = job.log_dir.join(WAITING);
+        std::fs::write(&waiting, b"").map_err(|e| ComputeError::io(&waiting, "write", e))?;
         let log_path = job.log_dir.join(DRIVER_LOG);
         let log = std::fs::File::create(&log_path)
             .map_err(|e| ComputeError::io(&log_path, "create", e))?;
@@ -672,8 +680,16 @@ impl Engine for Spark {
 
     fn recorded(&self, job_id: &str, log_dir: &Path) -> Result<(), ComputeError> {
         self.check_job_id(job_id)?;
-        let path = log_dir.join(RECORDED);
-        std::fs::write(&path, b"").map_err(|e| ComputeError::io(&path, "write", e))
+        match std::fs::rename(log_dir.join(WAITING), log_dir.join(RECORDED)) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(ComputeError::Engine {
+                target: self.target.name.clone(),
+                message: format!(
+                    "the driver gave up waiting {RECORD_WAIT_SECONDS} s for its run to be recorded and started nothing; run it again"
+                ),
+            }),
+            Err(err) => Err(ComputeError::io(log_dir.join(RECORDED), "write", err)),
+        }
     }
 
     fn status_in(&self, job_id: &str, log_dir: &Path) -> Result<JobStatus, ComputeError> {
@@ -699,6 +715,13 @@ impl Engine for Spark {
                     )),
                 );
             };
+            if code == NOT_RECORDED_EXIT && log_dir.join(ABANDONED).exists() {
+                return status(
+                    JobState::Failed,
+                    Some(code),
+                    Some("the run was not recorded in time; the driver was not started".into()),
+                );
+            }
             let state = if code == 0 {
                 JobState::Completed
             } else if cancelled.exists() {
