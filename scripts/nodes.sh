@@ -312,22 +312,25 @@ start_ray() {
     echo "export TERRARIUM_TEST_NODES_RAY_ADDRESS=$address TERRARIUM_TEST_NODES_RAY_TOKEN_FILE=$r/token TERRARIUM_TEST_NODES_RAY_WHEELS=$ray_wheels"
 }
 
+# How many nodes the Ray head counts alive.
+ray_alive_nodes() {
+    curl -sf -H "Authorization: Bearer $(cat "$dir/ray/token")" "http://$(node_ip 0):8265/nodes?view=summary" 2>/dev/null \
+        | python3 -c 'import json, sys; print(sum(1 for n in json.load(sys.stdin)["data"]["summary"] if n["raylet"]["state"] == "ALIVE"))' 2>/dev/null || echo 0
+}
+
 # The Ray worker node on node1, joined to the head on node0; waits (up to 2 min) until the
 # cluster has both nodes alive.
 start_ray_worker() {
-    local r="$dir/ray" head_ip address
+    local r="$dir/ray" head_ip
     head_ip=$(node_ip 0)
-    address="http://$head_ip:8265"
     export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$r/token")"
-    local auth=(-H "Authorization: Bearer $RAY_AUTH_TOKEN")
     nsenter --target "$(holder node1)" --net --mount --uts -- setsid "$ray_venv/bin/ray" start --block --address="$head_ip:6379" \
         --node-ip-address="$(node_ip 1)" --num-cpus=2 --temp-dir="$r/n1" --disable-usage-stats \
         </dev/null >>"$r/worker.log" 2>&1 &
     echo $! > "$r/worker.pid"
     local alive_nodes=0
     for _ in $(seq 600); do
-        alive_nodes=$(curl -sf "${auth[@]}" "$address/nodes?view=summary" 2>/dev/null \
-            | python3 -c 'import json, sys; print(sum(1 for n in json.load(sys.stdin)["data"]["summary"] if n["raylet"]["state"] == "ALIVE"))' 2>/dev/null || echo 0)
+        alive_nodes=$(ray_alive_nodes)
         [ "$alive_nodes" -ge 2 ] && break
         alive "$(cat "$r/worker.pid")" || break
         sleep 0.2
@@ -464,8 +467,13 @@ revive_daemon() {
         ;;
     ray)
         [ "$name" = node1 ] || { echo "the Ray worker node is node1 ($name has the head)" >&2; exit 2; }
-        # What is left of the old Ray node goes first (`ray start --block` ends it after a while).
+        # What is left of the old Ray node goes first (`ray start --block` ends it after a while),
+        # and the head must have seen it die, or it would count the old node as the second.
         stop_pid "$dir/ray/worker.pid" group 2
+        for _ in $(seq 600); do
+            [ "$(ray_alive_nodes)" -lt 2 ] && break
+            sleep 0.1
+        done
         start_ray_worker
         ;;
     spark)

@@ -770,20 +770,24 @@ fn a_ray_job_whose_task_nodes_raylet_dies_fails_with_a_reason() {
         &format!("cache={}", cx.path("shared").display()),
     ])
     .success();
-    let driver = "import socket, sys, time\n\
-import ray\n\
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy\n\
-ray.init()\n\
-here = ray.get_runtime_context().get_node_id()\n\
-other = [n['NodeID'] for n in ray.nodes() if n['Alive'] and n['NodeID'] != here][0]\n\
-print('driver on', socket.gethostname(), flush=True)\n\
-@ray.remote(num_cpus=1, max_retries=0)\n\
-def hold(marker):\n\
-    with open(marker, 'w') as f:\n\
-        f.write(socket.gethostname())\n\
-    time.sleep(300)\n\
-ray.get(hold.options(scheduling_strategy=NodeAffinitySchedulingStrategy(other, soft=False)).remote(sys.argv[1]))\n\
-print('the task returned', flush=True)\n";
+    let driver = r#"import socket, sys, time
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+here = ray.get_runtime_context().get_node_id()
+other = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != here][0]
+print("driver on", socket.gethostname(), flush=True)
+
+@ray.remote(num_cpus=1, max_retries=0)
+def hold(marker):
+    with open(marker, "w") as f:
+        f.write(socket.gethostname())
+    time.sleep(300)
+
+pinned = NodeAffinitySchedulingStrategy(other, soft=False)
+ray.get(hold.options(scheduling_strategy=pinned).remote(sys.argv[1]))
+print("the task returned", flush=True)
+"#;
     let marker = cx.path("task-started");
     let id = cx
         .run(&[
@@ -815,12 +819,18 @@ print('the task returned', flush=True)\n";
     );
     let reason = shown["job"]["reason"].as_str().unwrap_or_default();
     assert!(!reason.is_empty(), "{shown}");
+    // The driver's own words say why: Ray's exception for a task whose node died.
     let logs = cx.run(&["runs", "logs", &id]).stdout;
-    eprintln!(
-        "reason: {reason}; the driver's last lines:\n{}",
-        last_lines(&logs, 3)
+    let why = logs
+        .lines()
+        .find(|l| l.starts_with("ray.exceptions."))
+        .unwrap_or_else(|| panic!("no Ray exception in the logs:\n{logs}"));
+    eprintln!("reason: {reason}; the driver: {why}");
+    assert!(
+        why.contains("NodeDiedError") || why.contains("WorkerCrashedError"),
+        "{why}"
     );
-    assert!(!logs.contains("the task returned"), "{logs}");
+    assert!(!logs.lines().any(|l| l == "the task returned"), "{logs}");
 }
 
 /// The last `n` lines of `text`.
