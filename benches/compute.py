@@ -35,6 +35,7 @@ time) and warm. Target: 2 nodes / 1 node close to 1.0, which it is if the nodes 
 Needs: `cargo build --release`, `eval "$(scripts/test-tools.sh)"` (TERRARIUM_UV).
 """
 
+import glob
 import json
 import urllib.request
 import os
@@ -395,6 +396,7 @@ def nodes_main():
         found = dict(kv.split("=", 1) for line in out.splitlines() for kv in line.removeprefix("export ").split())
         conf, nodes_dir = found["TERRARIUM_TEST_NODES_SLURM_CONF"], found["TERRARIUM_TEST_NODES_DIR"]
         node_cache = found["TERRARIUM_TEST_NODES_NODE_CACHE"]
+    pinned = False
     try:
         env = dict(os.environ, SLURM_CONF=conf, UV_PYTHON_DOWNLOADS="never", TERRARIUM_UV=uv,
                    UV_CACHE_DIR=os.path.join(work, "uv-cache"),
@@ -433,41 +435,65 @@ def nodes_main():
         target("warm")
         timed(run("warm", 2), env)
         timed(run("warm", 1), env)
-        warm = {1: [], 2: []}
-        for i in range(NODES_WARM_RUNS):
-            for n in ((1, 2) if i % 2 == 0 else (2, 1)):
-                elapsed, out = timed(run("warm", n), env)
-                assert out.count("first line") == n, out
-                warm[n].append(elapsed)
-        cold = {1: [], 2: []}
-        overlaps = []
-        for i in range(NODES_COLD_RUNS):
-            for n in ((1, 2) if i % 2 == 0 else (2, 1)):
-                sub = target(f"cold{n}x{i}")
-                elapsed, out = timed(run(f"cold{n}x{i}", n), env)
-                assert out.count("first line") == n, out
-                cold[n].append(elapsed)
-                if n == 2 and nodes_dir:
-                    builds = node_builds(nodes_dir, sub)
-                    if len(builds) == 2:
-                        (_, s0, e0), (_, s1, e1) = builds
-                        overlaps.append((min(e0, e1) - max(s0, s1)) / max(e0 - s0, e1 - s1))
-        w1, w2 = statistics.median(warm[1]), statistics.median(warm[2])
-        c1, c2 = statistics.median(cold[1]), statistics.median(cold[2])
         print(f"lock: {len(lock['packages'])} packages; delivery=pack; Slurm on scripts/nodes.sh's two nodes;"
-              f" {os.cpu_count()} cores on this machine, shared by both nodes")
-        print("\n`terrarium run --nodes N` to the job's end (every task printed its line):")
-        print(f"  cold (empty node caches), median of {NODES_COLD_RUNS}:  1 node {c1:6.2f} s   2 nodes {c2:6.2f} s"
-              f"   2 nodes / 1 node = {c2 / c1:.2f}x   (target close to 1.0)")
-        print(f"  warm (built on the nodes), median of {NODES_WARM_RUNS}: 1 node {w1:6.2f} s   2 nodes {w2:6.2f} s"
-              f"   2 nodes / 1 node = {w2 / w1:.2f}x")
-        print(f"  the environment onto the nodes (cold - warm): 1 node {c1 - w1:6.2f} s   2 nodes {c2 - w2:6.2f} s"
-              f"   = {(c2 - w2) / (c1 - w1):.2f}x")
-        if overlaps:
-            print(f"  the two nodes' builds overlapped for {statistics.median(overlaps) * 100:.0f}% of the longer one"
-                  " (median; 100% = fully parallel)")
-        print("  all runs: " + json.dumps({"cold": cold, "warm": warm}))
+              f" {os.cpu_count()} cores on this machine")
+
+        def measure(tag, how):
+            warm = {1: [], 2: []}
+            for i in range(NODES_WARM_RUNS):
+                for n in ((1, 2) if i % 2 == 0 else (2, 1)):
+                    elapsed, out = timed(run("warm", n), env)
+                    assert out.count("first line") == n, out
+                    warm[n].append(elapsed)
+            cold = {1: [], 2: []}
+            overlaps = []
+            # Each node's build (seconds, from its record): on 1 node, and on each of 2.
+            build_seconds = {1: [], 2: []}
+            for i in range(NODES_COLD_RUNS):
+                for n in ((1, 2) if i % 2 == 0 else (2, 1)):
+                    name = f"cold{tag}{n}x{i}"
+                    sub = target(name)
+                    elapsed, out = timed(run(name, n), env)
+                    assert out.count("first line") == n, out
+                    cold[n].append(elapsed)
+                    if nodes_dir:
+                        builds = node_builds(nodes_dir, sub)
+                        assert len(builds) == n, builds
+                        build_seconds[n].extend(end - start for _, start, end in builds)
+                        if n == 2:
+                            (_, s0, e0), (_, s1, e1) = builds
+                            overlaps.append((min(e0, e1) - max(s0, s1)) / max(e0 - s0, e1 - s1))
+            w1, w2 = statistics.median(warm[1]), statistics.median(warm[2])
+            c1, c2 = statistics.median(cold[1]), statistics.median(cold[2])
+            print(f"\n{how}: `terrarium run --nodes N` to the job's end (every task printed its line):")
+            print(f"  cold (empty node caches), median of {NODES_COLD_RUNS}:  1 node {c1:6.2f} s   2 nodes {c2:6.2f} s"
+                  f"   2 nodes / 1 node = {c2 / c1:.2f}x   (target close to 1.0)")
+            print(f"  warm (built on the nodes), median of {NODES_WARM_RUNS}: 1 node {w1:6.2f} s   2 nodes {w2:6.2f} s"
+                  f"   2 nodes / 1 node = {w2 / w1:.2f}x")
+            print(f"  the environment onto the nodes (cold - warm): 1 node {c1 - w1:6.2f} s   2 nodes {c2 - w2:6.2f} s"
+                  f"   = {(c2 - w2) / (c1 - w1):.2f}x")
+            if overlaps:
+                print(f"  each node's build from the pack, median: on 1 node {statistics.median(build_seconds[1]):.2f} s,"
+                      f" on each of 2 {statistics.median(build_seconds[2]):.2f} s;"
+                      f" the two nodes' builds overlapped for {statistics.median(overlaps) * 100:.0f}% of the longer one"
+                      " (100% = fully parallel)")
+            print("  all runs: " + json.dumps({"cold": cold, "warm": warm}))
+
+        measure("s", "both nodes on both cores")
+        # Then each node on a core of its own, as real nodes have their own CPUs: each node's
+        # slurmd (and so every job step it starts) pinned to one core.
+        slurmds = sorted(glob.glob(os.path.join(nodes_dir or "", "slurm", "slurmd-*.pid")))
+        if nodes_dir and len(slurmds) == 2 and (os.cpu_count() or 1) >= 2:
+            pinned = True
+            for core, pidfile in enumerate(slurmds):
+                subprocess.run(["taskset", "-a", "-p", "-c", str(core), open(pidfile).read().strip()],
+                               check=True, capture_output=True)
+            measure("p", "each node's slurmd pinned to a core of its own")
     finally:
+        if pinned:
+            for pidfile in glob.glob(os.path.join(nodes_dir, "slurm", "slurmd-*.pid")):
+                subprocess.run(["taskset", "-a", "-p", "-c", f"0-{(os.cpu_count() or 1) - 1}", open(pidfile).read().strip()],
+                               capture_output=True)
         if started_cluster:
             subprocess.run([os.path.join(ROOT, "scripts", "nodes.sh"), "stop", started_cluster], capture_output=True)
         elif nodes_dir:
