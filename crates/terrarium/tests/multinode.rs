@@ -887,7 +887,7 @@ fn a_spark_job_whose_second_worker_dies_completes_on_the_other() {
          \x20   import os, socket, time\n\
          \x20   host = socket.gethostname()\n\
          \x20   open(os.path.join(marks, f'{host}-{i}-{os.getpid()}'), 'w').close()\n\
-         \x20   time.sleep(3)\n\
+         \x20   time.sleep(2)\n\
          \x20   return (i, host)\n\
          done = sorted(spark.sparkContext.parallelize(range(6), 6).map(slow).collect())\n\
          print('DONE', len(done), 'tasks on', sorted(set(h for _, h in done)), flush=True)\n\
