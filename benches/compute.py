@@ -24,9 +24,18 @@ wheelhouse, each warm (the environment made before) and cold (a new one: Terrari
 cache, Ray with a runtime_env it has not seen). Targets: warm no slower than Ray's warm; cold at
 least 2x faster than runtime_env uv.
 
+Many nodes (`python3 benches/compute.py --nodes`, this section alone): the time to get the
+environment onto 2 nodes against 1 node, on the two-node Slurm of scripts/nodes.sh
+(TERRARIUM_TEST_NODES_SLURM_CONF, or this script starts one with NODES_ENGINES=slurm; needs root),
+delivery=pack, the same 44-wheel lock: `terrarium run --target ... --nodes 2` against `--nodes 1`,
+from the command to the job's end (attached, so every task has printed its line), interleaved,
+cold (an empty node cache on every node: each node builds from the pack, the nodes at the same
+time) and warm. Target: 2 nodes / 1 node close to 1.0, which it is if the nodes build in parallel.
+
 Needs: `cargo build --release`, `eval "$(scripts/test-tools.sh)"` (TERRARIUM_UV).
 """
 
+import glob
 import json
 import urllib.request
 import os
@@ -88,6 +97,8 @@ def first_line_from_sbatch(script, out, env):
 
 
 def main():
+    if "--nodes" in sys.argv[1:]:
+        return nodes_main()
     uv = os.environ.get("TERRARIUM_UV") or shutil.which("uv")
     if not uv:
         sys.exit('set TERRARIUM_UV (eval "$(scripts/test-tools.sh)")')
@@ -337,6 +348,163 @@ def spark_section(work, ws, env, uv):
     print(f"        terrarium / uv+spark-submit = {statistics.median(cold_t) / statistics.median(cold_d):.2f}x")
 
 
+def timed(cmd, env):
+    """Seconds from start until the command ends (it must succeed), and its stdout."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return elapsed, proc.stdout
+
+
+def node_builds(nodes_dir, node_cache_dir):
+    """Each node's build of the environment in NODE_CACHE_DIR (a directory under the nodes' own
+    cache, as this machine sees it in the node's backing directory): (node, start, end), from the
+    build's record: written at its end, with how long it took."""
+    found = []
+    for node in sorted(os.listdir(os.path.join(nodes_dir, "nodes"))):
+        envs = os.path.join(nodes_dir, "nodes", node, "cache", node_cache_dir, "envs")
+        if not os.path.isdir(envs):
+            continue
+        for key in os.listdir(envs):
+            record = os.path.join(envs, key, ".terrarium", "env.json")
+            if os.path.isfile(record):
+                end = os.stat(record).st_mtime
+                with open(record) as f:
+                    found.append((node, end - json.load(f)["build_seconds"], end))
+    return found
+
+
+def nodes_main():
+    """2 nodes against 1 node, delivery=pack, on scripts/nodes.sh's Slurm (see the docstring)."""
+    uv = os.environ.get("TERRARIUM_UV") or shutil.which("uv")
+    if not uv:
+        sys.exit('set TERRARIUM_UV (eval "$(scripts/test-tools.sh)")')
+    if not os.path.exists(BINARY):
+        sys.exit(f"build first: cargo build --release ({BINARY} missing)")
+    build_run.ensure_wheelhouse()
+    work = tempfile.mkdtemp(prefix="terrarium-bench-nodes-")
+    started_cluster = None
+    conf = os.environ.get("TERRARIUM_TEST_NODES_SLURM_CONF")
+    nodes_dir = os.environ.get("TERRARIUM_TEST_NODES_DIR")
+    node_cache = os.environ.get("TERRARIUM_TEST_NODES_NODE_CACHE")
+    if not conf:
+        started_cluster = os.path.join(work, "nodes")
+        out = subprocess.run([os.path.join(ROOT, "scripts", "nodes.sh"), "start", started_cluster],
+                             env=dict(os.environ, NODES_ENGINES="slurm"), check=True, capture_output=True, text=True).stdout
+        found = dict(kv.split("=", 1) for line in out.splitlines() for kv in line.removeprefix("export ").split())
+        conf, nodes_dir = found["TERRARIUM_TEST_NODES_SLURM_CONF"], found["TERRARIUM_TEST_NODES_DIR"]
+        node_cache = found["TERRARIUM_TEST_NODES_NODE_CACHE"]
+    pinned = False
+    try:
+        env = dict(os.environ, SLURM_CONF=conf, UV_PYTHON_DOWNLOADS="never", TERRARIUM_UV=uv,
+                   UV_CACHE_DIR=os.path.join(work, "uv-cache"),
+                   TERRARIUM_CACHE_DIR=os.path.join(work, "cache"))
+        definition = os.path.join(work, "env.yml")
+        with open(definition, "w") as f:
+            f.write("name: bench\npython:\n  interpreter: %s\n  pip:\n    - --no-index\n    - --find-links %s\n"
+                    % (PYTHON, build_run.WHEELHOUSE))
+            for r in build_run.REQUIREMENTS:
+                f.write(f"    - {r}\n")
+        ws = ["--workspace", os.path.join(work, "ws")]
+        subprocess.run([BINARY, *ws, "env", "create", "-f", definition], env=env, check=True, capture_output=True)
+        lock = json.loads(subprocess.run([BINARY, *ws, "env", "lock", "bench", "--json"], env=env, check=True,
+                                         capture_output=True, text=True).stdout)
+        shared = os.path.join(work, "shared")
+        # Each node cache is a directory of its own under the nodes' cache: on each node, that
+        # node's disk (only it sees it).
+        made = []
+
+        def target(name):
+            sub = f"terrarium-bench-{os.getpid()}-{name}"
+            made.append(sub)
+            subprocess.run([BINARY, *ws, "compute", "add", name, "--kind", "slurm", "--set", f"conf={conf}",
+                            "--set", "delivery=pack", "--set", f"cache={shared}",
+                            "--set", f"node_cache={node_cache}/{sub}"], env=env, check=True, capture_output=True)
+            return sub
+
+        def run(name, nodes):
+            return [BINARY, *ws, "run", "--env", "bench", "--target", name, "--nodes", str(nodes),
+                    "--", "python", "-c", PRINT]
+
+        # The pack, written once by a first run (on one node, its cache then thrown away), and
+        # the warm caches: the environment built on both nodes.
+        target("pack")
+        timed(run("pack", 1), env)
+        target("warm")
+        timed(run("warm", 2), env)
+        timed(run("warm", 1), env)
+        print(f"lock: {len(lock['packages'])} packages; delivery=pack; Slurm on scripts/nodes.sh's two nodes;"
+              f" {os.cpu_count()} cores on this machine")
+
+        def measure(tag, how):
+            warm = {1: [], 2: []}
+            for i in range(NODES_WARM_RUNS):
+                for n in ((1, 2) if i % 2 == 0 else (2, 1)):
+                    elapsed, out = timed(run("warm", n), env)
+                    assert out.count("first line") == n, out
+                    warm[n].append(elapsed)
+            cold = {1: [], 2: []}
+            overlaps = []
+            # Each node's build (seconds, from its record): on 1 node, and on each of 2.
+            build_seconds = {1: [], 2: []}
+            for i in range(NODES_COLD_RUNS):
+                for n in ((1, 2) if i % 2 == 0 else (2, 1)):
+                    name = f"cold{tag}{n}x{i}"
+                    sub = target(name)
+                    elapsed, out = timed(run(name, n), env)
+                    assert out.count("first line") == n, out
+                    cold[n].append(elapsed)
+                    if nodes_dir:
+                        builds = node_builds(nodes_dir, sub)
+                        assert len(builds) == n, builds
+                        build_seconds[n].extend(end - start for _, start, end in builds)
+                        if n == 2:
+                            (_, s0, e0), (_, s1, e1) = builds
+                            overlaps.append((min(e0, e1) - max(s0, s1)) / max(e0 - s0, e1 - s1))
+            w1, w2 = statistics.median(warm[1]), statistics.median(warm[2])
+            c1, c2 = statistics.median(cold[1]), statistics.median(cold[2])
+            print(f"\n{how}: `terrarium run --nodes N` to the job's end (every task printed its line):")
+            print(f"  cold (empty node caches), median of {NODES_COLD_RUNS}:  1 node {c1:6.2f} s   2 nodes {c2:6.2f} s"
+                  f"   2 nodes / 1 node = {c2 / c1:.2f}x   (target close to 1.0)")
+            print(f"  warm (built on the nodes), median of {NODES_WARM_RUNS}: 1 node {w1:6.2f} s   2 nodes {w2:6.2f} s"
+                  f"   2 nodes / 1 node = {w2 / w1:.2f}x")
+            print(f"  the environment onto the nodes (cold - warm): 1 node {c1 - w1:6.2f} s   2 nodes {c2 - w2:6.2f} s"
+                  f"   = {(c2 - w2) / (c1 - w1):.2f}x")
+            if overlaps:
+                print(f"  each node's build from the pack, median: on 1 node {statistics.median(build_seconds[1]):.2f} s,"
+                      f" on each of 2 {statistics.median(build_seconds[2]):.2f} s;"
+                      f" the two nodes' builds overlapped for {statistics.median(overlaps) * 100:.0f}% of the longer one"
+                      " (100% = fully parallel)")
+            print("  all runs: " + json.dumps({"cold": cold, "warm": warm}))
+
+        measure("s", "both nodes on both cores")
+        # Then each node on a core of its own, as real nodes have their own CPUs: each node's
+        # slurmd (and so every job step it starts) pinned to one core.
+        slurmds = sorted(glob.glob(os.path.join(nodes_dir or "", "slurm", "slurmd-*.pid")))
+        if nodes_dir and len(slurmds) == 2 and (os.cpu_count() or 1) >= 2:
+            pinned = True
+            for core, pidfile in enumerate(slurmds):
+                subprocess.run(["taskset", "-a", "-p", "-c", str(core), open(pidfile).read().strip()],
+                               check=True, capture_output=True)
+            measure("p", "each node's slurmd pinned to a core of its own")
+    finally:
+        if pinned:
+            for pidfile in glob.glob(os.path.join(nodes_dir, "slurm", "slurmd-*.pid")):
+                subprocess.run(["taskset", "-a", "-p", "-c", f"0-{(os.cpu_count() or 1) - 1}", open(pidfile).read().strip()],
+                               capture_output=True)
+        if started_cluster:
+            subprocess.run([os.path.join(ROOT, "scripts", "nodes.sh"), "stop", started_cluster], capture_output=True)
+        elif nodes_dir:
+            for node in os.listdir(os.path.join(nodes_dir, "nodes")):
+                for sub in made:
+                    shutil.rmtree(os.path.join(nodes_dir, "nodes", node, "cache", sub), ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+NODES_WARM_RUNS = int(os.environ.get("NODES_WARM_RUNS", "5"))
+NODES_COLD_RUNS = int(os.environ.get("NODES_COLD_RUNS", "3"))
 SPARK_RUNS = int(os.environ.get("SPARK_RUNS", "3"))
 RAY_WARM_RUNS = int(os.environ.get("RAY_WARM_RUNS", "5"))
 RAY_COLD_RUNS = int(os.environ.get("RAY_COLD_RUNS", "2"))

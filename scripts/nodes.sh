@@ -20,6 +20,13 @@
 #   eval "$(scripts/nodes.sh start DIR)"   prints the TERRARIUM_TEST_NODES_* variables
 #   scripts/nodes.sh stop DIR               stops every process, and with them the namespaces,
 #                                           the bridge and the mounts; safe to run twice
+#   scripts/nodes.sh kill DIR ENGINE NODE   one node's daemon dies (SIGKILL), as in a crash:
+#                                           slurm: its slurmd alone (a job's steps live on);
+#                                           ray: the worker node's raylet alone (the rest of
+#                                           that Ray node follows it); spark: its worker, with
+#                                           its executors
+#   scripts/nodes.sh revive DIR ENGINE NODE starts that daemon again and waits until the
+#                                           engine has both nodes back
 #
 # Processes are stopped by their pid files only, never by name. When the node and hub
 # processes end, the kernel removes their namespaces, the veth pairs, the bridge and the
@@ -204,6 +211,8 @@ start_slurm() {
     for i in "${!nodes[@]}"; do
         node_lines+="NodeName=${nodes[$i]} NodeHostname=${nodes[$i]} NodeAddr=$(node_ip "$i") CPUs=$cpus Sockets=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=2048 State=UNKNOWN"$'\n'
     done
+    # SlurmdTimeout: a node whose slurmd stops answering is DOWN, and its jobs NODE_FAIL, after
+    # 10 s rather than Slurm's 300 (tests kill one; `scripts/nodes.sh kill DIR slurm NODE`).
     cat > "$s/slurm.conf" <<CONF
 ClusterName=terrarium-nodes
 SlurmctldHost=node0($(node_ip 0))
@@ -233,6 +242,7 @@ SelectTypeParameters=CR_Core
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
+SlurmdTimeout=${NODES_SLURMD_TIMEOUT:-10}
 MinJobAge=3600
 MailProg=/bin/true
 ${node_lines}PartitionName=debug Nodes=$(IFS=,; echo "${nodes[*]}") Default=YES MaxTime=INFINITE State=UP
@@ -242,6 +252,13 @@ CONF
     for name in "${nodes[@]}"; do
         in_ns "$name" slurmd -f "$SLURM_CONF" >&2
     done
+    wait_slurm_idle
+    echo "export TERRARIUM_TEST_NODES_SLURM_CONF=$SLURM_CONF"
+}
+
+# Wait (up to 30 s) until Slurm has every node idle.
+wait_slurm_idle() {
+    export SLURM_CONF="$dir/slurm/slurm.conf"
     local idle=0
     for _ in $(seq 300); do
         idle=$(sinfo -h -N -o %T 2>/dev/null | grep -c '^idle$' || true)
@@ -249,11 +266,10 @@ CONF
         sleep 0.1
     done
     if [ "$idle" -lt "${#nodes[@]}" ]; then
-        echo "slurm did not bring up ${#nodes[@]} idle nodes; see $s/log" >&2
+        echo "slurm did not bring up ${#nodes[@]} idle nodes; see $dir/slurm/log" >&2
         sinfo -N >&2 || true
         exit 1
     fi
-    echo "export TERRARIUM_TEST_NODES_SLURM_CONF=$SLURM_CONF"
 }
 
 start_ray() {
@@ -292,14 +308,29 @@ start_ray() {
         alive "$(cat "$r/head.pid")" || break
         sleep 0.1
     done
+    start_ray_worker
+    echo "export TERRARIUM_TEST_NODES_RAY_ADDRESS=$address TERRARIUM_TEST_NODES_RAY_TOKEN_FILE=$r/token TERRARIUM_TEST_NODES_RAY_WHEELS=$ray_wheels"
+}
+
+# How many nodes the Ray head counts alive.
+ray_alive_nodes() {
+    curl -sf -H "Authorization: Bearer $(cat "$dir/ray/token")" "http://$(node_ip 0):8265/nodes?view=summary" 2>/dev/null \
+        | python3 -c 'import json, sys; print(sum(1 for n in json.load(sys.stdin)["data"]["summary"] if n["raylet"]["state"] == "ALIVE"))' 2>/dev/null || echo 0
+}
+
+# The Ray worker node on node1, joined to the head on node0; waits (up to 2 min) until the
+# cluster has both nodes alive.
+start_ray_worker() {
+    local r="$dir/ray" head_ip
+    head_ip=$(node_ip 0)
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$r/token")"
     nsenter --target "$(holder node1)" --net --mount --uts -- setsid "$ray_venv/bin/ray" start --block --address="$head_ip:6379" \
         --node-ip-address="$(node_ip 1)" --num-cpus=2 --temp-dir="$r/n1" --disable-usage-stats \
-        </dev/null >"$r/worker.log" 2>&1 &
+        </dev/null >>"$r/worker.log" 2>&1 &
     echo $! > "$r/worker.pid"
     local alive_nodes=0
     for _ in $(seq 600); do
-        alive_nodes=$(curl -sf "${auth[@]}" "$address/nodes?view=summary" 2>/dev/null \
-            | python3 -c 'import json, sys; print(sum(1 for n in json.load(sys.stdin)["data"]["summary"] if n["raylet"]["state"] == "ALIVE"))' 2>/dev/null || echo 0)
+        alive_nodes=$(ray_alive_nodes)
         [ "$alive_nodes" -ge 2 ] && break
         alive "$(cat "$r/worker.pid")" || break
         sleep 0.2
@@ -309,7 +340,6 @@ start_ray() {
         tail -20 "$r/head.log" "$r/worker.log" >&2 || true
         exit 1
     fi
-    echo "export TERRARIUM_TEST_NODES_RAY_ADDRESS=$address TERRARIUM_TEST_NODES_RAY_TOKEN_FILE=$r/token TERRARIUM_TEST_NODES_RAY_WHEELS=$ray_wheels"
 }
 
 start_spark() {
@@ -333,19 +363,35 @@ start_spark() {
         curl -sf "http://$master_ip:8080/json/" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    # One core each, so that an application with two gets an executor on each node.
     for i in "${!nodes[@]}"; do
-        local name="${nodes[$i]}" ip
-        ip=$(node_ip "$i")
-        mkdir -p "$sp/work-$name"
-        nsenter --target "$(holder "$name")" --net --mount --uts -- env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$ip" SPARK_LOG_DIR="$sp/logs" \
-            SPARK_WORKER_DIR="$sp/work-$name" \
-            setsid "$spark_home/bin/spark-class" org.apache.spark.deploy.worker.Worker \
-            --host "$ip" --webui-port 8081 --cores 1 --memory 1g --work-dir "$sp/work-$name" \
-            "spark://$master_ip:7077" </dev/null >"$sp/logs/worker-$name.out" 2>&1 &
-        echo $! > "$sp/$name-worker.pid"
+        start_spark_worker "$i"
     done
-    local alive=0
+    wait_spark_workers
+    echo "export TERRARIUM_TEST_NODES_SPARK_MASTER=spark://$master_ip:7077 TERRARIUM_TEST_NODES_SPARK_MASTER_UI=http://$master_ip:8080 TERRARIUM_TEST_NODES_SPARK_WHEELS=$spark_wheels TERRARIUM_TEST_NODES_LOGIN_IP=$login_ip"
+}
+
+# A Spark worker on node number I, with one core, so that an application with two gets an
+# executor on each node.
+start_spark_worker() {
+    local i="$1" sp="$dir/spark" spark_home master_ip name ip
+    spark_home=$("$spark_venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')
+    master_ip=$(node_ip 0)
+    name="${nodes[$i]}"
+    ip=$(node_ip "$i")
+    mkdir -p "$sp/work-$name"
+    unset SPARK_NO_DAEMONIZE
+    nsenter --target "$(holder "$name")" --net --mount --uts -- env SPARK_HOME="$spark_home" SPARK_LOCAL_IP="$ip" SPARK_LOG_DIR="$sp/logs" \
+        SPARK_WORKER_DIR="$sp/work-$name" \
+        setsid "$spark_home/bin/spark-class" org.apache.spark.deploy.worker.Worker \
+        --host "$ip" --webui-port 8081 --cores 1 --memory 1g --work-dir "$sp/work-$name" \
+        "spark://$master_ip:7077" </dev/null >>"$sp/logs/worker-$name.out" 2>&1 &
+    echo $! > "$sp/$name-worker.pid"
+}
+
+# Wait (up to 60 s) until the master has a worker alive on every node.
+wait_spark_workers() {
+    local sp="$dir/spark" master_ip alive=0
+    master_ip=$(node_ip 0)
     for _ in $(seq 600); do
         alive=$(curl -sf "http://$master_ip:8080/json/" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin).get("aliveworkers", 0))' 2>/dev/null || echo 0)
         [ "$alive" -ge "${#nodes[@]}" ] && break
@@ -356,7 +402,88 @@ start_spark() {
         tail -20 "$sp/logs/"*.out >&2 || true
         exit 1
     fi
-    echo "export TERRARIUM_TEST_NODES_SPARK_MASTER=spark://$master_ip:7077 TERRARIUM_TEST_NODES_SPARK_MASTER_UI=http://$master_ip:8080 TERRARIUM_TEST_NODES_SPARK_WHEELS=$spark_wheels TERRARIUM_TEST_NODES_LOGIN_IP=$login_ip"
+}
+
+# The number of NODE (node0 -> 0), or exit.
+node_number() {
+    local i
+    for i in "${!nodes[@]}"; do
+        [ "${nodes[$i]}" = "$1" ] && { echo "$i"; return; }
+    done
+    echo "no node $1 (the nodes: ${nodes[*]})" >&2
+    exit 2
+}
+
+# The pids of the processes in process group PGID whose command is COMM.
+group_members() {
+    local pgid="$1" comm="$2" proc stat rest pgrp
+    for proc in /proc/[0-9]*; do
+        stat=$(cat "$proc/stat" 2>/dev/null) || continue
+        # After `(comm) `: state ppid pgrp ...
+        rest=${stat##*) }
+        read -r _ _ pgrp _ <<<"$rest"
+        [ "$pgrp" = "$pgid" ] || continue
+        [ "$(cat "$proc/comm" 2>/dev/null)" = "$comm" ] && echo "${proc#/proc/}"
+    done
+}
+
+# One node's daemon dies by SIGKILL. Found by our pid files (and, for the raylet, in the process
+# group of the Ray node we started), never by name alone.
+kill_daemon() {
+    local engine="$1" name="$2" pid
+    node_number "$name" >/dev/null
+    case "$engine" in
+    slurm)
+        pid=$(cat "$dir/slurm/slurmd-$name.pid")
+        kill -KILL "$pid"
+        ;;
+    ray)
+        [ "$name" = node1 ] || { echo "the Ray worker node is node1 ($name has the head)" >&2; exit 2; }
+        pid=$(group_members "$(cat "$dir/ray/worker.pid")" raylet)
+        [ -n "$pid" ] || { echo "no raylet in the group of $dir/ray/worker.pid" >&2; exit 1; }
+        kill -KILL $pid
+        ;;
+    spark)
+        pid=$(cat "$dir/spark/$name-worker.pid")
+        # The worker's whole group: the JVM and the executors it forked, as when a node dies.
+        kill -KILL -- "-$pid"
+        ;;
+    *) echo "unknown engine $engine (slurm, ray, spark)" >&2; exit 2 ;;
+    esac
+    echo "killed $engine on $name: pid $pid" >&2
+}
+
+# Start a killed daemon again, and wait until the engine has every node back.
+revive_daemon() {
+    local engine="$1" name="$2" i
+    i=$(node_number "$name")
+    case "$engine" in
+    slurm)
+        export SLURM_CONF="$dir/slurm/slurm.conf"
+        if ! alive "$(cat "$dir/slurm/slurmd-$name.pid" 2>/dev/null || echo 0)"; then
+            in_ns "$name" slurmd -f "$SLURM_CONF" >&2
+        fi
+        wait_slurm_idle
+        ;;
+    ray)
+        [ "$name" = node1 ] || { echo "the Ray worker node is node1 ($name has the head)" >&2; exit 2; }
+        # What is left of the old Ray node goes first (`ray start --block` ends it after a while),
+        # and the head must have seen it die, or it would count the old node as the second.
+        stop_pid "$dir/ray/worker.pid" group 2
+        for _ in $(seq 600); do
+            [ "$(ray_alive_nodes)" -lt 2 ] && break
+            sleep 0.1
+        done
+        start_ray_worker
+        ;;
+    spark)
+        stop_pid "$dir/spark/$name-worker.pid" group 2
+        start_spark_worker "$i"
+        wait_spark_workers
+        ;;
+    *) echo "unknown engine $engine (slurm, ray, spark)" >&2; exit 2 ;;
+    esac
+    echo "revived $engine on $name" >&2
 }
 
 case "$action" in
@@ -381,8 +508,13 @@ start)
 stop)
     stop
     ;;
+kill | revive)
+    [ -d "$dir/ns" ] || { echo "no cluster in $dir" >&2; exit 1; }
+    dir=$(cd "$dir" && pwd)
+    "${action}_daemon" "${3:?engine: slurm, ray or spark}" "${4:?node}"
+    ;;
 *)
-    echo "usage: scripts/nodes.sh start|stop DIR" >&2
+    echo "usage: scripts/nodes.sh start|stop DIR, or kill|revive DIR ENGINE NODE" >&2
     exit 2
     ;;
 esac

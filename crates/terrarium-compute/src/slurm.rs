@@ -315,6 +315,10 @@ impl Slurm {
                     .display()
             ),
             "--export=ALL".into(),
+            // A run is one attempt: a job whose node fails ends NODE_FAIL (`node_failed`)
+            // rather than going back to the queue, as it would on a cluster with Slurm's
+            // default JobRequeue=1, to wait there for as many nodes again and run a second time.
+            "--no-requeue".into(),
         ]
     }
 }
@@ -630,6 +634,7 @@ mod tests {
             "#SBATCH --qos=high",
             "TOKEN (secret), OMP",
             "exec srun --kill-on-bad-exit=1",
+            " --no-requeue ",
             "exec flock --shared /shared/envs/abc.lock /bin/bash -c ",
             "'0.1 0.2'",
         ] {

@@ -3,13 +3,121 @@
 //! each has its own hostname, its own address on a private bridge, and its own node-local
 //! cache that the others cannot see; the test's workspace and caches are on the filesystem
 //! they all share. Each test is skipped when its cluster's variable is unset.
+//!
+//! Some tests kill one node's daemon mid-job (`scripts/nodes.sh kill`) and start it again
+//! after (`revive`): they have their engine's nodes to themselves, through [`SLURM`], [`RAY`]
+//! and [`SPARK`], which the other tests of that engine hold shared.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use common::{make_wheels, uv_available, TestContext};
+
+/// Each engine's nodes: shared by the tests that only run jobs, exclusive to one that kills a
+/// daemon.
+static SLURM: RwLock<()> = RwLock::new(());
+static RAY: RwLock<()> = RwLock::new(());
+static SPARK: RwLock<()> = RwLock::new(());
+
+fn shared(lock: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn exclusive(lock: &RwLock<()>) -> RwLockWriteGuard<'_, ()> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `scripts/nodes.sh ACTION DIR ENGINE NODE`, on the nodes of `TERRARIUM_TEST_NODES_DIR`.
+fn nodes_sh(action: &str, engine: &str, node: &str) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nodes.sh");
+    let dir = std::env::var("TERRARIUM_TEST_NODES_DIR").unwrap();
+    Command::new(script)
+        .args([action, &dir, engine, node])
+        .output()
+        .unwrap()
+}
+
+/// One node's daemon, killed by `scripts/nodes.sh kill`, and started again (`revive`, which
+/// waits until the engine has both nodes back) when this is dropped, when the test fails too.
+struct Killed {
+    engine: &'static str,
+    node: &'static str,
+    at: Instant,
+}
+
+impl Killed {
+    fn now(engine: &'static str, node: &'static str) -> Self {
+        let killed = Self {
+            engine,
+            node,
+            at: Instant::now(),
+        };
+        let out = nodes_sh("kill", engine, node);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        killed
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let started = Instant::now();
+        let out = nodes_sh("revive", self.engine, self.node);
+        eprintln!(
+            "{} on {} revived in {:?}",
+            self.engine,
+            self.node,
+            started.elapsed()
+        );
+        if !out.status.success() && !std::thread::panicking() {
+            panic!(
+                "could not revive {} on {}: {}",
+                self.engine,
+                self.node,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// The output of `command`, which must end within `seconds`: killed, and the test failed, if
+/// it hangs.
+fn within(mut command: Command, seconds: u64) -> common::Run {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || send.send(child.wait_with_output()));
+    match receive.recv_timeout(Duration::from_secs(seconds)) {
+        Ok(output) => output.unwrap().into(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{command:?} hung: still running after {seconds} s");
+        }
+    }
+}
+
+/// Poll until `done` holds, failing after `seconds`.
+fn poll(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not after {seconds} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// A variable `scripts/nodes.sh start` prints, or `None` with a message saying how to get it.
 fn nodes_var(name: &str) -> Option<String> {
@@ -254,6 +362,7 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
     if !uv_available() {
         return;
     }
+    let _nodes = shared(&SLURM);
     let node_cache = std::env::var("TERRARIUM_TEST_NODES_NODE_CACHE").unwrap();
     let backing = PathBuf::from(std::env::var("TERRARIUM_TEST_NODES_DIR").unwrap()).join("nodes");
     let caches = node_caches();
@@ -364,6 +473,7 @@ fn a_ray_job_whose_tasks_land_on_both_nodes_sees_the_same_environment() {
     if !uv_available() {
         return;
     }
+    let _nodes = shared(&RAY);
     let token_file = std::env::var("TERRARIUM_TEST_NODES_RAY_TOKEN_FILE").unwrap();
     let ray_wheels = std::env::var("TERRARIUM_TEST_NODES_RAY_WHEELS").unwrap();
     let node_cache = std::env::var("TERRARIUM_TEST_NODES_NODE_CACHE").unwrap();
@@ -454,6 +564,7 @@ fn a_spark_jobs_executors_on_both_nodes_use_the_environment() {
     if !uv_available() {
         return;
     }
+    let _nodes = shared(&SPARK);
     let master_ui = std::env::var("TERRARIUM_TEST_NODES_SPARK_MASTER_UI").unwrap();
     let wheels = std::env::var("TERRARIUM_TEST_NODES_SPARK_WHEELS").unwrap();
     let login_ip = std::env::var("TERRARIUM_TEST_NODES_LOGIN_IP").unwrap();
@@ -548,4 +659,284 @@ fn a_spark_jobs_executors_on_both_nodes_use_the_environment() {
         "{}",
         out.stdout
     );
+}
+
+/// A task that says where it runs, then holds its node for five minutes.
+const HOLD: &str = "import socket, time\n\
+print('RUNNING on', socket.gethostname(), flush=True)\n\
+time.sleep(300)\n";
+
+/// `runs wait ID` after one of the run's nodes died: it returns (within `seconds`), and the
+/// run's record, shown as JSON, is final.
+fn wait_after_kill(
+    cx: &TestContext,
+    id: &str,
+    killed: &Killed,
+    seconds: u64,
+) -> (common::Run, serde_json::Value) {
+    let mut wait = cx.command();
+    wait.args(["runs", "wait", id]);
+    let waited = within(wait, seconds);
+    eprintln!(
+        "`runs wait` returned {:?} after the kill, with {}",
+        killed.at.elapsed(),
+        waited.code
+    );
+    let shown = cx.run(&["runs", "show", id, "--json"]).success().json();
+    (waited, shown)
+}
+
+/// A `--nodes 2` Slurm job running on both nodes, whose second node's slurmd dies (that daemon
+/// alone: the job's step there lives on, silent): Slurm finds the node not answering after
+/// SlurmdTimeout (10 s in scripts/nodes.sh, about 25 s in all with its pings), sets it DOWN and
+/// ends the job NODE_FAIL, which is the run's end, `node_failed`, not a requeue; `runs wait`
+/// returns.
+#[test]
+fn a_slurm_job_whose_second_nodes_slurmd_dies_ends_node_failed() {
+    let Some(conf) = nodes_var("TERRARIUM_TEST_NODES_SLURM_CONF") else {
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let _nodes = exclusive(&SLURM);
+    let cx = pip_environment("kn", &[], &[]);
+    cx.run(&[
+        "compute",
+        "add",
+        "nodes",
+        "--kind",
+        "slurm",
+        "--set",
+        &format!("conf={conf}"),
+        "--set",
+        &format!("cache={}", cx.path("shared").display()),
+    ])
+    .success();
+    let id = cx
+        .run(&[
+            "run", "--detach", "--env", "kn", "--target", "nodes", "--nodes", "2", "--", "python",
+            "-c", HOLD,
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let dir = cx.workspace().join("runs").join(&id);
+    let log =
+        |task: &str| std::fs::read_to_string(dir.join(format!("{task}.log"))).unwrap_or_default();
+    poll("a task running on each node", 60, || {
+        log("task-0").contains("RUNNING on") && log("task-1").contains("RUNNING on")
+    });
+    let mut hosts = vec![log("task-0"), log("task-1")];
+    hosts.sort();
+    assert!(hosts[0].contains("RUNNING on node0"), "{hosts:?}");
+    assert!(hosts[1].contains("RUNNING on node1"), "{hosts:?}");
+
+    let killed = Killed::now("slurm", "node1");
+    let (waited, shown) = wait_after_kill(&cx, &id, &killed, 90);
+    assert_ne!(waited.code, 0, "{}", waited.stderr);
+    assert_eq!(shown["state"], "node_failed", "{shown}");
+    assert_eq!(shown["job"]["nodes"], 2, "{shown}");
+    eprintln!("reason: {}", shown["job"]["reason"]);
+}
+
+/// A Ray job whose task runs on the worker node (pinned there, no retries), whose raylet dies:
+/// the task fails, the driver with it, and the run ends `failed` (or `lost`) with a reason;
+/// `runs wait` returns.
+#[test]
+fn a_ray_job_whose_task_nodes_raylet_dies_fails_with_a_reason() {
+    let Some(address) = nodes_var("TERRARIUM_TEST_NODES_RAY_ADDRESS") else {
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let _nodes = exclusive(&RAY);
+    let token_file = std::env::var("TERRARIUM_TEST_NODES_RAY_TOKEN_FILE").unwrap();
+    let ray_wheels = std::env::var("TERRARIUM_TEST_NODES_RAY_WHEELS").unwrap();
+    let cx = pip_environment("rk", &[&ray_wheels], &["ray==2.60.0"]);
+    cx.run(&[
+        "compute",
+        "add",
+        "cluster",
+        "--kind",
+        "ray",
+        "--set",
+        &format!("address={address}"),
+        "--set",
+        &format!("token_file={token_file}"),
+        "--set",
+        &format!("cache={}", cx.path("shared").display()),
+    ])
+    .success();
+    let driver = r#"import socket, sys, time
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+here = ray.get_runtime_context().get_node_id()
+other = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != here][0]
+print("driver on", socket.gethostname(), flush=True)
+
+@ray.remote(num_cpus=1, max_retries=0)
+def hold(marker):
+    with open(marker, "w") as f:
+        f.write(socket.gethostname())
+    time.sleep(300)
+
+pinned = NodeAffinitySchedulingStrategy(other, soft=False)
+ray.get(hold.options(scheduling_strategy=pinned).remote(sys.argv[1]))
+print("the task returned", flush=True)
+"#;
+    let marker = cx.path("task-started");
+    let id = cx
+        .run(&[
+            "run",
+            "--detach",
+            "--env",
+            "rk",
+            "--target",
+            "cluster",
+            "--",
+            "python",
+            "-c",
+            driver,
+            &marker.display().to_string(),
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    poll("the task running on node1", 120, || {
+        std::fs::read_to_string(&marker).is_ok_and(|host| host == "node1")
+    });
+
+    let killed = Killed::now("ray", "node1");
+    let (_, shown) = wait_after_kill(&cx, &id, &killed, 120);
+    assert!(
+        shown["state"] == "failed" || shown["state"] == "lost",
+        "{shown}"
+    );
+    let reason = shown["job"]["reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "{shown}");
+    // The driver's own words say why: Ray's exception for a task whose node died.
+    let logs = cx.run(&["runs", "logs", &id]).stdout;
+    let why = logs
+        .lines()
+        .find(|l| l.starts_with("ray.exceptions."))
+        .unwrap_or_else(|| panic!("no Ray exception in the logs:\n{logs}"));
+    eprintln!("reason: {reason}; the driver: {why}");
+    assert!(
+        why.contains("NodeDiedError") || why.contains("WorkerCrashedError"),
+        "{why}"
+    );
+    assert!(!logs.lines().any(|l| l == "the task returned"), "{logs}");
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A Spark job with an executor on each node, whose second node's worker dies (with its
+/// executor) mid-job: Spark runs the lost tasks again on the other node's executor and the job
+/// completes, every task's result there; the run does not hang.
+#[test]
+fn a_spark_job_whose_second_worker_dies_completes_on_the_other() {
+    let Some(master) = nodes_var("TERRARIUM_TEST_NODES_SPARK_MASTER") else {
+        return;
+    };
+    if !uv_available() {
+        return;
+    }
+    let _nodes = exclusive(&SPARK);
+    let master_ui = std::env::var("TERRARIUM_TEST_NODES_SPARK_MASTER_UI").unwrap();
+    let wheels = std::env::var("TERRARIUM_TEST_NODES_SPARK_WHEELS").unwrap();
+    let login_ip = std::env::var("TERRARIUM_TEST_NODES_LOGIN_IP").unwrap();
+    let cx = pip_environment("sk", &[&wheels], &["pyspark"]);
+    cx.run(&[
+        "compute",
+        "add",
+        "standalone",
+        "--kind",
+        "spark",
+        "--set",
+        &format!("master={master}"),
+        "--set",
+        &format!("master_ui={master_ui}"),
+        "--set",
+        &format!("cache={}", cx.path("shared").display()),
+        "--set",
+        "executor_cores=1",
+        "--set",
+        "executor_memory=512m",
+        "--set",
+        "conf=spark.cores.max=2;spark.scheduler.minRegisteredResourcesRatio=1.0;spark.scheduler.maxRegisteredResourcesWaitingTime=120s;spark.ui.enabled=false",
+    ])
+    .success();
+    let marks = cx.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    cx.write(
+        "job.py",
+        "import os, sys\n\
+         from pyspark.sql import SparkSession\n\
+         spark = SparkSession.builder.getOrCreate()\n\
+         marks = sys.argv[1]\n\
+         def slow(i):\n\
+         \x20   import os, socket, time\n\
+         \x20   host = socket.gethostname()\n\
+         \x20   open(os.path.join(marks, f'{host}-{i}-{os.getpid()}'), 'w').close()\n\
+         \x20   time.sleep(2)\n\
+         \x20   return (i, host)\n\
+         done = sorted(spark.sparkContext.parallelize(range(6), 6).map(slow).collect())\n\
+         print('DONE', len(done), 'tasks on', sorted(set(h for _, h in done)), flush=True)\n\
+         spark.stop()\n",
+    );
+    let mut run = cx.command();
+    run.current_dir(cx.path(""))
+        .env("SPARK_LOCAL_IP", &login_ip)
+        .args([
+            "run",
+            "--env",
+            "sk",
+            "--target",
+            "standalone",
+            "--",
+            "python",
+            "job.py",
+        ])
+        .arg(&marks);
+    let started = Instant::now();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || send.send(within(run, 240)));
+    poll("a task running on node1", 180, || {
+        std::fs::read_dir(&marks).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("node1-")
+        })
+    });
+    eprintln!("a task ran on node1 after {:?}", started.elapsed());
+    let killed = Killed::now("spark", "node1");
+    let out = receive.recv().unwrap();
+    eprintln!(
+        "the Spark job ended {:?} after the kill, with {}",
+        killed.at.elapsed(),
+        out.code
+    );
+    assert_eq!(
+        out.code,
+        0,
+        "{}\n{}",
+        out.stdout,
+        last_lines(&out.stderr, 40)
+    );
+    assert!(
+        out.stdout.contains("DONE 6 tasks on ['node0"),
+        "{}",
+        out.stdout
+    );
+    drop(killed);
 }
