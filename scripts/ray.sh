@@ -70,7 +70,8 @@ start)
         stop
         exit 1
     fi
-    echo "export TERRARIUM_TEST_RAY_ADDRESS=$address TERRARIUM_TEST_RAY_TOKEN_FILE=$dir/token"
+    # The cluster's own Python (with its ray), for tests whose environment must hold that ray.
+    echo "export TERRARIUM_TEST_RAY_ADDRESS=$address TERRARIUM_TEST_RAY_TOKEN_FILE=$dir/token TERRARIUM_TEST_RAY_PYTHON=$venv/bin/python"
     ;;
 stop)
     stop

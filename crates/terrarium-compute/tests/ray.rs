@@ -218,8 +218,24 @@ fn an_environment_with_another_ray_is_refused_at_submit() {
         JobState::Lost
     );
 
-    // The cluster's own version passes.
+    // The cluster's own version passes. An environment that holds ray runs the job's Ray
+    // workers (the job's supervisor among them) in its own Python, which must hold that ray:
+    // here the cluster's own.
     std::fs::write(prefix.path.join(".terrarium/lock.json"), lock(cluster)).unwrap();
+    let Ok(python) = std::env::var("TERRARIUM_TEST_RAY_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "scripts/ray.sh exports TERRARIUM_TEST_RAY_PYTHON"
+        );
+        eprintln!("stopped early: TERRARIUM_TEST_RAY_PYTHON is not set (scripts/ray.sh start DIR)");
+        return;
+    };
+    // A script, not a link: a venv's Python finds its packages from where it is started.
+    std::fs::create_dir_all(prefix.path.join("bin")).unwrap();
+    let wrapper = prefix.path.join("bin/python");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {python} \"$@\"\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let job = JobSpec {
         run_id: format!("{}-same", job.run_id),
         ..job
