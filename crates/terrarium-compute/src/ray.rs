@@ -427,6 +427,31 @@ impl Engine for Ray {
         })
     }
 
+    fn status_in(&self, job_id: &str, log_dir: &Path) -> Result<JobStatus, ComputeError> {
+        let mut status = self.status(job_id)?;
+        // A failed driver's exception says why (a `NodeDiedError` naming the node that died):
+        // read from the end of its output, copied now.
+        if status.state == JobState::Failed {
+            let _ = self.logs(log_dir);
+            let raised = read_tail(&log_dir.join(TASK_LOG), 64 * 1024)
+                .as_deref()
+                .and_then(last_exception);
+            if let Some(raised) = raised {
+                let already = status
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(&raised));
+                if !already {
+                    status.reason = Some(match status.reason.take() {
+                        Some(base) => format!("{base}: {raised}"),
+                        None => raised,
+                    });
+                }
+            }
+        }
+        Ok(status)
+    }
+
     fn log_interval(&self) -> std::time::Duration {
         // Each call fetches the whole log from the Jobs API.
         std::time::Duration::from_millis(250)
@@ -636,6 +661,31 @@ fn why(err: &reqwest::Error) -> String {
 }
 
 /// `GET /api/jobs/{id}`: status, driver_exit_code, error_type, message, start/end_time (ms).
+/// The last `max` bytes of a file, as text.
+fn read_tail(path: &Path, max: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The last line of `text` that is a Python exception (`module.NameError: what`), cut to a
+/// few hundred characters.
+fn last_exception(text: &str) -> Option<String> {
+    text.lines().rev().map(str::trim).find_map(|line| {
+        let (name, _) = line.split_once(':').unwrap_or((line, ""));
+        let is_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            && (name.ends_with("Error") || name.ends_with("Exception"));
+        is_name.then(|| line.chars().take(300).collect())
+    })
+}
+
 pub fn parse_job(value: &Value) -> Result<JobStatus, String> {
     let raw_state = value["status"].as_str().ok_or("no status")?;
     let state = match raw_state {
@@ -663,10 +713,17 @@ pub fn parse_job(value: &Value) -> Result<JobStatus, String> {
         .or(value["driver_node_id"].as_str())
         .filter(|n| !n.is_empty());
     let reason = if state == JobState::Failed {
-        value["error_type"]
+        let base = value["error_type"]
             .as_str()
             .or(value["message"].as_str())
-            .map(|r| r.lines().next().unwrap_or_default().to_string())
+            .map(|r| r.lines().next().unwrap_or_default().to_string());
+        // Ray's message ends with the driver's last output: its exception, when it raised one,
+        // says why (a `NodeDiedError` naming the node that died, say).
+        let raised = value["message"].as_str().and_then(last_exception);
+        match (base, raised) {
+            (Some(base), Some(raised)) if base != raised => Some(format!("{base}: {raised}")),
+            (base, raised) => base.or(raised),
+        }
     } else {
         None
     };
@@ -890,6 +947,16 @@ mod tests {
             Some("2026-12-02T07:29:33.756Z")
         );
         assert_eq!(failed.nodes, vec!["dc0d".to_string()]);
+        // A driver that raised: its exception is the reason too.
+        let died = parse_job(&json!({
+            "status": "FAILED", "error_type": "JOB_ENTRYPOINT_COMMAND_ERROR", "driver_exit_code": 1,
+            "message": "Job entrypoint command failed with exit code 1, last available logs (truncated to 20,000 chars):\nTraceback (most recent call last):\n  File \"x.py\", line 3\nray.exceptions.NodeDiedError: Task failed due to the node (ID: ab, IP: 10.231.0.11) dying.\n",
+        }))
+        .unwrap();
+        assert_eq!(
+            died.reason.as_deref(),
+            Some("JOB_ENTRYPOINT_COMMAND_ERROR: ray.exceptions.NodeDiedError: Task failed due to the node (ID: ab, IP: 10.231.0.11) dying.")
+        );
         let pending = parse_job(&json!({"status": "PENDING", "start_time": 1})).unwrap();
         assert_eq!(
             (pending.state, pending.exit_code, pending.started_at),

@@ -830,6 +830,13 @@ print("the task returned", flush=True)
         why.contains("NodeDiedError") || why.contains("WorkerCrashedError"),
         "{why}"
     );
+    // And the run's reason says it too, when Ray failed the job (not when it was lost).
+    if shown["state"] == "failed" {
+        assert!(
+            reason.contains("NodeDiedError") || reason.contains("WorkerCrashedError"),
+            "{reason}"
+        );
+    }
     assert!(!logs.lines().any(|l| l == "the task returned"), "{logs}");
 }
 
