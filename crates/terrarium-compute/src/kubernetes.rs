@@ -946,7 +946,31 @@ fn job_status(job: &Job, pods: &[Pod]) -> JobStatus {
                 .map(|t| (*index, t.exit_code, t.reason.clone()))
         })
         .collect();
-    let started_at = status.start_time.as_ref().and_then(time);
+    // When the first container started (the Job's own startTime is when the controller took
+    // it, before any pod was scheduled or its image pulled); the Job's until a pod has.
+    let started_at = latest
+        .values()
+        .flat_map(|pod| {
+            pod.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+                .filter_map(|c| {
+                    let state = c.state.as_ref()?;
+                    state
+                        .running
+                        .as_ref()
+                        .and_then(|r| r.started_at.as_ref())
+                        .or_else(|| {
+                            state
+                                .terminated
+                                .as_ref()
+                                .and_then(|t| t.started_at.as_ref())
+                        })
+                        .and_then(time)
+                })
+        })
+        .min()
+        .or_else(|| status.start_time.as_ref().and_then(time));
     let (state, reason, finished_at) = if let Some(done) = holds("Complete") {
         (
             JobState::Completed,
@@ -1416,6 +1440,68 @@ mod tests {
         assert!(tolerations("gpu:Sometimes").is_err());
         assert!(check_backoff_limit("3").is_ok());
         assert!(check_backoff_limit("-1").is_err());
+    }
+
+    #[test]
+    fn states_come_from_the_jobs_conditions_and_its_pods() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "terrarium-x"},
+            "status": {"startTime": "2026-12-02T10:00:00Z", "active": 1},
+        }))
+        .unwrap();
+        let pod = |phase: &str, state: Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "terrarium-x-0-abc", "creationTimestamp": "2026-12-02T10:00:00Z"},
+                "spec": {"nodeName": "node-a", "containers": [{"name": "main"}]},
+                "status": {"phase": phase, "containerStatuses": [{"name": "main", "ready": true,
+                    "restartCount": 0, "image": "i", "imageID": "", "state": state}]},
+            }))
+            .unwrap()
+        };
+        // Waiting for its image: queued, with the pod's reason; started when the controller did.
+        let pulling = job_status(
+            &job,
+            &[pod(
+                "Pending",
+                json!({"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}),
+            )],
+        );
+        assert_eq!(pulling.state, JobState::Queued);
+        assert_eq!(
+            pulling.reason.as_deref(),
+            Some("pod terrarium-x-0-abc: ImagePullBackOff: no such image")
+        );
+        // Running: started when its container did, not when the Job was taken.
+        let running = job_status(
+            &job,
+            &[pod(
+                "Running",
+                json!({"running": {"startedAt": "2026-12-02T10:02:30Z"}}),
+            )],
+        );
+        assert_eq!(running.state, JobState::Running);
+        assert_eq!(running.started_at.as_deref(), Some("2026-12-02T10:02:30Z"));
+        assert_eq!(running.nodes, vec!["node-a".to_string()]);
+        // Ended, before the Job's condition: still running, not queued again.
+        let ended = job_status(
+            &job,
+            &[pod(
+                "Succeeded",
+                json!({"terminated": {"exitCode": 0, "startedAt": "2026-12-02T10:02:30Z"}}),
+            )],
+        );
+        assert_eq!(ended.state, JobState::Running);
+        // Failed past its deadline: timed out.
+        let deadline: Job = serde_json::from_value(json!({
+            "metadata": {"name": "terrarium-x"},
+            "status": {"startTime": "2026-12-02T10:00:00Z", "conditions": [{"type": "Failed", "status": "True",
+                "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline",
+                "lastTransitionTime": "2026-12-02T11:00:00Z"}]},
+        }))
+        .unwrap();
+        let timed = job_status(&deadline, &[]);
+        assert_eq!(timed.state, JobState::TimedOut);
+        assert_eq!(timed.finished_at.as_deref(), Some("2026-12-02T11:00:00Z"));
     }
 
     #[test]
