@@ -868,16 +868,8 @@ fn secret_parts(value: &str) -> Result<Vec<Part>, String> {
 
 /// A few words on why a request got no answer.
 fn why(err: &kube::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
-                std::io::ErrorKind::TimedOut => return "timed out".into(),
-                _ => {}
-            }
-        }
-        source = cause.source();
+    if let Some(io) = crate::io_why(err) {
+        return io.into();
     }
     let text = err.to_string();
     if text.to_ascii_lowercase().contains("timed out") || text.contains("elapsed") {

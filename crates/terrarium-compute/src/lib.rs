@@ -335,6 +335,23 @@ pub(crate) fn kill(signal: &str, pid: u32, group: bool) -> bool {
             .is_ok_and(|s| s.success())
 }
 
+/// Why a connection failed, in a few words, when the error's causes hold an I/O error that
+/// says (`connection refused`, `timed out`); each engine words the rest from its client's error.
+pub(crate) fn io_why(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Some("connection refused"),
+                std::io::ErrorKind::TimedOut => return Some("timed out"),
+                _ => {}
+            }
+        }
+        source = cause.source();
+    }
+    None
+}
+
 /// An option value that must be an absolute path.
 pub(crate) fn check_absolute(value: &str) -> Result<(), String> {
     if std::path::Path::new(value).is_absolute() && !value.contains('\n') {

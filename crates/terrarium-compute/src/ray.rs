@@ -632,16 +632,8 @@ pub(crate) fn refresh_copy(copy: &Path, text: &str) -> Result<(), ComputeError> 
 
 /// A few words on why a request got no answer; the error itself is the cause.
 fn why(err: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
-                std::io::ErrorKind::TimedOut => return "timed out".into(),
-                _ => {}
-            }
-        }
-        source = cause.source();
+    if let Some(io) = crate::io_why(err) {
+        return io.into();
     }
     if err.is_timeout() {
         format!(

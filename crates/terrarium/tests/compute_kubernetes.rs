@@ -11,6 +11,8 @@ mod common;
 mod conda_channel;
 #[path = "common/kube.rs"]
 mod kube;
+#[path = "common/registry.rs"]
+mod registry;
 
 use std::path::Path;
 use std::process::Command;
@@ -18,6 +20,7 @@ use std::process::Command;
 use common::{make_wheels, uv_available, TestContext};
 use conda_channel::{make_channel, Package};
 use kube::FakeCluster;
+use registry::{is_root, tool, Registry};
 use serde_json::Value;
 
 const VARIABLES: &str = "  MODE: fast\n  TOKEN: ${secret:api-token}\n  URL: https://bot:${secret:api-token}@example.com/$(HOME)/$$x\n";
@@ -88,6 +91,20 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
     let kubeconfig = cx.path("kubeconfig");
     cluster.kubeconfig(&kubeconfig, "ml");
     let kc = format!("kubeconfig={}", kubeconfig.display());
+    // `compute add k8s` with a good registry and this kubeconfig.
+    let add_k8s = |kubeconfig: &Path| {
+        cx.run(&[
+            "compute",
+            "add",
+            "k8s",
+            "--kind",
+            "kubernetes",
+            "--set",
+            "registry=127.0.0.1:5000/team",
+            "--set",
+            &format!("kubeconfig={}", kubeconfig.display()),
+        ])
+    };
 
     // Malformed options name the target and the option; nothing is stored.
     for (set, option) in [
@@ -132,44 +149,21 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("`registry`"), "{}", run.stderr);
     // A kubeconfig that is not there, and a cluster that does not answer.
-    let run = cx.run(&[
-        "compute",
-        "add",
-        "k8s",
-        "--kind",
-        "kubernetes",
-        "--set",
-        "registry=127.0.0.1:5000/team",
-        "--set",
-        "kubeconfig=/nowhere/kubeconfig",
-    ]);
+    let run = add_k8s(Path::new("/nowhere/kubeconfig"));
     assert_ne!(run.code, 0);
     assert!(
         run.stderr.contains("`kubeconfig`") && run.stderr.contains("/nowhere/kubeconfig"),
         "{}",
         run.stderr
     );
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = registry::free_port();
     let dead = cx.write(
         "dead-kubeconfig",
         std::fs::read_to_string(&kubeconfig)
             .unwrap()
             .replace(&cluster.url(), &format!("http://127.0.0.1:{closed}")),
     );
-    let run = cx.run(&[
-        "compute",
-        "add",
-        "k8s",
-        "--kind",
-        "kubernetes",
-        "--set",
-        "registry=127.0.0.1:5000/team",
-        "--set",
-        &format!("kubeconfig={}", dead.display()),
-    ]);
+    let run = add_k8s(&dead);
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("cannot be reached") && run.stderr.contains(&closed.to_string()),
@@ -183,17 +177,7 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
             .unwrap()
             .replace(kube::TOKEN, "wrong"),
     );
-    let run = cx.run(&[
-        "compute",
-        "add",
-        "k8s",
-        "--kind",
-        "kubernetes",
-        "--set",
-        "registry=127.0.0.1:5000/team",
-        "--set",
-        &format!("kubeconfig={}", refused.display()),
-    ]);
+    let run = add_k8s(&refused);
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("401") && run.stderr.contains("credentials"),
@@ -204,17 +188,7 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
     let shared = cx.write("shared-kubeconfig", std::fs::read(&kubeconfig).unwrap());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let run = cx.run(&[
-        "compute",
-        "add",
-        "k8s",
-        "--kind",
-        "kubernetes",
-        "--set",
-        "registry=127.0.0.1:5000/team",
-        "--set",
-        &format!("kubeconfig={}", shared.display()),
-    ]);
+    let run = add_k8s(&shared);
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("writable by group or others") && run.stderr.contains("chmod go-w"),
@@ -225,19 +199,7 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
     assert_eq!(listed, serde_json::json!([]), "nothing stored: {listed}");
 
     // A good one: the cluster is asked.
-    let added = cx
-        .run(&[
-            "compute",
-            "add",
-            "k8s",
-            "--kind",
-            "kubernetes",
-            "--set",
-            "registry=127.0.0.1:5000/team",
-            "--set",
-            &kc,
-        ])
-        .success();
+    let added = add_k8s(&kubeconfig).success();
     assert!(
         added.stderr.contains("v1.33.0-fake") || added.stdout.contains("v1.33.0-fake"),
         "{}{}",
@@ -481,80 +443,6 @@ fn targets_are_checked_and_dry_runs_print_valid_jobs() {
     );
 }
 
-fn tool(name: &str) -> Option<String> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A registry on 127.0.0.1: the one `.ci/run` started (`TERRARIUM_TEST_REGISTRY`), else one of
-/// the test's own, stopped on drop.
-struct Registry {
-    child: Option<std::process::Child>,
-    address: String,
-}
-
-impl Registry {
-    fn start(cx: &TestContext) -> Option<Self> {
-        if let Ok(address) = std::env::var("TERRARIUM_TEST_REGISTRY") {
-            return Some(Self {
-                child: None,
-                address,
-            });
-        }
-        let binary = tool("docker-registry")?;
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let config = cx.write(
-            "registry.yml",
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                cx.path("registry-data").display()
-            ),
-        );
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "docker-registry did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Some(Self {
-            child: Some(child),
-            address: format!("127.0.0.1:{port}"),
-        })
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A pip environment on the Debian base image, run as Jobs: the image is built and pushed to
 /// the target's registry and run by digest; the output, exit code, state, nodes and logs come
 /// from the cluster; secrets arrive as the cluster's; `--nodes 2` runs two indexed pods, a time
@@ -598,7 +486,7 @@ fn jobs_run_the_environment_image_on_a_cluster() {
         ),
     );
     cx.run_path(&["env", "create", "-f"], &file, &[]).success();
-    let repository = format!("{}/team-{}", registry.address, std::process::id());
+    let repository = format!("{}/team-{}", registry.address(), std::process::id());
     cx.run(&[
         "compute",
         "add",

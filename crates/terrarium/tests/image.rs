@@ -5,30 +5,16 @@ mod common;
 
 #[path = "common/conda_channel.rs"]
 mod conda_channel;
+#[path = "common/registry.rs"]
+mod registry;
 
 use std::path::Path;
 use std::process::Command;
 
 use common::TestContext;
 use conda_channel::{make_channel, Package};
+use registry::{free_port, is_root, tool, Registry};
 use serde_json::Value;
-
-fn tool(name: &str) -> Option<String> {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .ok()?;
-    let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    if path.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs {name}: scripts/test-tools.sh installs it"
-        );
-        eprintln!("skipped: install Debian's {name}");
-        return None;
-    }
-    Some(path)
-}
 
 /// Run a tool; it must succeed (its stderr in the failure).
 #[track_caller]
@@ -349,79 +335,6 @@ fn conda_packages_that_need_glibc_need_a_base_image() {
     assert!(out.join("index.json").is_file());
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Debian's docker-registry on 127.0.0.1: the one `.ci/run` started (`TERRARIUM_TEST_REGISTRY`),
-/// else one of the test's own, with its own config and storage, stopped on drop.
-struct Registry {
-    child: Option<std::process::Child>,
-    port: u16,
-}
-
-impl Registry {
-    fn start(cx: &TestContext, storage: &str, port: u16) -> Option<Registry> {
-        if let Some(address) = std::env::var_os("TERRARIUM_TEST_REGISTRY") {
-            let port = address
-                .to_string_lossy()
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse().ok())
-                .expect("TERRARIUM_TEST_REGISTRY is 127.0.0.1:PORT");
-            return Some(Registry { child: None, port });
-        }
-        let binary = tool("docker-registry")?;
-        let port = if port == 0 { free_port() } else { port };
-        let config = cx.write(
-            &format!("registry-{port}.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                cx.path(storage).display()
-            ),
-        );
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "docker-registry did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Some(Registry {
-            child: Some(child),
-            port,
-        })
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A TCP proxy to `port` that cuts every connection, and stops accepting, once `budget` bytes
 /// have gone through towards the registry: a registry that dies in the middle of a push.
 fn dying_proxy(port: u16, budget: usize) -> u16 {
@@ -504,7 +417,7 @@ fn push_uploads_only_missing_blobs_and_survives_a_registry_that_dies() {
         ],
     );
     define(&cx, &channel, "1.0");
-    let Some(registry) = Registry::start(&cx, "registry-data", 0) else {
+    let Some(registry) = Registry::start(&cx) else {
         return;
     };
     let target = format!("127.0.0.1:{}/team/tools", registry.port);
@@ -940,7 +853,7 @@ fn pip_environment_on_a_base_image_runs_in_runc() {
     let (Some(skopeo), Some(umoci)) = (tool("skopeo"), tool("umoci")) else {
         return;
     };
-    let Some(registry) = Registry::start(&cx, "registry-data", 0) else {
+    let Some(registry) = Registry::start(&cx) else {
         return;
     };
     let base_ref = format!("127.0.0.1:{}/library/debian-python:bookworm", registry.port);

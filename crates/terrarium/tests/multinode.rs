@@ -309,6 +309,23 @@ fn assert_same_environment(
         .into_owned()
 }
 
+/// A second job on the same lock: every node reports the same files as the first time and
+/// verifies, and no node cache built anything (`after`: the caches after the first job).
+fn assert_nothing_rebuilt(
+    names: &[String],
+    reports: &BTreeMap<String, serde_json::Value>,
+    again: &BTreeMap<String, serde_json::Value>,
+    caches: &[(String, PathBuf)],
+    after: &[BTreeMap<String, std::time::SystemTime>],
+) {
+    for host in names {
+        assert_eq!(again[host]["files"], reports[host]["files"], "{host}");
+        assert_eq!(again[host]["verify_code"], 0, "{host}");
+    }
+    let last: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
+    assert_eq!(last, after);
+}
+
 /// The directories of built environments in a node cache, with their marker's modification
 /// time: what the node built, and when.
 fn built(cache: &Path) -> BTreeMap<String, std::time::SystemTime> {
@@ -454,12 +471,7 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
     }
     let again = node_reports(&logs.values().cloned().collect::<String>());
     assert_eq!(again.keys().cloned().collect::<Vec<_>>(), names);
-    for host in &names {
-        assert_eq!(again[host]["files"], reports[host]["files"], "{host}");
-        assert_eq!(again[host]["verify_code"], 0, "{host}");
-    }
-    let last: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
-    assert_eq!(last, after);
+    assert_nothing_rebuilt(&names, &reports, &again, &caches, &after);
 }
 
 /// A Ray job on a head and a worker node with delivery=pack, whose tasks land on both: each
@@ -545,12 +557,7 @@ fn a_ray_job_whose_tasks_land_on_both_nodes_sees_the_same_environment() {
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains(": built sha256:"), "{log}");
     let again = node_reports(log);
-    for host in &names {
-        assert_eq!(again[host]["files"], reports[host]["files"], "{host}");
-        assert_eq!(again[host]["verify_code"], 0, "{host}");
-    }
-    let last: Vec<_> = caches.iter().map(|(_, cache)| built(cache)).collect();
-    assert_eq!(last, after);
+    assert_nothing_rebuilt(&names, &reports, &again, &caches, &after);
 }
 
 /// A Spark job (the driver on this machine, a master and a worker on each node): its executors

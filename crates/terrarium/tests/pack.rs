@@ -7,12 +7,15 @@ mod common;
 
 #[path = "common/conda_channel.rs"]
 mod conda_channel;
+#[path = "common/registry.rs"]
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{make_wheels, uv_available, Run, TestContext};
 use conda_channel::{make_channel, python_package_files, Package};
+use registry::Registry;
 
 /// The binary as a node without the workspace, with its own environment and uv caches.
 fn node_command(cx: &TestContext, node: &str) -> Command {
@@ -461,67 +464,6 @@ fn a_pack_that_does_not_match_its_lock_is_refused_and_leaves_nothing() {
     unpack(&cx, "node-0", &good, &["--lock-hash", &lock_hash]).success();
 }
 
-/// A registry on 127.0.0.1: the one `.ci/run` started (`TERRARIUM_TEST_REGISTRY`), else one of
-/// the test's own (Debian's docker-registry), stopped on drop.
-struct Registry {
-    child: Option<std::process::Child>,
-    address: String,
-}
-
-impl Registry {
-    fn start(cx: &TestContext) -> Option<Self> {
-        if let Ok(address) = std::env::var("TERRARIUM_TEST_REGISTRY") {
-            return Some(Self {
-                child: None,
-                address,
-            });
-        }
-        let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = cx.write(
-            "registry.yml",
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                cx.path("registry-data").display()
-            ),
-        );
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "docker-registry did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Some(Self {
-            child: Some(child),
-            address: format!("127.0.0.1:{port}"),
-        })
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// `env pack --push` puts the pack in a registry as an OCI artifact and prints its reference by
 /// digest; a node with no shared filesystem unpacks from that reference. A reference to another
 /// digest, or to an image that is not a pack, is refused with nothing built.
@@ -543,7 +485,7 @@ fn a_pack_pushed_to_a_registry_is_unpacked_from_it() {
         .run_path(&["env", "create", "--json", "-f"], &file, &[])
         .success()
         .json();
-    let repository = format!("{}/packs-{}", registry.address, std::process::id());
+    let repository = format!("{}/packs-{}", registry.address(), std::process::id());
     let pushed = cx
         .run(&["env", "pack", "reg", "--push", &repository, "--json"])
         .success()
