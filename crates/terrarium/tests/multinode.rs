@@ -24,6 +24,10 @@ static SLURM: RwLock<()> = RwLock::new(());
 static RAY: RwLock<()> = RwLock::new(());
 static SPARK: RwLock<()> = RwLock::new(());
 
+/// The nodes' caches: a test that builds into them and then checks that a second job built
+/// nothing holds them alone, so that another test's build is not taken for its own.
+static NODE_CACHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn shared(lock: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
@@ -380,6 +384,7 @@ fn a_slurm_job_on_two_nodes_builds_the_same_environment_on_each() {
         return;
     }
     let _nodes = shared(&SLURM);
+    let _caches = NODE_CACHES.lock().unwrap_or_else(PoisonError::into_inner);
     let node_cache = std::env::var("TERRARIUM_TEST_NODES_NODE_CACHE").unwrap();
     let backing = PathBuf::from(std::env::var("TERRARIUM_TEST_NODES_DIR").unwrap()).join("nodes");
     let caches = node_caches();
@@ -486,6 +491,7 @@ fn a_ray_job_whose_tasks_land_on_both_nodes_sees_the_same_environment() {
         return;
     }
     let _nodes = shared(&RAY);
+    let _caches = NODE_CACHES.lock().unwrap_or_else(PoisonError::into_inner);
     let token_file = std::env::var("TERRARIUM_TEST_NODES_RAY_TOKEN_FILE").unwrap();
     let ray_wheels = std::env::var("TERRARIUM_TEST_NODES_RAY_WHEELS").unwrap();
     let node_cache = std::env::var("TERRARIUM_TEST_NODES_NODE_CACHE").unwrap();
