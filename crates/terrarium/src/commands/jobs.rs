@@ -284,14 +284,18 @@ fn target_image(
         .collect();
     let push = format!("{registry}/{repository}:{tag}");
     let by_digest = |digest: &str| format!("{registry}/{repository}@{digest}");
-    if version.definition.docker.base_dockerfile.is_some() {
-        // Built by a container builder only: one pushed here before is used.
-        let pushed = store
+    // The latest build already pushed there (asked only when nothing is built now: a build
+    // looks for itself).
+    let pushed = || -> Result<Option<terrarium_store::ImageBuildRecord>> {
+        Ok(store
             .list_image_builds(&version.name, Some(&version.version))?
             .into_iter()
             .rev()
-            .find(|b| b.pushed_to.as_deref() == Some(push.as_str()));
-        return match pushed {
+            .find(|b| b.pushed_to.as_deref() == Some(push.as_str())))
+    };
+    if version.definition.docker.base_dockerfile.is_some() {
+        // Built by a container builder only: one pushed here before is used.
+        return match pushed()? {
             Some(build) => Ok(by_digest(&build.digest)),
             None => Err(user_error(
                 format!(
@@ -306,12 +310,7 @@ fn target_image(
         };
     }
     if dry_run {
-        let pushed = store
-            .list_image_builds(&version.name, Some(&version.version))?
-            .into_iter()
-            .rev()
-            .find(|b| b.pushed_to.as_deref() == Some(push.as_str()));
-        return Ok(match pushed {
+        return Ok(match pushed()? {
             Some(build) => by_digest(&build.digest),
             None => push,
         });
