@@ -75,15 +75,22 @@ def main():
         prefix = subprocess.run([BINARY, "env", "build", "bench"], check=True, env=env, capture_output=True, text=True).stdout.strip()
         python = os.path.join(prefix, "bin", "python")
         binaries = [("terrarium", BINARY)] + ([("baseline", BASELINE)] if BASELINE else [])
-        for _, binary in binaries:
+        # Each binary gets its own copy of the workspace: two binaries whose curated bundles
+        # differ would otherwise each seed the workspace again at every run, the other having
+        # just recorded its own bundle.
+        envs = {}
+        for name, binary in binaries:
+            workspace = os.path.join(work, f"ws-{name}")
+            shutil.copytree(os.path.join(work, "ws"), workspace)
+            envs[name] = dict(env, TERRARIUM_WORKSPACE=workspace)
             for _ in range(3):  # warm the page cache and the workspace's log
-                timed([binary, "run", "--env", "bench", "--", "python", "-c", "pass"], env)
+                timed([binary, "run", "--env", "bench", "--", "python", "-c", "pass"], envs[name])
         times = {name: [] for name, _ in binaries}
         bare = []
         for _ in range(ROUNDS):
             bare.append(timed([python, "-c", "pass"], env))
             for name, binary in binaries:
-                times[name].append(timed([binary, "run", "--env", "bench", "--", "python", "-c", "pass"], env))
+                times[name].append(timed([binary, "run", "--env", "bench", "--", "python", "-c", "pass"], envs[name]))
         ms = lambda s: s * 1000
         print(f"warm run of `python -c pass`, {ROUNDS} interleaved rounds, medians:")
         print(f"  bare python                  {ms(statistics.median(bare)):7.2f} ms")

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 mod commands;
 mod env_vars;
@@ -15,14 +15,50 @@ mod workspace;
 #[derive(Debug, Parser)]
 #[command(name = "terrarium", version, about)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The options every command takes.
+#[derive(Debug, Args)]
+struct Global {
     /// The workspace: a directory, `postgres://...`, or a server `https://host:port`
     /// [env: TERRARIUM_WORKSPACE; default: the config file's `workspace`, else $TERRARIUM_HOME
     /// or the platform's data directory].
     #[arg(long, global = true, value_name = "DIR|URL")]
     workspace: Option<PathBuf>,
+}
 
-    #[command(subcommand)]
-    command: Command,
+impl Cli {
+    /// The command line, parsed. clap builds the whole command tree (every subcommand and its
+    /// arguments) before it parses anything: about a fifth of a warm `terrarium run`'s
+    /// instructions, and the most frequent command. So `run` is parsed first against a tree
+    /// of itself alone; anything that tree does not accept as a run (`--help`, an error) is
+    /// parsed again by the whole tree, which gives the usual help and messages.
+    fn parse_args() -> Result<Self, clap::Error> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if args.get(1).is_some_and(|a| a == "run") {
+            let tree = Global::augment_args(clap::Command::new("terrarium")).subcommand(
+                commands::run::RunArgs::augment_args(clap::Command::new("run")),
+            );
+            if let Ok(matches) = tree.try_get_matches_from(&args) {
+                if let (Ok(global), Some(("run", run))) =
+                    (Global::from_arg_matches(&matches), matches.subcommand())
+                {
+                    if let Ok(run) = commands::run::RunArgs::from_arg_matches(run) {
+                        return Ok(Self {
+                            global,
+                            command: Command::Run(run),
+                        });
+                    }
+                }
+            }
+        }
+        Self::try_parse_from(args)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,12 +101,12 @@ enum Command {
 
 fn main() -> ExitCode {
     printer::exit_quietly_on_closed_stdout();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(err) => return printer::report_usage(&err),
     };
     let context = commands::Context {
-        workspace: cli.workspace,
+        workspace: cli.global.workspace,
     };
     let result = match cli.command {
         Command::Env(command) => commands::env::run(&context, command),

@@ -3,7 +3,6 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -229,20 +228,10 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
                     "run {id} cannot be cancelled from elsewhere: {err}"
                 ));
             }
-            let log = Arc::new(Mutex::new(log));
-            let out = child
-                .stdout
-                .take()
-                .map(|s| tee(s, std::io::stdout(), log.clone(), Masker::new(&secrets)));
-            let err = child
-                .stderr
-                .take()
-                .map(|s| tee(s, std::io::stderr(), log.clone(), Masker::new(&secrets)));
+            let mut log = log;
+            copy_output(child.stdout.take(), child.stderr.take(), &mut log, &secrets);
             let status = child.wait()?;
             cancelled = running.exited();
-            for handle in [out, err].into_iter().flatten() {
-                let _ = handle.join();
-            }
             exit_code(status)
         }
         Err(err) => {
@@ -457,39 +446,99 @@ fn read_log_tail(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 /// Copy a child's stream to ours as it arrives, and to the log in whole lines, so that lines
 /// of stdout and stderr interleave in the log but never split each other. Both copies are
 /// masked before they are written.
-fn tee(
-    mut source: impl Read + Send + 'static,
-    mut sink: impl Write + Send + 'static,
-    log: Arc<Mutex<std::fs::File>>,
-    mut masker: Masker,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        let mut pending: Vec<u8> = Vec::new();
-        let mut copy = |text: &[u8], pending: &mut Vec<u8>| {
-            let _ = sink.write_all(text);
-            let _ = sink.flush();
-            pending.extend_from_slice(text);
-            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
-                if let Ok(mut file) = log.lock() {
-                    let _ = file.write_all(&pending[..=end]);
+/// Copy the program's stdout and stderr to ours and to the log until both end, each stream
+/// masked as it goes and written to the log a line at a time. One loop on this thread polls
+/// both pipes: a copying thread per stream cost a warm run two stacks and two malloc arenas.
+fn copy_output(
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    log: &mut std::fs::File,
+    secrets: &[String],
+) {
+    use std::os::fd::AsRawFd;
+    struct Stream {
+        source: Box<dyn Read>,
+        fd: i32,
+        sink: Box<dyn Write>,
+        masker: Masker,
+        /// What was copied since the last newline, for the log.
+        pending: Vec<u8>,
+    }
+    impl Stream {
+        fn copy(&mut self, text: &[u8], log: &mut std::fs::File) {
+            let _ = self.sink.write_all(text);
+            let _ = self.sink.flush();
+            self.pending.extend_from_slice(text);
+            if let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') {
+                let _ = log.write_all(&self.pending[..=end]);
+                self.pending.drain(..=end);
+            }
+        }
+    }
+    let mut streams: Vec<Stream> = Vec::with_capacity(2);
+    if let Some(out) = stdout {
+        streams.push(Stream {
+            fd: out.as_raw_fd(),
+            source: Box::new(out),
+            sink: Box::new(std::io::stdout()),
+            masker: Masker::new(secrets),
+            pending: Vec::new(),
+        });
+    }
+    if let Some(err) = stderr {
+        streams.push(Stream {
+            fd: err.as_raw_fd(),
+            source: Box::new(err),
+            sink: Box::new(std::io::stderr()),
+            masker: Masker::new(secrets),
+            pending: Vec::new(),
+        });
+    }
+    let mut buf = [0u8; 8192];
+    while !streams.is_empty() {
+        let mut fds: Vec<libc::pollfd> = streams
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs for the whole call.
+        #[allow(unsafe_code)]
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Polling itself failed: read each stream to its end in turn.
+            fds.iter_mut().for_each(|f| f.revents = libc::POLLIN);
+        }
+        let mut ended = Vec::new();
+        for (i, f) in fds.iter().enumerate() {
+            if f.revents == 0 {
+                continue;
+            }
+            let stream = &mut streams[i];
+            match stream.source.read(&mut buf) {
+                Ok(0) => ended.push(i),
+                Ok(n) => {
+                    let masked = stream.masker.push(&buf[..n]);
+                    stream.copy(&masked, log);
                 }
-                pending.drain(..=end);
-            }
-        };
-        loop {
-            match source.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => copy(&masker.push(&buf[..n]), &mut pending),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => ended.push(i),
             }
         }
-        copy(&masker.finish(), &mut pending);
-        if !pending.is_empty() {
-            if let Ok(mut file) = log.lock() {
-                let _ = file.write_all(&pending);
+        for i in ended.into_iter().rev() {
+            let mut stream = streams.remove(i);
+            let rest = stream.masker.finish();
+            stream.copy(&rest, log);
+            if !stream.pending.is_empty() {
+                let _ = log.write_all(&stream.pending);
             }
         }
-    })
+    }
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
