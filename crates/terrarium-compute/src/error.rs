@@ -65,6 +65,15 @@ pub enum ComputeError {
         request: String,
         reason: String,
     },
+    /// Running in a container needs a program this machine lacks.
+    #[error("running in a container needs `{program}` on PATH")]
+    ContainerTool { program: &'static str },
+    /// Running in a container needs root here (runc without rootless setup).
+    #[error("running in a container runs runc, which needs root here")]
+    ContainerNeedsRoot,
+    /// An image could not be unpacked into a bundle.
+    #[error("cannot unpack {image}: {reason}")]
+    Unpack { image: String, reason: String },
     /// The workspace refused or failed.
     #[error(transparent)]
     Store(#[from] terrarium_store::StoreError),
@@ -88,6 +97,8 @@ impl ComputeError {
                 | Self::Option { .. }
                 | Self::Resources { .. }
                 | Self::RayVersion { .. }
+                | Self::ContainerTool { .. }
+                | Self::ContainerNeedsRoot
         ) || matches!(self, Self::Store(err) if err.is_user_error())
     }
 

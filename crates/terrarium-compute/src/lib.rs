@@ -1,4 +1,9 @@
-//! Running a command in an environment version on a compute target, and following it there.
+//! Running a command in an environment version, on this machine or on a compute target, and
+//! following it there.
+//!
+//! [`environment`] (the `build` feature) gets a version ready on this machine: its lock, made
+//! once at first use, its prefix, built once per lock, and the variables its processes get.
+//! [`container`] runs in the version's image with runc; [`local`] keeps a local run's files.
 //!
 //! Terrarium builds no scheduler: a target names an engine the team already runs (Slurm, Ray,
 //! Spark, Kubernetes), and this crate submits a job to it, reads the job's state and logs from
@@ -10,7 +15,10 @@
 //! each node builds from into its own cache ([`delivery`]); either way the job checks, on the
 //! node, that the prefix is the one its lock names before it runs anything.
 
+pub mod container;
 pub mod delivery;
+#[cfg(feature = "build")]
+pub mod environment;
 pub mod error;
 pub mod kubernetes;
 pub mod local;

@@ -18,17 +18,9 @@ pub const USER: &str = "USER";
 /// The login name, used when `TERRARIUM_USER` and `USER` are unset.
 pub const LOGNAME: &str = "LOGNAME";
 
-/// Terrarium's cache (built environments, conda packages, repodata, tools). Defaults to the
-/// platform's cache directory (`~/.cache/terrarium` on Linux).
-pub const TERRARIUM_CACHE_DIR: &str = "TERRARIUM_CACHE_DIR";
-
-/// A file of `NAME=value` lines that `${secret:NAME}` references resolve from, after
-/// `TERRARIUM_SECRET_<NAME>` variables.
-pub const TERRARIUM_SECRETS_FILE: &str = "TERRARIUM_SECRETS_FILE";
-
-/// Prefix of the variables that hold secrets: `${secret:HF_TOKEN}` reads
-/// `TERRARIUM_SECRET_HF_TOKEN`.
-pub const TERRARIUM_SECRET_PREFIX: &str = "TERRARIUM_SECRET_";
+// Terrarium's cache (`TERRARIUM_CACHE_DIR`) and the secrets `${secret:NAME}` references read
+// (`TERRARIUM_SECRET_<NAME>`, `TERRARIUM_SECRETS_FILE`) are read where environments are built
+// and entered, and documented there: `terrarium_compute::environment`.
 
 /// The API token for a server workspace (`terrarium token create` prints one).
 pub const TERRARIUM_TOKEN: &str = "TERRARIUM_TOKEN";

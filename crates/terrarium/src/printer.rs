@@ -300,8 +300,14 @@ impl ErrorReport {
                 user |= e.is_user_error();
             } else if let Some(e) = cause.downcast_ref::<terrarium_serve::DeploymentError>() {
                 user |= e.is_user_error();
+            } else if let Some(e) =
+                cause.downcast_ref::<terrarium_compute::environment::EnvironmentError>()
+            {
+                user |= e.is_user_error();
+                hint = hint.or(environment_hint(e));
             } else if let Some(e) = cause.downcast_ref::<terrarium_compute::ComputeError>() {
                 user |= e.is_user_error();
+                hint = hint.or(compute_hint(e));
                 if let terrarium_compute::ComputeError::Store(e) = e {
                     hint = hint.or(store_hint(e));
                     code = code.or(ErrorCode::of_store(e));
@@ -461,35 +467,82 @@ fn stage_hint(err: &terrarium_image::StageError) -> Option<&'static str> {
     })
 }
 
-/// A spinner on stderr when it is a terminal; silent otherwise.
+/// What to do about an environment that cannot be locked, built or entered.
+fn environment_hint(err: &terrarium_compute::environment::EnvironmentError) -> Option<String> {
+    use terrarium_compute::environment::{EnvironmentError as E, TERRARIUM_SECRETS_FILE};
+    Some(match err {
+        E::NothingToLock => {
+            "build and run its image: `terrarium image build REF --builder buildah`".to_string()
+        }
+        E::NoPlatform { .. } => "relock with --platform including it".to_string(),
+        E::SecretUnset { name, var } => {
+            format!("set {var}, or put `{name}=...` in the file named by {TERRARIUM_SECRETS_FILE}")
+        }
+        _ => return None,
+    })
+}
+
+/// What to do about a run that cannot start on this machine's container runtime.
+fn compute_hint(err: &terrarium_compute::ComputeError) -> Option<String> {
+    use terrarium_compute::ComputeError as E;
+    Some(match err {
+        E::ContainerTool { program } => format!("install it (Debian: apt-get install {program})"),
+        E::ContainerNeedsRoot => "run as root, or use --target local".to_string(),
+        _ => return None,
+    })
+}
+
+/// A spinner on stderr when it is a terminal; silent otherwise. As a library's reporter, it
+/// shows from the first step reported (`resolving`, `building`), so a call that finds its
+/// work done shows nothing. It is cleared when finished or dropped.
 pub struct Spinner {
-    bar: Option<indicatif::ProgressBar>,
+    bar: std::cell::OnceCell<Option<indicatif::ProgressBar>>,
 }
 
 impl Spinner {
     pub fn start(message: &str) -> Self {
-        use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
-            return Self { bar: None };
+        let spinner = Self::lazy();
+        spinner.show(message);
+        spinner
+    }
+
+    /// A spinner that shows nothing until a step is reported.
+    pub fn lazy() -> Self {
+        Self {
+            bar: std::cell::OnceCell::new(),
         }
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(message.to_string());
-        bar.enable_steady_tick(std::time::Duration::from_millis(100));
-        Self { bar: Some(bar) }
+    }
+
+    fn show(&self, message: &str) {
+        use std::io::IsTerminal;
+        let bar = self.bar.get_or_init(|| {
+            std::io::stderr().is_terminal().then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                bar
+            })
+        });
+        if let Some(bar) = bar {
+            bar.set_message(message.to_string());
+        }
     }
 
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Some(Some(bar)) = self.bar.get() {
             bar.finish_and_clear();
         }
     }
 }
 
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 impl terrarium_env::Reporter for Spinner {
     fn step(&self, message: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(message.to_string());
-        }
+        self.show(message);
     }
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use terrarium_env::EnvCache;
 
 use super::Context;
-use crate::{environments, printer};
+use crate::printer;
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
@@ -60,7 +60,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 pub fn run(_context: &Context, command: CacheCommand) -> Result<ExitCode> {
-    let cache = EnvCache::new(&environments::cache_dir()?);
+    let cache = EnvCache::new(&terrarium_compute::environment::cache_dir()?);
     match command {
         CacheCommand::List(args) => {
             let entries = cache.list()?;

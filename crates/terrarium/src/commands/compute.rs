@@ -165,7 +165,7 @@ pub fn run(context: &Context, command: ComputeCommand) -> Result<ExitCode> {
                 Ok(target) => {
                     let cache = match target.option("cache") {
                         Some(cache) => std::path::PathBuf::from(cache),
-                        None => crate::environments::cache_dir()?,
+                        None => terrarium_compute::environment::cache_dir()?,
                     };
                     Some(target.delivery_line(&cache))
                 }

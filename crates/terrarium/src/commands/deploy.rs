@@ -137,14 +137,21 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
         return detach(context, &args, &record, store.as_ref(), &log_path);
     }
 
-    let (lock, lock_hash) =
-        environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
+    let (lock, lock_hash) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
     if lock.kind == LockKind::UserManaged {
         environments::check_user_managed(&lock, &record);
     }
-    let env = environments::materialize(&lock)?;
-    let mut vars =
-        environments::process_env(&record, &lock, env.as_ref().map(|e| e.prefix.as_path()))?;
+    let env = terrarium_compute::environment::materialize(&lock, &crate::printer::Spinner::lazy())?;
+    let mut vars = terrarium_compute::environment::process_env(
+        &record,
+        &lock,
+        env.as_ref().map(|e| e.prefix.as_path()),
+    )?;
     let (python, python_path) = match &env {
         Some(env) => {
             let python = env.bin_dir().join("python");
@@ -159,8 +166,10 @@ pub fn run(context: &Context, args: DeployArgs) -> Result<ExitCode> {
                     Some("add python to the environment's dependencies"),
                 ));
             }
-            let shim = terrarium_serve::shim::install(&environments::cache_dir()?.join("serve"))
-                .context("cannot write the worker shim to the cache")?;
+            let shim = terrarium_serve::shim::install(
+                &terrarium_compute::environment::cache_dir()?.join("serve"),
+            )
+            .context("cannot write the worker shim to the cache")?;
             (python, vec![shim])
         }
         None => {

@@ -109,14 +109,18 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
         "run",
         args.name.as_deref(),
     )?;
-    let (lock, lock_hash) =
-        environments::ensure_lock(store.as_ref(), &version, &args.lock.options()?)?;
+    let (lock, lock_hash) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &version,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
     if lock.kind == terrarium_lock::LockKind::UserManaged {
         environments::check_user_managed(&lock, &version);
     }
     let cache = match target.option("cache") {
         Some(cache) => PathBuf::from(cache),
-        None => environments::cache_dir()?,
+        None => terrarium_compute::environment::cache_dir()?,
     };
     let id = super::run::new_run_id();
     let log_dir = runs::log_dir(&target, &context.runs_dir()?, &id).map_err(compute_error)?;
@@ -136,7 +140,11 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
                 let env = if job_args.dry_run {
                     None
                 } else {
-                    environments::materialize_in(&lock, &cache)?
+                    terrarium_compute::environment::materialize_in(
+                        &lock,
+                        &cache,
+                        &crate::printer::Spinner::lazy(),
+                    )?
                 };
                 let prefix = Prefix {
                     path: envs.root().join(&key),
@@ -189,7 +197,11 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
             .map(|k| (k.clone(), String::new()))
             .collect()
     } else {
-        environments::process_env(&version, &lock, prefix.as_ref().map(|p| p.path.as_path()))?
+        terrarium_compute::environment::process_env(
+            &version,
+            &lock,
+            prefix.as_ref().map(|p| p.path.as_path()),
+        )?
     }
     .into_iter()
     .chain([(crate::env_vars::TERRARIUM_RUN_ID.to_string(), id.clone())])
@@ -365,7 +377,11 @@ fn pack_prefix(
     // the cache: they find their own uv (TERRARIUM_UV or PATH) when the lock needs one.
     let own_programs =
         target.option("pack_registry").is_some() && target.option("terrarium").is_some();
-    let uv = match environments::find_uv(lock, platform, &environments::cache_dir()?)? {
+    let uv = match terrarium_compute::environment::find_uv(
+        lock,
+        platform,
+        &terrarium_compute::environment::cache_dir()?,
+    )? {
         Some(_) if own_programs => None,
         Some(uv) => Some(shipped(&uv.path, "uv")?),
         None => None,

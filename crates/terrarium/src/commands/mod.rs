@@ -5,7 +5,6 @@ use std::path::PathBuf;
 pub mod audit;
 pub mod cache;
 pub mod compute;
-pub mod container;
 pub mod curated;
 pub mod deploy;
 pub mod deployments;

@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use terrarium_compute::local;
+use terrarium_compute::{container, local};
 use terrarium_store::RunRecord;
 
 use super::Context;
@@ -90,23 +90,23 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         "run",
         args.name.as_deref(),
     )?;
-    let (lock, lock_hash) =
-        environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
+    let (lock, lock_hash) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
     if lock.kind == terrarium_lock::LockKind::UserManaged {
         environments::check_user_managed(&lock, &record);
     }
     let container = match target {
         Target::Local => None,
-        Target::Container => Some(super::container::prepare(
-            context,
-            &record,
-            args.base.as_deref(),
-        )?),
+        Target::Container => Some(container_image(context, &record, args.base.as_deref())?),
     };
     let env = if container.is_some() {
         None
     } else {
-        environments::materialize(&lock)?
+        terrarium_compute::environment::materialize(&lock, &crate::printer::Spinner::lazy())?
     };
     let mut vars = match &container {
         Some(_) => {
@@ -114,13 +114,18 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
             // here (secrets only now, when the process starts).
             let mut vars = Vec::new();
             for (key, value) in &record.definition.environment_variables {
-                vars.push((key.clone(), environments::resolve_secrets(value)?));
+                vars.push((
+                    key.clone(),
+                    terrarium_compute::environment::resolve_secrets(value)?,
+                ));
             }
             vars
         }
-        None => {
-            environments::process_env(&record, &lock, env.as_ref().map(|e| e.prefix.as_path()))?
-        }
+        None => terrarium_compute::environment::process_env(
+            &record,
+            &lock,
+            env.as_ref().map(|e| e.prefix.as_path()),
+        )?,
     };
 
     let id = new_run_id();
@@ -218,7 +223,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         .stderr(Stdio::piped());
     // Secret values never reach the log file, nor our stdout and stderr (which CI keeps): each
     // stream is masked as it is copied.
-    let secrets = environments::secret_values(&record);
+    let secrets = terrarium_compute::environment::secret_values(&record);
     let mut cancelled = false;
     let code = match command.spawn() {
         Ok(mut child) => {
@@ -277,6 +282,41 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     drop(running);
     drop(env);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// For `--target container`: the version's image, built once (as `image build` makes it, and
+/// recorded), unpacked once into a bundle for runc.
+fn container_image(
+    context: &Context,
+    record: &terrarium_store::VersionRecord,
+    base: Option<&str>,
+) -> Result<container::ContainerImage> {
+    let tools = container::Tools::find()?;
+    let cache = terrarium_compute::environment::cache_dir()?;
+    let layout = cache
+        .join("images")
+        .join(record.name.replace('/', "--"))
+        .join(&record.version);
+    let store = context.store()?;
+    let args = super::image::BuildArgs::for_container(
+        format!("{}:{}", record.name, record.version),
+        layout.clone(),
+        base.map(str::to_string),
+    );
+    let built = super::image::build_image(store.as_ref(), record, &args).with_context(|| {
+        format!(
+            "cannot build the image of {}:{} to run it in a container",
+            record.name, record.version
+        )
+    })?;
+    let tag = format!("{}-{}", record.name.replace('/', "-"), record.version);
+    Ok(container::unpack(
+        &tools,
+        &cache,
+        &layout,
+        &tag,
+        &built.digest,
+    )?)
 }
 
 /// The program to start: a bare name is looked up here in the run's own `PATH` (the

@@ -39,8 +39,13 @@ pub fn build(context: &Context, args: BuildArgs) -> Result<ExitCode> {
         "import",
         None,
     )?;
-    let (lock, hash) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
-    let env = environments::materialize(&lock)?;
+    let (lock, hash) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
+    let env = terrarium_compute::environment::materialize(&lock, &crate::printer::Spinner::lazy())?;
     let Some(env) = env else {
         // User-managed: its interpreter is used as it is.
         let platform = terrarium_lock::current_platform();
@@ -115,7 +120,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<ExitCode> {
         ));
     };
     let lock = terrarium_lock::Lock::from_json(&store.get_lock(hash)?)?;
-    let cache = terrarium_env::EnvCache::new(&environments::cache_dir()?);
+    let cache = terrarium_env::EnvCache::new(&terrarium_compute::environment::cache_dir()?);
     let platform = terrarium_lock::current_platform();
     let Some(env) = cache.lookup(&lock, &platform)? else {
         return Err(user_error(

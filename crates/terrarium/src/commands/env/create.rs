@@ -140,10 +140,14 @@ pub fn create(context: &Context, args: CreateArgs) -> Result<ExitCode> {
             .as_ref()
             .is_some_and(|r| r.content_hash == hash && r.lock_hash.is_some());
         if !already_locked {
-            let made = crate::environments::make_lock(&definition, &args.lock.options()?)
-                .with_context(|| {
-                    format!("cannot lock `{name}` (register with --no-lock to lock at first use)")
-                })?;
+            let made = terrarium_compute::environment::make_lock(
+                &definition,
+                &args.lock.options()?,
+                &crate::printer::Spinner::lazy(),
+            )
+            .with_context(|| {
+                format!("cannot lock `{name}` (register with --no-lock to lock at first use)")
+            })?;
             lock = Some((made.lock_hash(), made.to_json()));
         }
     }

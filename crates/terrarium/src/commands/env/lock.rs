@@ -8,7 +8,7 @@ use serde::Serialize;
 use terrarium_store::{RegisterRequest, Source};
 
 use crate::commands::Context;
-use crate::environments::{self, LockArgs};
+use crate::environments::LockArgs;
 use crate::{printer, workspace};
 
 #[derive(Debug, Args)]
@@ -56,7 +56,12 @@ pub fn lock(context: &Context, args: LockCommandArgs) -> Result<ExitCode> {
     let reference = super::parse_reference(&args.reference)?;
     let store = context.store()?;
     let record = store.resolve(&reference)?;
-    let (lock, hash) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
+    let (lock, hash) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
     let summary = LockSummary {
         name: record.name.clone(),
         version: record.version.clone(),
@@ -97,7 +102,11 @@ pub fn relock(context: &Context, args: RelockArgs) -> Result<ExitCode> {
     let reference = super::parse_reference(&args.reference)?;
     let store = context.store()?;
     let record = store.resolve(&reference)?;
-    let lock = environments::make_lock(&record.definition, &args.lock.options()?)?;
+    let lock = terrarium_compute::environment::make_lock(
+        &record.definition,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
     let hash = lock.lock_hash();
     let mut definition = record.definition.clone();
     definition.version = None;

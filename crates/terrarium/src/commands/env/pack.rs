@@ -8,7 +8,7 @@ use clap::Args;
 use terrarium_env::pack::Compression;
 
 use crate::commands::Context;
-use crate::environments::{self, LockArgs};
+use crate::environments::LockArgs;
 use crate::printer::{self, human_size, user_error};
 
 #[derive(Debug, Args)]
@@ -41,8 +41,12 @@ pub fn pack(context: &Context, args: PackArgs) -> Result<ExitCode> {
     let reference = super::parse_reference(&args.reference)?;
     let store = context.store()?;
     let record = store.resolve(&reference)?;
-    let (lock, _) =
-        environments::ensure_lock(store.as_ref(), &record, &LockArgs::default().options()?)?;
+    let (lock, _) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &LockArgs::default().options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
     let platform = args
         .platform
         .unwrap_or_else(terrarium_lock::current_platform);
@@ -66,7 +70,7 @@ pub fn pack(context: &Context, args: PackArgs) -> Result<ExitCode> {
     let output = match &args.output {
         Some(output) => output.clone(),
         None => {
-            let dir = environments::cache_dir()?.join("packs");
+            let dir = terrarium_compute::environment::cache_dir()?.join("packs");
             std::fs::create_dir_all(&dir)?;
             staged = tempfile::Builder::new()
                 .prefix(".push-")

@@ -40,9 +40,18 @@ pub fn shell(context: &Context, args: ShellArgs) -> Result<ExitCode> {
         "import",
         None,
     )?;
-    let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
-    let env = environments::materialize(&lock)?;
-    let vars = environments::process_env(&record, &lock, env.as_ref().map(|e| e.prefix.as_path()))?;
+    let (lock, _) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
+    let env = terrarium_compute::environment::materialize(&lock, &crate::printer::Spinner::lazy())?;
+    let vars = terrarium_compute::environment::process_env(
+        &record,
+        &lock,
+        env.as_ref().map(|e| e.prefix.as_path()),
+    )?;
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
     printer::status(&format!(
         "entering {}:{} (exit the shell to leave)",
@@ -69,8 +78,13 @@ pub fn activate(context: &Context, args: ShellArgs) -> Result<ExitCode> {
         "import",
         None,
     )?;
-    let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
-    let env = environments::materialize(&lock)?;
+    let (lock, _) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
+    let env = terrarium_compute::environment::materialize(&lock, &crate::printer::Spinner::lazy())?;
     let mut out = String::new();
     if let Some(env) = &env {
         out.push_str(&format!(
@@ -110,8 +124,13 @@ pub fn kernel(context: &Context, args: KernelArgs) -> Result<ExitCode> {
         "import",
         None,
     )?;
-    let (lock, _) = environments::ensure_lock(store.as_ref(), &record, &args.lock.options()?)?;
-    let env = environments::materialize(&lock)?;
+    let (lock, _) = terrarium_compute::environment::ensure_lock(
+        store.as_ref(),
+        &record,
+        &args.lock.options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
+    let env = terrarium_compute::environment::materialize(&lock, &crate::printer::Spinner::lazy())?;
     let python = match &env {
         Some(env) => env.python(),
         None => lock

@@ -9,7 +9,6 @@ use terrarium_env::pack::Pack;
 use terrarium_env::EnvCache;
 
 use crate::commands::Context;
-use crate::environments;
 use crate::printer::{self, human_size, user_error};
 
 #[derive(Debug, Args)]
@@ -34,7 +33,7 @@ pub struct UnpackArgs {
 
 /// Needs no workspace: a pack carries its lock.
 pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
-    let cache_dir = environments::cache_dir()?;
+    let cache_dir = terrarium_compute::environment::cache_dir()?;
     // A pack in a registry is fetched beside the cache, and removed once unpacked.
     let fetched = if terrarium_image::artifact::is_pack_reference(&args.file) {
         let dir = cache_dir.join("packs");
@@ -71,7 +70,7 @@ pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
         .map_or_else(|| PathBuf::from(&args.file), Path::to_path_buf);
     let pack = Pack::open(&path, args.lock_hash.as_deref())?;
     let platform = terrarium_lock::current_platform();
-    let uv = environments::find_uv(pack.lock(), &platform, &cache_dir)?;
+    let uv = terrarium_compute::environment::find_uv(pack.lock(), &platform, &cache_dir)?;
     let cache = EnvCache::new(&cache_dir);
     let spinner = printer::Spinner::start("unpacking");
     let result = match &args.prefix {

@@ -10,8 +10,8 @@ use terrarium_image::{layout, stage};
 
 use super::builder::build_with_builder;
 use super::{environment, image_lock, image_uv, BuildArgs, Context};
+use crate::env_vars;
 use crate::printer::{self, user_error};
-use crate::{env_vars, environments};
 
 /// What a build made, or found already made: its digest, and what `image build` prints.
 pub(crate) struct Built {
@@ -88,7 +88,7 @@ pub(crate) fn build_image(
     }
     let (lock, lock_hash) = image_lock(store, record, args.base.is_some())?;
     let started = std::time::Instant::now();
-    let cache = environments::cache_dir()?;
+    let cache = terrarium_compute::environment::cache_dir()?;
     let cached_layout = cache
         .join("images")
         .join(record.name.replace('/', "--"))

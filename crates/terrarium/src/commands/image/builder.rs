@@ -28,7 +28,7 @@ pub(super) fn build_with_builder(
         ));
     };
     let program = terrarium_image::builder::Builder::from(builder).program();
-    if crate::commands::container::find_program(program).is_none() {
+    if terrarium_compute::container::find_program(program).is_none() {
         return Err(user_error(
             format!("--builder {program}: no `{program}` on PATH"),
             Some(match builder {

@@ -163,8 +163,12 @@ fn environment<'a>(
 
 /// The version's lock (made now if it has none), checked to be one an image can be built from.
 fn image_lock(store: &dyn Store, record: &VersionRecord, has_base: bool) -> Result<(Lock, String)> {
-    let (lock, lock_hash) =
-        environments::ensure_lock(store, record, &environments::LockArgs::default().options()?)?;
+    let (lock, lock_hash) = terrarium_compute::environment::ensure_lock(
+        store,
+        record,
+        &environments::LockArgs::default().options()?,
+        &crate::printer::Spinner::lazy(),
+    )?;
     stage::check_lock(&environment(record, &lock, &lock_hash), has_base)?;
     Ok((lock, lock_hash))
 }
@@ -203,7 +207,7 @@ fn dockerfile(context: &Context, args: DockerfileArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (lock, lock_hash) = image_lock(store.as_ref(), &record, args.base.is_some())?;
-    let cache = environments::cache_dir()?;
+    let cache = terrarium_compute::environment::cache_dir()?;
     std::fs::create_dir_all(&cache)?;
     let base_blobs = cache.join("images").join("base-blobs");
     let progress = printer::Progress::default();

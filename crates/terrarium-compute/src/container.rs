@@ -1,15 +1,35 @@
-//! `terrarium run --target container`: the environment's image, unpacked once into a bundle
-//! (umoci), run with runc; the working directory is mounted at `/work`.
+//! Runs in a container on this machine (`run --target container`): the environment's image,
+//! unpacked once per image digest into a bundle (umoci), run with runc over the shared,
+//! read-only root filesystem; the working directory is mounted at `/work`.
+//!
+//! Building the image is the caller's (the image builder records it on the version); this
+//! module starts from its OCI layout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result};
 use serde_json::{json, Value};
 
-use super::Context;
-use crate::environments;
-use crate::printer::user_error;
+use crate::ComputeError;
+
+/// The programs a container run needs, found on PATH, with root to run them.
+pub struct Tools {
+    runc: PathBuf,
+    umoci: PathBuf,
+}
+
+impl Tools {
+    /// runc and umoci on PATH, and root: what running in a container needs here.
+    pub fn find() -> Result<Self, ComputeError> {
+        let runc = find_program("runc").ok_or(ComputeError::ContainerTool { program: "runc" })?;
+        let umoci =
+            find_program("umoci").ok_or(ComputeError::ContainerTool { program: "umoci" })?;
+        if !is_root() {
+            return Err(ComputeError::ContainerNeedsRoot);
+        }
+        Ok(Self { runc, umoci })
+    }
+}
 
 /// An image unpacked for runc.
 pub struct ContainerImage {
@@ -19,7 +39,7 @@ pub struct ContainerImage {
 }
 
 /// A program on PATH.
-pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
+pub fn find_program(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
@@ -37,85 +57,63 @@ fn is_root() -> bool {
     })
 }
 
-/// Build (or find) the version's image and its unpacked bundle.
-pub fn prepare(
-    context: &Context,
-    record: &terrarium_store::VersionRecord,
-    base: Option<&str>,
-) -> Result<ContainerImage> {
-    let runc = find_program("runc").ok_or_else(|| {
-        user_error(
-            "--target container needs runc on PATH",
-            Some("install it (Debian: apt-get install runc)"),
-        )
-    })?;
-    let umoci = find_program("umoci").ok_or_else(|| {
-        user_error(
-            "--target container needs umoci on PATH to unpack the image",
-            Some("install it (Debian: apt-get install umoci)"),
-        )
-    })?;
-    if !is_root() {
-        return Err(user_error(
-            "--target container runs runc, which needs root here",
-            Some("run as root, or use --target local"),
-        ));
+/// The bundle of the image `layout:tag` (whose manifest digest is `digest`), unpacked into
+/// `cache/bundles/DIGEST` the first time, atomically: a bundle that is there is whole.
+pub fn unpack(
+    tools: &Tools,
+    cache: &Path,
+    layout: &Path,
+    tag: &str,
+    digest: &str,
+) -> Result<ContainerImage, ComputeError> {
+    let digest = digest.trim_start_matches("sha256:");
+    if digest.is_empty() || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ComputeError::Unpack {
+            image: format!("{}:{tag}", layout.display()),
+            reason: format!("`{digest}` is not an image digest"),
+        });
     }
-    let cache = environments::cache_dir()?;
-    let layout = cache
-        .join("images")
-        .join(record.name.replace('/', "--"))
-        .join(&record.version);
-    // The image, as `image build` makes it: built once, recorded, reused.
-    let store = context.store()?;
-    let args = crate::commands::image::BuildArgs::for_container(
-        format!("{}:{}", record.name, record.version),
-        layout.clone(),
-        base.map(str::to_string),
-    );
-    let built =
-        crate::commands::image::build_image(store.as_ref(), record, &args).with_context(|| {
-            format!(
-                "cannot build the image of {}:{} to run it in a container",
-                record.name, record.version
-            )
-        })?;
-    let digest = built.digest.trim_start_matches("sha256:").to_string();
-    let tag = format!("{}-{}", record.name.replace('/', "-"), record.version);
     let bundles = cache.join("bundles");
-    let bundle = bundles.join(&digest);
+    let bundle = bundles.join(digest);
+    let image = format!("{}:{tag}", layout.display());
     if !bundle.join("config.json").is_file() {
-        std::fs::create_dir_all(&bundles)?;
+        std::fs::create_dir_all(&bundles).map_err(|e| ComputeError::io(&bundles, "create", e))?;
         let staging = bundles.join(format!(".tmp-{digest}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        let status = Command::new(&umoci)
+        let status = Command::new(&tools.umoci)
             .args(["unpack", "--image"])
-            .arg(format!("{}:{tag}", layout.display()))
+            .arg(&image)
             .arg(&staging)
             .stdout(std::process::Stdio::null())
             .status()
-            .context("cannot run umoci")?;
+            .map_err(|e| ComputeError::io(&tools.umoci, "run", e))?;
         if !status.success() {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(user_error(
-                format!(
-                    "umoci could not unpack {}:{tag} ({status})",
-                    layout.display()
-                ),
-                None,
-            ));
+            return Err(ComputeError::Unpack {
+                image,
+                reason: format!("umoci {status}"),
+            });
         }
         if let Err(err) = std::fs::rename(&staging, &bundle) {
             let _ = std::fs::remove_dir_all(&staging);
+            // Another run unpacked the same image first: theirs is as good.
             if !bundle.join("config.json").is_file() {
-                return Err(err).context("cannot move the unpacked bundle into place");
+                return Err(ComputeError::io(
+                    &bundle,
+                    "move the unpacked bundle to",
+                    err,
+                ));
             }
         }
     }
-    let template: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)
-        .context("the unpacked bundle's config.json")?;
+    let config = bundle.join("config.json");
+    let text = std::fs::read(&config).map_err(|e| ComputeError::io(&config, "read", e))?;
+    let template: Value = serde_json::from_slice(&text).map_err(|e| ComputeError::Unpack {
+        image,
+        reason: format!("the bundle's config.json: {e}"),
+    })?;
     Ok(ContainerImage {
-        runc,
+        runc: tools.runc.clone(),
         rootfs: bundle.join("rootfs"),
         template,
     })
@@ -129,10 +127,11 @@ impl ContainerImage {
         command: &[String],
         vars: &[(String, String)],
         cwd: &Path,
-    ) -> Result<tempfile::TempDir> {
+    ) -> Result<tempfile::TempDir, ComputeError> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("terrarium-run-{id}-"))
-            .tempdir()?;
+            .tempdir()
+            .map_err(|e| ComputeError::io(std::env::temp_dir(), "create a directory in", e))?;
         let mut config = self.template.clone();
         let mut env: Vec<(String, String)> = config["process"]["env"]
             .as_array()
@@ -174,13 +173,16 @@ impl ContainerImage {
         if let Some(namespaces) = config["linux"]["namespaces"].as_array_mut() {
             namespaces.retain(|n| n["type"] != "network");
         }
-        std::fs::write(
-            dir.path().join("config.json"),
-            serde_json::to_vec_pretty(&config)?,
-        )?;
+        let path = dir.path().join("config.json");
+        let text = serde_json::to_vec_pretty(&config).map_err(|e| ComputeError::Unpack {
+            image: self.rootfs.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&path, text).map_err(|e| ComputeError::io(&path, "write", e))?;
         Ok(dir)
     }
 
+    /// The runc command that runs the run `id` in `bundle`.
     pub fn command(&self, bundle: &tempfile::TempDir, id: &str) -> Command {
         let mut command = Command::new(&self.runc);
         command
