@@ -25,8 +25,10 @@ import sys
 import tempfile
 import time
 
+from binary import built_binary  # benches/binary.py: where cargo put the build
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("TERRARIUM_BIN", os.path.join(ROOT, "target", "release", "terrarium"))
+BINARY = os.environ.get("TERRARIUM_BIN") or built_binary("release")
 CACHE = os.environ.get(
     "TERRARIUM_TEST_CACHE",
     os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "terrarium-test-tools"),

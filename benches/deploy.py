@@ -25,7 +25,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("TERRARIUM_BIN", os.path.join(ROOT, "target", "release", "terrarium"))
+from binary import built_binary  # benches/binary.py: where cargo put the build
+BINARY = os.environ.get("TERRARIUM_BIN") or built_binary("release")
 CACHE = os.path.expanduser("~/.cache/terrarium-test-tools")
 AZMLINFSRV = os.environ.get("AZMLINFSRV", os.path.join(CACHE, "azmlinfsrv-1.5.1", "bin", "azmlinfsrv"))
 MLFLOW_VENV = os.environ.get("MLFLOW_VENV", os.path.expanduser("~/.cache/terrarium-bench-mlflow"))
@@ -56,6 +57,7 @@ def run(raw_data):
 MLFLOW_MODEL = '''
 import json, sys
 import mlflow.pyfunc
+
 
 class Linear(mlflow.pyfunc.PythonModel):
     def load_context(self, context):

@@ -8,7 +8,7 @@ post's status and time and the slowest `/healthz` answer during them. Before the
 became linear and moved off the async threads, two 90,000-variable posts made `/healthz` take
 44 s.
 
-Needs a built binary: `cargo build --release` (or BINARY=target/debug/terrarium).
+Needs a built binary: `cargo build --release` (or BINARY=target/HOST/debug/terrarium).
 """
 
 import json
@@ -22,7 +22,9 @@ import time
 import urllib.error
 import urllib.request
 
-BINARY = os.environ.get("BINARY", "target/release/terrarium")
+from binary import built_binary  # benches/binary.py: where cargo put the build
+
+BINARY = os.environ.get("BINARY") or built_binary("release")
 
 
 def main():

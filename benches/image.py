@@ -26,8 +26,10 @@ import tarfile
 import tempfile
 import time
 
+from binary import built_binary  # benches/binary.py: where cargo put the build
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("TERRARIUM_BIN", os.path.join(ROOT, "target", "release", "terrarium"))
+BINARY = os.environ.get("TERRARIUM_BIN") or built_binary("release")
 MiB = 1024 * 1024
 
 

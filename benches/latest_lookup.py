@@ -5,11 +5,13 @@ Registers N versions of one environment (default 2,800) and 200 other environmen
 team server on SQLite, then times 500 sequential GETs of the latest version; then adds the
 (name, seq) index by hand (for a workspace made before migration 0007) and times them again.
 With the migration applied both lines show the indexed time.
-Needs a built binary: BINARY=target/debug/terrarium or `cargo build --release`.
+Needs a built binary: BINARY=target/HOST/debug/terrarium or `cargo build --release`.
 """
 import json, subprocess, threading, time, urllib.request, re, sys, sqlite3, os
-BIN=os.environ.get('BINARY', 'target/release/terrarium')
+from binary import built_binary  # benches/binary.py: where cargo put the build
+BIN=os.environ.get('BINARY') or built_binary('release')
 import tempfile; ws=tempfile.mkdtemp() + '/ws'
+
 tok=json.loads(subprocess.check_output([BIN,'token','create','--db',f'sqlite://{ws}','--role','admin','--name','b','--json']))['token']
 def start():
     p=subprocess.Popen([BIN,'server','--db',f'sqlite://{ws}','--listen','127.0.0.1:0'],stderr=subprocess.PIPE,text=True)

@@ -20,7 +20,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("TERRARIUM_BIN", os.path.join(ROOT, "target", "release", "terrarium"))
+from binary import built_binary  # benches/binary.py: where cargo put the build
+BINARY = os.environ.get("TERRARIUM_BIN") or built_binary("release")
 FILE = os.path.join(ROOT, "examples", "sklearn", "environment.yml")
 RUNS = int(os.environ.get("RUNS", "15"))
 
@@ -28,6 +29,7 @@ SDK = """
 import sys, tempfile, warnings
 warnings.filterwarnings("ignore")
 from azureml.core import Environment
+
 env = Environment.from_conda_specification("sklearn-example", sys.argv[1])
 d = tempfile.mkdtemp()
 env.save_to_directory(d, overwrite=True)

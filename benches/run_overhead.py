@@ -25,8 +25,10 @@ import tempfile
 import time
 import zipfile
 
+from binary import built_binary  # benches/binary.py: where cargo put the build
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("TERRARIUM_BIN", os.path.join(ROOT, "target", "release", "terrarium"))
+BINARY = os.environ.get("TERRARIUM_BIN") or built_binary("release")
 BASELINE = os.environ.get("TERRARIUM_BIN_BASELINE")
 PYTHON = os.environ.get("BENCH_PYTHON", shutil.which("python3.11") or shutil.which("python3"))
 ROUNDS = int(os.environ.get("ROUNDS", "60"))

@@ -48,7 +48,7 @@ with the newest build, often the debug one, and the wheel's binary comes before 
     python3 benches/sdk.py
 
 Reads TERRARIUM_TEST_AML_PYTHON (a Python with azureml-core; scripts/test-tools.sh),
-TERRARIUM_BIN (default target/release/terrarium, else target/debug), RUNS (default 15), CALLS
+TERRARIUM_BIN (default target/HOST/release/terrarium, else target/HOST/debug), RUNS (default 15), CALLS
 (default 30). Target (issue): Terrarium at least 20x faster than azureml-core end to end.
 """
 
@@ -62,6 +62,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from binary import built_binary  # benches/binary.py: where cargo put the build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get(
@@ -153,10 +155,10 @@ else:
 
 def default_binary():
     for kind in ("release", "debug"):
-        path = os.path.join(ROOT, "target", kind, "terrarium")
+        path = built_binary(kind)
         if os.access(path, os.X_OK):
             return path
-    return os.path.join(ROOT, "target", "release", "terrarium")
+    return built_binary("release")
 
 
 BINARY = os.path.abspath(os.environ.get("TERRARIUM_BIN") or default_binary())

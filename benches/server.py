@@ -28,8 +28,10 @@ import tempfile
 import threading
 import time
 
+from binary import built_binary  # benches/binary.py: where cargo put the build
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("TERRARIUM_BIN", os.path.join(ROOT, "target", "release", "terrarium"))
+BINARY = os.environ.get("TERRARIUM_BIN") or built_binary("release")
 MLFLOW_VENV = os.environ.get("MLFLOW_VENV", os.path.expanduser("~/.cache/terrarium-bench-mlflow"))
 DURATION = os.environ.get("DURATION", "10s")
 

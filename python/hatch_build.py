@@ -1,8 +1,8 @@
 """Put the ``terrarium`` binary into the wheel's scripts (as maturin's ``bindings = "bin"``
 does), so ``pip install`` puts it on the environment's PATH and the SDK finds it.
 
-The binary is ``$TERRARIUM_BIN``, else the newest of the repository's ``target/release`` and
-``target/debug`` builds. Without one the wheel is pure Python and the SDK uses
+The binary is ``$TERRARIUM_BIN``, else the newest of the repository's ``target/HOST/release`` and
+``target/HOST/debug`` builds (the workspace builds for its host by name, ``.cargo/config.toml``). Without one the wheel is pure Python and the SDK uses
 ``$TERRARIUM_BIN`` or ``terrarium`` on PATH at run time. Editable installs never carry it.
 """
 
@@ -25,9 +25,30 @@ def _binary(root: Path) -> Path | None:
         if not path.is_file():
             raise SystemExit(f"TERRARIUM_BIN names {path}, which is not a file")
         return path
-    candidates = [root.parent / "target" / kind / "terrarium" for kind in ("release", "debug")]
+    candidates = [
+        root.parent / "target" / host / kind / "terrarium"
+        for host in _hosts(root.parent / "target")
+        for kind in ("release", "debug")
+    ]
     built = [c for c in candidates if c.is_file() and os.access(c, os.X_OK)]
     return max(built, key=lambda c: c.stat().st_mtime) if built else None
+
+
+def _hosts(target: Path) -> list[str]:
+    """The target folders cargo built for this machine: ``rustc --print host-tuple``, else those
+    named for this machine's architecture."""
+    import subprocess
+
+    try:
+        host = subprocess.run(
+            ["rustc", "--print", "host-tuple"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        return [host]
+    except (OSError, subprocess.CalledProcessError):
+        import platform
+
+        machine = platform.machine()
+        return [d.name for d in target.glob(f"{machine}-*") if d.is_dir()] if target.is_dir() else []
 
 
 def _platform_tag() -> str:

@@ -3,7 +3,7 @@
 # would (`pip install ./python`: the wheel carries the terrarium binary) and the test tools from
 # PyPI (once; kept in the test-tools cache), then `mypy --strict` and pytest.
 #
-# Reads TERRARIUM_BIN (the binary to ship and test; default target/debug/terrarium),
+# Reads TERRARIUM_BIN (the binary to ship and test; default target/HOST/debug/terrarium, HOST being `rustc --print host-tuple`),
 # TERRARIUM_UV, TERRARIUM_TEST_AML_PYTHON, TERRARIUM_TEST_BASE_IMAGE (scripts/test-tools.sh
 # prints them) and TERRARIUM_TEST_POSTGRES (scripts/postgres.sh start DIR prints it). Without
 # one, the tests that need it are skipped with a message, or fail under CI (CI set).
@@ -12,7 +12,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-bin=${TERRARIUM_BIN:-$root/target/debug/terrarium}
+bin=${TERRARIUM_BIN:-$root/target/$(rustc --print host-tuple)/debug/terrarium}
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 if [ ! -x "$bin" ]; then
     echo "error: no terrarium binary at $bin" >&2

@@ -1,14 +1,14 @@
 #!/bin/sh
 # The R client's checks: `R CMD build` and `R CMD check --no-manual` of r/terrarium, whose tests
 # start a real team server from the terrarium binary (TERRARIUM_BIN, default
-# target/debug/terrarium). Installs nothing: it needs R with httr2, jsonlite and testthat
+# target/HOST/debug/terrarium, HOST being `rustc --print host-tuple`). Installs nothing: it needs R with httr2, jsonlite and testthat
 # (Debian: r-base-core r-cran-httr2 r-cran-jsonlite r-cran-testthat). Fails on a check error
 # or warning, a failed test, or a skipped one.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-bin=${TERRARIUM_BIN:-$root/target/debug/terrarium}
+bin=${TERRARIUM_BIN:-$root/target/$(rustc --print host-tuple)/debug/terrarium}
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 if [ ! -x "$bin" ]; then
     echo "error: no terrarium binary at $bin" >&2

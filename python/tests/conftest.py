@@ -2,7 +2,7 @@
 server on SQLite, a team server on PostgreSQL, a PostgreSQL database), and a local wheelhouse
 so that environments lock and build offline.
 
-Variables read (as the Rust tests do): ``TERRARIUM_BIN`` (default ``target/debug/terrarium``),
+Variables read (as the Rust tests do): ``TERRARIUM_BIN`` (default ``target/HOST/debug/terrarium``),
 ``TERRARIUM_UV`` (uv; tests that lock are skipped without it), ``TERRARIUM_TEST_POSTGRES``
 (a PostgreSQL URL, ``scripts/postgres.sh start DIR``), ``TERRARIUM_TEST_AML_PYTHON`` (a Python
 with ``azureml-core``), ``TERRARIUM_TEST_BASE_IMAGE`` (a base image with Python);
@@ -41,9 +41,15 @@ def needed(variable: str, why: str, source: str = "scripts/test-tools.sh") -> st
     return value
 
 
+def _host() -> str:
+    """The folder cargo builds this machine's binaries in (the workspace names its host target,
+    `.cargo/config.toml`)."""
+    return subprocess.run(["rustc", "--print", "host-tuple"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def terrarium_bin() -> str:
     """The binary under test."""
-    binary = os.environ.get("TERRARIUM_BIN") or str(REPO / "target" / "debug" / "terrarium")
+    binary = os.environ.get("TERRARIUM_BIN") or str(REPO / "target" / _host() / "debug" / "terrarium")
     if not os.access(binary, os.X_OK):
         pytest.exit(
             f"no terrarium binary at {binary}: cargo build -p terrarium, or set TERRARIUM_BIN",

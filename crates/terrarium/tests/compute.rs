@@ -465,6 +465,32 @@ fn with_delivery_pack_each_node_builds_from_the_pack_once() {
     assert_eq!(packs.len(), 1);
     assert!(shared.join("bin").is_dir());
     assert!(!shared.join("envs").exists());
+    // The `terrarium` shipped to the nodes is statically linked (static-pie, as every build of
+    // the workspace on linux-gnu, `.cargo/config.toml`): it runs whatever C library a node has.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let shipped: Vec<std::path::PathBuf> = std::fs::read_dir(shared.join("bin"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("terrarium-"))
+            })
+            .collect();
+        assert_eq!(shipped.len(), 1, "{shipped:?}");
+        let headers = std::process::Command::new("readelf")
+            .arg("-lW")
+            .arg(&shipped[0])
+            .output()
+            .expect("readelf (binutils)");
+        let text = String::from_utf8_lossy(&headers.stdout);
+        assert!(
+            headers.status.success()
+                && text.contains("LOAD")
+                && !text.contains("program interpreter"),
+            "{text}"
+        );
+    }
     let built: Vec<std::path::PathBuf> = std::fs::read_dir(&envs)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -3,17 +3,22 @@
 # as an operator would (`terrarium token create --db`). Everything is offline: nothing here
 # resolves packages.
 
-# The CLI binary: TERRARIUM_BIN, else target/debug/terrarium in the working directory or one
-# of its parents (the repository's root when the tests run from a checkout).
+# The CLI binary: TERRARIUM_BIN, else target/HOST/debug/terrarium (cargo's folder for this
+# machine's target) in the working directory or one of its parents (the repository's root
+# when the tests run from a checkout).
 find_terrarium_bin <- function() {
-  bin <- Sys.getenv("TERRARIUM_BIN", "target/debug/terrarium")
+  bin <- Sys.getenv("TERRARIUM_BIN", "")
   if (startsWith(bin, "/")) {
     return(if (file.exists(bin)) bin else NULL)
   }
   dir <- normalizePath(getwd())
   repeat {
-    candidate <- file.path(dir, bin)
-    if (file.exists(candidate)) return(normalizePath(candidate))
+    candidate <- if (nzchar(bin)) {
+      file.path(dir, bin)
+    } else {
+      Sys.glob(file.path(dir, "target", "*", "debug", "terrarium"))[1]
+    }
+    if (!is.na(candidate) && file.exists(candidate)) return(normalizePath(candidate))
     parent <- dirname(dir)
     if (parent == dir) return(NULL)
     dir <- parent
