@@ -260,6 +260,24 @@ fn is_public(path: &str) -> bool {
     )
 }
 
+/// A pack fetched through a signed link: it needs no token (its handler checks the signature).
+fn is_signed_pack_link(method: &Method, path: &str, query: Option<&str>) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+        && path
+            .strip_prefix(crate::wire::API_PREFIX)
+            .is_some_and(|rest| rest.starts_with("/packs/"))
+        && query.is_some_and(|q| q.split('&').any(|pair| pair.starts_with("signature=")))
+}
+
+/// A pack upload is streamed for as long as it takes (while bytes keep coming), not bounded by
+/// the request timeout.
+fn is_pack_upload(method: &Method, path: &str) -> bool {
+    *method == Method::PUT
+        && path
+            .strip_prefix(crate::wire::API_PREFIX)
+            .is_some_and(|rest| rest.starts_with("/packs/"))
+}
+
 fn is_mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -279,6 +297,7 @@ fn audit_target(path: &str) -> Option<String> {
         "runs" => format!("run {id}"),
         "compute" => format!("compute target {id}"),
         "tokens" => format!("token {id}"),
+        "packs" => format!("pack {id}"),
         _ => return None,
     })
 }
@@ -298,6 +317,7 @@ pub async fn access(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.to_string())
         .unwrap_or_else(|| "unknown".to_string());
+    let signed_link = is_signed_pack_link(&method, &path, request.uri().query());
     let presented = presented_token(&request);
     let via_cookie = presented.as_ref().is_some_and(|(_, cookie)| *cookie);
     let forwarded = FORWARDING_HEADERS
@@ -360,7 +380,7 @@ pub async fn access(
                 request.extensions_mut().insert(identity);
                 None
             }
-            Err(_) if is_public(&path) => None,
+            Err(_) if is_public(&path) || signed_link => None,
             Err(_) if path.starts_with("/ui") && !mutating => {
                 Some(Redirect::to("/ui/login").into_response())
             }
@@ -370,7 +390,12 @@ pub async fn access(
     let mut response = match refusal {
         Some(response) => response,
         None => {
-            let run = with_timeout(next.run(request), state.request_timeout, scope.as_deref());
+            let timeout = if is_pack_upload(&method, &path) {
+                Duration::from_secs(7 * 24 * 3600)
+            } else {
+                state.request_timeout
+            };
+            let run = with_timeout(next.run(request), timeout, scope.as_deref());
             crate::state::AUDIT.scope(scope.clone(), run).await
         }
     };

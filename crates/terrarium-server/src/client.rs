@@ -16,8 +16,8 @@ use terrarium_store::{
 use crate::ui::segment;
 use crate::wire::{
     ComputeBody, ErrorBody, FinishRunBody, LabelBody, LockBody, LockHashResponse, MetadataBody,
-    Page, RegisterBody, RegisterResponse, RunStateBody, TokenCreateBody, TokenCreated, WhoAmI,
-    API_PREFIX,
+    PackLink, Page, RegisterBody, RegisterResponse, RunStateBody, TokenCreateBody, TokenCreated,
+    WhoAmI, API_PREFIX,
 };
 
 /// Whether a workspace setting is a server URL.
@@ -146,6 +146,145 @@ impl RemoteStore {
     pub fn whoami(&self) -> Result<WhoAmI, StoreError> {
         self.json(self.request(Method::GET, "/whoami"))
     }
+
+    /// A new signed link to the pack `digest` the server keeps, living `lifetime` (`7d`);
+    /// `None` when the server does not keep it.
+    pub fn pack_link(&self, digest: &str, lifetime: &str) -> Result<Option<PackLink>, StoreError> {
+        crate::packs::check_digest(digest).map_err(|e| StoreError::Invalid(e.message))?;
+        let path = format!("/packs/{}/link", segment(digest));
+        match self.json(
+            self.request(Method::POST, &path)
+                .query(&[("lifetime", lifetime)]),
+        ) {
+            Ok(link) => Ok(Some(link)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Send the pack file at `path`, whose sha256 is `digest`, for the server to keep; the
+    /// answer holds a signed link to it, living `lifetime`.
+    pub fn upload_pack(
+        &self,
+        digest: &str,
+        path: &std::path::Path,
+        lifetime: &str,
+    ) -> Result<PackLink, StoreError> {
+        crate::packs::check_digest(digest).map_err(|e| StoreError::Invalid(e.message))?;
+        // The server refuses these before it takes a byte, which a client still sending sees
+        // only as a broken connection: they are checked here first.
+        match crate::auth::parse_lifetime(lifetime) {
+            Ok(d) if d <= crate::packs::MAX_LINK_LIFETIME => {}
+            Ok(_) => {
+                return Err(StoreError::Invalid(
+                    "a pack link lives 30 days at most".to_string(),
+                ))
+            }
+            Err(message) => return Err(StoreError::Invalid(message)),
+        }
+        let file = std::fs::File::open(path).map_err(|err| {
+            StoreError::Transport(format!("cannot read {}: {err}", path.display()))
+        })?;
+        let size = file
+            .metadata()
+            .map_err(|err| StoreError::Transport(format!("cannot read {}: {err}", path.display())))?
+            .len();
+        let sent = self.json(
+            self.request(Method::PUT, &format!("/packs/{}", segment(digest)))
+                .query(&[("lifetime", lifetime)])
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                // As long as the bytes keep going: the server drops an upload that stalls.
+                .timeout(Duration::from_secs(7 * 24 * 3600))
+                .body(reqwest::blocking::Body::sized(file, size)),
+        );
+        match sent {
+            // A refusal by role ends the upload before the answer can be read.
+            Err(StoreError::Transport(message)) => match self.whoami() {
+                Ok(me) if me.role == "reader" => Err(StoreError::Remote {
+                    status: 403,
+                    code: "forbidden".to_string(),
+                    message: format!(
+                        "uploading a pack needs the contributor role; {} has reader",
+                        me.actor
+                    ),
+                }),
+                _ => Err(StoreError::Transport(message)),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Fetch a pack from a team server's signed link (`https://HOST/api/v1/packs/sha256:HEX?...`)
+/// into `dest`, checking its bytes against the digest the link names.
+pub fn download_pack(link: &str, dest: &std::path::Path) -> Result<(), StoreError> {
+    let parsed = url::Url::parse(link)
+        .map_err(|err| StoreError::Invalid(format!("`{link}` is not a link: {err}")))?;
+    let digest = parsed
+        .path()
+        .strip_prefix(&format!("{API_PREFIX}/packs/"))
+        .filter(|_| matches!(parsed.scheme(), "http" | "https"))
+        .map(|d| percent_encoding::percent_decode_str(d).decode_utf8_lossy().into_owned())
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "`{}` is not a team server's pack link (http(s)://HOST{API_PREFIX}/packs/sha256:...)",
+                redacted(link)
+            ))
+        })?;
+    crate::packs::check_digest(&digest).map_err(|e| StoreError::Invalid(e.message))?;
+    let http = Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("terrarium/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| StoreError::Transport(format!("cannot make an HTTP client: {err}")))?;
+    let host = redacted(link);
+    let mut response = http.get(parsed).send().map_err(|err| {
+        StoreError::Transport(format!(
+            "cannot reach {host}: {}",
+            terrarium_spec::error::error_chain(&err)
+        ))
+    })?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|body| body.error.message)
+            .unwrap_or_else(|_| format!("it answered {status}"));
+        return Err(StoreError::Remote {
+            status: status.as_u16(),
+            code: "pack".to_string(),
+            message: format!("cannot fetch the pack from {host}: {message}"),
+        });
+    }
+    use sha2::Digest as _;
+    use std::io::{Read as _, Write as _};
+    let failed = |err: std::io::Error| {
+        StoreError::Transport(format!("cannot fetch the pack from {host}: {err}"))
+    };
+    let mut file = std::fs::File::create(dest).map_err(failed)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 18];
+    loop {
+        let n = response.read(&mut buffer).map_err(failed)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        file.write_all(&buffer[..n]).map_err(failed)?;
+    }
+    file.sync_all().map_err(failed)?;
+    let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if got != digest {
+        return Err(StoreError::Invalid(format!(
+            "the pack from {host} is {got}, not the {digest} its link names"
+        )));
+    }
+    Ok(())
+}
+
+/// A link without its query (a signed link's signature is not for logs).
+pub fn redacted(link: &str) -> String {
+    link.split(['?', '#']).next().unwrap_or(link).to_string()
 }
 
 fn hint(status: StatusCode, message: String) -> String {

@@ -4,6 +4,7 @@
 //!   PostgreSQL), so several replicas can serve one PostgreSQL workspace.
 //!   - `api/`: the REST API under `/api/v1`, with its OpenAPI document at `/openapi.json`;
 //!   - `auth`: API tokens (stored hashed), roles, and the audit trail of mutating requests;
+//!   - `packs`: packs kept on disk for compute nodes, fetched through signed links;
 //!   - `ui/`: the server-rendered web UI under `/ui`;
 //!   - connections are accepted by the scoring front's listener (`terrarium_serve::listen`):
 //!     a deadline for each request's head, and a cap on open connections.
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod packs;
 pub mod wire;
 
 mod api;

@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Open connections at most (fewer when the open-files limit is lower).
     pub max_connections: usize,
+    /// Where packs for compute nodes are kept (`PUT /api/v1/packs/...`); none without it.
+    pub packs: Option<std::path::PathBuf>,
 }
 
 impl ServerConfig {
@@ -43,6 +45,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            packs: None,
         }
     }
 }
@@ -81,6 +84,17 @@ pub fn serve(config: ServerConfig, stores: Vec<Arc<dyn Store>>) -> std::io::Resu
             ),
         ));
     }
+    let packs = match &config.packs {
+        Some(dir) => Some(Arc::new(crate::packs::PackStore::open(dir).map_err(
+            |err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot keep packs in {}: {err}", dir.display()),
+                )
+            },
+        )?)),
+        None => None,
+    };
     let stores_count = stores.len();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,6 +105,7 @@ pub fn serve(config: ServerConfig, stores: Vec<Arc<dyn Store>>) -> std::io::Resu
     runtime.block_on(async move {
         let mut state = AppState::new(stores, config.allow_anonymous_local);
         state.request_timeout = config.request_timeout;
+        state.packs = packs;
         let state = Arc::new(state);
         let app = app(state, &config);
         let listener = tokio::net::TcpListener::bind(config.listen).await?;

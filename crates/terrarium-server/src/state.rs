@@ -23,6 +23,8 @@ pub struct AppState {
     pub allow_anonymous: bool,
     /// How long one request may take before it is answered with `timeout`.
     pub request_timeout: std::time::Duration,
+    /// Where packs for compute nodes are kept, when the server keeps them (`--packs DIR`).
+    pub packs: Option<Arc<crate::packs::PackStore>>,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
             stores,
             allow_anonymous,
             request_timeout: std::time::Duration::from_secs(30),
+            packs: None,
         }
     }
 

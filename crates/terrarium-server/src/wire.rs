@@ -285,3 +285,15 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
 }
+
+/// A pack the server keeps, and a signed link that fetches it without a token until
+/// `expires_at`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PackLink {
+    /// `sha256:HEX` of the pack file.
+    pub digest: String,
+    pub size: u64,
+    /// The link's path and query on this server (`/api/v1/packs/...?expires=...&signature=...`).
+    pub link: String,
+    pub expires_at: String,
+}

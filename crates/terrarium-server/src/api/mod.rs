@@ -14,6 +14,7 @@ pub mod contexts;
 pub mod deployments;
 pub mod environments;
 pub mod images;
+pub mod packs;
 pub mod runs;
 
 #[cfg(test)]
@@ -23,7 +24,7 @@ mod tests;
 #[openapi(
     info(
         title = "Terrarium workspace API",
-        description = "Versioned, immutable environments for machine-learning work: versions, labels, history, diffs, exports, locks, runs, compute targets, deployments, tokens and the audit trail. Every error has the shape `{\"error\": {\"status\", \"code\", \"message\"}}`."
+        description = "Versioned, immutable environments for machine-learning work: versions, labels, history, diffs, exports, locks, runs, compute targets, packs for compute nodes, deployments, tokens and the audit trail. Every error has the shape `{\"error\": {\"status\", \"code\", \"message\"}}`."
     ),
     paths(
         environments::list, environments::register, environments::latest,
@@ -38,6 +39,7 @@ mod tests;
         compute::list, compute::add, compute::get, compute::remove,
         deployments::list, deployments::get, deployments::put,
         images::list, images::add,
+        packs::put, packs::new_link, packs::get,
         contexts::put, contexts::get,
         access::create, access::list, access::revoke, access::audit, access::whoami,
     ),
@@ -177,6 +179,14 @@ pub fn router() -> Router<SharedState> {
                     contexts::MAX_CONTEXT_BYTES,
                 )),
         )
+        // Packs are streamed: no body limit but the handler's own.
+        .route(
+            "/packs/{digest}",
+            get(packs::get)
+                .put(packs::put)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/packs/{digest}/link", post(packs::new_link))
         .route("/deployments", get(deployments::list))
         .route(
             "/deployments/{name}",

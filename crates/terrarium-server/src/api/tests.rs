@@ -51,10 +51,11 @@ impl TestServer {
             .unwrap();
         let address = listener.local_addr().unwrap();
         let config = ServerConfig::new(address);
-        let router = app(
-            Arc::new(AppState::new(vec![Arc::clone(&store)], false)),
-            &config,
-        );
+        let mut state = AppState::new(vec![Arc::clone(&store)], false);
+        state.packs = Some(Arc::new(
+            crate::packs::PackStore::open(&dir.path().join("packs")).unwrap(),
+        ));
+        let router = app(Arc::new(state), &config);
         let log: terrarium_serve::Log = Arc::new(|line: &str| eprintln!("test server: {line}"));
         runtime.spawn(terrarium_serve::listen::serve(
             vec![listener],
@@ -589,4 +590,132 @@ fn unknown_and_mistyped_fields_in_a_body_are_refused_by_path() {
         .unwrap()
         .iter()
         .all(|v| v.name != "x"));
+}
+
+/// Packs: kept by digest only when the bytes match it, fetched with a token or a signed link
+/// (no token), and never by a link for another pack, an expired one or a forged one.
+#[test]
+fn packs_are_kept_by_digest_and_fetched_through_signed_links() {
+    use sha2::Digest as _;
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("p.tpack");
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&pack, &bytes).unwrap();
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    let alice = server.client(&server.alice);
+    assert!(alice.pack_link(&digest, "1d").unwrap().is_none());
+    // A reader may not upload; bytes that are not the digest's are refused and not kept.
+    assert_eq!(
+        remote_status(
+            server
+                .client(&server.reader)
+                .upload_pack(&digest, &pack, "1d")
+        )
+        .0,
+        403
+    );
+    let other = dir.path().join("other.tpack");
+    std::fs::write(&other, b"not the pack").unwrap();
+    let (status, code) = remote_status(alice.upload_pack(&digest, &other, "1d"));
+    assert_eq!((status, code.as_str()), (400, "invalid"));
+    assert!(alice.pack_link(&digest, "1d").unwrap().is_none());
+    let packs_dir = server._dir.path().join("packs");
+    let kept = || {
+        std::fs::read_dir(&packs_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != ".link-key")
+            .collect::<Vec<_>>()
+    };
+    assert!(kept().is_empty(), "{:?}", kept());
+    // Too long a link is refused before a byte is taken, by the client and by the server.
+    assert!(matches!(
+        alice.upload_pack(&digest, &pack, "31d"),
+        Err(StoreError::Invalid(_))
+    ));
+    let (status, answer) = server.call(
+        "PUT",
+        &format!("/api/v1/packs/{digest}?lifetime=31d"),
+        &server.alice,
+        None,
+    );
+    assert_eq!(status, 400, "{answer}");
+    let uploaded = alice.upload_pack(&digest, &pack, "1d").unwrap();
+    assert_eq!(uploaded.size, bytes.len() as u64);
+    assert_eq!(kept(), vec![format!("sha256-{}.tpack", &digest[7..])]);
+    // The signed link fetches it with no token, checked against the digest.
+    let fetched = dir.path().join("fetched.tpack");
+    crate::client::download_pack(&format!("{}{}", server.url, uploaded.link), &fetched).unwrap();
+    assert_eq!(std::fs::read(&fetched).unwrap(), bytes);
+    // A reader may ask for a new link to it.
+    let relinked = server
+        .client(&server.reader)
+        .pack_link(&digest, "2h")
+        .unwrap()
+        .unwrap();
+    assert_eq!(relinked.size, uploaded.size);
+    // With a token, no link is needed; without either, nothing is served.
+    let path = format!("/api/v1/packs/{digest}");
+    let http = reqwest::blocking::Client::new();
+    let get = |url: String| http.get(url).send().unwrap();
+    assert_eq!(
+        http.get(format!("{}{path}", server.url))
+            .bearer_auth(&server.reader)
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .len(),
+        bytes.len()
+    );
+    let answer = get(format!("{}{path}", server.url));
+    assert_eq!(answer.status().as_u16(), 401);
+    // A link for another pack, a changed expiry, a forged signature or an expired link: 403.
+    let (query_path, query) = uploaded.link.split_once('?').unwrap();
+    let expires: i64 = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("expires="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let signature = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("signature="))
+        .unwrap();
+    let zero = format!("sha256:{}", "0".repeat(64));
+    for link in [
+        format!("/api/v1/packs/{zero}?{query}"),
+        format!("{query_path}?expires={}&signature={signature}", expires + 1),
+        format!(
+            "{query_path}?expires={expires}&signature={}",
+            "ab".repeat(32)
+        ),
+        format!("{query_path}?expires=1&signature={signature}"),
+    ] {
+        let answer = get(format!("{}{link}", server.url));
+        assert_eq!(answer.status().as_u16(), 403, "{link}");
+    }
+    // A download that is not its digest's is refused by the client, and an address that is
+    // not a pack's is not fetched at all.
+    let wrong = format!("{}/api/v1/packs/{zero}?{query}", server.url);
+    assert!(crate::client::download_pack(&wrong, &fetched).is_err());
+    for bad in [
+        format!("{}/api/v1/packs/sha256:..%2F..%2Fetc?{query}", server.url),
+        format!("{}/api/v1/runs?{query}", server.url),
+        format!("file:///api/v1/packs/{digest}"),
+    ] {
+        assert!(
+            matches!(
+                crate::client::download_pack(&bad, &fetched),
+                Err(StoreError::Invalid(_))
+            ),
+            "{bad}"
+        );
+    }
+    // The uploads were audited; the fetches change nothing and are not.
+    let audit = server.store.list_audit(100, 0).unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.action.starts_with("PUT /api/v1/packs/") && e.status == 201));
 }

@@ -1,0 +1,212 @@
+//! Packs the team server keeps for compute nodes: files on disk beside the server (never in its
+//! database), named by the sha256 of their bytes, fetched by nodes through signed links.
+//!
+//! A link is `/api/v1/packs/sha256:HEX?expires=UNIX&signature=HEX`: an HMAC-SHA256, under a key
+//! only the server holds (`.link-key` in the pack directory, made at first start), of the
+//! pack's digest and the link's expiry. A node with the link fetches that one pack until then,
+//! with no token: a job's batch script carries the link, never a user's token.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::ApiError;
+
+/// The largest pack a server takes.
+pub const MAX_PACK_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+
+/// The longest a link may live.
+pub const MAX_LINK_LIFETIME: time::Duration = time::Duration::days(30);
+
+/// What a link lives for when the client does not say.
+pub const DEFAULT_LINK_LIFETIME: &str = "7d";
+
+const KEY_FILE: &str = ".link-key";
+
+/// The packs a server keeps, and the key its links are signed with.
+pub struct PackStore {
+    dir: PathBuf,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for PackStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackStore {
+    /// Open (or make, private to this user) the pack directory `dir` and its link key.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let key_path = dir.join(KEY_FILE);
+        let mut key = [0u8; 32];
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+        {
+            Ok(mut file) => {
+                std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+                file.write_all(&key)?;
+                file.sync_all()?;
+            }
+            // Made before, or by another server process sharing the directory just now.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut read = Vec::new();
+                for _ in 0..50 {
+                    read = std::fs::read(&key_path)?;
+                    if read.len() == key.len() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                key = read.as_slice().try_into().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{} is not a link key (32 bytes); remove it to make a new one (links given out before stop working)",
+                            key_path.display()
+                        ),
+                    )
+                })?;
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the pack `digest` (checked by [`check_digest`]) is kept.
+    pub fn path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.dir.join(format!("sha256-{hex}.tpack"))
+    }
+
+    fn mac(&self, digest: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(format!("terrarium pack link\n{digest}\n{expires}").as_bytes());
+        mac
+    }
+
+    /// The path and query of a link to the pack `digest`, valid until `expires` (UNIX seconds).
+    pub fn link(&self, digest: &str, expires: i64) -> String {
+        let signature = hex::encode(self.mac(digest, expires).finalize().into_bytes());
+        format!(
+            "{}/packs/{digest}?expires={expires}&signature={signature}",
+            crate::wire::API_PREFIX
+        )
+    }
+
+    /// Refuse a link's signature unless this server made it for `digest` and it has not expired.
+    pub fn verify(&self, digest: &str, expires: i64, signature: &str) -> Result<(), ApiError> {
+        let bytes = hex::decode(signature)
+            .map_err(|_| ApiError::forbidden("the link's signature is not this server's"))?;
+        self.mac(digest, expires)
+            .verify_slice(&bytes)
+            .map_err(|_| ApiError::forbidden("the link's signature is not this server's"))?;
+        if expires <= time::OffsetDateTime::now_utc().unix_timestamp() {
+            return Err(ApiError::forbidden(format!(
+                "the link expired at {}; submit the job again for a new one",
+                crate::auth::format_time(
+                    time::OffsetDateTime::from_unix_timestamp(expires)
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+                )
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Refuse anything but `sha256:` and 64 lowercase hex digits: the digest names a file.
+pub fn check_digest(digest: &str) -> Result<(), ApiError> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::invalid(format!(
+            "`{}` is not a pack digest: expected sha256: and 64 lowercase hex digits",
+            digest.escape_debug()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn links_are_signed_for_one_pack_and_one_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackStore::open(dir.path()).unwrap();
+        let later = time::OffsetDateTime::now_utc().unix_timestamp() + 60;
+        let link = store.link(DIGEST, later);
+        let signature = link.rsplit_once("signature=").unwrap().1;
+        store.verify(DIGEST, later, signature).unwrap();
+        // Another expiry, another pack, or a changed signature is refused.
+        assert!(store.verify(DIGEST, later + 1, signature).is_err());
+        let other = DIGEST.replace("00000000", "11111111");
+        assert!(store.verify(&other, later, signature).is_err());
+        assert!(store.verify(DIGEST, later, "00").is_err());
+        assert!(store.verify(DIGEST, later, "not hex").is_err());
+        // An expired link is refused even with its own signature.
+        let past = later - 120;
+        let old = store.link(DIGEST, past);
+        let message = store
+            .verify(DIGEST, past, old.rsplit_once("signature=").unwrap().1)
+            .unwrap_err()
+            .message;
+        assert!(message.contains("expired"), "{message}");
+        // The key outlives the process: a reopened store accepts its links; another does not.
+        let reopened = PackStore::open(dir.path()).unwrap();
+        reopened.verify(DIGEST, later, signature).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert!(PackStore::open(elsewhere.path())
+            .unwrap()
+            .verify(DIGEST, later, signature)
+            .is_err());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn digests_name_files_and_nothing_else() {
+        check_digest(DIGEST).unwrap();
+        for bad in [
+            "sha256:../../etc/passwd",
+            "sha256:",
+            "md5:00",
+            &DIGEST.to_uppercase(),
+            &format!("{DIGEST}0"),
+            &DIGEST.replace("00", "/."),
+        ] {
+            assert!(check_digest(bad).is_err(), "{bad}");
+        }
+    }
+}
