@@ -63,6 +63,27 @@ pub const PACK_REGISTRY: OptionSpec = OptionSpec {
     check: crate::check_repository,
 };
 
+pub const PACK_SERVER: OptionSpec = OptionSpec {
+    key: "pack_server",
+    help: "with delivery=pack: a team server (http(s)://HOST[:PORT], started with `--packs`) the pack is uploaded to with the submitter's token (contributor); each node fetches it by digest through a signed link that lives `pack_link_lifetime`, with no token; with `terrarium` set to where the nodes have it (and uv on their PATH or in TERRARIUM_UV for locks with PyPI packages), the nodes need not see `cache` at all",
+    required: false,
+    check: crate::check_server_url,
+};
+
+pub const PACK_LINK_LIFETIME: OptionSpec = OptionSpec {
+    key: "pack_link_lifetime",
+    help: "with pack_server: how long a job may wait in the queue and still fetch its pack, e.g. 12h or 7d (default: 7d, at most 30d)",
+    required: false,
+    check: |v| {
+        let seconds = crate::resources::parse_duration(v)?;
+        if seconds > 30 * 24 * 3600 {
+            Err("a pack link lives 30 days at most".to_string())
+        } else {
+            Ok(())
+        }
+    },
+};
+
 /// How environments reach a target's nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -134,10 +155,13 @@ impl Target {
             ),
             Delivery::Pack => format!(
                 "pack: each node builds from {} into {}, once per lock, with {}",
-                self.option("pack_registry").map_or_else(
-                    || format!("{}/packs", cache.display()),
-                    |r| format!("{r} (an OCI artifact, fetched by digest)")
-                ),
+                match (self.option("pack_registry"), self.option("pack_server")) {
+                    (Some(r), _) => format!("{r} (an OCI artifact, fetched by digest)"),
+                    (None, Some(s)) => format!(
+                        "the team server {s} (uploaded at submit, fetched by digest through a signed link)"
+                    ),
+                    (None, None) => format!("{}/packs", cache.display()),
+                },
                 self.node_cache().display(),
                 self.option("terrarium").map_or(
                     "this machine's terrarium, copied into the cache".into(),
@@ -153,8 +177,8 @@ impl Target {
 pub struct PackSource {
     /// The pack, on the shared filesystem.
     pub pack: PathBuf,
-    /// Where the nodes fetch the pack from instead, `REGISTRY/REPOSITORY@sha256:...`, when the
-    /// target has a `pack_registry`.
+    /// Where the nodes fetch the pack from instead: `REGISTRY/REPOSITORY@sha256:...` when the
+    /// target has a `pack_registry`, a team server's signed link when it has a `pack_server`.
     pub reference: Option<String>,
     /// The node's cache (`TERRARIUM_CACHE_DIR` for the build).
     pub node_cache: PathBuf,
@@ -194,6 +218,19 @@ pub fn ship_program(program: &Path, dir: &Path, name: &str) -> Result<PathBuf, C
     Ok(shipped)
 }
 
+/// A pack's source as logs show it: a signed link without its query (its signature).
+pub fn redacted(source: &str) -> String {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        source
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(source)
+            .to_string()
+    } else {
+        source.to_string()
+    }
+}
+
 /// The `bash -c` script each task runs its command (`"$@"`) through. It makes sure
 /// `$TERRARIUM_PREFIX` holds the environment of the lock `$TERRARIUM_LOCK_HASH` on this node,
 /// building it from the pack first with delivery=pack, then runs the command holding the
@@ -223,8 +260,8 @@ pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>
                 .map_or_else(|| q(&source.pack), crate::shell_quote),
             source
                 .reference
-                .clone()
-                .unwrap_or_else(|| source.pack.display().to_string())
+                .as_deref()
+                .map_or_else(|| source.pack.display().to_string(), redacted)
                 .replace(['"', '\\', '$', '`', '\n'], "_"),
         ));
     }

@@ -150,6 +150,23 @@ impl Target {
                 reason,
             })?;
         }
+        if self.options.contains_key("pack_registry") && self.options.contains_key("pack_server") {
+            return Err(ComputeError::Option {
+                target: self.name.clone(),
+                option: "pack_server".into(),
+                reason: "set `pack_registry` or `pack_server`, not both: the nodes fetch the pack from one place".into(),
+            });
+        }
+        if self.options.contains_key("pack_link_lifetime")
+            && !self.options.contains_key("pack_server")
+        {
+            return Err(ComputeError::Option {
+                target: self.name.clone(),
+                option: "pack_link_lifetime".into(),
+                reason: "it is the lifetime of a team server's pack links: set `pack_server` too"
+                    .into(),
+            });
+        }
         Ok(())
     }
 
@@ -370,6 +387,32 @@ pub(crate) fn check_absolute(value: &str) -> Result<(), String> {
             value.escape_debug()
         ))
     }
+}
+
+/// An option value that must be a server's address, `http(s)://HOST[:PORT]` (with no path
+/// beyond `/`, query or credentials).
+pub(crate) fn check_server_url(value: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "`{}` is not a server address (http(s)://HOST[:PORT]): {why}",
+            value.escape_debug()
+        ))
+    };
+    let Some(rest) = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+    else {
+        return bad("it must start with http:// or https://");
+    };
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return bad("give only the host and port, with no path, query or user");
+    }
+    Ok(())
 }
 
 /// An option value that must be `REGISTRY/REPOSITORY` with no tag: a registry host (with a

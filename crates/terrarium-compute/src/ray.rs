@@ -69,6 +69,8 @@ pub const OPTIONS: &[OptionSpec] = &[
     crate::delivery::DELIVERY,
     crate::delivery::NODE_CACHE,
     crate::delivery::PACK_REGISTRY,
+    crate::delivery::PACK_SERVER,
+    crate::delivery::PACK_LINK_LIFETIME,
     crate::delivery::TERRARIUM,
     crate::delivery::LOST_AFTER,
 ];

@@ -133,6 +133,22 @@ impl PackStore {
     }
 }
 
+/// The digest a pack file is kept under: `sha256:` and the hex of its bytes' SHA-256, streamed.
+pub fn file_digest(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 18];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
 /// Refuse anything but `sha256:` and 64 lowercase hex digits: the digest names a file.
 pub fn check_digest(digest: &str) -> Result<(), ApiError> {
     match digest.strip_prefix("sha256:") {

@@ -404,6 +404,157 @@ fn with_a_pack_registry_each_node_fetches_the_pack_by_digest() {
     );
 }
 
+/// With a `pack_server` the pack is uploaded to the team server with the submitter's token, and
+/// each node fetches it through a signed link, with no token; a second job uploads nothing; the
+/// link's signature shows in no log.
+#[test]
+fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
+    let Some(conf) = slurm_conf() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&conf);
+    let db = format!("sqlite://{}", cx.path("team").display());
+    let token = common::server::bootstrap_token(&cx, &db, "contributor", "alice");
+    let server = common::server::Server::start(&cx, &db, &[]);
+    let node = cx.path("node");
+    let add = |name: &str, extra: &[String]| {
+        let mut args: Vec<String> = [
+            "compute",
+            "add",
+            name,
+            "--kind",
+            "slurm",
+            "--set",
+            &format!("conf={conf}"),
+            "--set",
+            "delivery=pack",
+            "--set",
+            &format!("cache={}", cx.path("submitter").display()),
+            "--set",
+            &format!("node_cache={}", node.display()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().cloned());
+        cx.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // One place to fetch from: a registry and a server together are refused, as is a server
+    // address with a path, and nothing is stored.
+    let both = add(
+        "both",
+        &[
+            "--set".into(),
+            format!("pack_server={}", server.url),
+            "--set".into(),
+            "pack_registry=127.0.0.1:5000/packs".into(),
+        ],
+    )
+    .user_error();
+    assert!(both.stderr.contains("not both"), "{}", both.stderr);
+    let path = add(
+        "path",
+        &["--set".into(), format!("pack_server={}/api/v1", server.url)],
+    )
+    .user_error();
+    assert!(path.stderr.contains("pack_server"), "{}", path.stderr);
+    add(
+        "served",
+        &[
+            "--set".into(),
+            format!("pack_server={}", server.url),
+            "--set".into(),
+            "pack_link_lifetime=2h".into(),
+        ],
+    )
+    .success();
+    let listed = cx.run(&["compute", "list", "--json"]).success().json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let shown = cx.run(&["compute", "show", "served"]).success();
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("builds from the team server {}", server.url)),
+        "{}",
+        shown.stdout
+    );
+    let job = |token: Option<&str>| -> common::Run {
+        let mut command = cx.command();
+        command.env("TERRARIUM_SECRET_API_TOKEN", "s3cr3t-value");
+        match token {
+            Some(token) => command.env("TERRARIUM_TOKEN", token),
+            None => command.env_remove("TERRARIUM_TOKEN"),
+        };
+        command
+            .args([
+                "run",
+                "--env",
+                "wh",
+                "--target",
+                "served",
+                "--",
+                "python",
+                "-c",
+                "import sys, alpha; print('prefix', sys.prefix)",
+            ])
+            .output()
+            .unwrap()
+            .into()
+    };
+    // Without a token the upload is refused, said so, and nothing runs or is recorded.
+    let refused = job(None).user_error();
+    assert!(
+        refused.stderr.contains("pack_server") && refused.stderr.contains("TERRARIUM_TOKEN"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        cx.run(&["runs", "list", "--json"]).success().json(),
+        serde_json::json!([])
+    );
+    let out = job(Some(&token));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("prefix {}", node.join("envs").display())),
+        "{}",
+        out.stdout
+    );
+    // The server keeps the pack under its digest; the node said it built from the server.
+    let kept: Vec<String> = std::fs::read_dir(cx.path("team").join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tpack"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let id = cx.run(&["runs", "list", "--json"]).success().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = cx.run(&["runs", "logs", &id]).success();
+    let all = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        all.contains(&format!("from {}/api/v1/packs/sha256:", server.url)),
+        "{all}"
+    );
+    // The signature is in the batch script the node runs, and in no log.
+    assert!(!all.contains("signature="), "{all}");
+    let script =
+        std::fs::read_to_string(cx.workspace().join("runs").join(&id).join("job.sh")).unwrap();
+    assert!(script.contains("signature="), "{script}");
+    assert!(!script.contains(&token), "the batch script holds no token");
+    // A second job: the server keeps the pack, so only a new link is asked for (an upload
+    // would have put a new file in its place).
+    use std::os::unix::fs::MetadataExt as _;
+    let kept = cx.path("team").join("packs").join(&kept[0]);
+    let before = std::fs::metadata(&kept).unwrap().ino();
+    let again = job(Some(&token));
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(std::fs::metadata(&kept).unwrap().ino(), before);
+    drop(server);
+}
+
 /// delivery=pack: the submitting machine packs the lock once into the shared cache, and the
 /// node builds it from the pack into its own cache, once; a damaged pack is refused on the
 /// node and nothing is built from it.

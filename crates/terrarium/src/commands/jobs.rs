@@ -375,8 +375,9 @@ fn pack_prefix(
     };
     // Nodes that fetch the pack from a registry and have their own `terrarium` need not see
     // the cache: they find their own uv (TERRARIUM_UV or PATH) when the lock needs one.
-    let own_programs =
-        target.option("pack_registry").is_some() && target.option("terrarium").is_some();
+    let own_programs = (target.option("pack_registry").is_some()
+        || target.option("pack_server").is_some())
+        && target.option("terrarium").is_some();
     let uv = match terrarium_compute::environment::find_uv(
         lock,
         platform,
@@ -404,9 +405,17 @@ fn pack_prefix(
         std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644))
             .with_context(|| format!("cannot make {} readable", pack.display()))?;
     }
-    // With a pack registry the nodes fetch the pack from it, by the digest of the artifact.
+    // With a pack registry the nodes fetch the pack from it, by the digest of the artifact;
+    // with a pack server, through a signed link to the pack's digest.
     let reference = match target.option("pack_registry") {
-        None => None,
+        None => match target.option("pack_server") {
+            None => None,
+            Some(server) if dry_run => Some(format!(
+                "{}/api/v1/packs/sha256:digest-of-the-pack?expires=...&signature=...",
+                server.trim_end_matches('/')
+            )),
+            Some(server) => Some(server_pack_link(target, server, &pack)?),
+        },
         Some(repository) if dry_run => Some(format!(
             "{repository}@sha256:digest-of-the-pack-pushed-at-submit"
         )),
@@ -447,6 +456,72 @@ fn pack_prefix(
             lock: std::sync::Arc::new(lock.clone()),
         }),
     })
+}
+
+/// Upload the pack to the team server `server` unless it keeps it already, and return a signed
+/// link the nodes fetch it through (no token on the nodes).
+fn server_pack_link(
+    target: &terrarium_compute::Target,
+    server: &str,
+    pack: &std::path::Path,
+) -> Result<String> {
+    let digest = pack_digest(pack)?;
+    // The target's option was checked when it was stored; the server takes whole minutes.
+    let seconds = target
+        .option("pack_link_lifetime")
+        .and_then(|v| terrarium_compute::resources::parse_duration(v).ok())
+        .unwrap_or(7 * 86_400);
+    let lifetime = format!("{}m", seconds.div_ceil(60).max(1));
+    let client = terrarium_server::client::RemoteStore::new(server, crate::workspace::token()?)
+        .map_err(|e| user_error(e.to_string(), Some("set pack_server=http(s)://HOST[:PORT]")))?;
+    let failed = |e: terrarium_store::StoreError| {
+        let message = format!("cannot give the pack to {server} (the target's `pack_server`): {e}");
+        match e {
+            terrarium_store::StoreError::Remote {
+                status: 401 | 403, ..
+            } => user_error(
+                message,
+                Some("set TERRARIUM_TOKEN to a contributor token of that server"),
+            ),
+            terrarium_store::StoreError::Remote { code, .. } if code == "no_packs" => user_error(
+                message,
+                Some("start the server with `terrarium server --packs DIR`, or use pack_registry"),
+            ),
+            _ => anyhow::anyhow!(message),
+        }
+    };
+    let link = match client.pack_link(&digest, &lifetime).map_err(failed)? {
+        Some(link) => link,
+        None => {
+            let spinner = printer::Spinner::start("uploading the pack");
+            let sent = client.upload_pack(&digest, pack, &lifetime);
+            spinner.finish();
+            sent.map_err(failed)?
+        }
+    };
+    Ok(format!("{}{}", client.url(), link.link))
+}
+
+/// The sha256 of a pack file in the shared cache, kept beside it once computed (the pack is
+/// written once and never changed; the nodes check its files against the lock anyway).
+fn pack_digest(pack: &std::path::Path) -> Result<String> {
+    let sidecar = pack.with_extension("tpack.sha256");
+    if let Ok(text) = std::fs::read_to_string(&sidecar) {
+        if terrarium_server::packs::check_digest(text.trim()).is_ok() {
+            return Ok(text.trim().to_string());
+        }
+    }
+    let digest = terrarium_server::packs::file_digest(pack)
+        .with_context(|| format!("cannot read {}", pack.display()))?;
+    // Best effort: a cache another user owns may refuse the write; the digest is computed again.
+    if let Some(dir) = sidecar.parent() {
+        if let Ok(temp) = tempfile::NamedTempFile::new_in(dir) {
+            if std::fs::write(temp.path(), &digest).is_ok() {
+                let _ = temp.persist(&sidecar);
+            }
+        }
+    }
+    Ok(digest)
 }
 
 /// Follow a job run to its end, printing its logs as they grow when `print` is set; the exit

@@ -13,9 +13,11 @@ use crate::printer::{self, human_size, user_error};
 
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
-    /// The pack: a file written by `terrarium env pack`, or one it pushed to a registry,
-    /// `REGISTRY/REPOSITORY@sha256:...` (fetched, checked against the digest, then unpacked).
-    #[arg(value_name = "FILE|REGISTRY/REPO@DIGEST")]
+    /// The pack: a file written by `terrarium env pack`, one it pushed to a registry,
+    /// `REGISTRY/REPOSITORY@sha256:...`, or a team server's signed link to one,
+    /// `https://HOST/api/v1/packs/sha256:...?...` (either fetched, checked against the digest,
+    /// then unpacked).
+    #[arg(value_name = "FILE|REGISTRY/REPO@DIGEST|LINK")]
     file: String,
     /// Speak plain HTTP to this registry host[:port] (repeatable; loopback registries always).
     #[arg(long = "insecure-registry", value_name = "HOST")]
@@ -34,8 +36,11 @@ pub struct UnpackArgs {
 /// Needs no workspace: a pack carries its lock.
 pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
     let cache_dir = terrarium_compute::environment::cache_dir()?;
-    // A pack in a registry is fetched beside the cache, and removed once unpacked.
-    let fetched = if terrarium_image::artifact::is_pack_reference(&args.file) {
+    // A pack in a registry or on a team server is fetched beside the cache, and removed once
+    // unpacked. A link's signature is not shown.
+    let link = terrarium_server::client::is_server_url(&args.file);
+    let shown = terrarium_compute::delivery::redacted(&args.file);
+    let fetched = if link || terrarium_image::artifact::is_pack_reference(&args.file) {
         let dir = cache_dir.join("packs");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -46,16 +51,30 @@ pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot write in {}", dir.display()))?
             .into_temp_path();
         let spinner = printer::Spinner::start("fetching the pack");
-        let pulled =
-            terrarium_image::artifact::pull_pack(&args.file, &file, &args.insecure_registries);
+        let pulled = if link {
+            terrarium_server::client::download_pack(&args.file, &file).map_err(|e| {
+                let user = matches!(
+                    e,
+                    terrarium_store::StoreError::Invalid(_)
+                        | terrarium_store::StoreError::Remote { .. }
+                );
+                (user, e.to_string())
+            })
+        } else {
+            terrarium_image::artifact::pull_pack(&args.file, &file, &args.insecure_registries)
+                .map_err(|e| (e.is_user_error(), e.to_string()))
+        };
         spinner.finish();
-        pulled.map_err(|e| {
-            let user = e.is_user_error();
-            let message = format!("cannot fetch the pack {}: {e}", args.file);
+        pulled.map_err(|(user, e)| {
+            let message = format!("cannot fetch the pack {shown}: {e}");
             if user {
                 user_error(
                     message,
-                    Some("name a pack `terrarium env pack --push` printed"),
+                    Some(if link {
+                        "submit the job again for a new link (`terrarium run --target ...`)"
+                    } else {
+                        "name a pack `terrarium env pack --push` printed"
+                    }),
                 )
             } else {
                 anyhow::anyhow!(message)
@@ -100,7 +119,7 @@ pub fn unpack(_context: &Context, args: UnpackArgs) -> Result<ExitCode> {
             "{} {} from {} ({} files, {})",
             if built { "built" } else { "already built:" },
             summary.lock_hash,
-            args.file,
+            shown,
             summary.files,
             human_size(summary.size_bytes)
         ));
