@@ -317,6 +317,21 @@ pub fn secret_values(record: &VersionRecord) -> Vec<String> {
     values
 }
 
+/// Like [`secret_values`], but `None` when a secret the definition names cannot be read here:
+/// text that may hold its value cannot be masked, so it must not be kept where others read it.
+pub fn secret_values_all(record: &VersionRecord) -> Option<Vec<String>> {
+    for value in record.definition.environment_variables.values() {
+        let mut rest = value.as_str();
+        while let Some(start) = rest.find("${secret:") {
+            let after = &rest[start + "${secret:".len()..];
+            let Some(end) = after.find('}') else { break };
+            lookup_secret(&after[..end]).ok()?;
+            rest = &after[end + 1..];
+        }
+    }
+    Some(secret_values(record))
+}
+
 /// Replace `${secret:NAME}` with `$TERRARIUM_SECRET_NAME`, else the secrets file's NAME.
 pub fn resolve_secrets(value: &str) -> Result<String, EnvironmentError> {
     let mut out = String::new();

@@ -166,6 +166,18 @@ fn a_run_on_slurm_streams_its_output_and_exits_with_the_jobs_code() {
     let script =
         std::fs::read_to_string(cx.workspace().join("runs").join(id).join("job.sh")).unwrap();
     assert!(!script.contains("s3cr3t-value"), "{script}");
+    // The job's logs are kept in the workspace too (every client and the web UI read them
+    // there), with the secret's value masked.
+    let db = rusqlite::Connection::open(cx.workspace().join("workspace.db")).unwrap();
+    let kept: Vec<u8> = db
+        .query_row("SELECT log FROM run_logs WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    let kept = String::from_utf8(kept).unwrap();
+    assert!(kept.contains("==> task 0 <=="), "{kept}");
+    assert!(kept.contains("alpha 1.0 hello *** True"), "{kept}");
+    assert!(!kept.contains("s3cr3t-value"), "{kept}");
 }
 
 /// `terrarium ARGS` with the environment's secret set.

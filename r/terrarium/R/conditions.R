@@ -20,7 +20,7 @@
 #'   `terrarium_referenced`, `terrarium_curated`;
 #' * `terrarium_transport_error`: no server answered, or something that is not the
 #'   Terrarium API did;
-#' * `terrarium_unsupported`: the server's API cannot do what was asked;
+#' * `terrarium_unsupported`: what was asked needs what is not there (the server's API cannot do it, or the terrarium CLI is not installed);
 #' * `terrarium_invalid` is also raised before any request, for arguments or files the
 #'   client can tell are wrong.
 #'

@@ -50,32 +50,235 @@ tr_run_logs <- function(run, workspace = tr_workspace()) {
   structure(httr2::resp_body_string(resp, encoding = "UTF-8"), class = "tr_run_log", run = id)
 }
 
-#' Submit a run (not offered by the team server)
+#' Submit a run
 #'
-#' The team server records runs but does not start them: `terrarium run` starts the command
-#' (here, or as a job on a Slurm or Ray compute target) and records it on the server. The
-#' server's API has no endpoint that takes a command to run, so this function signals a
-#' `terrarium_unsupported` condition without sending anything. Runs submitted with
-#' `terrarium run --env REF --target TARGET -- COMMAND` against the same workspace appear in
-#' [tr_runs()], with their logs in [tr_run_logs()].
+#' Starts `command` in an environment and records the run in the workspace, as
+#' `terrarium run` does: on `"local"` the command runs here, in the background (the
+#' environment is built first when it is not yet); on `"container"` in the environment's
+#' image; on any compute target of the workspace (Slurm, Ray, Spark, Kubernetes) as a job.
+#' The team server records runs but does not start them, so this drives the terrarium CLI
+#' (`TERRARIUM_BIN`, else `terrarium` on `PATH`) against the workspace with its token: the
+#' command runs, or the job is submitted, from this machine with the user's own rights on the
+#' cluster, and the server records it.
 #'
-#' @param environment An environment name or `tr_environment`.
-#' @param command The command and its arguments, a character vector.
-#' @param target `"local"`, `"container"` or a compute target's name.
+#' @param environment A `tr_environment`, a reference (`"NAME"`, `"NAME:VERSION"`,
+#'   `"NAME@LABEL"`), or a definition file (registered first if its content is new).
+#' @param command The program and its arguments, a character vector.
+#' @param target `"local"`, `"container"` or the name of a compute target of the workspace.
+#' @param experiment The experiment the run is recorded under.
+#' @param nodes,cpus,gpus On a compute target: how many nodes, and CPUs and GPUs per task.
+#' @param memory,time On a compute target: memory per node (`"8G"`) and the time limit
+#'   (`"2h"`, `"90m"`).
+#' @param directory The command's working directory.
 #' @param workspace A [tr_workspace()].
-#' @return Does not return.
+#' @return The `tr_run` as recorded once the run has started (local) or its job was submitted;
+#'   [tr_run_wait()] waits for its end.
+#' @examples
+#' \dontrun{
+#' env <- tr_environment("sklearn-example")
+#' run <- tr_submit_run(env, c("python", "train.py"), target = "hpc", nodes = 2)
+#' run <- tr_run_wait(run)
+#' cat(tr_run_logs(run))
+#' }
 #' @export
-tr_submit_run <- function(environment, command, target = "local", workspace = tr_workspace()) {
-  stop(tr_condition(
-    paste(
-      "the team server records runs but does not start them: its API has no endpoint that",
-      "submits a command (POST /api/v1/runs records a run its client has already started).",
-      "Start it with `terrarium run --env REF --target TARGET -- COMMAND` against this",
-      "workspace; tr_runs() and tr_run_logs() then show it"
-    ),
-    "terrarium_unsupported",
-    code = "unsupported"
-  ))
+tr_submit_run <- function(environment, command, target = "local", experiment = "default",
+                          nodes = NULL, cpus = NULL, gpus = NULL, memory = NULL, time = NULL,
+                          directory = ".", workspace = tr_workspace()) {
+  call <- sys.call()
+  reference <- if (inherits(environment, "tr_environment")) {
+    sprintf("%s:%s", environment$name, environment$version)
+  } else {
+    check_string(environment, "environment", call = call)
+    environment
+  }
+  if (!is.character(command) || length(command) == 0 || anyNA(command) ||
+    !nzchar(command[[1]])) {
+    tr_abort_invalid("`command` must be a character vector: the program, then its arguments",
+      call = call)
+  }
+  check_string(target, "target", call = call)
+  check_string(experiment, "experiment", call = call)
+  if (!is.character(directory) || length(directory) != 1 || !dir.exists(directory)) {
+    tr_abort_invalid(sprintf("`directory` must be an existing folder"), call = call)
+  }
+  count <- function(value, name) {
+    if (is.null(value)) return(NULL)
+    if (!is.numeric(value) || length(value) != 1 || is.na(value) || value < 1 ||
+      value != round(value)) {
+      tr_abort_invalid(sprintf("`%s` must be a whole number, 1 or more", name), call = call)
+    }
+    c(paste0("--", name), format(value, scientific = FALSE))
+  }
+  text <- function(value, name) {
+    if (is.null(value)) return(NULL)
+    check_string(value, name, call = call)
+    c(paste0("--", name), value)
+  }
+  resources <- c(count(nodes, "nodes"), count(cpus, "cpus"), count(gpus, "gpus"),
+    text(memory, "memory"), text(time, "time"))
+  here <- target %in% c("local", "container")
+  if (here && length(resources) > 0) {
+    tr_abort_invalid(paste(
+      "nodes, cpus, gpus, memory and time are for compute targets;",
+      sprintf("`%s` runs on this machine", target)
+    ), call = call)
+  }
+  bin <- find_binary(call)
+  if (is.null(bin)) {
+    stop(tr_condition(paste(
+      "submitting a run needs the terrarium CLI (set TERRARIUM_BIN, or put `terrarium` on",
+      "PATH): it starts the run, or submits the job, from this machine, and the server records it"
+    ), "terrarium_unsupported", code = "unsupported", call = call))
+  }
+  options <- c("--env", reference, "--experiment", experiment, "--target", target, resources)
+  directory <- normalizePath(directory)
+  id <- with_cli_env(workspace, if (here) {
+    start_local_run(bin, workspace, options, command, directory, call)
+  } else {
+    out <- run_cli(bin, c("--workspace", workspace$url, "run", options, "--detach", "--",
+      command), directory, "run", call)
+    # `--detach` prints the run's id last.
+    out <- out[nzchar(out)]
+    out[[length(out)]]
+  })
+  tr_run(id, workspace = workspace)
+}
+
+#' Wait for a run to end
+#'
+#' A job on a compute target is followed through its engine, from this machine (the CLI's
+#' `runs wait`, which records how it ended); a run on this machine is read from the workspace
+#' until its client has recorded its end.
+#'
+#' @param run A `tr_run` or a run id.
+#' @param timeout Seconds to wait at most; `Inf` waits for as long as it runs.
+#' @param workspace A [tr_workspace()].
+#' @return The `tr_run` as it ended; a `terrarium_timeout` condition after `timeout` seconds.
+#' @export
+tr_run_wait <- function(run, timeout = Inf, workspace = tr_workspace()) {
+  call <- sys.call()
+  id <- run_id(run)
+  if (!is.numeric(timeout) || length(timeout) != 1 || is.na(timeout) || timeout <= 0) {
+    tr_abort_invalid("`timeout` must be a number of seconds above 0", call = call)
+  }
+  deadline <- Sys.time() + min(timeout, 1e9)
+  final <- c("completed", "failed", "cancelled", "timed_out", "node_failed", "lost")
+  record <- tr_run(id, workspace = workspace)
+  if (!is.null(record$job) && !(record$state %in% final)) {
+    bin <- find_binary(call)
+    if (!is.null(bin)) {
+      # The engine's word, recorded by the CLI; its exit code is the job's, so only a CLI
+      # failure of its own (a JSON error line) is an error here.
+      with_cli_env(workspace, run_cli(bin, c("--workspace", workspace$url, "runs", "wait", id),
+        getwd(), "runs wait", call, timeout = if (is.finite(timeout)) ceiling(timeout) else 0,
+        job_exit_ok = TRUE))
+      record <- tr_run(id, workspace = workspace)
+    }
+  }
+  while (!(record$state %in% final)) {
+    if (Sys.time() > deadline) {
+      stop(tr_condition(sprintf("run %s has not ended after %s s (it is %s)", id, timeout,
+        record$state), "terrarium_timeout", code = "timeout", call = call))
+    }
+    Sys.sleep(0.2)
+    record <- tr_run(id, workspace = workspace)
+  }
+  record
+}
+
+# Evaluate `code` with the workspace's token in TERRARIUM_TOKEN (never on a command line,
+# where `ps` shows it) and the CLI's errors as JSON, then put both back.
+with_cli_env <- function(workspace, code) {
+  names <- c("TERRARIUM_TOKEN", "TERRARIUM_ERRORS")
+  old <- Sys.getenv(names, unset = NA, names = TRUE)
+  on.exit(for (name in names) {
+    if (is.na(old[[name]])) {
+      Sys.unsetenv(name)
+    } else {
+      value <- list(old[[name]])
+      names(value) <- name
+      do.call(Sys.setenv, value)
+    }
+  })
+  Sys.setenv(TERRARIUM_ERRORS = "json")
+  token <- workspace$secret$token
+  if (is.null(token)) Sys.unsetenv("TERRARIUM_TOKEN") else Sys.setenv(TERRARIUM_TOKEN = token)
+  force(code)
+}
+
+# Run the CLI in `directory` and return its stdout lines; its error as a condition.
+run_cli <- function(bin, args, directory, what, call, timeout = 0, job_exit_ok = FALSE) {
+  errors <- tempfile("terrarium-cli-")
+  on.exit(unlink(errors), add = TRUE)
+  owd <- setwd(directory)
+  on.exit(setwd(owd), add = TRUE)
+  out <- suppressWarnings(system2(bin, shQuote(args), stdout = TRUE, stderr = errors,
+    timeout = timeout))
+  status <- attr(out, "status") %||% 0L
+  if (status != 0) {
+    lines <- readLines(errors, warn = FALSE)
+    condition <- cli_condition(status, lines, what, call)
+    if (!(job_exit_ok && is.null(attr(condition, "described")))) stop(condition)
+  }
+  out
+}
+
+# Start `terrarium run` in the background (its own process: it outlives an interrupt of this
+# session) and return the run's id once it is recorded: the CLI writes it to `--id-file`
+# before the command starts. A run that fails before that is an error here.
+start_local_run <- function(bin, workspace, options, command, directory, call) {
+  scratch <- tempfile("terrarium-run-")
+  dir.create(scratch)
+  id_file <- file.path(scratch, "run-id")
+  output <- file.path(scratch, "output.log")
+  status_file <- file.path(scratch, "status")
+  script <- file.path(scratch, "run.sh")
+  argv <- c(bin, "--workspace", workspace$url, "run", "--id-file", id_file, options, "--",
+    command)
+  writeLines(c(
+    sprintf("cd %s || exit 1", shQuote(directory)),
+    sprintf("%s </dev/null >%s 2>&1", paste(shQuote(argv), collapse = " "), shQuote(output)),
+    sprintf("echo $? >%s", shQuote(status_file))
+  ), script)
+  system2("/bin/sh", shQuote(script), wait = FALSE, stdout = FALSE, stderr = FALSE)
+  repeat {
+    # Written whole (renamed into place) by `terrarium run`.
+    if (file.exists(id_file)) {
+      id <- trimws(readLines(id_file, warn = FALSE))
+      if (length(id) == 1 && nzchar(id)) return(id)
+    }
+    if (file.exists(status_file) && !file.exists(id_file)) {
+      status <- suppressWarnings(as.integer(readLines(status_file, warn = FALSE)[1]))
+      lines <- if (file.exists(output)) readLines(output, warn = FALSE) else character()
+      unlink(scratch, recursive = TRUE)
+      stop(cli_condition(status %||% 1L, lines, "run", call))
+    }
+    Sys.sleep(0.05)
+  }
+}
+
+# The condition for a CLI run that exited with `status`: from its last line, the JSON error
+# TERRARIUM_ERRORS=json makes it write (the message, its causes and the error's code), else
+# its last lines. A condition with the CLI's own description carries `described`.
+cli_condition <- function(status, lines, what, call) {
+  lines <- lines[nzchar(trimws(lines))]
+  body <- if (length(lines) > 0) {
+    tryCatch(jsonlite::parse_json(lines[[length(lines)]])$error, error = function(e) NULL)
+  }
+  if (is.null(body) || is.null(body$message)) {
+    tail_lines <- utils::tail(lines, 20)
+    return(tr_condition(
+      paste(c(sprintf("terrarium %s failed with exit code %d", what, status), tail_lines),
+        collapse = "\n"),
+      call = call
+    ))
+  }
+  message <- paste(c(body$message, unlist(body$causes)), collapse = ": ")
+  code <- body$code %||% NA_character_
+  classes <- if (!is.na(code)) paste0("terrarium_", code) else character()
+  condition <- tr_condition(message, classes, code = code, call = call)
+  attr(condition, "described") <- TRUE
+  condition
 }
 
 #' @export

@@ -532,6 +532,7 @@ pub fn follow(
     mut run: RunRecord,
     print: bool,
 ) -> Result<ExitCode> {
+    let was_final = run.state.is_final();
     // The target is looked up once: its logs are read often, its engine asked every 250 ms
     // (each ask starts a client program or makes a request).
     let logs = job_logs(context, store, &run)?;
@@ -630,6 +631,9 @@ pub fn follow(
                     if print {
                         tails.print(&read_logs()?, true)?;
                     }
+                    if !was_final {
+                        keep_job_log(context, store, &run);
+                    }
                     let code = match (run.state, run.exit_code) {
                         (RunState::Completed, _) => 0,
                         (_, Some(code)) if code != 0 => code,
@@ -657,6 +661,49 @@ pub fn describe(run: &RunRecord) -> String {
         text.push_str(&format!(" ({reason})"));
     }
     text
+}
+
+/// Keep a job's logs in the workspace once it has ended, as a local run's are, so that every
+/// client (the SDKs, the R client, the web UI) can show them: each task's log after a
+/// `==> TASK <==` line, the last 8 MiB, with the values of the environment's secrets masked.
+/// Done by the machine that saw the job end; nothing is kept when a secret the environment
+/// names cannot be read here (its value could not be masked), or when the run is another
+/// user's (the server refuses).
+pub fn keep_job_log(context: &Context, store: &dyn Store, run: &RunRecord) {
+    let kept = (|| -> Result<()> {
+        let record = store.resolve(&terrarium_spec::names::Reference::Version(
+            run.environment.clone(),
+            run.version.clone(),
+        ))?;
+        let Some(secrets) = terrarium_compute::environment::secret_values_all(&record) else {
+            return Ok(());
+        };
+        let mut text = Vec::new();
+        for log in log_files(context, store, run)? {
+            if let Ok(bytes) = std::fs::read(&log.path) {
+                text.extend_from_slice(format!("==> {} <==\n", log.task).as_bytes());
+                text.extend_from_slice(&bytes);
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let mut text = super::run::mask_secrets(&secrets, &text);
+        const MAX: usize = 8 * 1024 * 1024;
+        if text.len() > MAX {
+            text.drain(..text.len() - MAX);
+        }
+        match store.put_run_log(&run.id, &text) {
+            Err(terrarium_store::StoreError::Remote { status: 403, .. }) => Ok(()),
+            other => Ok(other?),
+        }
+    })();
+    if let Err(err) = kept {
+        printer::warn(&format!(
+            "cannot keep the logs of run {} in the workspace: {err:#}",
+            run.id
+        ));
+    }
 }
 
 /// A job run's log files: the batch's and each task's, found from the target's layout.

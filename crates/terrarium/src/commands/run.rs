@@ -373,6 +373,11 @@ fn create_log(path: &Path) -> Result<std::fs::File> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// All of `text` with the values of `secrets` masked (`***`), as a run's log is.
+pub(crate) fn mask_secrets(secrets: &[String], text: &[u8]) -> Vec<u8> {
+    Masker::new(secrets).mask_all(text)
+}
+
 /// Masks secret values in a stream that arrives in pieces: every byte covered by an occurrence
 /// of a secret is replaced, a run of such bytes by one `***`, even when an occurrence is split
 /// across pieces or overlaps another. To see a secret that is split, it holds back the end of

@@ -233,7 +233,14 @@ fn refresh(
     store: &dyn terrarium_store::Store,
     run: terrarium_store::RunRecord,
 ) -> Result<terrarium_store::RunRecord> {
-    terrarium_compute::runs::refresh(store, run, &context.runs_dir()?).map_err(anyhow::Error::new)
+    let was_final = run.state.is_final();
+    let run = terrarium_compute::runs::refresh(store, run, &context.runs_dir()?)
+        .map_err(anyhow::Error::new)?;
+    // The job ended as this read asked: its logs go into the workspace too.
+    if !was_final && run.state.is_final() {
+        super::jobs::keep_job_log(context, store, &run);
+    }
+    Ok(run)
 }
 
 /// Follow a run on this machine (`local`, `container`) to its end, printing its output as it
