@@ -8,9 +8,11 @@ In this order: the one shipped inside the installed wheel (``terrarium/bin/terra
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
-from typing import Optional
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 from .errors import TerrariumError
 
@@ -114,6 +116,8 @@ def _recorded_by_metadata(module_root: Path) -> Optional[Path]:
 
 def find_binary() -> str:
     """The ``terrarium`` binary to run; raises :class:`TerrariumError` when there is none."""
+    import shutil
+
     shipped = shipped_binary()
     if shipped is not None:
         return str(shipped)

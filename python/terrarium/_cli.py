@@ -17,7 +17,10 @@ import json
 import os
 import subprocess
 import threading
-from typing import IO, Any, Callable, Optional, Sequence
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, Callable, Optional, Sequence
 
 from ._binary import find_binary
 from .errors import CONFLICT_CODES, ConflictError, DefinitionError, NotFoundError, TerrariumError

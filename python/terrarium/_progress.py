@@ -7,7 +7,10 @@ import sys
 import threading
 import time
 from types import TracebackType
-from typing import Any, Optional
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 

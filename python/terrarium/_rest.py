@@ -8,8 +8,10 @@ become a ``TerrariumError`` too, never a bare ``URLError``.
 from __future__ import annotations
 
 import json
-import urllib.parse
-from typing import Any, Optional
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 from .errors import CONFLICT_CODES, ConflictError, NotFoundError, TerrariumError
 
@@ -18,6 +20,8 @@ API_PREFIX = "/api/v1"
 
 def segment(text: str) -> str:
     """One path segment: environment names may hold ``/`` (``curated/sklearn``)."""
+    import urllib.parse
+
     return urllib.parse.quote(text, safe="")
 
 
@@ -45,6 +49,7 @@ class RestClient:
         # Imported here: urllib.request (http.client, email, ssl) would cost every import of
         # the SDK tens of milliseconds, and only a team server's workspace needs it.
         import urllib.error
+        import urllib.parse
         import urllib.request
 
         url = f"{self.url}{API_PREFIX}{path}"

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Plain scalars YAML 1.1 or 1.2 readers would not read back as the same string.
 _SPECIAL = re.compile(

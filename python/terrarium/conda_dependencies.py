@@ -15,11 +15,15 @@ without channels brings the ``conda-forge`` channel.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
+
+    PathLike = Union[str, os.PathLike[str]]
 
 from . import _yaml
 from .errors import TerrariumError
@@ -34,7 +38,6 @@ DEFAULT_CHANNEL = "conda-forge"
 DEFAULT_NAME = "project_environment"
 _VERSION = re.compile(r"(\d+)\.(\d+)(\.(\d+))?([ab](\d+))?$")
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _pip_lines(definition: dict[str, Any]) -> list[str]:
@@ -107,6 +110,8 @@ class CondaDependencies:
         conda_dependencies_file_path: Optional[PathLike] = None,
         _underlying_structure: Optional[dict[str, Any]] = None,
     ) -> None:
+        import copy
+
         if conda_dependencies_file_path is not None:
             self._document = read_conda_file(Path(conda_dependencies_file_path))
         elif _underlying_structure is not None:
@@ -344,6 +349,8 @@ class CondaDependencies:
 
     def as_dict(self) -> dict[str, Any]:
         """The document as plain data (a copy)."""
+        import copy
+
         return copy.deepcopy(self._document)
 
     def _is_empty(self) -> bool:

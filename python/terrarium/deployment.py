@@ -11,7 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
+
+    PathLike = Union[str, os.PathLike[str]]
 
 from ._progress import Progress
 from .environment import Environment
@@ -20,7 +25,6 @@ from .errors import TerrariumError
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Deployment:

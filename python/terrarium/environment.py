@@ -10,15 +10,16 @@ never hashes and never numbers versions; it hands the directory to ``terrarium e
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import shutil
-import subprocess
-import tempfile
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import tempfile
+    from typing import Any, List, Optional, Union
+
+    PathLike = Union[str, os.PathLike[str]]
 
 from ._cli import Cli
 from ._progress import Progress
@@ -28,7 +29,6 @@ from .errors import DefinitionError, NotFoundError, TerrariumError
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 DEFINITION_FILE = "azureml_environment.json"
 CONDA_FILE = "conda_dependencies.yml"
@@ -325,6 +325,8 @@ class Environment:
 
     def clone(self, new_name: str) -> "Environment":
         """A copy under another name, not registered (no version)."""
+        import copy
+
         if not new_name:
             raise TerrariumError("a clone needs a name")
         env = copy.deepcopy(self)
@@ -437,6 +439,8 @@ class Environment:
         environment), ``built`` (False when it was built already) and ``user_managed``; a
         user-managed environment has nothing to build: its ``prefix`` is None, and
         ``interpreter`` is the interpreter it uses as it is."""
+        import warnings
+
         if platform is not None:
             warnings.warn("build_local builds for this machine; `platform` is ignored", stacklevel=2)
         if kwargs:
@@ -466,6 +470,8 @@ class Environment:
         ``base`` is the base image (needed for pip-only environments), ``push``
         ``REGISTRY/REPO[:TAG]`` to push to, ``builder`` (``buildah`` or ``docker``) the builder
         of a Dockerfile environment."""
+        import warnings
+
         if image_build_compute is not None:
             warnings.warn("images are built on this machine; `image_build_compute` is ignored", stacklevel=2)
         env = self._registered(workspace)
@@ -499,6 +505,8 @@ class Environment:
     def _to_aml_dict(self) -> dict[str, Any]:
         """``azureml_environment.json``'s content, as Azure ML's ``save_to_directory`` writes
         it (the conda document and Dockerfile go in their own files)."""
+        import copy
+
         python: dict[str, Any] = {
             "userManagedDependencies": self.python.user_managed_dependencies,
             "interpreterPath": self.python.interpreter_path,
@@ -563,6 +571,7 @@ class Environment:
     ) -> "Environment":
         """An object from ``azureml_environment.json``'s content and the conda document (from
         the conda file, else the JSON's inline ``python.condaDependencies``)."""
+        import copy
 
         def section(key: str) -> dict[str, Any]:
             value = data.get(key)
@@ -678,6 +687,9 @@ class DockerImageDetails(dict):  # type: ignore[type-arg]
 
 def _conda_prefix(name_or_prefix: str) -> Path:
     """The prefix of a conda environment given by name or path."""
+    import shutil
+    import subprocess
+
     given = Path(name_or_prefix).expanduser()
     if (given / "conda-meta").is_dir():
         return given
@@ -720,4 +732,6 @@ def write_definition(env: Environment, directory: Path) -> None:
 
 def scratch_directory() -> "tempfile.TemporaryDirectory[str]":
     """A scratch directory for a definition handed to the CLI."""
+    import tempfile
+
     return tempfile.TemporaryDirectory(prefix="terrarium-sdk-")

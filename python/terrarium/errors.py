@@ -8,7 +8,10 @@ whether the request was at fault (``user_error``) or something failed.
 
 from __future__ import annotations
 
-from typing import Optional
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 #: Codes (the team server's, and the CLI's with ``TERRARIUM_ERRORS=json``) that mean the
 #: request conflicts with the workspace's state: :class:`ConflictError`.

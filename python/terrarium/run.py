@@ -18,7 +18,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Optional, Sequence, Union
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, Optional, Sequence, Union
+
+    PathLike = Union[str, os.PathLike[str]]
 
 from ._progress import Progress
 from .environment import Environment
@@ -27,7 +32,6 @@ from .errors import TerrariumError
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: Terrarium's run states in Azure ML's words (its own words where Azure ML has none).
 STATUS = {

@@ -18,7 +18,12 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Optional, Union
+# `typing` is for the type checker only: importing it costs every notebook's first cell.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
+
+    PathLike = Union[str, os.PathLike[str]]
 
 from ._cli import Cli
 from ._rest import RestClient, segment
@@ -32,7 +37,6 @@ from .environment import (
 )
 from .errors import DefinitionError, NotFoundError, TerrariumError
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: Environment variables the SDK reads, as the CLI does (crates/terrarium/src/env_vars.rs).
 TERRARIUM_WORKSPACE = "TERRARIUM_WORKSPACE"
