@@ -150,6 +150,10 @@ def main():
                     f"{uv} venv --quiet --python {PYTHON} $V\n"
                     f"{uv} pip install --quiet --python $V/bin/python --no-index --find-links {build_run.WHEELHOUSE} -r {pins}\n"
                     f"source $V/bin/activate\nexec python -c \"{PRINT}\"\n")
+        # Slurm's own floor: a job that only prints, submitted and polled the same way.
+        floor_script = os.path.join(work, "floor.sh")
+        with open(floor_script, "w") as f:
+            f.write("#!/bin/bash\necho first line\n")
         out = os.path.join(work, "job.out")
         run = [BINARY, *ws, "run", "--env", "bench", "--target", "bench", "--", "python", "-c", PRINT]
 
@@ -173,8 +177,9 @@ def main():
             t_warm.append(first_line_from_terrarium(run, env))
             s_warm.append(first_line_from_sbatch(warm_script, out, env))
             p_warm.append(first_line_from_terrarium(packed, env))
-        t_cold, s_cold, p_cold = [], [], []
+        t_cold, s_cold, p_cold, floor = [], [], [], []
         for i in range(COLD_RUNS):
+            floor.append(first_line_from_sbatch(floor_script, out, env))
             cold_env = dict(env, TERRARIUM_CACHE_DIR=os.path.join(work, f"cold-cache-{i}"))
             t_cold.append(first_line_from_terrarium(run, cold_env))
             s_cold.append(first_line_from_sbatch(cold_script, out, env))
@@ -191,6 +196,10 @@ def main():
         print(f"  terrarium run --target slurm        {tc:8.2f} s")
         print(f"  sbatch, uv venv + uv pip install    {sc:8.2f} s")
         print(f"  terrarium / sbatch+uv = {tc / sc:.2f}x   (target <= 0.5x)")
+        fl = statistics.median(floor)
+        print(f"  sbatch of `echo` (Slurm's own floor) {fl:8.2f} s")
+        print(f"  above the floor: terrarium {tc - fl:.2f} s, uv {sc - fl:.2f} s = {(tc - fl) / max(sc - fl, 1e-9):.2f}x"
+              f"   (0.5x end to end needs terrarium <= {sc / 2:.2f} s, {sc / 2 - fl:+.2f} s over the floor)")
         pw, pc = statistics.median(p_warm), statistics.median(p_cold)
         print(f"\ndelivery=pack (the node builds from the pack into its own cache):")
         print(f"  warm, median of {WARM_RUNS}: {pw * 1000:8.0f} ms   (pack - sbatch = {(pw - sw) * 1000:+.0f} ms; shared - sbatch = {(tw - sw) * 1000:+.0f} ms)")
