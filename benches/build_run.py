@@ -146,7 +146,7 @@ def main():
     print(f"  terrarium run                  {tr_m * 1000:8.1f} ms")
     print(f"  bare python                    {bare_m * 1000:8.1f} ms")
     print(f"  uv run (same pins, warm)       {ur_m * 1000:8.1f} ms")
-    print(f"  terrarium overhead = {(tr_m - bare_m) * 1000:.1f} ms   (target <= 15 ms)")
+    print(f"  terrarium overhead = {(tr_m - bare_m) * 1000:.1f} ms   (target <= 5 ms)")
     print(f"  uv run / terrarium run = {ur_m / tr_m:.1f}x")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -369,6 +369,65 @@ fn with_delivery_pack_the_ray_node_builds_from_the_pack() {
     );
 }
 
+/// delivery=pack on Ray with a `pack_server`: the pack goes to the team server, and the node
+/// fetches it through a signed link (no token in the job) and builds from it.
+#[test]
+fn with_a_pack_server_the_ray_node_fetches_the_pack_through_a_signed_link() {
+    let Some(address) = ray_address() else { return };
+    if !uv_available() {
+        return;
+    }
+    let cx = setup(&address, &["alpha==1.0"]);
+    let db = format!("sqlite://{}", cx.path("team").display());
+    let token = common::server::bootstrap_token(&cx, &db, "contributor", "alice");
+    let server = common::server::Server::start(&cx, &db, &[]);
+    let node = cx.path("node");
+    add_target(
+        &cx,
+        "rayserved",
+        &address,
+        shared_token_file(),
+        &[
+            "delivery=pack".into(),
+            format!("pack_server={}", server.url),
+            format!("cache={}", cx.path("shared").display()),
+            format!("node_cache={}", node.display()),
+        ],
+    );
+    let out: common::Run = cx
+        .command()
+        .env("TERRARIUM_SECRET_API_TOKEN", "s3cr3t-value")
+        .env("TERRARIUM_TOKEN", &token)
+        .args([
+            "run",
+            "--env",
+            "wh",
+            "--target",
+            "rayserved",
+            "--",
+            "python",
+            "-c",
+            "import sys, alpha; print('prefix', sys.prefix)",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("prefix {}", node.join("envs").display())),
+        "{}",
+        out.stdout
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains(&format!("from {}/api/v1/packs/sha256:", server.url)),
+        "{all}"
+    );
+    assert!(!all.contains("signature="), "{all}");
+    drop(server);
+}
+
 /// A Ray head of the test's own, killed mid-job: `runs wait` does not hang, and once the head
 /// has not answered for the target's `lost_after` the run is lost, saying why.
 #[test]
