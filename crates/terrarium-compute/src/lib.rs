@@ -157,6 +157,17 @@ impl Target {
                 reason: "set `pack_registry` or `pack_server`, not both: the nodes fetch the pack from one place".into(),
             });
         }
+        if let Some(option) = ["pack_registry", "pack_server"]
+            .into_iter()
+            .find(|o| self.options.contains_key(*o))
+            .filter(|_| self.kind != Kind::Kubernetes && self.delivery() != Delivery::Pack)
+        {
+            return Err(ComputeError::Option {
+                target: self.name.clone(),
+                option: option.into(),
+                reason: "it is for delivery=pack: set `delivery=pack` too".into(),
+            });
+        }
         if self.options.contains_key("pack_link_lifetime")
             && !self.options.contains_key("pack_server")
         {
@@ -375,6 +386,26 @@ pub(crate) fn io_why(err: &(dyn std::error::Error + 'static)) -> Option<&'static
         source = cause.source();
     }
     None
+}
+
+/// Whether a variable of the submitting process is one of its own credentials: the workspace
+/// token, a pack server's token, or the source of a secret (`TERRARIUM_SECRET_*`). A job or a
+/// program gets the values its environment names, under the names it gives them, never these.
+pub fn is_client_credential(name: &str) -> bool {
+    name == "TERRARIUM_TOKEN" || name == PACK_SERVER_TOKEN || name.starts_with("TERRARIUM_SECRET_")
+}
+
+/// The variable holding the token for a `pack_server` that is not the workspace's own server.
+pub const PACK_SERVER_TOKEN: &str = "TERRARIUM_PACK_SERVER_TOKEN";
+
+/// Keep this process's credentials ([`is_client_credential`]) out of what `command` inherits;
+/// call it before setting the job's own variables.
+pub fn scrub_credentials(command: &mut std::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_client_credential) {
+            command.env_remove(&name);
+        }
+    }
 }
 
 /// An option value that must be an absolute path.

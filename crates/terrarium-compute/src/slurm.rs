@@ -409,6 +409,8 @@ impl Engine for Slurm {
         std::fs::write(&path, script).map_err(|e| ComputeError::io(&path, "write", e))?;
         let mut command = self.command("sbatch");
         command.args(self.sbatch_args(job)).arg(&path);
+        // `--export=ALL` hands the job this process's variables: not its credentials.
+        crate::scrub_credentials(&mut command);
         command.envs(job.env.iter().map(|(k, v)| (k, v)));
         let output = self.output(command, "sbatch")?;
         if !output.status.success() {

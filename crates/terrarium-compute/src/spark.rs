@@ -643,7 +643,9 @@ impl Engine for Spark {
         let executor_python = self
             .executor_python(job)
             .map_or_else(|| python.clone(), PathBuf::from);
-        let child = Command::new(&wrapper[0])
+        let mut child = Command::new(&wrapper[0]);
+        crate::scrub_credentials(&mut child);
+        let child = child
             .args(&wrapper[1..])
             .current_dir(&job.cwd)
             .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -216,10 +216,36 @@ impl RemoteStore {
 }
 
 /// Fetch a pack from a team server's signed link (`https://HOST/api/v1/packs/sha256:HEX?...`)
-/// into `dest`, checking its bytes against the digest the link names.
+/// into `dest`, checking its bytes against the digest the link names. No error shows the
+/// link's query (its signature): job logs are read by the whole team.
 pub fn download_pack(link: &str, dest: &std::path::Path) -> Result<(), StoreError> {
+    let query = link.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let scrub = |text: String| {
+        if query.is_empty() {
+            text
+        } else {
+            text.replace(query, "…")
+        }
+    };
+    download_pack_unscrubbed(link, dest).map_err(|err| match err {
+        StoreError::Invalid(m) => StoreError::Invalid(scrub(m)),
+        StoreError::Transport(m) => StoreError::Transport(scrub(m)),
+        StoreError::Remote {
+            status,
+            code,
+            message,
+        } => StoreError::Remote {
+            status,
+            code,
+            message: scrub(message),
+        },
+        other => other,
+    })
+}
+
+fn download_pack_unscrubbed(link: &str, dest: &std::path::Path) -> Result<(), StoreError> {
     let parsed = url::Url::parse(link)
-        .map_err(|err| StoreError::Invalid(format!("`{link}` is not a link: {err}")))?;
+        .map_err(|err| StoreError::Invalid(format!("`{}` is not a link: {err}", redacted(link))))?;
     let digest = parsed
         .path()
         .strip_prefix(&format!("{API_PREFIX}/packs/"))
@@ -238,10 +264,11 @@ pub fn download_pack(link: &str, dest: &std::path::Path) -> Result<(), StoreErro
         .build()
         .map_err(|err| StoreError::Transport(format!("cannot make an HTTP client: {err}")))?;
     let host = redacted(link);
+    // reqwest's errors name the URL, signature and all: it is taken out of them.
     let mut response = http.get(parsed).send().map_err(|err| {
         StoreError::Transport(format!(
             "cannot reach {host}: {}",
-            terrarium_spec::error::error_chain(&err)
+            terrarium_spec::error::error_chain(&err.without_url())
         ))
     })?;
     if !response.status().is_success() {
@@ -264,10 +291,18 @@ pub fn download_pack(link: &str, dest: &std::path::Path) -> Result<(), StoreErro
     let mut file = std::fs::File::create(dest).map_err(failed)?;
     let mut hasher = sha2::Sha256::new();
     let mut buffer = vec![0u8; 1 << 18];
+    let mut size: u64 = 0;
     loop {
         let n = response.read(&mut buffer).map_err(failed)?;
         if n == 0 {
             break;
+        }
+        size += n as u64;
+        if size > crate::packs::MAX_PACK_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "{host} sent more than a pack may hold ({})",
+                crate::human_size(crate::packs::MAX_PACK_BYTES)
+            )));
         }
         hasher.update(&buffer[..n]);
         file.write_all(&buffer[..n]).map_err(failed)?;
@@ -280,6 +315,20 @@ pub fn download_pack(link: &str, dest: &std::path::Path) -> Result<(), StoreErro
         )));
     }
     Ok(())
+}
+
+/// Whether two server addresses name the same origin: scheme, host and port.
+pub fn same_origin(a: &str, b: &str) -> bool {
+    let origin = |text: &str| {
+        url::Url::parse(text).ok().map(|u| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_ascii_lowercase),
+                u.port_or_known_default(),
+            )
+        })
+    };
+    matches!((origin(a), origin(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// A link without its query (a signed link's signature is not for logs).

@@ -25,10 +25,15 @@ pub const DEFAULT_LINK_LIFETIME: &str = "7d";
 
 const KEY_FILE: &str = ".link-key";
 
+/// Uploads a server takes at once; more are answered `busy` (503).
+pub const MAX_UPLOADS: usize = 4;
+
 /// The packs a server keeps, and the key its links are signed with.
 pub struct PackStore {
     dir: PathBuf,
     key: [u8; 32],
+    /// A permit per upload in progress.
+    pub uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for PackStore {
@@ -82,9 +87,16 @@ impl PackStore {
             }
             Err(err) => return Err(err),
         }
+        // Uploads a stopped server left behind.
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".upload-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             key,
+            uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
         })
     }
 

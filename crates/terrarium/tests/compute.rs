@@ -428,7 +428,8 @@ fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
     let cx = setup(&conf);
     let db = format!("sqlite://{}", cx.path("team").display());
     let token = common::server::bootstrap_token(&cx, &db, "contributor", "alice");
-    let server = common::server::Server::start(&cx, &db, &[]);
+    let packs = cx.path("team-packs");
+    let server = common::server::Server::start(&cx, &db, &["--packs", packs.to_str().unwrap()]);
     let node = cx.path("node");
     let add = |name: &str, extra: &[String]| {
         let mut args: Vec<String> = [
@@ -491,12 +492,15 @@ fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
         "{}",
         shown.stdout
     );
+    // The workspace is this directory, not that server: its token is the pack server's own
+    // variable, and TERRARIUM_TOKEN (the workspace's) never goes to a target's server.
     let job = |token: Option<&str>| -> common::Run {
         let mut command = cx.command();
         command.env("TERRARIUM_SECRET_API_TOKEN", "s3cr3t-value");
+        command.env("TERRARIUM_TOKEN", "trm_workspace_token_not_for_targets");
         match token {
-            Some(token) => command.env("TERRARIUM_TOKEN", token),
-            None => command.env_remove("TERRARIUM_TOKEN"),
+            Some(token) => command.env("TERRARIUM_PACK_SERVER_TOKEN", token),
+            None => command.env_remove("TERRARIUM_PACK_SERVER_TOKEN"),
         };
         command
             .args([
@@ -508,7 +512,7 @@ fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
                 "--",
                 "python",
                 "-c",
-                "import sys, alpha; print('prefix', sys.prefix)",
+                "import os, sys, alpha; print('prefix', sys.prefix); print('credentials', sorted(k for k in os.environ if k in ('TERRARIUM_TOKEN', 'TERRARIUM_PACK_SERVER_TOKEN') or k.startswith('TERRARIUM_SECRET_')))",
             ])
             .output()
             .unwrap()
@@ -517,7 +521,8 @@ fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
     // Without a token the upload is refused, said so, and nothing runs or is recorded.
     let refused = job(None).user_error();
     assert!(
-        refused.stderr.contains("pack_server") && refused.stderr.contains("TERRARIUM_TOKEN"),
+        refused.stderr.contains("pack_server")
+            && refused.stderr.contains("TERRARIUM_PACK_SERVER_TOKEN"),
         "{}",
         refused.stderr
     );
@@ -527,6 +532,9 @@ fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
     );
     let out = job(Some(&token));
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // The job sees none of the submitter's credentials (sbatch hands it the rest of the
+    // submitter's variables).
+    assert!(out.stdout.contains("credentials []"), "{}", out.stdout);
     assert!(
         out.stdout
             .contains(&format!("prefix {}", node.join("envs").display())),
@@ -534,7 +542,7 @@ fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
         out.stdout
     );
     // The server keeps the pack under its digest; the node said it built from the server.
-    let kept: Vec<String> = std::fs::read_dir(cx.path("team").join("packs"))
+    let kept: Vec<String> = std::fs::read_dir(&packs)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".tpack"))
@@ -559,7 +567,7 @@ fn with_a_pack_server_each_node_fetches_the_pack_through_a_signed_link() {
     // A second job: the server keeps the pack, so only a new link is asked for (an upload
     // would have put a new file in its place).
     use std::os::unix::fs::MetadataExt as _;
-    let kept = cx.path("team").join("packs").join(&kept[0]);
+    let kept = packs.join(&kept[0]);
     let before = std::fs::metadata(&kept).unwrap().ino();
     let again = job(Some(&token));
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);

@@ -380,7 +380,8 @@ fn with_a_pack_server_the_ray_node_fetches_the_pack_through_a_signed_link() {
     let cx = setup(&address, &["alpha==1.0"]);
     let db = format!("sqlite://{}", cx.path("team").display());
     let token = common::server::bootstrap_token(&cx, &db, "contributor", "alice");
-    let server = common::server::Server::start(&cx, &db, &[]);
+    let packs = cx.path("team-packs");
+    let server = common::server::Server::start(&cx, &db, &["--packs", packs.to_str().unwrap()]);
     let node = cx.path("node");
     add_target(
         &cx,
@@ -397,7 +398,7 @@ fn with_a_pack_server_the_ray_node_fetches_the_pack_through_a_signed_link() {
     let out: common::Run = cx
         .command()
         .env("TERRARIUM_SECRET_API_TOKEN", "s3cr3t-value")
-        .env("TERRARIUM_TOKEN", &token)
+        .env("TERRARIUM_PACK_SERVER_TOKEN", &token)
         .args([
             "run",
             "--env",

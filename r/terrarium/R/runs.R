@@ -89,7 +89,8 @@ tr_submit_run <- function(environment, command, target = "local", experiment = "
     sprintf("%s:%s", environment$name, environment$version)
   } else {
     check_string(environment, "environment", call = call)
-    environment
+    # A definition file is named from here, not from `directory`, where the CLI runs.
+    if (file.exists(environment)) normalizePath(environment) else environment
   }
   if (!is.character(command) || length(command) == 0 || anyNA(command) ||
     !nzchar(command[[1]])) {
@@ -139,6 +140,9 @@ tr_submit_run <- function(environment, command, target = "local", experiment = "
       command), directory, "run", call)
     # `--detach` prints the run's id last.
     out <- out[nzchar(out)]
+    if (length(out) == 0) {
+      stop(tr_condition("terrarium run --detach printed no run id", call = call))
+    }
     out[[length(out)]]
   })
   tr_run(id, workspace = workspace)
@@ -146,9 +150,10 @@ tr_submit_run <- function(environment, command, target = "local", experiment = "
 
 #' Wait for a run to end
 #'
-#' A job on a compute target is followed through its engine, from this machine (the CLI's
-#' `runs wait`, which records how it ended); a run on this machine is read from the workspace
-#' until its client has recorded its end.
+#' Follows the run with the terrarium CLI's `runs wait`, from this machine: a job through its
+#' engine, a run on this machine through its process (one whose process is gone without
+#' recording its end is recorded as lost). Without the CLI, the workspace is read until the
+#' run's client has recorded its end.
 #'
 #' @param run A `tr_run` or a run id.
 #' @param timeout Seconds to wait at most; `Inf` waits for as long as it runs.
@@ -164,23 +169,23 @@ tr_run_wait <- function(run, timeout = Inf, workspace = tr_workspace()) {
   deadline <- Sys.time() + min(timeout, 1e9)
   final <- c("completed", "failed", "cancelled", "timed_out", "node_failed", "lost")
   record <- tr_run(id, workspace = workspace)
-  if (!is.null(record$job) && !(record$state %in% final)) {
-    bin <- find_binary(call)
-    if (!is.null(bin)) {
-      # The engine's word, recorded by the CLI; its exit code is the job's, so only a CLI
-      # failure of its own (a JSON error line) is an error here.
-      with_cli_env(workspace, run_cli(bin, c("--workspace", workspace$url, "runs", "wait", id),
-        getwd(), "runs wait", call, timeout = if (is.finite(timeout)) ceiling(timeout) else 0,
-        job_exit_ok = TRUE))
-      record <- tr_run(id, workspace = workspace)
-    }
+  bin <- if (!(record$state %in% final)) find_binary(call)
+  if (!is.null(bin)) {
+    # The CLI's exit code is the run's, so only a failure of its own (a JSON error line) is
+    # an error here.
+    with_cli_env(workspace, run_cli(bin, c("--workspace", workspace$url, "runs", "wait", id),
+      getwd(), "runs wait", call, timeout = if (is.finite(timeout)) ceiling(timeout) else 0,
+      run_exit_ok = TRUE))
+    record <- tr_run(id, workspace = workspace)
   }
+  delay <- 0.1
   while (!(record$state %in% final)) {
     if (Sys.time() > deadline) {
       stop(tr_condition(sprintf("run %s has not ended after %s s (it is %s)", id, timeout,
         record$state), "terrarium_timeout", code = "timeout", call = call))
     }
-    Sys.sleep(0.2)
+    Sys.sleep(delay)
+    delay <- min(delay * 1.5, 2)
     record <- tr_run(id, workspace = workspace)
   }
   record
@@ -207,7 +212,7 @@ with_cli_env <- function(workspace, code) {
 }
 
 # Run the CLI in `directory` and return its stdout lines; its error as a condition.
-run_cli <- function(bin, args, directory, what, call, timeout = 0, job_exit_ok = FALSE) {
+run_cli <- function(bin, args, directory, what, call, timeout = 0, run_exit_ok = FALSE) {
   errors <- tempfile("terrarium-cli-")
   on.exit(unlink(errors), add = TRUE)
   owd <- setwd(directory)
@@ -218,7 +223,7 @@ run_cli <- function(bin, args, directory, what, call, timeout = 0, job_exit_ok =
   if (status != 0) {
     lines <- readLines(errors, warn = FALSE)
     condition <- cli_condition(status, lines, what, call)
-    if (!(job_exit_ok && is.null(attr(condition, "described")))) stop(condition)
+    if (!(run_exit_ok && !is.null(attr(condition, "not_described")))) stop(condition)
   }
   out
 }
@@ -232,13 +237,21 @@ start_local_run <- function(bin, workspace, options, command, directory, call) {
   id_file <- file.path(scratch, "run-id")
   output <- file.path(scratch, "output.log")
   status_file <- file.path(scratch, "status")
+  pid_file <- file.path(scratch, "pid")
   script <- file.path(scratch, "run.sh")
   argv <- c(bin, "--workspace", workspace$url, "run", "--id-file", id_file, options, "--",
     command)
+  # The status is written whatever happens, renamed into place whole.
   writeLines(c(
-    sprintf("cd %s || exit 1", shQuote(directory)),
-    sprintf("%s </dev/null >%s 2>&1", paste(shQuote(argv), collapse = " "), shQuote(output)),
-    sprintf("echo $? >%s", shQuote(status_file))
+    sprintf("echo $$ >%s", shQuote(pid_file)),
+    sprintf("if cd %s; then", shQuote(directory)),
+    sprintf("  %s </dev/null >%s 2>&1", paste(shQuote(argv), collapse = " "), shQuote(output)),
+    "  status=$?",
+    "else",
+    sprintf("  echo 'cannot enter the directory' >%s; status=1", shQuote(output)),
+    "fi",
+    sprintf("echo $status >%s.tmp && mv %s.tmp %s", shQuote(status_file), shQuote(status_file),
+      shQuote(status_file))
   ), script)
   system2("/bin/sh", shQuote(script), wait = FALSE, stdout = FALSE, stderr = FALSE)
   repeat {
@@ -247,11 +260,18 @@ start_local_run <- function(bin, workspace, options, command, directory, call) {
       id <- trimws(readLines(id_file, warn = FALSE))
       if (length(id) == 1 && nzchar(id)) return(id)
     }
-    if (file.exists(status_file) && !file.exists(id_file)) {
-      status <- suppressWarnings(as.integer(readLines(status_file, warn = FALSE)[1]))
+    ended <- file.exists(status_file)
+    # A shell that died without a word (killed, or never started) leaves no status.
+    gone <- !ended && file.exists(pid_file) && {
+      pid <- suppressWarnings(as.integer(readLines(pid_file, warn = FALSE)[1]))
+      !is.na(pid) && !tools::pskill(pid, 0L)
+    }
+    if ((ended || gone) && !file.exists(id_file)) {
+      status <- if (ended) suppressWarnings(as.integer(readLines(status_file, warn = FALSE)[1]))
+      if (is.null(status) || is.na(status)) status <- 1L
       lines <- if (file.exists(output)) readLines(output, warn = FALSE) else character()
       unlink(scratch, recursive = TRUE)
-      stop(cli_condition(status %||% 1L, lines, "run", call))
+      stop(cli_condition(status, lines, "run", call))
     }
     Sys.sleep(0.05)
   }
@@ -259,7 +279,7 @@ start_local_run <- function(bin, workspace, options, command, directory, call) {
 
 # The condition for a CLI run that exited with `status`: from its last line, the JSON error
 # TERRARIUM_ERRORS=json makes it write (the message, its causes and the error's code), else
-# its last lines. A condition with the CLI's own description carries `described`.
+# its last lines (and the condition carries `not_described`).
 cli_condition <- function(status, lines, what, call) {
   lines <- lines[nzchar(trimws(lines))]
   body <- if (length(lines) > 0) {
@@ -267,18 +287,18 @@ cli_condition <- function(status, lines, what, call) {
   }
   if (is.null(body) || is.null(body$message)) {
     tail_lines <- utils::tail(lines, 20)
-    return(tr_condition(
+    condition <- tr_condition(
       paste(c(sprintf("terrarium %s failed with exit code %d", what, status), tail_lines),
         collapse = "\n"),
       call = call
-    ))
+    )
+    attr(condition, "not_described") <- TRUE
+    return(condition)
   }
   message <- paste(c(body$message, unlist(body$causes)), collapse = ": ")
   code <- body$code %||% NA_character_
   classes <- if (!is.na(code)) paste0("terrarium_", code) else character()
-  condition <- tr_condition(message, classes, code = code, call = call)
-  attr(condition, "described") <- TRUE
-  condition
+  tr_condition(message, classes, code = code, call = call)
 }
 
 #' @export

@@ -20,6 +20,10 @@ use crate::wire::{ErrorBody, PackLink};
 /// How long an upload may send nothing before it is dropped.
 const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The slowest an upload may go on average, after its first minute: a client that trickles
+/// bytes does not hold a connection and a disk for days.
+const UPLOAD_MIN_RATE: u64 = 16 * 1024;
+
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LinkQuery {
@@ -84,8 +88,39 @@ pub async fn put(
     identity.require(Role::Contributor)?;
     check_digest(&digest)?;
     let store = packs(&state)?;
-    // The link's lifetime is checked before any byte is taken.
+    // The link's lifetime and the announced size are checked before any byte is taken.
     link(&store, &digest, 0, query.lifetime.as_deref())?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "a pack may be {} at most",
+                crate::human_size(MAX_PACK_BYTES)
+            ),
+        )
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_PACK_BYTES) {
+        return Err(too_large());
+    }
+    let _permit = Arc::clone(&store.uploads)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "the server takes {} pack uploads at once; try again in a moment",
+                    crate::packs::MAX_UPLOADS
+                ),
+            )
+        })?;
+    let started = std::time::Instant::now();
     let io = |what: &str, err: std::io::Error| {
         ApiError::internal(format!("cannot {what} the pack: {err}"))
     };
@@ -116,14 +151,14 @@ pub async fn put(
         };
         size += chunk.len() as u64;
         if size > MAX_PACK_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "a pack may be {} at most",
-                    crate::human_size(MAX_PACK_BYTES)
-                ),
-            ));
+            return Err(too_large());
+        }
+        let elapsed = started.elapsed();
+        if elapsed > UPLOAD_IDLE && size < UPLOAD_MIN_RATE * elapsed.as_secs() {
+            return Err(ApiError::invalid(format!(
+                "the upload went slower than {} a second",
+                crate::human_size(UPLOAD_MIN_RATE)
+            )));
         }
         sha2::Digest::update(&mut hasher, &chunk);
         file.write_all(&chunk).await.map_err(|e| io("store", e))?;
@@ -144,7 +179,8 @@ pub async fn put(
     ))
 }
 
-/// A new signed link to a pack the server keeps (404 when it keeps none by that digest).
+/// A new signed link to a pack the server keeps (404 when it keeps none by that digest);
+/// contributors only, as a link outlives the token that asked for it.
 #[utoipa::path(post, path = "/api/v1/packs/{digest}/link", tag = "packs",
     params(("digest" = String, Path), LinkQuery),
     responses((status = 200, body = PackLink), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -154,7 +190,8 @@ pub async fn new_link(
     ApiPath(digest): ApiPath<String>,
     ApiQuery(query): ApiQuery<LinkQuery>,
 ) -> Result<Json<PackLink>, ApiError> {
-    identity.require(Role::Reader)?;
+    // A link outlives the token that asked for it: only those who may upload may ask.
+    identity.require(Role::Contributor)?;
     check_digest(&digest)?;
     let store = packs(&state)?;
     let size = match tokio::fs::metadata(store.path(&digest)).await {

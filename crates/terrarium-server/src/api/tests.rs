@@ -648,13 +648,31 @@ fn packs_are_kept_by_digest_and_fetched_through_signed_links() {
     let fetched = dir.path().join("fetched.tpack");
     crate::client::download_pack(&format!("{}{}", server.url, uploaded.link), &fetched).unwrap();
     assert_eq!(std::fs::read(&fetched).unwrap(), bytes);
-    // A reader may ask for a new link to it.
-    let relinked = server
-        .client(&server.reader)
-        .pack_link(&digest, "2h")
-        .unwrap()
-        .unwrap();
+    // A contributor may ask for a new link to it; a reader may not (a link outlives the token
+    // that asked for it).
+    let relinked = alice.pack_link(&digest, "2h").unwrap().unwrap();
     assert_eq!(relinked.size, uploaded.size);
+    assert_eq!(
+        remote_status(server.client(&server.reader).pack_link(&digest, "2h")).0,
+        403
+    );
+    // More than a pack may hold is refused from its announced length, before any byte.
+    let answer = {
+        use std::io::{Read as _, Write as _};
+        let mut socket =
+            std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+        write!(
+            socket,
+            "PUT /api/v1/packs/{digest} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            server.alice,
+            crate::packs::MAX_PACK_BYTES + 1
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer);
+        answer
+    };
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // With a token, no link is needed; without either, nothing is served.
     let path = format!("/api/v1/packs/{digest}");
     let http = reqwest::blocking::Client::new();

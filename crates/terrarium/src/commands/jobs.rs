@@ -158,6 +158,7 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
             Delivery::Pack => (
                 None,
                 Some(pack_prefix(
+                    context,
                     &target,
                     &lock,
                     &cache,
@@ -247,6 +248,16 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
         state: RunState::Queued,
         job: None,
     };
+    // What the job's secrets were at submit, as a fingerprint beside its logs: its logs are
+    // kept in the workspace, masked, only by a machine that has the same values (an image's
+    // secrets are the cluster's, unknown here: nothing is written, nothing kept).
+    if !runs_image && !job.secret_names.is_empty() {
+        let fingerprint =
+            secrets_fingerprint(&terrarium_compute::environment::secret_values(&version));
+        std::fs::create_dir_all(&log_dir)
+            .and_then(|()| std::fs::write(log_dir.join(SECRETS_FINGERPRINT), fingerprint))
+            .with_context(|| format!("cannot write in {}", log_dir.display()))?;
+    }
     let run =
         runs::submit(store.as_ref(), &target, engine.as_ref(), &job, run).map_err(compute_error)?;
     drop(env);
@@ -344,6 +355,7 @@ fn target_image(
 /// With delivery=pack: the lock's pack in the target's shared cache (written once per lock),
 /// the programs that install it on the nodes, and where each node builds it.
 fn pack_prefix(
+    context: &Context,
     target: &terrarium_compute::Target,
     lock: &terrarium_lock::Lock,
     cache: &std::path::Path,
@@ -414,7 +426,7 @@ fn pack_prefix(
                 "{}/api/v1/packs/sha256:digest-of-the-pack?expires=...&signature=...",
                 server.trim_end_matches('/')
             )),
-            Some(server) => Some(server_pack_link(target, server, &pack)?),
+            Some(server) => Some(server_pack_link(context, target, server, &pack)?),
         },
         Some(repository) if dry_run => Some(format!(
             "{repository}@sha256:digest-of-the-pack-pushed-at-submit"
@@ -461,6 +473,7 @@ fn pack_prefix(
 /// Upload the pack to the team server `server` unless it keeps it already, and return a signed
 /// link the nodes fetch it through (no token on the nodes).
 fn server_pack_link(
+    context: &Context,
     target: &terrarium_compute::Target,
     server: &str,
     pack: &std::path::Path,
@@ -472,8 +485,11 @@ fn server_pack_link(
         .and_then(|v| terrarium_compute::resources::parse_duration(v).ok())
         .unwrap_or(7 * 86_400);
     let lifetime = format!("{}m", seconds.div_ceil(60).max(1));
-    let client = terrarium_server::client::RemoteStore::new(server, crate::workspace::token()?)
-        .map_err(|e| user_error(e.to_string(), Some("set pack_server=http(s)://HOST[:PORT]")))?;
+    let client =
+        terrarium_server::client::RemoteStore::new(server, pack_server_token(context, server)?)
+            .map_err(|e| {
+                user_error(e.to_string(), Some("set pack_server=http(s)://HOST[:PORT]"))
+            })?;
     let failed = |e: terrarium_store::StoreError| {
         let message = format!("cannot give the pack to {server} (the target's `pack_server`): {e}");
         match e {
@@ -481,7 +497,7 @@ fn server_pack_link(
                 status: 401 | 403, ..
             } => user_error(
                 message,
-                Some("set TERRARIUM_TOKEN to a contributor token of that server"),
+                Some("use that server as the workspace (its token in TERRARIUM_TOKEN), or set TERRARIUM_PACK_SERVER_TOKEN to a contributor token of it"),
             ),
             terrarium_store::StoreError::Remote { code, .. } if code == "no_packs" => user_error(
                 message,
@@ -500,6 +516,23 @@ fn server_pack_link(
         }
     };
     Ok(format!("{}{}", client.url(), link.link))
+}
+
+/// The token to give the pack server `server`. The workspace's own token goes only to the
+/// workspace's own server: a target's `pack_server` is any contributor's to set, and would
+/// otherwise collect the token of everyone who submits to it. Another server takes the token
+/// in TERRARIUM_PACK_SERVER_TOKEN.
+fn pack_server_token(context: &Context, server: &str) -> Result<Option<String>> {
+    let workspace = crate::workspace::workspace_dir(context.workspace.clone())
+        .ok()
+        .map(|dir| dir.to_string_lossy().into_owned())
+        .filter(|dir| terrarium_server::client::is_server_url(dir));
+    if workspace.is_some_and(|w| terrarium_server::client::same_origin(&w, server)) {
+        return crate::workspace::token();
+    }
+    Ok(std::env::var(terrarium_compute::PACK_SERVER_TOKEN)
+        .ok()
+        .filter(|t| !t.is_empty()))
 }
 
 /// The sha256 of a pack file in the shared cache, kept beside it once computed (the pack is
@@ -663,12 +696,29 @@ pub fn describe(run: &RunRecord) -> String {
     text
 }
 
+/// The file beside a job's logs holding [`secrets_fingerprint`] of its secrets at submit.
+const SECRETS_FINGERPRINT: &str = "secrets.sha256";
+
+/// The SHA-256 of secret values (each followed by a NUL), in hex: whether two sets are the
+/// same, without keeping the values.
+fn secrets_fingerprint(values: &[String]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for value in values {
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
 /// Keep a job's logs in the workspace once it has ended, as a local run's are, so that every
 /// client (the SDKs, the R client, the web UI) can show them: each task's log after a
 /// `==> TASK <==` line, the last 8 MiB, with the values of the environment's secrets masked.
-/// Done by the machine that saw the job end; nothing is kept when a secret the environment
-/// names cannot be read here (its value could not be masked), or when the run is another
-/// user's (the server refuses).
+/// Done by the machine that saw the job end; nothing is kept when the environment names secrets
+/// and this machine does not hold the values the job was submitted with (the fingerprint
+/// written beside the logs at submit: another machine, a rotated secret, or an image's
+/// secrets), since they could not be masked; nor when the run is another user's (the server
+/// refuses).
 pub fn keep_job_log(context: &Context, store: &dyn Store, run: &RunRecord) {
     let kept = (|| -> Result<()> {
         let record = store.resolve(&terrarium_spec::names::Reference::Version(
@@ -678,9 +728,27 @@ pub fn keep_job_log(context: &Context, store: &dyn Store, run: &RunRecord) {
         let Some(secrets) = terrarium_compute::environment::secret_values_all(&record) else {
             return Ok(());
         };
+        let names_secrets = record
+            .definition
+            .environment_variables
+            .values()
+            .any(|v| v.contains("${secret:"));
+        if names_secrets {
+            let Some((_, dir)) = job_logs(context, store, run)? else {
+                return Ok(());
+            };
+            let submitted = std::fs::read_to_string(dir.join(SECRETS_FINGERPRINT)).ok();
+            if submitted.as_deref().map(str::trim) != Some(secrets_fingerprint(&secrets).as_str()) {
+                return Ok(());
+            }
+        }
+        // The end of each log: at most 8 MiB kept, and a secret cut at the cut's edge is
+        // read whole.
+        const MAX: u64 = 8 * 1024 * 1024;
+        let margin = secrets.iter().map(|s| s.len() as u64).max().unwrap_or(0);
         let mut text = Vec::new();
         for log in log_files(context, store, run)? {
-            if let Ok(bytes) = std::fs::read(&log.path) {
+            if let Ok(bytes) = read_tail(&log.path, MAX + margin) {
                 text.extend_from_slice(format!("==> {} <==\n", log.task).as_bytes());
                 text.extend_from_slice(&bytes);
             }
@@ -689,9 +757,8 @@ pub fn keep_job_log(context: &Context, store: &dyn Store, run: &RunRecord) {
             return Ok(());
         }
         let mut text = super::run::mask_secrets(&secrets, &text);
-        const MAX: usize = 8 * 1024 * 1024;
-        if text.len() > MAX {
-            text.drain(..text.len() - MAX);
+        if text.len() as u64 > MAX {
+            text.drain(..text.len() - MAX as usize);
         }
         match store.put_run_log(&run.id, &text) {
             Err(terrarium_store::StoreError::Remote { status: 403, .. }) => Ok(()),
@@ -704,6 +771,19 @@ pub fn keep_job_log(context: &Context, store: &dyn Store, run: &RunRecord) {
             run.id
         ));
     }
+}
+
+/// The last `max` bytes of a file.
+fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        file.seek(std::io::SeekFrom::Start(len - max))?;
+    }
+    let mut bytes = Vec::with_capacity(len.min(max) as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// A job run's log files: the batch's and each task's, found from the target's layout.

@@ -189,6 +189,8 @@ pub fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
                     // The program sees the name it was given, as from a shell.
                     command.arg0(&args.command[0]);
                 }
+                // The program gets its environment's variables, not this process's credentials.
+                terrarium_compute::scrub_credentials(&mut command);
                 command
                     .args(&args.command[1..])
                     .envs(vars.iter().map(|(k, v)| (k, v)));

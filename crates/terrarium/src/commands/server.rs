@@ -39,8 +39,8 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
     /// Keep packs for compute nodes in this directory (targets with `pack_server` upload
-    /// there; nodes fetch through signed links). Default: `packs` in a SQLite workspace's
-    /// directory; a PostgreSQL one keeps none without it.
+    /// there; nodes fetch through signed links). Without it the server keeps none. Packs may
+    /// be large (64 GiB at most each): give it a filesystem with room.
     #[arg(long, value_name = "DIR")]
     packs: Option<std::path::PathBuf>,
 }
@@ -68,12 +68,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
     config.header_timeout = Duration::from_secs(args.header_timeout.max(1));
     config.max_connections = args.max_connections.max(1);
-    config.packs = args
-        .packs
-        .or_else(|| match terrarium_store::Location::parse(db.as_os_str()) {
-            terrarium_store::Location::Sqlite(dir) => Some(dir.join("packs")),
-            terrarium_store::Location::Postgres(_) => None,
-        });
+    config.packs = args.packs;
     terrarium_server::serve(config, stores).context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }

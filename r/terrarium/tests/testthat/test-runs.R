@@ -61,6 +61,16 @@ test_that("a run submitted from R runs here, is recorded on the server, and is w
   expect_equal(failed$state, "failed")
   expect_equal(failed$exit_code, 3L)
   expect_length(tr_runs(experiment = "r-submit", workspace = ws_rita), 2)
+
+  # A definition file named relative to here, with the command run in another directory.
+  withr::with_dir(scratch, {
+    from_file <- tr_run_wait(tr_submit_run("system-python.yml", c(python3, "-c",
+      "import os; print('in', os.path.basename(os.getcwd()))"), experiment = "r-submit",
+      directory = dir, workspace = ws_alice), timeout = 120, workspace = ws_alice)
+  })
+  expect_equal(from_file$state, "completed")
+  expect_equal(from_file$environment, "system-python")
+  expect_match(tr_run_logs(from_file, workspace = ws_alice), "in submit-here")
 })
 
 test_that("a run that cannot start is a condition, and nothing is recorded", {
