@@ -206,7 +206,8 @@ pub fn user_managed_drift(lock: &Lock, record: &VersionRecord) -> Option<String>
     let platform = terrarium_lock::current_platform();
     let section = lock.platforms.get(&platform)?;
     let interpreter = section.python.as_ref()?.interpreter.as_ref()?;
-    match terrarium_resolve::installed_distributions(Path::new(interpreter)) {
+    let cache = cache_dir().ok()?;
+    match terrarium_resolve::installed_distributions_cached(Path::new(interpreter), &cache) {
         Ok(now) => {
             let before: std::collections::BTreeSet<_> = section
                 .pypi

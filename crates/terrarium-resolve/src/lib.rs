@@ -177,8 +177,59 @@ pub fn record_user_managed(definition: &Definition) -> Result<Lock, ResolveError
 
 /// Every distribution an interpreter can import, as (name, version), sorted.
 pub fn installed_distributions(python: &std::path::Path) -> Result<Vec<LockedPypi>, ResolveError> {
-    let script = "import importlib.metadata as m, json\n\
-                  print(json.dumps(sorted({(d.metadata['Name'] or '', d.version) for d in m.distributions()})))";
+    Ok(list_distributions(python)?.distributions)
+}
+
+/// What an interpreter's packages were, and where it looked for them: the directories of its
+/// `sys.path` with their modification times, and its own (a package installed or removed, or
+/// the interpreter replaced, changes one of them).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Listing {
+    interpreter: (String, u128),
+    dirs: Vec<(String, u128)>,
+    distributions: Vec<LockedPypi>,
+}
+
+fn modified_ns(path: &std::path::Path) -> Option<u128> {
+    std::fs::metadata(path)
+        .ok()?
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_nanos())
+}
+
+impl Listing {
+    fn is_current(&self, python: &std::path::Path) -> bool {
+        self.interpreter.0 == python.display().to_string()
+            && modified_ns(python) == Some(self.interpreter.1)
+            && self.dirs.iter().all(|(dir, ns)| {
+                let path = std::path::Path::new(dir);
+                let now = if path.is_dir() {
+                    modified_ns(path)
+                } else {
+                    Some(0)
+                };
+                now == Some(*ns)
+            })
+    }
+}
+
+fn list_distributions(python: &std::path::Path) -> Result<Listing, ResolveError> {
+    // The directories are taken before the packages, so that a package installed in between
+    // makes the listing stale rather than wrong. The working directory (`''`) is not one.
+    // Site directories that do not exist yet are kept too (as 0): one made later (a first
+    // `pip install --user`) joins `sys.path`.
+    let script = "import importlib.metadata as m, json, os, site, sys\n\
+                  paths = [p for p in sys.path if p and os.path.isdir(p)]\n\
+                  found = set(paths)\n\
+                  found.update(getattr(site, 'getsitepackages', lambda: [])())\n\
+                  found.add(getattr(site, 'getusersitepackages', lambda: '')())\n\
+                  dirs = [(p, os.stat(p).st_mtime_ns if os.path.isdir(p) else 0) for p in sorted(found) if p]\n\
+                  found = sorted({(d.metadata['Name'] or '', d.version) for d in m.distributions(path=paths)})\n\
+                  print(json.dumps({'dirs': dirs, 'distributions': found}))";
+    let interpreter_ns = modified_ns(python).unwrap_or(0);
     let output = Command::new(python)
         .args(["-c", script])
         .output()
@@ -193,16 +244,63 @@ pub fn installed_distributions(python: &std::path::Path) -> Result<Vec<LockedPyp
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
-    let pairs: Vec<(String, String)> =
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        dirs: Vec<(String, u128)>,
+        distributions: Vec<(String, String)>,
+    }
+    let answer: Answer =
         serde_json::from_slice(&output.stdout).map_err(|e| ResolveError::Format(e.to_string()))?;
-    Ok(pairs
-        .into_iter()
-        .filter(|(name, _)| !name.is_empty())
-        .map(|(name, version)| LockedPypi {
-            name,
-            version,
-            url: String::new(),
-            sha256: String::new(),
-        })
-        .collect())
+    Ok(Listing {
+        interpreter: (python.display().to_string(), interpreter_ns),
+        dirs: answer.dirs,
+        distributions: answer
+            .distributions
+            .into_iter()
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, version)| LockedPypi {
+                name,
+                version,
+                url: String::new(),
+                sha256: String::new(),
+            })
+            .collect(),
+    })
+}
+
+/// [`installed_distributions`], remembered in `cache_dir` while none of the interpreter's
+/// package directories, nor the interpreter, has changed: a user-managed environment's drift
+/// check at every run then reads a few directory times instead of starting the interpreter.
+pub fn installed_distributions_cached(
+    python: &std::path::Path,
+    cache_dir: &std::path::Path,
+) -> Result<Vec<LockedPypi>, ResolveError> {
+    let key = {
+        // FNV-1a of the interpreter's path: a file name, not a secret.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in python.as_os_str().as_encoded_bytes() {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}.json")
+    };
+    let dir = cache_dir.join("interpreters");
+    let file = dir.join(key);
+    if let Some(listing) = std::fs::read(&file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Listing>(&bytes).ok())
+        .filter(|listing| listing.is_current(python))
+    {
+        return Ok(listing.distributions);
+    }
+    let listing = list_distributions(python)?;
+    // Best effort: a cache that cannot be written is asked again next time.
+    if std::fs::create_dir_all(&dir).is_ok() {
+        if let Ok(temp) = tempfile::NamedTempFile::new_in(&dir) {
+            if serde_json::to_writer(&temp, &listing).is_ok() {
+                let _ = temp.persist(&file);
+            }
+        }
+    }
+    Ok(listing.distributions)
 }

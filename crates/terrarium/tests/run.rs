@@ -562,6 +562,22 @@ fn user_managed_environments_are_recorded_not_resolved() {
         .unwrap()
         .iter()
         .any(|p| p["name"] == "alpha"));
+    // The drift check remembers the interpreter's listing while its package directories are
+    // unchanged: a second run starts no interpreter to list them (the listing is not rewritten).
+    let listings = cx.path("cache").join("interpreters");
+    let listing = |()| {
+        use std::os::unix::fs::MetadataExt as _;
+        let entries: Vec<_> = std::fs::read_dir(&listings)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        std::fs::metadata(&entries[0]).unwrap().ino()
+    };
+    let before = listing(());
+    cx.run(&["run", "--env", "mine", "--", "python", "-c", "pass"])
+        .success();
+    assert_eq!(listing(()), before);
     // Installing something afterwards is noticed.
     install("gamma");
     let run = cx
@@ -572,6 +588,7 @@ fn user_managed_environments_are_recorded_not_resolved() {
         "{}",
         run.stderr
     );
+    assert_ne!(listing(()), before, "listed again after the install");
 }
 
 #[test]
