@@ -190,6 +190,48 @@ pub struct PackSource {
     pub lock: std::sync::Arc<terrarium_lock::Lock>,
 }
 
+/// How long `cache gc` keeps a pack or a shipped program no job used: longer than a job may
+/// wait in a queue for it (a pack link lives 30 days at most).
+pub const KEEP_UNUSED: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
+
+/// Mark a file in the cache as used now (its modification time); best effort.
+pub fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Remove the packs (`packs/*.tpack`, with their digest files) and shipped programs (`bin/*`)
+/// in the cache `cache` that no job used for `keep`; return what was removed and its size.
+pub fn sweep_unused(cache: &Path, keep: std::time::Duration) -> (Vec<PathBuf>, u64) {
+    let mut removed = Vec::new();
+    let mut freed = 0;
+    let Some(before) = std::time::SystemTime::now().checked_sub(keep) else {
+        return (removed, freed);
+    };
+    for dir in [cache.join("packs"), cache.join("bin")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Files being written (`.NAME-...` temporaries) and digest files go with their pack.
+            if !meta.is_file() || name.starts_with('.') || name.ends_with(".sha256") {
+                continue;
+            }
+            if meta.modified().is_ok_and(|at| at < before)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                freed += meta.len();
+                let _ = std::fs::remove_file(entry.path().with_extension("tpack.sha256"));
+                removed.push(entry.path());
+            }
+        }
+    }
+    (removed, freed)
+}
+
 /// Copy a program into `dir` (on the shared filesystem) once, under a name that changes when
 /// the program does, and return the copy's path. The copy is written beside and renamed into
 /// place, so a node never runs a half-written program.
@@ -202,6 +244,8 @@ pub fn ship_program(program: &Path, dir: &Path, name: &str) -> Result<PathBuf, C
         .map_or(0, |d| d.as_nanos());
     let shipped = dir.join(format!("{name}-{}-{stamp:x}", meta.len()));
     if shipped.is_file() {
+        // Used now: `cache gc` keeps what jobs still use.
+        touch(&shipped);
         return Ok(shipped);
     }
     std::fs::create_dir_all(dir).map_err(|e| ComputeError::io(dir, "create", e))?;

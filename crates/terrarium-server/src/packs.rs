@@ -20,6 +20,11 @@ pub const MAX_PACK_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 /// The longest a link may live.
 pub const MAX_LINK_LIFETIME: time::Duration = time::Duration::days(30);
 
+/// How long a pack is kept after the last link to it was given: longer than any link lives,
+/// so no link outlives its pack.
+pub const KEEP_AFTER_LAST_LINK: std::time::Duration =
+    std::time::Duration::from_secs(31 * 24 * 3600);
+
 /// What a link lives for when the client does not say.
 pub const DEFAULT_LINK_LIFETIME: &str = "7d";
 
@@ -102,6 +107,41 @@ impl PackStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Mark the pack `digest` as linked now (its modification time), so that [`sweep`] keeps
+    /// it for [`KEEP_AFTER_LAST_LINK`] more.
+    ///
+    /// [`sweep`]: Self::sweep
+    pub fn touch(&self, digest: &str) -> std::io::Result<()> {
+        std::fs::File::options()
+            .append(true)
+            .open(self.path(digest))?
+            .set_modified(std::time::SystemTime::now())
+    }
+
+    /// Remove the packs no link was given for in `keep` (by modification time); return how
+    /// many. Nothing else in the directory is touched.
+    pub fn sweep(&self, keep: std::time::Duration) -> std::io::Result<usize> {
+        let Some(before) = std::time::SystemTime::now().checked_sub(keep) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("sha256-") && name.ends_with(".tpack")) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at < before);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Where the pack `digest` (checked by [`check_digest`]) is kept.
@@ -221,6 +261,37 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn packs_no_link_was_given_for_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackStore::open(dir.path()).unwrap();
+        let old = DIGEST.replace("00000000", "11111111");
+        for digest in [DIGEST, old.as_str()] {
+            std::fs::write(store.path(digest), b"pack").unwrap();
+        }
+        std::fs::write(dir.path().join("other.tpack"), b"not a pack").unwrap();
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+        for path in [
+            store.path(DIGEST),
+            store.path(&old),
+            dir.path().join("other.tpack"),
+        ] {
+            std::fs::File::options()
+                .append(true)
+                .open(path)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        // A link given now keeps its pack.
+        store.touch(DIGEST).unwrap();
+        assert_eq!(store.sweep(KEEP_AFTER_LAST_LINK).unwrap(), 1);
+        assert!(store.path(DIGEST).is_file());
+        assert!(!store.path(&old).exists());
+        assert!(dir.path().join("other.tpack").is_file());
+        assert!(dir.path().join(KEY_FILE).is_file());
     }
 
     #[test]

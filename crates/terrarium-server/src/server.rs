@@ -105,6 +105,26 @@ pub fn serve(config: ServerConfig, stores: Vec<Arc<dyn Store>>) -> std::io::Resu
     runtime.block_on(async move {
         let mut state = AppState::new(stores, config.allow_anonymous_local);
         state.request_timeout = config.request_timeout;
+        // Packs no link was given for since any link could still live are removed at start
+        // and every hour.
+        if let Some(packs) = packs.clone() {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    every.tick().await;
+                    let store = Arc::clone(&packs);
+                    if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || {
+                        store.sweep(crate::packs::KEEP_AFTER_LAST_LINK)
+                    })
+                    .await
+                    {
+                        if n > 0 {
+                            eprintln!("terrarium server: removed {n} pack(s) no link was given for in 31 days");
+                        }
+                    }
+                }
+            });
+        }
         state.packs = packs;
         let state = Arc::new(state);
         let app = app(state, &config);

@@ -661,6 +661,46 @@ fn activate_and_kernel() {
     );
 }
 
+/// `cache gc` removes the packs and shipped programs (compute targets' `packs/`, `bin/`) no job
+/// used for 31 days, with their digest files, and nothing else there.
+#[test]
+fn cache_gc_removes_packs_and_programs_no_job_used() {
+    let cx = TestContext::new();
+    let cache = cx.path("cache");
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+    let file = |path: &std::path::Path, old: bool| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
+        if old {
+            std::fs::File::options()
+                .append(true)
+                .open(path)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+    };
+    let old_pack = cache.join("packs/aaaa-linux-64.tpack");
+    let old_digest = cache.join("packs/aaaa-linux-64.tpack.sha256");
+    let new_pack = cache.join("packs/bbbb-linux-64.tpack");
+    let old_program = cache.join("bin/uv-10-1f");
+    let writing = cache.join("bin/.terrarium-abc");
+    file(&old_pack, true);
+    file(&old_digest, true);
+    file(&new_pack, false);
+    file(&old_program, true);
+    file(&writing, true);
+    let out = cx.run(&["cache", "gc"]).success();
+    assert!(
+        out.stderr
+            .contains("removed 2 pack(s) and program(s) no job used in 31 days"),
+        "{}",
+        out.stderr
+    );
+    assert!(!old_pack.exists() && !old_digest.exists() && !old_program.exists());
+    assert!(new_pack.exists() && writing.exists());
+}
+
 #[test]
 fn cache_gc_is_lru_and_spares_environments_in_use() {
     if !uv_available() {

@@ -173,6 +173,8 @@ pub async fn put(
     }
     temp.persist(store.path(&digest))
         .map_err(|e| io("store", e.error))?;
+    // A pack sent again (its file replaced) counts as linked now, like a new one.
+    store.touch(&digest).map_err(|e| io("store", e))?;
     Ok((
         StatusCode::CREATED,
         Json(link(&store, &digest, size, query.lifetime.as_deref())?),
@@ -194,6 +196,17 @@ pub async fn new_link(
     identity.require(Role::Contributor)?;
     check_digest(&digest)?;
     let store = packs(&state)?;
+    // The pack is kept for as long as any link to it lives.
+    let touched = {
+        let store = Arc::clone(&store);
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || store.touch(&digest)).await
+    };
+    if let Ok(Err(err)) = touched {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            return Err(ApiError::internal(format!("cannot read the pack: {err}")));
+        }
+    }
     let size = match tokio::fs::metadata(store.path(&digest)).await {
         Ok(meta) => meta.len(),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {

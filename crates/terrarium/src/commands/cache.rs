@@ -13,7 +13,9 @@ use crate::printer;
 pub enum CacheCommand {
     /// Built environments in the cache, most recently used first.
     List(ListArgs),
-    /// Remove least recently used environments until the cache fits a size budget.
+    /// Remove least recently used environments until the cache fits a size budget, and the
+    /// packs and shipped programs (`packs/`, `bin/`, for compute targets) no job used for 31
+    /// days.
     Gc(GcArgs),
 }
 
@@ -85,6 +87,10 @@ pub fn run(_context: &Context, command: CacheCommand) -> Result<ExitCode> {
         }
         CacheCommand::Gc(args) => {
             let removed = cache.gc(args.max_size)?;
+            let (files, files_freed) = terrarium_compute::delivery::sweep_unused(
+                &terrarium_compute::environment::cache_dir()?,
+                terrarium_compute::delivery::KEEP_UNUSED,
+            );
             if args.json {
                 printer::json(&removed)?;
             } else {
@@ -93,6 +99,13 @@ pub fn run(_context: &Context, command: CacheCommand) -> Result<ExitCode> {
                     "removed {} environment(s), freed {}",
                     removed.len(),
                     printer::human_size(freed)
+                ));
+            }
+            if !files.is_empty() {
+                printer::status(&format!(
+                    "removed {} pack(s) and program(s) no job used in 31 days, freed {}",
+                    files.len(),
+                    printer::human_size(files_freed)
                 ));
             }
         }

@@ -399,6 +399,10 @@ fn pack_prefix(
         Some(uv) => Some(shipped(&uv.path, "uv")?),
         None => None,
     };
+    if pack.is_file() {
+        // Used now: `cache gc` keeps what jobs still use.
+        delivery::touch(&pack);
+    }
     if !dry_run && !pack.is_file() {
         std::fs::create_dir_all(cache.join("packs"))
             .with_context(|| format!("cannot create {}", cache.join("packs").display()))?;
