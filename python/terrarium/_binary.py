@@ -8,8 +8,9 @@ In this order: the one shipped inside the installed wheel (``terrarium/bin/terra
 from __future__ import annotations
 
 import os
-from pathlib import Path
-# `typing` is for the type checker only: importing it costs every notebook's first cell.
+
+# Paths are strings here, and `typing` is for the type checker only: importing `pathlib` or
+# `typing` costs every notebook's first cell.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
@@ -22,15 +23,15 @@ TERRARIUM_BIN = "TERRARIUM_BIN"
 _EXE = "terrarium.exe" if os.name == "nt" else "terrarium"
 
 
-def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-_shipped: Optional[Path] = None
+_shipped: Optional[str] = None
 _looked_up = False
 
 
-def shipped_binary() -> Optional[Path]:
+def shipped_binary() -> Optional[str]:
     """The binary that came with this installation of the package, if any (looked up once a
     process: installed files do not move under a running program)."""
     global _shipped, _looked_up
@@ -40,9 +41,9 @@ def shipped_binary() -> Optional[Path]:
     return _shipped
 
 
-def _find_shipped() -> Optional[Path]:
-    module_root = Path(__file__).resolve().parent
-    inside = module_root / "bin" / _EXE
+def _find_shipped() -> Optional[str]:
+    module_root = os.path.dirname(os.path.realpath(__file__))
+    inside = os.path.join(module_root, "bin", _EXE)
     if _executable(inside):
         return inside
     recorded, binary = _recorded_beside(module_root)
@@ -56,11 +57,11 @@ def _is_binary(entry: str) -> bool:
     return len(parts) >= 2 and parts[-1] == _EXE and parts[-2] in ("bin", "Scripts")
 
 
-def _recorded_beside(module_root: Path) -> tuple[bool, Optional[Path]]:
+def _recorded_beside(module_root: str) -> tuple[bool, Optional[str]]:
     """Whether the ``RECORD`` of a ``terrarium-*.dist-info`` beside this package lists this
     module, and the binary it lists (None when it lists none): the files ``importlib.metadata``
     would list, read without importing it (about 20 ms, most of the SDK's import)."""
-    site = module_root.parent
+    site = os.path.dirname(module_root)
     try:
         names = os.listdir(site)
     except OSError:
@@ -71,7 +72,7 @@ def _recorded_beside(module_root: Path) -> tuple[bool, Optional[Path]]:
         if not (name.endswith(".dist-info") and name.split("-", 1)[0].lower() == "terrarium"):
             continue
         try:
-            with open(site / name / "RECORD", encoding="utf-8", newline="") as file:
+            with open(os.path.join(site, name, "RECORD"), encoding="utf-8", newline="") as file:
                 entries = [row[0] for row in csv.reader(file) if row]
         except (OSError, csv.Error, UnicodeDecodeError):
             continue
@@ -79,14 +80,14 @@ def _recorded_beside(module_root: Path) -> tuple[bool, Optional[Path]]:
             continue
         for entry in entries:
             if _is_binary(entry):
-                path = (site / entry).resolve()
+                path = os.path.realpath(os.path.join(site, entry))
                 if _executable(path):
                     return True, path
         return True, None
     return False, None
 
 
-def _recorded_by_metadata(module_root: Path) -> Optional[Path]:
+def _recorded_by_metadata(module_root: str) -> Optional[str]:
     """The binary the distribution ``importlib.metadata`` finds recorded, when it is this
     module's (installations without a ``RECORD`` beside the package)."""
     try:
@@ -100,7 +101,7 @@ def _recorded_by_metadata(module_root: Path) -> Optional[Path]:
     # Only the distribution this module belongs to: another `terrarium` on the path is not it.
     files = dist.files or []
     ours = any(
-        Path(str(dist.locate_file(f))).resolve() == module_root / "__init__.py"
+        os.path.realpath(str(dist.locate_file(f))) == os.path.join(module_root, "__init__.py")
         for f in files
         if f.name == "__init__.py" and f.parent.name == "terrarium"
     )
@@ -108,7 +109,7 @@ def _recorded_by_metadata(module_root: Path) -> Optional[Path]:
         return None
     for f in files:
         if f.name == _EXE and f.parent.name in ("bin", "Scripts"):
-            path = Path(str(dist.locate_file(f))).resolve()
+            path = os.path.realpath(str(dist.locate_file(f)))
             if _executable(path):
                 return path
     return None
@@ -116,19 +117,19 @@ def _recorded_by_metadata(module_root: Path) -> Optional[Path]:
 
 def find_binary() -> str:
     """The ``terrarium`` binary to run; raises :class:`TerrariumError` when there is none."""
-    import shutil
-
     shipped = shipped_binary()
     if shipped is not None:
-        return str(shipped)
+        return shipped
     explicit = os.environ.get(TERRARIUM_BIN)
     if explicit:
-        if not _executable(Path(explicit)):
+        if not _executable(explicit):
             raise TerrariumError(
                 f"${TERRARIUM_BIN} names {explicit}, which is not an executable file",
                 code="no_binary",
             )
         return explicit
+    import shutil
+
     found = shutil.which("terrarium")
     if found:
         return found

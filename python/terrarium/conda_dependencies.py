@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-# `typing` is for the type checker only: importing it costs every notebook's first cell.
+# `typing` and `pathlib` are for the type checker only (functions off the first cell's path
+# import `pathlib` themselves): importing them costs every notebook's first cell.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, Optional, Union
 
     PathLike = Union[str, os.PathLike[str]]
@@ -36,7 +37,8 @@ PYTHON_PREFIX = "python"
 DEFAULT_CHANNEL = "conda-forge"
 #: The name Azure ML gives the conda environment of a definition.
 DEFAULT_NAME = "project_environment"
-_VERSION = re.compile(r"(\d+)\.(\d+)(\.(\d+))?([ab](\d+))?$")
+# Compiled on first use (re caches it), not at import.
+_VERSION = r"(\d+)\.(\d+)(\.(\d+))?([ab](\d+))?$"
 
 
 
@@ -113,7 +115,7 @@ class CondaDependencies:
         import copy
 
         if conda_dependencies_file_path is not None:
-            self._document = read_conda_file(Path(conda_dependencies_file_path))
+            self._document = read_conda_file(os.fspath(conda_dependencies_file_path))
         elif _underlying_structure is not None:
             if not isinstance(_underlying_structure, dict):
                 raise TerrariumError("a conda document must be a mapping")
@@ -199,7 +201,7 @@ class CondaDependencies:
         """The version of the ``python`` conda package, if there is one."""
         for item in self._document.get(PACKAGES) or []:
             if isinstance(item, str) and _is_python(item):
-                found = _VERSION.search(item)
+                found = re.search(_VERSION, item)
                 return found.group() if found else None
         return None
 
@@ -237,7 +239,7 @@ class CondaDependencies:
     def add_conda_package(self, conda_package: str) -> None:
         """Add a conda package (``python=X`` sets the Python version instead)."""
         if _is_python(conda_package):
-            found = _VERSION.search(conda_package)
+            found = re.search(_VERSION, conda_package)
             if found:
                 self.set_python_version(found.group())
                 return
@@ -332,6 +334,8 @@ class CondaDependencies:
 
     def save(self, path: PathLike) -> str:
         """Write the document to the file ``path``; return the path."""
+        from pathlib import Path
+
         target = Path(path)
         if target.is_dir():
             raise TerrariumError(
@@ -344,7 +348,7 @@ class CondaDependencies:
         """Write the document to ``conda_file_path`` (default ``conda_dependencies.yml``) in
         ``base_directory``; return the relative path."""
         relative = conda_file_path or "conda_dependencies.yml"
-        self.save(Path(base_directory) / relative)
+        self.save(os.path.join(base_directory, relative))
         return relative
 
     def as_dict(self) -> dict[str, Any]:
@@ -363,10 +367,10 @@ class CondaDependencies:
         return f"CondaDependencies({self._document!r})"
 
 
-def read_conda_file(path: Path) -> dict[str, Any]:
+def read_conda_file(path: str) -> dict[str, Any]:
     """A conda environment file as a document, read by Terrarium (``env validate --format
     conda``): :class:`~terrarium.errors.DefinitionError` names the line and field of a problem."""
     from ._cli import Cli
 
-    answer = Cli(None).json(["env", "validate", str(path), "--format", "conda", "--json"])
+    answer = Cli(None).json(["env", "validate", path, "--format", "conda", "--json"])
     return conda_document(answer["definition"], variables=True)

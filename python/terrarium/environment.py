@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-# `typing` is for the type checker only: importing it costs every notebook's first cell.
+# `typing` and `pathlib` are for the type checker only (functions off the first cell's path
+# import `pathlib` themselves): importing them costs every notebook's first cell.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, List, Optional, Union
 
     PathLike = Union[str, os.PathLike[str]]
 
 from ._cli import Cli
-from ._progress import Progress
 from .conda_dependencies import DEFAULT_NAME, CondaDependencies, conda_document
 from .errors import DefinitionError, NotFoundError, TerrariumError
 
@@ -254,8 +254,9 @@ class Environment:
         options, ``-r`` includes and hashes read by Terrarium). ``pip_version`` is accepted for
         Azure ML's signature: Terrarium installs with uv, not pip."""
         del pip_version
-        path = Path(file_path)
-        answer = Cli(None).json(["env", "validate", str(path), "--format", "requirements", "--json"])
+        answer = Cli(None).json(
+            ["env", "validate", os.fspath(file_path), "--format", "requirements", "--json"]
+        )
         env = Environment(name)
         env.python.conda_dependencies = CondaDependencies(
             _underlying_structure=conda_document(answer["definition"], name=DEFAULT_NAME)
@@ -341,6 +342,8 @@ class Environment:
         ``conda_dependencies.yml`` and ``BaseDockerfile`` when there is something to put in
         them), which Azure ML's ``Environment.load_from_directory`` and ``terrarium env create
         -f DIR`` read."""
+        from pathlib import Path
+
         target = Path(path)
         if target.exists() and not overwrite:
             raise TerrariumError(f"{target} already exists", hint="pass overwrite=True to replace")
@@ -358,6 +361,8 @@ class Environment:
 
         Terrarium checks it first, so a problem raises
         :class:`~terrarium.errors.DefinitionError` naming its file, line and field."""
+        from pathlib import Path
+
         directory = Path(path)
         if not (directory / DEFINITION_FILE).is_file():
             raise DefinitionError(
@@ -374,7 +379,7 @@ class Environment:
         if conda_file.is_file():
             answer = cli.json(["env", "validate", str(conda_file), "--format", "conda", "--json"])
             document = conda_document(answer["definition"], variables=True)
-        env = Environment._from_aml_dict(data, document, directory / DEFINITION_FILE)
+        env = Environment._from_aml_dict(data, document, str(directory / DEFINITION_FILE))
         dockerfile = directory / DOCKERFILE_FILE
         if dockerfile.is_file():
             env.docker.base_dockerfile = dockerfile.read_text(encoding="utf-8")
@@ -448,6 +453,8 @@ class Environment:
                 stacklevel=2,
             )
         env = self._registered(workspace)
+        from ._progress import Progress
+
         with Progress(f"building {env.name}:{env.version}") as progress:
             answer: dict[str, Any] = workspace._cli.json(
                 ["env", "build", f"{env.name}:{env.version}", "--json"],
@@ -481,6 +488,8 @@ class Environment:
             args += ["--push", push]
         if builder:
             args += ["--builder", builder]
+        from ._progress import Progress
+
         with Progress(f"building the image of {env.name}:{env.version}") as progress:
             stdout = workspace._cli.run(args, on_status=progress.update if progress.active else None)
         try:
@@ -566,7 +575,7 @@ class Environment:
 
     @staticmethod
     def _from_aml_dict(
-        data: Any, document: Optional[dict[str, Any]], source: Path
+        data: Any, document: Optional[dict[str, Any]], source: str
     ) -> "Environment":
         """An object from ``azureml_environment.json``'s content and the conda document (from
         the conda file, else the JSON's inline ``python.condaDependencies``)."""
@@ -687,6 +696,7 @@ class DockerImageDetails(dict):  # type: ignore[type-arg]
 def _conda_prefix(name_or_prefix: str) -> Path:
     """The prefix of a conda environment given by name or path."""
     import shutil
+    from pathlib import Path
     import subprocess
 
     given = Path(name_or_prefix).expanduser()
@@ -723,10 +733,11 @@ def _conda_prefix(name_or_prefix: str) -> Path:
     )
 
 
-def write_definition(env: Environment, directory: Path) -> None:
+def write_definition(env: Environment, directory: str) -> None:
     """Write ``env`` as an Azure ML v1 directory into ``directory`` (which exists)."""
     for name, text in env._files().items():
-        (directory / name).write_text(text, encoding="utf-8")
+        with open(os.path.join(directory, name), "w", encoding="utf-8") as file:
+            file.write(text)
 
 
 class scratch_directory:

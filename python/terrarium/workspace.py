@@ -17,10 +17,11 @@ import json
 import os
 import re
 import sys
-from pathlib import Path
-# `typing` is for the type checker only: importing it costs every notebook's first cell.
+# `typing` and `pathlib` are for the type checker only (functions off the first cell's path
+# import `pathlib` themselves): importing them costs every notebook's first cell.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, Optional, Union
 
     PathLike = Union[str, os.PathLike[str]]
@@ -81,7 +82,7 @@ class Workspace:
             token = os.environ.get(TERRARIUM_TOKEN) or _read_config(_config_path())[1]
         extra_env = {TERRARIUM_CONFIG: str(_config)} if _config is not None else {}
         if location is not None and not (is_server_url(location) or is_database_url(location)):
-            location = str(Path(location).expanduser().absolute())
+            location = os.path.abspath(os.path.expanduser(location))
         self._location = location
         if location is not None and is_server_url(location):
             self._cli = Cli(location, token, extra_env=extra_env)
@@ -110,6 +111,8 @@ class Workspace:
 
         ``path`` names the config file to read instead; its settings then come before the
         environment variables."""
+        from pathlib import Path
+
         if path is not None:
             config = Path(path).expanduser()
             if not config.is_file():
@@ -157,6 +160,8 @@ class Workspace:
 
 
 def _config_path() -> Path:
+    from pathlib import Path
+
     explicit = os.environ.get(TERRARIUM_CONFIG)
     if explicit:
         return Path(explicit)
@@ -229,19 +234,19 @@ class _Backend:
         """Register ``env`` (written as an Azure ML v1 directory) with ``terrarium env
         create``; return the version's record."""
         with scratch_directory() as scratch:
-            directory = Path(scratch) / "definition"
-            directory.mkdir()
+            directory = os.path.join(scratch, "definition")
+            os.mkdir(directory)
             write_definition(env, directory)
 
             def rewrite(text: str) -> str:
                 # Messages name the files as the SDK wrote them, not the scratch folder.
-                return text.replace(str(directory) + os.sep, "").replace(str(directory), env.name)
+                return text.replace(directory + os.sep, "").replace(directory, env.name)
 
             # With its Azure ML v1 form (`--export`), so that making the object takes no
             # second run of the CLI.
             record: dict[str, Any] = self.cli.json(
                 [
-                    "env", "create", "-f", str(directory), "--format", "aml-v1", "--no-lock",
+                    "env", "create", "-f", directory, "--format", "aml-v1", "--no-lock",
                     "--json", "--export", "aml-v1",
                 ],
                 rewrite=rewrite,
@@ -258,7 +263,7 @@ class _Backend:
         else:
             data, dockerfile = self.aml_export(record["name"], record["version"])
         document = conda_document(record.get("definition") or {}, name=DEFAULT_NAME)
-        env = Environment._from_aml_dict(data, document, Path(DEFINITION_FILE))
+        env = Environment._from_aml_dict(data, document, DEFINITION_FILE)
         if dockerfile is not None:
             env.docker._base_dockerfile = dockerfile
         env.name = record["name"]
@@ -354,6 +359,8 @@ class _CliBackend(_Backend):
         return records
 
     def aml_export(self, name: str, version: str) -> tuple[dict[str, Any], Optional[str]]:
+        from pathlib import Path
+
         with scratch_directory() as scratch:
             out = Path(scratch) / "export"
             self.cli.run(["env", "export", f"{name}:{version}", "--format", "aml-v1", "-o", str(out)])

@@ -4,6 +4,7 @@ v1 directories, finding the workspace from the config, reading CLI errors."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,60 @@ def test_every_public_name_has_a_docstring() -> None:
                             missing.append(f"{module.__name__}.{name}.{attr}")
     assert checked > 150, checked
     assert not missing, missing
+
+
+def test_spawned_cli_output_is_read_whole() -> None:
+    """The SDK runs the CLI without `subprocess`: both streams are read to their end however
+    much each writes (no deadlock on a full pipe), bytes that are not UTF-8 are replaced, the
+    exit code comes back, and stdin is the null device."""
+    import sys
+
+    from terrarium._cli import spawn_captured
+
+    script = (
+        "import os, sys\n"
+        "assert sys.stdin.read() == ''\n"
+        "for i in range(2000):\n"
+        "    os.write(2, b'e' * 511 + b'\\n')\n"
+        "    os.write(1, b'o' * 511 + b'\\n')\n"
+        "os.write(1, b'\\xff end')\n"
+        "sys.exit(3)\n"
+    )
+    code, out, err = spawn_captured([sys.executable, "-c", script], dict(os.environ))
+    assert code == 3
+    assert len(err) == 2000 * 512 and set(err) == {"e", "\n"}
+    assert out.endswith("\ufffd end") and len(out) == 2000 * 512 + 5
+    with pytest.raises(OSError):
+        spawn_captured(["/nonexistent/terrarium"], dict(os.environ))
+
+
+def test_a_missing_binary_is_a_typed_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from terrarium._cli import Cli
+
+    with pytest.raises(TerrariumError) as caught:
+        Cli(str(tmp_path), binary=str(tmp_path / "no-such-terrarium")).run(["env", "list"])
+    assert caught.value.code == "no_binary" and "cannot run" in str(caught.value)
+
+
+def test_the_first_cell_imports_no_more_than_it_needs(tmp_path: Path) -> None:
+    """A notebook's first cell (import, from_conda_specification, register, get on a
+    directory) leaves out the modules that made it slow: a process and its modules are what
+    the cell costs, so this pins them rather than timing them."""
+    import sys
+
+    conda = tmp_path / "environment.yml"
+    conda.write_text("name: x\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n", encoding="utf-8")
+    cell = (
+        "import sys\n"
+        "from terrarium.core import Environment, Workspace\n"
+        f"ws = Workspace({str(tmp_path / 'ws')!r})\n"
+        f"env = Environment.from_conda_specification('cell', {str(conda)!r})\n"
+        "env.register(ws)\n"
+        "assert Environment.get(ws, 'cell').version == '1'\n"
+        "heavy = ['subprocess', 'threading', 'pathlib', 'typing', 'tempfile', 'shutil',\n"
+        "         'urllib.request', 'importlib.metadata', 'selectors']\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", cell], capture_output=True, text=True, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
