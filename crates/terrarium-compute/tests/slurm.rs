@@ -126,6 +126,89 @@ fn a_node_without_the_locked_prefix_runs_nothing() {
 }
 
 #[test]
+fn a_task_waits_for_the_build_its_submitter_holds() {
+    // The submitter holds the prefix's in-use lock exclusively while it builds (after the job
+    // is submitted): the task waits for it, then runs in the finished prefix.
+    let Some(conf) = conf() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = target(&conf, &[]).engine().unwrap();
+    let ready = prefix(dir.path(), "sha256:aa");
+    let built = dir.path().join("built");
+    std::fs::rename(&ready.path, &built).unwrap();
+    let builder = std::fs::File::options()
+        .write(true)
+        .open(&ready.in_use)
+        .unwrap();
+    builder.lock().unwrap();
+    let marker = dir.path().join("ran");
+    let job = job(
+        dir.path(),
+        &["/bin/touch", marker.to_str().unwrap()],
+        Some(ready.clone()),
+    );
+    let id = engine.submit(&job).unwrap();
+    // Running (its task waiting on the lock), and it has not run the command.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.status(&id).unwrap().state != JobState::Running {
+        assert!(Instant::now() < deadline, "job {id} never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!marker.exists(), "the task ran before the build was done");
+    assert_eq!(engine.status(&id).unwrap().state, JobState::Running);
+    // The build ends: the prefix appears, the lock is let go.
+    std::fs::rename(&built, &ready.path).unwrap();
+    drop(builder);
+    let status = wait(engine.as_ref(), &id);
+    assert_eq!(
+        (status.state, status.exit_code),
+        (JobState::Completed, Some(0)),
+        "{}",
+        logs(engine.as_ref(), &dir.path().join("logs"))
+    );
+    assert!(marker.exists());
+}
+
+#[test]
+fn a_build_that_ends_without_the_prefix_runs_nothing() {
+    // A submitter that stops mid-build lets the lock go with no prefix: the task says so.
+    let Some(conf) = conf() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = target(&conf, &[]).engine().unwrap();
+    let never = prefix(dir.path(), "sha256:aa");
+    std::fs::remove_dir_all(&never.path).unwrap();
+    let builder = std::fs::File::options()
+        .write(true)
+        .open(&never.in_use)
+        .unwrap();
+    builder.lock().unwrap();
+    let marker = dir.path().join("ran");
+    let job = job(
+        dir.path(),
+        &["/bin/touch", marker.to_str().unwrap()],
+        Some(never),
+    );
+    let id = engine.submit(&job).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    drop(builder);
+    let status = wait(engine.as_ref(), &id);
+    assert_eq!(
+        (status.state, status.exit_code),
+        (
+            JobState::Failed,
+            Some(terrarium_compute::slurm::NO_PREFIX_EXIT)
+        )
+    );
+    assert!(!marker.exists());
+    let logs = logs(engine.as_ref(), &dir.path().join("logs"));
+    assert!(
+        logs.contains("does not see the environment test:1")
+            && logs.contains("the submitting machine builds it"),
+        "{logs}"
+    );
+}
+
+#[test]
 fn a_cancelled_job_is_cancelled() {
     let Some(conf) = conf() else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,7 @@ pub fn prefix(dir: &Path, hash: &str) -> Prefix {
         lock_hash: hash.into(),
         in_use,
         source: None,
+        lock: None,
     }
 }
 
