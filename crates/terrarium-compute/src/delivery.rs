@@ -2,8 +2,7 @@
 //!
 //! Two ways, chosen by the target's `delivery` option:
 //! - **shared**: the submitting machine builds the prefix once per lock in the target's `cache`,
-//!   a filesystem every node sees, after submitting the job and while it waits in the queue;
-//!   each task waits for the prefix's lock, then checks that the prefix is its lock's.
+//!   a filesystem every node sees; each task checks that the prefix is its lock's.
 //! - **pack**: the submitting machine writes the lock's pack (`env pack`) once into the shared
 //!   `cache`, with the `terrarium` and `uv` binaries that install it; each node builds the
 //!   environment from the pack into its own `node_cache`, once per node and lock (the build is
@@ -318,35 +317,17 @@ pub fn task_script(environment: &str, in_use: &Path, source: Option<&PackSource>
     let hint = if source.is_some() {
         ""
     } else {
-        ": the submitting machine builds it in the target's cache, which must be on a filesystem every node sees"
+        ": the target's cache must be on a filesystem every node sees"
     };
-    let say = format!(
-        "echo \"terrarium: $(hostname) {unseen} the environment {environment} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH){hint}\" >&2; exit {NO_PREFIX_EXIT}"
+    let refuse = format!(
+        "{check} || {{ echo \"terrarium: $(hostname) {unseen} the environment {environment} at $TERRARIUM_PREFIX (lock $TERRARIUM_LOCK_HASH){hint}\" >&2; exit {NO_PREFIX_EXIT}; }}"
     );
-    let refuse = format!("{check} || {{ {say}; }}");
-    let in_use_q = crate::shell_quote(&in_use.display().to_string());
-    let inner = crate::shell_quote(&format!("{refuse}; exec \"$@\""));
-    if source.is_some() {
-        // Checked, then checked again holding the prefix's in-use lock, so that `cache gc`
-        // cannot take the prefix away between the check and the command.
-        script.push_str(&format!(
-            "{refuse}; exec flock --shared {in_use_q} /bin/bash -c {inner} terrarium-task \"$@\""
-        ));
-    } else {
-        // Checked holding the prefix's in-use lock: a submitter that is still building the
-        // environment holds it exclusively, and the task waits for the build (then for
-        // `cache gc`, the check and the command cannot be told apart). A cache directory
-        // the node does not see is said before anything waits.
-        let dir = crate::shell_quote(
-            &in_use
-                .parent()
-                .unwrap_or(Path::new("/"))
-                .display()
-                .to_string(),
-        );
-        script.push_str(&format!(
-            "[ -d {dir} ] || {{ {say}; }}; exec flock --shared {in_use_q} /bin/bash -c {inner} terrarium-task \"$@\""
-        ));
-    }
+    // Checked, then checked again holding the prefix's in-use lock, so that `cache gc` cannot
+    // take the prefix away between the check and the command.
+    script.push_str(&format!(
+        "{refuse}; exec flock --shared {} /bin/bash -c {} terrarium-task \"$@\"",
+        crate::shell_quote(&in_use.display().to_string()),
+        crate::shell_quote(&format!("{refuse}; exec \"$@\""))
+    ));
     script
 }

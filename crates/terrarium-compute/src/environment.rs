@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use terrarium_env::{Env, EnvCache, Reporter, Reservation};
+use terrarium_env::{Env, EnvCache, Reporter};
 use terrarium_lock::{Lock, LockKind};
 use terrarium_resolve::LockOptions;
 use terrarium_store::{Store, VersionRecord};
@@ -180,29 +180,6 @@ pub fn materialize_in(
         uv.as_ref(),
         reporter,
     )?))
-}
-
-/// The prefix of a locked version in the environment cache at `cache` when it is built there;
-/// otherwise the right to build it, with the uv the build needs (none for a user-managed
-/// environment). While the right is held, jobs whose tasks wait for the prefix's in-use lock
-/// wait for the build: see [`terrarium_env::EnvCache::reserve`].
-pub fn reserve_in(
-    lock: &Lock,
-    cache: &Path,
-) -> Result<Option<(Reservation, Option<terrarium_resolve::uv::Uv>)>, EnvironmentError> {
-    if lock.kind == LockKind::UserManaged {
-        return Ok(None);
-    }
-    let platform = terrarium_lock::current_platform();
-    if !lock.platforms.contains_key(&platform) {
-        return Err(EnvironmentError::NoPlatform { platform });
-    }
-    let reservation = EnvCache::new(cache).reserve(lock, &platform)?;
-    let uv = match &reservation {
-        Reservation::Built(_) => None,
-        Reservation::Building(_) => find_uv(lock, &platform, cache)?,
-    };
-    Ok(Some((reservation, uv)))
 }
 
 /// The uv that building `lock` on `platform` needs (to make a virtual environment or install

@@ -253,9 +253,6 @@ pub struct Prefix {
     /// With delivery=pack, what each node builds the prefix from; `None` when the prefix is
     /// built already on a filesystem every node sees.
     pub source: Option<PackSource>,
-    /// The lock the prefix is built from, when the submitter has it: with delivery=shared the
-    /// prefix may still be building at submit, and what it will hold is read from here.
-    pub lock: Option<terrarium_lock::Lock>,
 }
 
 /// A job's state, as the engine reports it: the run states every run has.

@@ -295,10 +295,9 @@ impl Ray {
         let Some(prefix) = &job.prefix else {
             return Ok(());
         };
-        let locked = match (&prefix.source, &prefix.lock) {
-            (Some(source), _) => ray_versions(&source.lock),
-            (None, Some(lock)) => ray_versions(lock),
-            (None, None) => locked_ray_versions(&prefix.path)?,
+        let locked = match &prefix.source {
+            Some(source) => ray_versions(&source.lock),
+            None => locked_ray_versions(&prefix.path)?,
         };
         if locked.is_empty() {
             return Ok(());
@@ -781,7 +780,6 @@ mod tests {
                 lock_hash: "sha256:00ff".into(),
                 in_use: "/shared/envs/abc.lock".into(),
                 source: None,
-                lock: None,
             }),
             resources: Resources::parse(1, Some(2), Some(1), Some("1G"), None).unwrap(),
             log_dir: "/shared/runs/20261202T000000-abcdef".into(),
@@ -874,7 +872,6 @@ mod tests {
             lock_hash: "sha256:00ff".into(),
             in_use: dir.path().join("prefix.lock"),
             source: None,
-            lock: None,
         });
         job.command = vec![
             "/bin/sh".into(),

@@ -615,7 +615,6 @@ mod tests {
                 lock_hash: "sha256:00ff".into(),
                 in_use: "/shared/envs/abc.lock".into(),
                 source: None,
-                lock: None,
             }),
             resources: Resources::parse(2, Some(4), Some(1), Some("8G"), Some("2h")).unwrap(),
             log_dir: "/shared/runs/20261202T000000-abcdef".into(),

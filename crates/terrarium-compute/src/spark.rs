@@ -428,10 +428,9 @@ impl Spark {
         let Some(prefix) = &job.prefix else {
             return Ok(());
         };
-        let locked = match (&prefix.source, &prefix.lock) {
-            (Some(source), _) => lock_pyspark(&source.lock),
-            (None, Some(lock)) => lock_pyspark(lock),
-            (None, None) => locked_pyspark(&prefix.path),
+        let locked = match &prefix.source {
+            Some(source) => lock_pyspark(&source.lock),
+            None => locked_pyspark(&prefix.path),
         };
         let Some(locked) = locked else {
             return Ok(());
@@ -1108,7 +1107,6 @@ mod tests {
                 lock_hash: "sha256:00ff".into(),
                 in_use: "/cache/envs/abc.lock".into(),
                 source: None,
-                lock: None,
             }),
             resources: Resources::parse(1, Some(2), None, Some("1G"), None).unwrap(),
             log_dir: "/runs/20261202T000000-abcdef".into(),
@@ -1148,7 +1146,6 @@ mod tests {
             lock_hash: "sha256:00ff".into(),
             in_use: dir.path().join("env.lock"),
             source: None,
-            lock: None,
         });
         let spark = Spark::new(target("local[1]"));
         let id = spark.submit(&job).unwrap();

@@ -119,74 +119,6 @@ pub struct CacheEntry {
     pub complete: bool,
 }
 
-/// What [`EnvCache::reserve`] found: the environment, or the right to build it.
-#[derive(Debug)]
-pub enum Reservation {
-    /// Cached and complete, held in use.
-    Built(Env),
-    /// Not there: this process holds the prefix's lock exclusively until it has built it.
-    Building(PendingBuild),
-}
-
-/// The exclusive right to build one environment of the cache (see [`EnvCache::reserve`]).
-/// Dropped unbuilt, it lets the next one waiting build it or find it missing.
-#[derive(Debug)]
-pub struct PendingBuild {
-    cache: EnvCache,
-    lock: Lock,
-    platform: String,
-    key: String,
-    guard: File,
-}
-
-impl PendingBuild {
-    /// Where the environment will be.
-    pub fn prefix(&self) -> PathBuf {
-        self.cache.root.join(&self.key)
-    }
-
-    /// Build it (atomically: a temporary directory, the marker, a rename), then hold it in use.
-    pub fn build(self, uv: Option<&Uv>, reporter: &dyn Reporter) -> Result<Env, EnvError> {
-        self.build_from(uv, reporter, None)
-    }
-
-    fn build_from(
-        self,
-        uv: Option<&Uv>,
-        reporter: &dyn Reporter,
-        files: Option<&Path>,
-    ) -> Result<Env, EnvError> {
-        let prefix = self.prefix();
-        self.cache
-            .build(&self.lock, &self.platform, &self.key, uv, reporter, files)?;
-        downgrade(&self.guard, &prefix)?;
-        if !is_complete(&prefix) {
-            return Err(EnvError::Build(format!(
-                "{} vanished after it was built",
-                prefix.display()
-            )));
-        }
-        touch(&prefix);
-        Ok(Env {
-            prefix,
-            key: self.key,
-            built: true,
-            _in_use: self.guard,
-        })
-    }
-}
-
-/// From the exclusive lock to the shared one. flock(2) converts in place, but not atomically:
-/// another builder may take it in between, and it would find the prefix complete.
-fn downgrade(guard: &File, prefix: &Path) -> Result<(), EnvError> {
-    guard
-        .unlock()
-        .map_err(|e| EnvError::io(prefix, "cannot unlock", e))?;
-    guard
-        .lock_shared()
-        .map_err(|e| EnvError::io(prefix, "cannot lock", e))
-}
-
 impl EnvCache {
     pub fn new(cache_dir: &Path) -> Self {
         Self {
@@ -395,18 +327,6 @@ impl EnvCache {
         reporter: &dyn Reporter,
         files: Option<&Path>,
     ) -> Result<Env, EnvError> {
-        match self.reserve(lock, platform)? {
-            Reservation::Built(env) => Ok(env),
-            Reservation::Building(pending) => pending.build_from(uv, reporter, files),
-        }
-    }
-
-    /// The environment for `lock` on `platform` when it is cached; otherwise the right to build
-    /// it, held until [`PendingBuild::build`] is done or the reservation is dropped. Whoever
-    /// waits for the prefix's in-use lock meanwhile (a job's task, with `flock --shared`, or
-    /// another build) waits for the build: a submitter reserves, submits its job, and builds
-    /// while the job waits in the engine's queue.
-    pub fn reserve(&self, lock: &Lock, platform: &str) -> Result<Reservation, EnvError> {
         let key = Self::key(lock, platform);
         let prefix = self.root.join(&key);
         let guard = self.lock_file(&key)?;
@@ -416,12 +336,12 @@ impl EnvCache {
             .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
         if is_complete(&prefix) {
             touch(&prefix);
-            return Ok(Reservation::Built(Env {
+            return Ok(Env {
                 prefix,
                 key,
                 built: false,
                 _in_use: guard,
-            }));
+            });
         }
         guard
             .unlock()
@@ -430,23 +350,31 @@ impl EnvCache {
             .lock()
             .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
         // Another process may have built it while we waited.
-        if is_complete(&prefix) {
-            downgrade(&guard, &prefix)?;
-            touch(&prefix);
-            return Ok(Reservation::Built(Env {
-                prefix,
-                key,
-                built: false,
-                _in_use: guard,
-            }));
+        let built = if is_complete(&prefix) {
+            false
+        } else {
+            self.build(lock, platform, &key, uv, reporter, files)?;
+            true
+        };
+        guard
+            .unlock()
+            .map_err(|e| EnvError::io(&prefix, "cannot unlock", e))?;
+        guard
+            .lock_shared()
+            .map_err(|e| EnvError::io(&prefix, "cannot lock", e))?;
+        if !is_complete(&prefix) {
+            return Err(EnvError::Build(format!(
+                "{} vanished after it was built",
+                prefix.display()
+            )));
         }
-        Ok(Reservation::Building(PendingBuild {
-            cache: self.clone(),
-            lock: lock.clone(),
-            platform: platform.to_string(),
+        touch(&prefix);
+        Ok(Env {
+            prefix,
             key,
-            guard,
-        }))
+            built,
+            _in_use: guard,
+        })
     }
 
     /// The environment if it is cached and complete, without building.
@@ -938,65 +866,5 @@ mod tests {
         let path = live.path().to_path_buf();
         drop(live);
         assert!(!path.exists(), "an unpack removes its own files");
-    }
-
-    fn small_lock() -> Lock {
-        Lock {
-            lock_version: terrarium_lock::LOCK_VERSION,
-            kind: LockKind::Resolved,
-            content_hash: "sha256:00".into(),
-            platforms: std::collections::BTreeMap::from([(
-                "linux-64".to_string(),
-                PlatformLock {
-                    python: None,
-                    conda: Vec::new(),
-                    pypi: Vec::new(),
-                    pylock: None,
-                },
-            )]),
-            tools: std::collections::BTreeMap::new(),
-        }
-    }
-
-    /// A reservation holds the prefix's in-use lock exclusively: whoever takes it shared (a
-    /// job's task, `flock --shared`) or reserves too waits until it is built or let go.
-    #[test]
-    fn a_reservation_makes_others_wait_until_it_is_let_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = EnvCache::new(dir.path());
-        let lock = small_lock();
-        let Reservation::Building(pending) = cache.reserve(&lock, "linux-64").unwrap() else {
-            panic!("nothing is built yet");
-        };
-        let in_use = cache
-            .root()
-            .join(format!("{}.lock", EnvCache::key(&lock, "linux-64")));
-        let task = File::open(&in_use).unwrap();
-        assert!(task.try_lock_shared().is_err(), "a task must wait");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let other = cache.clone();
-        let waiter = std::thread::spawn(move || {
-            let found = other.reserve(&small_lock(), "linux-64").unwrap();
-            sender.send(()).unwrap();
-            found
-        });
-        assert!(receiver
-            .recv_timeout(std::time::Duration::from_millis(300))
-            .is_err());
-        // The builder stops without building: the next one gets to build.
-        drop(pending);
-        receiver
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        assert!(matches!(waiter.join().unwrap(), Reservation::Building(_)));
-        // Built by then (its marker written, as a build does): found, held shared.
-        let prefix = cache.root().join(EnvCache::key(&lock, "linux-64"));
-        std::fs::create_dir_all(prefix.join(META_DIR)).unwrap();
-        std::fs::write(prefix.join(META_DIR).join(MARKER), "{}").unwrap();
-        let Reservation::Built(env) = cache.reserve(&lock, "linux-64").unwrap() else {
-            panic!("it is built");
-        };
-        assert!(!env.built);
-        assert!(task.try_lock_shared().is_ok(), "tasks share it");
     }
 }

@@ -23,7 +23,6 @@ pub fn prefix(dir: &Path, hash: &str) -> Prefix {
         lock_hash: hash.into(),
         in_use,
         source: None,
-        lock: None,
     }
 }
 

@@ -133,32 +133,30 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
         (None, None)
     } else {
         match target.delivery() {
-            // Built once per lock, on the filesystem every node sees: when it is not there yet,
-            // reserved now (its in-use lock held exclusively) and built once the job is
-            // submitted, while the job waits in the queue; its tasks wait for the lock.
+            // Built now, once per lock, on the filesystem every node sees.
             Delivery::Shared => {
                 let envs = terrarium_env::EnvCache::new(&cache);
                 let key = terrarium_env::EnvCache::key(&lock, &platform);
                 let env = if job_args.dry_run {
                     None
                 } else {
-                    terrarium_compute::environment::reserve_in(&lock, &cache)?
+                    terrarium_compute::environment::materialize_in(
+                        &lock,
+                        &cache,
+                        &crate::printer::Spinner::lazy(),
+                    )?
                 };
                 let prefix = Prefix {
                     path: envs.root().join(&key),
                     lock_hash: lock.lock_hash(),
                     in_use: envs.root().join(format!("{key}.lock")),
                     source: None,
-                    lock: Some(lock.clone()),
                 };
                 (env, Some(prefix))
             }
             // Packed now, once per lock, on the shared filesystem; each node builds from it.
             Delivery::Pack => (
-                None::<(
-                    terrarium_env::Reservation,
-                    Option<terrarium_resolve::uv::Uv>,
-                )>,
+                None,
                 Some(pack_prefix(
                     context,
                     &target,
@@ -262,41 +260,12 @@ pub fn submit(context: &Context, args: RunArgs) -> Result<ExitCode> {
     }
     let run =
         runs::submit(store.as_ref(), &target, engine.as_ref(), &job, run).map_err(compute_error)?;
-    let job_id = run
-        .job
-        .as_ref()
-        .map_or("", |j| j.job_id.as_str())
-        .to_string();
+    drop(env);
+    let job_id = run.job.as_ref().map_or("", |j| j.job_id.as_str());
     printer::status(&format!(
         "run {id}: {}:{} submitted to {} target `{target_name}` as job {job_id}",
         version.name, version.version, target.kind
     ));
-    if let Some((terrarium_env::Reservation::Building(pending), uv)) = env {
-        printer::status(&format!(
-            "run {id}: building the environment in {} while the job waits",
-            pending.prefix().display()
-        ));
-        if let Err(err) = pending.build(uv.as_ref(), &crate::printer::Spinner::lazy()) {
-            // The job would find no environment: it is cancelled, and the run has failed.
-            let _ = engine.cancel_in(&job_id, &job.log_dir);
-            let update = terrarium_store::RunUpdate {
-                state: RunState::Failed,
-                started_at: None,
-                finished_at: Some(terrarium_store::now()),
-                exit_code: None,
-                node_list: None,
-                reason: Some(format!(
-                    "the environment could not be built: {}",
-                    terrarium_spec::error::error_chain(&err)
-                )),
-            };
-            let _ = store.update_run(&id, &update);
-            printer::status(&format!(
-                "run {id}: failed, the environment could not be built; job {job_id} was cancelled"
-            ));
-            return Err(terrarium_compute::environment::EnvironmentError::from(err).into());
-        }
-    }
     if job_args.detach {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
@@ -502,7 +471,6 @@ fn pack_prefix(
             uv,
             lock: std::sync::Arc::new(lock.clone()),
         }),
-        lock: None,
     })
 }
 
