@@ -237,64 +237,111 @@ def spawn_captured(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]
     What ``subprocess.run(..., capture_output=True)`` does, with ``os.posix_spawn`` and one
     ``poll`` loop: the ``subprocess`` module (with ``selectors``, ``signal`` handling and
     ``threading``) costs a notebook's first cell about 4 ms to import, more than a CLI run.
-    The child gets only stdin, stdout and stderr: Python opens every other descriptor
-    non-inheritable (PEP 446). SIGPIPE is reset to its default in the child, as ``subprocess``
-    does. Interrupted (e.g. KeyboardInterrupt), the child is killed and reaped, as
-    ``subprocess.run`` does."""
+    As ``subprocess`` does: the child gets only stdin, stdout and stderr (every other
+    inheritable descriptor is closed in it), SIGPIPE is reset to its default there, the pipes
+    are kept off descriptors 0-2 when this process has them closed, and an interrupted call
+    (e.g. KeyboardInterrupt) kills and reaps the child. An ``OSError`` means the program could
+    not be started; a failure after that is a :class:`TerrariumError`."""
     import select
     import signal
 
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    opened: list[int] = []
+    pid = 0
     try:
-        null = os.open(os.devnull, os.O_RDONLY)
-        try:
-            spawn = os.posix_spawn if os.sep in argv[0] else os.posix_spawnp
-            pid = spawn(
-                argv[0],
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, null, 0),
-                    (os.POSIX_SPAWN_DUP2, out_w, 1),
-                    (os.POSIX_SPAWN_DUP2, err_w, 2),
-                ],
-                setsigdef=(signal.SIGPIPE,),
-            )
-        finally:
-            os.close(null)
-    except BaseException:
-        for fd in (out_r, out_w, err_r, err_w):
+        out_r, out_w = _above_stdio(os.pipe(), opened)
+        err_r, err_w = _above_stdio(os.pipe(), opened)
+        (null,) = _above_stdio((os.open(os.devnull, os.O_RDONLY),), opened)
+        actions: list[tuple[int, ...]] = [
+            (os.POSIX_SPAWN_DUP2, null, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+        ]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_descriptors()]
+        spawn = os.posix_spawn if os.sep in argv[0] else os.posix_spawnp
+        pid = spawn(argv[0], argv, env, file_actions=actions, setsigdef=(signal.SIGPIPE,))
+        for fd in (null, out_w, err_w):
             os.close(fd)
-        raise
-    os.close(out_w)
-    os.close(err_w)
-    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    try:
-        poller = select.poll()
-        for fd in chunks:
-            poller.register(fd, select.POLLIN)
-        open_fds = len(chunks)
-        while open_fds:
-            for fd, _ in poller.poll():
-                data = os.read(fd, 1 << 16)
-                if data:
-                    chunks[fd].append(data)
-                else:
-                    poller.unregister(fd)
-                    open_fds -= 1
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
+            opened.remove(fd)
+        chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
         try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
-        raise
+            poller = select.poll()
+            for fd in chunks:
+                poller.register(fd, select.POLLIN)
+            open_fds = len(chunks)
+            while open_fds:
+                for fd, _ in poller.poll():
+                    data = os.read(fd, 1 << 16)
+                    if data:
+                        chunks[fd].append(data)
+                    else:
+                        poller.unregister(fd)
+                        open_fds -= 1
+            try:
+                _, status = os.waitpid(pid, 0)
+                code = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                # SIGCHLD ignored: the child was reaped for us and its status is gone
+                # (`subprocess` reports 0 then too).
+                code = 0
+            pid = 0
+        except OSError as err:
+            raise TerrariumError(
+                f"reading the output of {argv[0]} failed: {err}", user_error=False
+            ) from None
     finally:
-        os.close(out_r)
-        os.close(err_r)
-    code = os.waitstatus_to_exitcode(status)
+        if pid:
+            # Interrupted: the child goes too, and is reaped.
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        for fd in opened:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
     stdout = b"".join(chunks[out_r]).decode("utf-8", "replace")
     stderr = b"".join(chunks[err_r]).decode("utf-8", "replace")
     return code, stdout, stderr
+
+
+def _above_stdio(fds: tuple[int, ...], opened: list[int]) -> tuple[int, ...]:
+    """``fds``, each moved to 3 or above (a process started with stdin, stdout or stderr
+    closed gets them from ``pipe``); every descriptor is noted in ``opened`` to be closed."""
+    opened.extend(fds)
+    moved = []
+    for fd in fds:
+        if fd < 3:
+            import fcntl
+
+            above = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            opened.append(above)
+            opened.remove(fd)
+            os.close(fd)
+            fd = above
+        moved.append(fd)
+    return tuple(moved)
+
+
+def _inheritable_descriptors() -> list[int]:
+    """This process's descriptors above 2 that a child would inherit (those Python opened are
+    not; a C library's or an inherited one may be)."""
+    try:
+        listed = os.listdir("/proc/self/fd")
+    except OSError:
+        try:
+            listed = os.listdir("/dev/fd")
+        except OSError:
+            return []
+    found = []
+    for name in listed:
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed since
+    return found

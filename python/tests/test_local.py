@@ -329,12 +329,54 @@ def test_spawned_cli_output_is_read_whole() -> None:
         "os.write(1, b'\\xff end')\n"
         "sys.exit(3)\n"
     )
-    code, out, err = spawn_captured([sys.executable, "-c", script], dict(os.environ))
+    import threading
+
+    answers: list[tuple[int, str, str]] = []
+    reader = threading.Thread(
+        target=lambda: answers.append(spawn_captured([sys.executable, "-c", script], dict(os.environ))),
+        daemon=True,
+    )
+    reader.start()
+    reader.join(60)
+    assert answers, "the output was not read to its end within 60 s"
+    code, out, err = answers[0]
     assert code == 3
     assert len(err) == 2000 * 512 and set(err) == {"e", "\n"}
     assert out.endswith("\ufffd end") and len(out) == 2000 * 512 + 5
     with pytest.raises(OSError):
         spawn_captured(["/nonexistent/terrarium"], dict(os.environ))
+
+
+def test_spawned_cli_gets_no_other_descriptors() -> None:
+    """An inheritable descriptor of this process (a C library's, or one this process was
+    given) does not reach the CLI, as with `subprocess`; the CLI's stdio works even when this
+    process has its own stdin closed."""
+    import sys
+
+    from terrarium._cli import spawn_captured
+
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        code, out, _ = spawn_captured(
+            [sys.executable, "-c", "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"],
+            dict(os.environ),
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert code == 0
+    assert out.strip() == "[0, 1, 2, 3]", "stdio and the listing's own descriptor only"
+    # A parent without stdin: its pipes must not land on descriptor 0.
+    child = (
+        "import os, sys\n"
+        "os.close(0)\n"
+        "from terrarium._cli import spawn_captured\n"
+        "code, out, err = spawn_captured([sys.executable, '-c', 'import sys; print(sys.stdin.read() == \\'\\')'], dict(os.environ))\n"
+        "print(code, out.strip())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "0 True", done.stderr
 
 
 def test_a_missing_binary_is_a_typed_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -355,6 +397,7 @@ def test_the_first_cell_imports_no_more_than_it_needs(tmp_path: Path) -> None:
     conda.write_text("name: x\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n", encoding="utf-8")
     cell = (
         "import sys\n"
+        "before = set(sys.modules)\n"
         "from terrarium.core import Environment, Workspace\n"
         f"ws = Workspace({str(tmp_path / 'ws')!r})\n"
         f"env = Environment.from_conda_specification('cell', {str(conda)!r})\n"
@@ -362,7 +405,7 @@ def test_the_first_cell_imports_no_more_than_it_needs(tmp_path: Path) -> None:
         "assert Environment.get(ws, 'cell').version == '1'\n"
         "heavy = ['subprocess', 'threading', 'pathlib', 'typing', 'tempfile', 'shutil',\n"
         "         'urllib.request', 'importlib.metadata', 'selectors']\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "print(sorted(m for m in heavy if m in sys.modules and m not in before))\n"
     )
     done = subprocess.run([sys.executable, "-c", cell], capture_output=True, text=True, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
