@@ -75,7 +75,7 @@ class Workspace:
         path: Optional[PathLike] = None,
         *,
         token: Optional[str] = None,
-        _config: Optional[Path] = None,
+        _config: Optional[str] = None,
     ) -> None:
         location = None if path is None else os.fspath(path)
         if token is None and location is not None and is_server_url(location):
@@ -111,11 +111,9 @@ class Workspace:
 
         ``path`` names the config file to read instead; its settings then come before the
         environment variables."""
-        from pathlib import Path
-
         if path is not None:
-            config = Path(path).expanduser()
-            if not config.is_file():
+            config = os.path.expanduser(os.fspath(path))
+            if not os.path.isfile(config):
                 raise NotFoundError(
                     f"config file {config} not found",
                     code="not_found",
@@ -124,7 +122,7 @@ class Workspace:
             workspace, token = _read_config(config)
             workspace = workspace or os.environ.get(TERRARIUM_WORKSPACE) or None
             token = token or os.environ.get(TERRARIUM_TOKEN) or None
-            return cls(workspace, token=token, _config=config.absolute())
+            return cls(workspace, token=token, _config=os.path.abspath(config))
         config = _config_path()
         file_workspace, file_token = _read_config(config)
         workspace = os.environ.get(TERRARIUM_WORKSPACE) or file_workspace or None
@@ -159,22 +157,23 @@ class Workspace:
         return f"Workspace({self.name!r})"
 
 
-def _config_path() -> Path:
-    from pathlib import Path
-
+def _config_path() -> str:
+    """The CLI's config file (a string path: `pathlib` costs a notebook's first cell)."""
     explicit = os.environ.get(TERRARIUM_CONFIG)
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return explicit
+    home = os.path.expanduser("~")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     if sys.platform == "darwin" and not os.environ.get("XDG_CONFIG_HOME"):
-        base = str(Path.home() / "Library" / "Application Support")
-    return Path(base) / "terrarium" / "config.toml"
+        base = os.path.join(home, "Library", "Application Support")
+    return os.path.join(base, "terrarium", "config.toml")
 
 
-def _read_config(path: Path) -> tuple[Optional[str], Optional[str]]:
+def _read_config(path: str) -> tuple[Optional[str], Optional[str]]:
     """``workspace`` and ``token`` of a config file (absent file: neither)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except FileNotFoundError:
         return None, None
     except OSError as err:
@@ -191,7 +190,12 @@ def _read_config(path: Path) -> tuple[Optional[str], Optional[str]]:
     return (str(workspace) if workspace else None, str(token) if token else None)
 
 
-def _parse_config(text: str, path: Path) -> dict[str, Any]:
+def _parse_config(text: str, path: str) -> dict[str, Any]:
+    # The file as the CLI writes it (`key = "string"` lines) is read without `tomllib`, which
+    # with `typing` costs a notebook's first cell 3-4 ms; anything else goes to `tomllib`.
+    plain = _plain_config(text)
+    if plain is not None:
+        return plain
     if sys.version_info < (3, 11):
         return _parse_simple_toml(text, path)
     import tomllib
@@ -204,7 +208,25 @@ def _parse_config(text: str, path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _parse_simple_toml(text: str, path: Path) -> dict[str, Any]:
+def _plain_config(text: str) -> Optional[dict[str, Any]]:
+    """The values of a file made only of comments, blank lines and ``key = "string"`` (or
+    ``'string'``) lines with distinct keys, each string using only the escapes TOML and JSON
+    read alike (``\\"``, ``\\\\``, ``\\b``, ``\\f``, ``\\n``, ``\\r``, ``\\t``); None for anything else,
+    which only a TOML parser may read."""
+    values: dict[str, Any] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\\x00-\x1f]|\\["\\bfnrt])*"|'[^'\x00-\x1f]*')\s*(?:#.*)?$""", line)
+        if not match or match.group(1) in values:
+            return None
+        value = match.group(2)
+        values[match.group(1)] = json.loads(value) if value.startswith('"') else value[1:-1]
+    return values
+
+
+def _parse_simple_toml(text: str, path: str) -> dict[str, Any]:
     """``key = "string"`` lines and comments: all the config file can hold (Python < 3.11)."""
     values: dict[str, Any] = {}
     for number, raw in enumerate(text.splitlines(), 1):

@@ -399,7 +399,7 @@ def test_the_first_cell_imports_no_more_than_it_needs(tmp_path: Path) -> None:
         "import sys\n"
         "before = set(sys.modules)\n"
         "from terrarium.core import Environment, Workspace\n"
-        f"ws = Workspace({str(tmp_path / 'ws')!r})\n"
+        "ws = Workspace.from_config()\n"
         f"env = Environment.from_conda_specification('cell', {str(conda)!r})\n"
         "env.register(ws)\n"
         "assert Environment.get(ws, 'cell').version == '1'\n"
@@ -407,6 +407,43 @@ def test_the_first_cell_imports_no_more_than_it_needs(tmp_path: Path) -> None:
         "         'urllib.request', 'importlib.metadata', 'selectors']\n"
         "print(sorted(m for m in heavy if m in sys.modules and m not in before))\n"
     )
-    done = subprocess.run([sys.executable, "-c", cell], capture_output=True, text=True, cwd=str(tmp_path))
+    # The workspace from the config file, as a notebook's first cell usually has it.
+    config = tmp_path / "config.toml"
+    config.write_text(f'workspace = "{tmp_path / "ws"}"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("TERRARIUM_WORKSPACE", "TERRARIUM_TOKEN")}
+    env["TERRARIUM_CONFIG"] = str(config)
+    done = subprocess.run(
+        [sys.executable, "-c", cell], capture_output=True, text=True, cwd=str(tmp_path), env=env
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+    assert (tmp_path / "ws" / "workspace.db").is_file(), "the config file's workspace was used"
+
+
+def test_the_config_file_is_read_as_toml_reads_it() -> None:
+    """The config file's fast reader (no `tomllib`) gives what `tomllib` gives, and leaves to
+    `tomllib` everything it is not sure of."""
+    import tomllib
+
+    from terrarium.workspace import _plain_config
+
+    same = [
+        'workspace = "/data/ws"\ntoken = "t0k3n"\n',
+        "# team\n\nworkspace = 'C:\\\\raw\\\\path'  # literal\n",
+        'workspace = "a \\"quoted\\" \\\\ path\\twith\\ttabs"\r\ntoken=""\n',
+        'workspace = "/ünïcödé/wş"\n',
+        "",
+    ]
+    for text in same:
+        assert _plain_config(text) == tomllib.loads(text), text
+    declined = [
+        'workspace = "\\u00e9"\n',  # \u escapes: TOML refuses surrogates, JSON does not
+        'workspace = "\\/x"\n',  # JSON's escape, not TOML's
+        'workspace = "a"\nworkspace = "b"\n',  # a duplicate: TOML's error
+        '[server]\nworkspace = "a"\n',
+        'workspace = """a"""\n',
+        'workspace = 3\n',
+        '"workspace" = "a"\n',
+    ]
+    for text in declined:
+        assert _plain_config(text) is None, text
