@@ -192,12 +192,16 @@ def _read_config(path: str) -> tuple[Optional[str], Optional[str]]:
 
 def _parse_config(text: str, path: str) -> dict[str, Any]:
     # The file as the CLI writes it (`key = "string"` lines) is read without `tomllib`, which
-    # with `typing` costs a notebook's first cell 3-4 ms; anything else goes to `tomllib`.
-    plain = _plain_config(text)
+    # with `typing` costs a notebook's first cell about 6 ms; anything else goes to `tomllib`.
+    plain, _ = _string_lines(text, _PLAIN_LINE, distinct=True)
     if plain is not None:
         return plain
     if sys.version_info < (3, 11):
-        return _parse_simple_toml(text, path)
+        # All the config file can hold, without a TOML parser.
+        simple, bad = _string_lines(text, _SIMPLE_LINE, distinct=False)
+        if simple is None:
+            raise DefinitionError(f"{path}:{bad}: invalid config line", file=str(path), line=bad)
+        return simple
     import tomllib
 
     try:
@@ -208,39 +212,31 @@ def _parse_config(text: str, path: str) -> dict[str, Any]:
         ) from None
 
 
-def _plain_config(text: str) -> Optional[dict[str, Any]]:
-    """The values of a file made only of comments, blank lines and ``key = "string"`` (or
-    ``'string'``) lines with distinct keys, each string using only the escapes TOML and JSON
-    read alike (``\\"``, ``\\\\``, ``\\b``, ``\\f``, ``\\n``, ``\\r``, ``\\t``); None for anything else,
-    which only a TOML parser may read."""
-    values: dict[str, Any] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = re.match(r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\\x00-\x1f]|\\["\\bfnrt])*"|'[^'\x00-\x1f]*')\s*(?:#.*)?$""", line)
-        if not match or match.group(1) in values:
-            return None
-        value = match.group(2)
-        values[match.group(1)] = json.loads(value) if value.startswith('"') else value[1:-1]
-    return values
+#: A ``key = "string"`` (or ``'string'``) line whose string uses only the escapes TOML and JSON
+#: read alike (``\"``, ``\\``, ``\b``, ``\f``, ``\n``, ``\r``, ``\t``): what TOML reads as
+#: JSON does.
+_PLAIN_LINE = r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\\x00-\x1f]|\\["\\bfnrt])*"|'[^'\x00-\x1f]*')\s*(?:#.*)?$"""
+#: The same with any escape, read as JSON reads it (Python < 3.11, which has no TOML parser).
+_SIMPLE_LINE = r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*(?:#.*)?$"""
 
 
-def _parse_simple_toml(text: str, path: str) -> dict[str, Any]:
-    """``key = "string"`` lines and comments: all the config file can hold (Python < 3.11)."""
+def _string_lines(
+    text: str, pattern: str, *, distinct: bool
+) -> tuple[Optional[dict[str, Any]], int]:
+    """The values of a file made only of comments, blank lines and lines matching
+    ``pattern``, with distinct keys when ``distinct``; else None and the number of the first
+    line that is not so."""
     values: dict[str, Any] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = re.match(r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*(?:#.*)?$""", line)
-        if not match:
-            raise DefinitionError(
-                f"{path}:{number}: invalid config line", file=str(path), line=number
-            )
-        key, value = match.group(1), match.group(2)
-        values[key] = json.loads(value) if value.startswith('"') else value[1:-1]
-    return values
+        match = re.match(pattern, line)
+        if not match or (distinct and match.group(1) in values):
+            return None, number
+        value = match.group(2)
+        values[match.group(1)] = json.loads(value) if value.startswith('"') else value[1:-1]
+    return values, 0
 
 
 class _Backend:

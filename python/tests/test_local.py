@@ -425,7 +425,10 @@ def test_the_config_file_is_read_as_toml_reads_it() -> None:
     `tomllib` everything it is not sure of."""
     import tomllib
 
-    from terrarium.workspace import _plain_config
+    from terrarium.workspace import _PLAIN_LINE, _string_lines
+
+    def _plain_config(text: str) -> Any:
+        return _string_lines(text, _PLAIN_LINE, distinct=True)[0]
 
     same = [
         'workspace = "/data/ws"\ntoken = "t0k3n"\n',
