@@ -25,6 +25,22 @@ pub fn is_server_url(text: &str) -> bool {
     text.starts_with("http://") || text.starts_with("https://")
 }
 
+/// Whether a proxy variable names an `https://` proxy, which a plain-HTTP request would reach
+/// over TLS.
+fn tls_proxy() -> bool {
+    ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .any(|value| names_tls_proxy(&value))
+}
+
+/// Whether a proxy variable's value may need TLS (an `https://` proxy, or one we cannot read).
+fn names_tls_proxy(value: &std::ffi::OsStr) -> bool {
+    value
+        .to_str()
+        .is_none_or(|text| text.trim().to_ascii_lowercase().starts_with("https://"))
+}
+
 /// A workspace served by `terrarium server`.
 #[derive(Debug)]
 pub struct RemoteStore {
@@ -43,10 +59,16 @@ impl RemoteStore {
                 "invalid workspace URL `{url}`: expected http(s)://HOST[:PORT]"
             )));
         }
-        let http = Client::builder()
+        let mut builder = Client::builder()
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("terrarium/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("terrarium/", env!("CARGO_PKG_VERSION")));
+        if parsed.scheme() == "http" && !tls_proxy() {
+            // Plain HTTP needs no certificate roots: loading the system's (every file in
+            // /etc/ssl/certs) was most of a CLI call's time against a server on loopback.
+            builder = builder.tls_certs_only(Vec::new());
+        }
+        let http = builder
             .build()
             .map_err(|err| StoreError::Transport(format!("cannot make an HTTP client: {err}")))?;
         Ok(Self {
@@ -702,5 +724,25 @@ impl Store for RemoteStore {
         Err(StoreError::Invalid(
             "workspace settings are not available over the API".to_string(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::names_tls_proxy;
+
+    #[test]
+    fn only_a_proxy_that_may_need_tls_keeps_the_certificate_roots() {
+        assert!(names_tls_proxy(OsStr::new("https://proxy:3128")));
+        assert!(names_tls_proxy(OsStr::new(" HTTPS://Proxy:3128 ")));
+        assert!(!names_tls_proxy(OsStr::new("http://proxy:3128")));
+        assert!(!names_tls_proxy(OsStr::new("proxy:3128")));
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            assert!(names_tls_proxy(OsStr::from_bytes(b"\xffhttp://proxy")));
+        }
     }
 }
