@@ -60,9 +60,9 @@ def __getattr__(name: str) -> object:
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
+    # `from <module> import <name>`, without `importlib` (which imports `warnings`).
+    level = len(module) - len(module.lstrip("."))
+    value = getattr(__import__(module[level:], globals(), None, [name], level), name)
     globals()[name] = value
     return value
 

@@ -66,15 +66,13 @@ def _recorded_beside(module_root: str) -> tuple[bool, Optional[str]]:
         names = os.listdir(site)
     except OSError:
         return False, None
-    import csv
-
     for name in names:
         if not (name.endswith(".dist-info") and name.split("-", 1)[0].lower() == "terrarium"):
             continue
         try:
             with open(os.path.join(site, name, "RECORD"), encoding="utf-8", newline="") as file:
-                entries = [row[0] for row in csv.reader(file) if row]
-        except (OSError, csv.Error, UnicodeDecodeError):
+                entries = _record_paths(file.read())
+        except (OSError, ValueError):  # csv.Error and UnicodeDecodeError are ValueErrors
             continue
         if "terrarium/__init__.py" not in entries:
             continue
@@ -85,6 +83,19 @@ def _recorded_beside(module_root: str) -> tuple[bool, Optional[str]]:
                     return True, path
         return True, None
     return False, None
+
+
+def _record_paths(text: str) -> list[str]:
+    """The paths (first column) of a ``RECORD`` file, a CSV file: its lines split at the first
+    comma, and the ``csv`` module (with ``re``, a first cell's milliseconds) for a file with a
+    quoted field."""
+    if '"' not in text:
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        return [line.split(",", 1)[0] for line in lines if line]
+    import csv
+    import io
+
+    return [row[0] for row in csv.reader(io.StringIO(text, newline="")) if row]
 
 
 def _recorded_by_metadata(module_root: str) -> Optional[str]:

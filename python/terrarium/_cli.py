@@ -13,13 +13,13 @@ last stderr line describes it for programs::
 
 from __future__ import annotations
 
-import json
 import os
 # `typing` is for the type checker only: importing it costs every notebook's first cell.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Callable, Optional, Sequence
 
+from . import _fastjson
 from ._binary import find_binary
 from .errors import CONFLICT_CODES, ConflictError, DefinitionError, NotFoundError, TerrariumError
 
@@ -62,7 +62,7 @@ def _structured(
         if not line.strip():
             continue
         try:
-            body = json.loads(line)["error"]
+            body = _fastjson.loads(line)["error"]
         except (ValueError, KeyError, TypeError):
             return None
         if not isinstance(body, dict):
@@ -186,7 +186,7 @@ class Cli:
         """Run the CLI with ``--json`` output already in ``args``; return the parsed answer."""
         stdout = self.run(args, **kwargs)
         try:
-            return json.loads(stdout)
+            return _fastjson.loads(stdout)
         except ValueError:
             raise TerrariumError(
                 f"terrarium {' '.join(args[:2])} printed something that is not JSON: {stdout[:200]!r}",
@@ -243,7 +243,12 @@ def spawn_captured(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]
     (e.g. KeyboardInterrupt) kills and reaps the child. An ``OSError`` means the program could
     not be started; a failure after that is a :class:`TerrariumError`."""
     import select
-    import signal
+
+    try:
+        # The signal numbers without `signal`'s enums (`enum` costs a first cell milliseconds).
+        import _signal as signal  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - other implementations
+        import signal
 
     opened: list[int] = []
     pid = 0

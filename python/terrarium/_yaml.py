@@ -8,29 +8,48 @@ take it for something else (a number, a boolean, a comment, a mapping).
 
 from __future__ import annotations
 
-import json
-import re
+from . import _fastjson
+
 # `typing` is for the type checker only: importing it costs every notebook's first cell.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-# Plain scalars YAML 1.1 or 1.2 readers would not read back as the same string.
-_SPECIAL = re.compile(
-    r"""^(?:
-        ~|null|Null|NULL|
-        [yY]|yes|Yes|YES|[nN]|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|
-        [-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|
-        [-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|
-        0x[0-9a-fA-F_]+|0o?[0-7_]+|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?
-    )$""",
-    re.VERBOSE,
+# Plain scalars YAML 1.1 or 1.2 readers would not read back as the same string: these words,
+_WORDS = frozenset(
+    "~ null Null NULL y Y yes Yes YES n N no No NO true True TRUE false False FALSE "
+    "on On ON off Off OFF".split()
 )
+# and numbers (ints, floats, infinities, NaN, hex, octal, sexagesimal), made of these characters
+# only: a string with any other is none of them, without compiling the pattern (`re` costs a
+# notebook's first cell 4 ms to import).
+_NUMBER_CHARACTERS = frozenset("0123456789_.+-:eExoabcdefABCDEFinfINFaN")
+_NUMBER = r"""^(?:
+    [-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|
+    [-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|
+    0x[0-9a-fA-F_]+|0o?[0-7_]+|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?
+)$"""
+
+
+def _special(text: str) -> bool:
+    """Whether a YAML reader would take the plain scalar ``text`` for null, a boolean or a
+    number."""
+    if text in _WORDS:
+        return True
+    if not _NUMBER_CHARACTERS.issuperset(text):
+        return False
+    if text.strip("+-_") and not any(c in "0123456789." for c in text):
+        return False  # every number has a digit or a point (words such as `face` are not)
+    import re
+
+    return re.match(_NUMBER, text, re.VERBOSE) is not None
+
+
 _INDICATORS = set("[]{},#&*!|>'\"%@`")
 
 
 def _needs_quotes(text: str) -> bool:
-    if text == "" or text != text.strip() or _SPECIAL.match(text):
+    if text == "" or text != text.strip() or _special(text):
         return True
     if text[0] in _INDICATORS or text[0] in "?:-" and (len(text) == 1 or text[1] == " "):
         return True
@@ -46,10 +65,10 @@ def scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return json.dumps(value)
+        return _fastjson.dumps(value)
     text = str(value)
     # JSON's string syntax is YAML's double-quoted syntax.
-    return json.dumps(text, ensure_ascii=False) if _needs_quotes(text) else text
+    return _fastjson.dumps(text, ensure_ascii=False) if _needs_quotes(text) else text
 
 
 def _key(value: Any) -> str:

@@ -16,7 +16,6 @@ without channels brings the ``conda-forge`` channel.
 from __future__ import annotations
 
 import os
-import re
 # `typing` and `pathlib` are for the type checker only (functions off the first cell's path
 # import `pathlib` themselves): importing them costs every notebook's first cell.
 TYPE_CHECKING = False
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 
     PathLike = Union[str, os.PathLike[str]]
 
-from . import _yaml
+from . import _fastjson, _yaml
 from .errors import TerrariumError
 
 PIP = "pip"
@@ -92,8 +91,14 @@ def _package_name(value: str) -> str:
     """The package a pip line names (Azure ML's rule: up to the first ``[=<>~!``; a wheel's
     file name up to its first ``-``)."""
     if value.endswith(".whl"):
-        return re.split("-", re.split("/", value)[-1])[0]
-    return re.split(r"[\[=|<|>|~|!]", value)[0].strip()
+        return value.split("/")[-1].split("-")[0]
+    # Azure ML splits on the pattern `[\[=|<|>|~|!]`: a class that holds `|` too.
+    cut = len(value)
+    for mark in "[=|<>~!":
+        found = value.find(mark, 0, cut)
+        if found >= 0:
+            cut = found
+    return value[:cut].strip()
 
 
 def _is_python(spec: str) -> bool:
@@ -112,14 +117,12 @@ class CondaDependencies:
         conda_dependencies_file_path: Optional[PathLike] = None,
         _underlying_structure: Optional[dict[str, Any]] = None,
     ) -> None:
-        import copy
-
         if conda_dependencies_file_path is not None:
             self._document = read_conda_file(os.fspath(conda_dependencies_file_path))
         elif _underlying_structure is not None:
             if not isinstance(_underlying_structure, dict):
                 raise TerrariumError("a conda document must be a mapping")
-            self._document = copy.deepcopy(_underlying_structure)
+            self._document = _fastjson.copy(_underlying_structure)
         else:
             self._document = {"name": DEFAULT_NAME, CHANNELS: [], PACKAGES: []}
 
@@ -201,6 +204,8 @@ class CondaDependencies:
         """The version of the ``python`` conda package, if there is one."""
         for item in self._document.get(PACKAGES) or []:
             if isinstance(item, str) and _is_python(item):
+                import re
+
                 found = re.search(_VERSION, item)
                 return found.group() if found else None
         return None
@@ -239,6 +244,8 @@ class CondaDependencies:
     def add_conda_package(self, conda_package: str) -> None:
         """Add a conda package (``python=X`` sets the Python version instead)."""
         if _is_python(conda_package):
+            import re
+
             found = re.search(_VERSION, conda_package)
             if found:
                 self.set_python_version(found.group())
@@ -353,9 +360,8 @@ class CondaDependencies:
 
     def as_dict(self) -> dict[str, Any]:
         """The document as plain data (a copy)."""
-        import copy
-
-        return copy.deepcopy(self._document)
+        document: dict[str, Any] = _fastjson.copy(self._document)
+        return document
 
     def _is_empty(self) -> bool:
         return not any(self._document.get(key) for key in (CHANNELS, PACKAGES, "variables"))

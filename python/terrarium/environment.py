@@ -10,7 +10,6 @@ never hashes and never numbers versions; it hands the directory to ``terrarium e
 
 from __future__ import annotations
 
-import json
 import os
 # `typing` and `pathlib` are for the type checker only (functions off the first cell's path
 # import `pathlib` themselves): importing them costs every notebook's first cell.
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
 
     PathLike = Union[str, os.PathLike[str]]
 
+from . import _fastjson
 from ._cli import Cli
 from .conda_dependencies import DEFAULT_NAME, CondaDependencies, conda_document
 from .errors import DefinitionError, NotFoundError, TerrariumError
@@ -373,7 +373,7 @@ class Environment:
         cli = Cli(None)
         cli.run(["env", "validate", str(directory), "--format", "aml-v1", "--json"])
         with open(directory / DEFINITION_FILE, encoding="utf-8") as file:
-            data = json.load(file)
+            data = _fastjson.loads(file.read())
         conda_file = directory / CONDA_FILE
         document = None
         if conda_file.is_file():
@@ -493,7 +493,7 @@ class Environment:
         with Progress(f"building the image of {env.name}:{env.version}") as progress:
             stdout = workspace._cli.run(args, on_status=progress.update if progress.active else None)
         try:
-            details = json.loads(stdout) if stdout.strip() else {}
+            details = _fastjson.loads(stdout) if stdout.strip() else {}
         except ValueError:
             # Dockerfile environments built by buildah or docker print lines, not JSON.
             details = {"output": stdout.strip()}
@@ -513,8 +513,6 @@ class Environment:
     def _to_aml_dict(self) -> dict[str, Any]:
         """``azureml_environment.json``'s content, as Azure ML's ``save_to_directory`` writes
         it (the conda document and Dockerfile go in their own files)."""
-        import copy
-
         python: dict[str, Any] = {
             "userManagedDependencies": self.python.user_managed_dependencies,
             "interpreterPath": self.python.interpreter_path,
@@ -555,8 +553,8 @@ class Environment:
                 ],
                 "precachePackages": self.spark.precache_packages,
             },
-            "databricks": copy.deepcopy(self.databricks),
-            "r": copy.deepcopy(self.r),
+            "databricks": _fastjson.copy(self.databricks),
+            "r": _fastjson.copy(self.r),
             "inferencingStackVersion": self.inferencing_stack_version,
             "assetId": self.asset_id,
         }
@@ -565,7 +563,7 @@ class Environment:
 
     def _files(self) -> dict[str, str]:
         """The files of the Azure ML v1 directory, by name."""
-        files = {DEFINITION_FILE: json.dumps(self._to_aml_dict(), indent=4) + "\n"}
+        files = {DEFINITION_FILE: _fastjson.dumps(self._to_aml_dict(), indent=4) + "\n"}
         dependencies = self.python.conda_dependencies
         if dependencies is not None and not dependencies._is_empty():
             files[CONDA_FILE] = dependencies.serialize_to_string()
@@ -579,8 +577,6 @@ class Environment:
     ) -> "Environment":
         """An object from ``azureml_environment.json``'s content and the conda document (from
         the conda file, else the JSON's inline ``python.condaDependencies``)."""
-        import copy
-
         def section(key: str) -> dict[str, Any]:
             value = data.get(key)
             if value is None:
@@ -647,15 +643,15 @@ class Environment:
         env.spark.precache_packages = bool(spark.get("precachePackages", True))
 
         if "databricks" in data:
-            env.databricks = copy.deepcopy(data["databricks"])
-        env.r = copy.deepcopy(data.get("r"))
+            env.databricks = _fastjson.copy(data["databricks"])
+        env.r = _fastjson.copy(data.get("r"))
         env.inferencing_stack_version = data.get("inferencingStackVersion")
         env.asset_id = data.get("assetId")
         known = {
             "name", "version", "environmentVariables", "python", "docker", "spark",
             "databricks", "r", "inferencingStackVersion", "assetId",
         }
-        env._extra = {k: copy.deepcopy(v) for k, v in data.items() if k not in known}
+        env._extra = {k: _fastjson.copy(v) for k, v in data.items() if k not in known}
         return env
 
 
@@ -708,7 +704,7 @@ def _conda_prefix(name_or_prefix: str) -> Path:
             listed = subprocess.run(
                 [conda, "env", "list", "--json"], capture_output=True, text=True, timeout=60
             )
-            for prefix in json.loads(listed.stdout).get("envs", []):
+            for prefix in _fastjson.loads(listed.stdout).get("envs", []):
                 if Path(prefix).name == name_or_prefix or (
                     name_or_prefix == "base" and (Path(prefix) / "condabin").is_dir()
                 ):

@@ -13,9 +13,7 @@ do them, so all three faces of Terrarium agree.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 # `typing` and `pathlib` are for the type checker only (functions off the first cell's path
 # import `pathlib` themselves): importing them costs every notebook's first cell.
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
 
     PathLike = Union[str, os.PathLike[str]]
 
+from . import _fastjson
 from ._cli import Cli
 from ._rest import RestClient, segment
 from .conda_dependencies import DEFAULT_NAME, conda_document
@@ -59,6 +58,8 @@ def is_database_url(text: str) -> bool:
 
 def _redact(url: str) -> str:
     """A URL without its password, for messages and ``repr``."""
+    import re
+
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
@@ -192,13 +193,14 @@ def _read_config(path: str) -> tuple[Optional[str], Optional[str]]:
 
 def _parse_config(text: str, path: str) -> dict[str, Any]:
     # The file as the CLI writes it (`key = "string"` lines) is read without `tomllib`, which
-    # with `typing` costs a notebook's first cell about 6 ms; anything else goes to `tomllib`.
-    plain, _ = _string_lines(text, _PLAIN_LINE, distinct=True)
+    # with `typing` costs a notebook's first cell about 6 ms, or `re`; anything else goes to
+    # `tomllib`.
+    plain = _plain_lines(text)
     if plain is not None:
         return plain
     if sys.version_info < (3, 11):
         # All the config file can hold, without a TOML parser.
-        simple, bad = _string_lines(text, _SIMPLE_LINE, distinct=False)
+        simple, bad = _simple_lines(text)
         if simple is None:
             raise DefinitionError(f"{path}:{bad}: invalid config line", file=str(path), line=bad)
         return simple
@@ -212,30 +214,88 @@ def _parse_config(text: str, path: str) -> dict[str, Any]:
         ) from None
 
 
-#: A ``key = "string"`` (or ``'string'``) line whose string uses only the escapes TOML and JSON
-#: read alike (``\"``, ``\\``, ``\b``, ``\f``, ``\n``, ``\r``, ``\t``): what TOML reads as
-#: JSON does.
-_PLAIN_LINE = r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\\x00-\x1f]|\\["\\bfnrt])*"|'[^'\x00-\x1f]*')\s*(?:#.*)?$"""
-#: The same with any escape, read as JSON reads it (Python < 3.11, which has no TOML parser).
+_KEY_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+#: The escapes of a basic string that TOML reads as JSON does.
+_ESCAPES = {'"': '"', "\\": "\\", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _plain_lines(text: str) -> Optional[dict[str, str]]:
+    """The values of a config file made only of comments, blank lines and ``key = "string"``
+    (or ``'string'``) lines with distinct bare keys, strings without control characters and with
+    only the escapes ``\\"``, ``\\\\``, ``\\b``, ``\\f``, ``\\n``, ``\\r`` and ``\\t``, and
+    an optional comment after them: what TOML reads, read as TOML reads it. Anything else, or
+    anything TOML would refuse: None (for ``tomllib`` to read, or to say what is wrong)."""
+    if text.count("\r") != text.count("\r\n"):
+        return None  # TOML's line ends are LF and CRLF
+    values: dict[str, str] = {}
+    for raw in text.split("\n"):
+        line = (raw[:-1] if raw.endswith("\r") else raw).strip(" \t")
+        if not line:
+            continue
+        if line[0] == "#":
+            if not _plain_comment(line):
+                return None
+            continue
+        end = 0
+        while end < len(line) and line[end] in _KEY_CHARACTERS:
+            end += 1
+        key = line[:end]
+        rest = line[end:].lstrip(" \t")
+        if not key or key in values or not rest.startswith("="):
+            return None
+        rest = rest[1:].lstrip(" \t")
+        quote = rest[:1]
+        if quote not in ('"', "'"):
+            return None
+        value: list[str] = []
+        i = 1
+        while i < len(rest) and rest[i] != quote:
+            c = rest[i]
+            if c < " " or c == "\x7f":
+                return None
+            if c == "\\" and quote == '"':
+                escaped = _ESCAPES.get(rest[i + 1 : i + 2])
+                if escaped is None:
+                    return None
+                value.append(escaped)
+                i += 2
+                continue
+            value.append(c)
+            i += 1
+        if i >= len(rest):
+            return None  # no closing quote
+        after = rest[i + 1 :].lstrip(" \t")
+        if after and not (after[0] == "#" and _plain_comment(after)):
+            return None
+        values[key] = "".join(value)
+    return values
+
+
+def _plain_comment(comment: str) -> bool:
+    """Whether a comment has no control character but tabs (TOML refuses the others)."""
+    return all(c >= " " or c == "\t" for c in comment) and "\x7f" not in comment
+
+
+#: A ``key = "string"`` line with any escape, read as JSON reads it (Python < 3.11, which has
+#: no TOML parser).
 _SIMPLE_LINE = r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*(?:#.*)?$"""
 
 
-def _string_lines(
-    text: str, pattern: str, *, distinct: bool
-) -> tuple[Optional[dict[str, Any]], int]:
-    """The values of a file made only of comments, blank lines and lines matching
-    ``pattern``, with distinct keys when ``distinct``; else None and the number of the first
-    line that is not so."""
+def _simple_lines(text: str) -> tuple[Optional[dict[str, Any]], int]:
+    """The values of a file made only of comments, blank lines and ``_SIMPLE_LINE`` lines;
+    else None and the number of the first line that is not so."""
+    import re
+
     values: dict[str, Any] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = re.match(pattern, line)
-        if not match or (distinct and match.group(1) in values):
+        match = re.match(_SIMPLE_LINE, line)
+        if not match:
             return None, number
         value = match.group(2)
-        values[match.group(1)] = json.loads(value) if value.startswith('"') else value[1:-1]
+        values[match.group(1)] = _fastjson.loads(value) if value.startswith('"') else value[1:-1]
     return values, 0
 
 
@@ -291,7 +351,12 @@ class _Backend:
         return env
 
     def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The record of a version (latest, ``version`` or ``label``), through the CLI: with its
+        Azure ML v1 form, which ``environment`` needs, so that it takes no second run."""
+        record: dict[str, Any] = self.cli.json(
+            ["env", "show", _reference(name, version, label), "--json", "--export", "aml-v1"]
+        )
+        return record
 
     def list_latest(self) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -346,7 +411,7 @@ def aml_files(
             f"the aml-v1 export of {name}:{version} has no azureml_environment.json",
             user_error=False,
         )
-    data: dict[str, Any] = json.loads(text)
+    data: dict[str, Any] = _fastjson.loads(text)
     return data, files.get(DOCKERFILE_FILE)
 
 
@@ -360,13 +425,6 @@ def _reference(name: str, version: Optional[str], label: Optional[str]) -> str:
 
 class _CliBackend(_Backend):
     """A workspace directory or PostgreSQL database: everything through the CLI."""
-
-    def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
-        # With its Azure ML v1 form: `environment` needs it, and so takes no second run.
-        record: dict[str, Any] = self.cli.json(
-            ["env", "show", _reference(name, version, label), "--json", "--export", "aml-v1"]
-        )
-        return record
 
     def list_latest(self) -> list[dict[str, Any]]:
         # With each one's Azure ML v1 form: `environment` needs it, and so the whole list
@@ -383,7 +441,7 @@ class _CliBackend(_Backend):
             out = Path(scratch) / "export"
             self.cli.run(["env", "export", f"{name}:{version}", "--format", "aml-v1", "-o", str(out)])
             with open(out / DEFINITION_FILE, encoding="utf-8") as file:
-                data: dict[str, Any] = json.load(file)
+                data: dict[str, Any] = _fastjson.loads(file.read())
             dockerfile = out / DOCKERFILE_FILE
             text = dockerfile.read_text(encoding="utf-8") if dockerfile.is_file() else None
         return data, text
@@ -398,13 +456,20 @@ class _CliBackend(_Backend):
 
 class _ServerBackend(_Backend):
     """A team server: reads and labels through the REST API; registering, building, running
-    and deploying through the CLI pointed at the server."""
+    and deploying through the CLI pointed at the server (which speaks the same API with the
+    same token). A version read before this process has loaded ``urllib`` goes through the CLI
+    too: a script's or notebook's first cell then does not pay 25 ms to load it."""
 
     def __init__(self, cli: Cli, rest: RestClient) -> None:
         super().__init__(cli)
         self.rest = rest
 
     def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
+        if not self.rest.loaded():
+            # The CLI reads the same API with the same token, and gives the same record (with
+            # its export: one run). A process's first request through `urllib` costs 25 ms
+            # more, most of a notebook's first cell; later ones are cheaper than a CLI run.
+            return super().resolve(name, version, label)
         path = f"/environments/{segment(name)}"
         if version is not None:
             path += f"/versions/{segment(version)}"

@@ -157,3 +157,55 @@ def test_clone_is_local(workspace: Workspace) -> None:
     assert "scipy" not in first.python.conda_dependencies.pip_packages
     assert copy.register(workspace).version == "1"
     assert "demo-copy" in Environment.list(workspace)
+
+
+@pytest.mark.parametrize("workspace", ["server-sqlite", "server-postgres"], indirect=True)
+def test_a_server_read_through_the_cli_is_the_read_through_rest(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Against a team server, `Environment.get` reads through the CLI until the process has
+    loaded `urllib` (a notebook's first cell), and through the REST API after: both give the
+    same version, the same errors, and a first cell loads no `urllib`."""
+    import os
+    import subprocess
+    import sys
+
+    from terrarium import _fastjson
+    from terrarium._rest import RestClient
+    from terrarium.workspace import _ServerBackend
+
+    assert isinstance(workspace._backend, _ServerBackend)
+    env = demo("both-ways")
+    env.register(workspace)
+    env.python.conda_dependencies.add_pip_package("scipy")
+    env.register(workspace)
+    Environment.label(workspace, "both-ways", "1", ["production"])
+
+    def read(loaded: bool, **reference: Any) -> tuple[str, dict[str, str]]:
+        monkeypatch.setattr(RestClient, "loaded", staticmethod(lambda: loaded))
+        got = Environment.get(workspace, "both-ways", **reference)
+        return _fastjson.dumps(got._record, indent=1), got._files()
+
+    for reference in ({}, {"version": "1"}, {"label": "production"}):
+        assert read(False, **reference) == read(True, **reference), reference
+    for loaded in (False, True):
+        monkeypatch.setattr(RestClient, "loaded", staticmethod(lambda: loaded))
+        for name, reference in (("nothing-here", {}), ("both-ways", {"version": "9"}), ("both-ways", {"label": "nope"})):
+            with pytest.raises(NotFoundError):
+                Environment.get(workspace, name, **reference)
+
+    rest = workspace._backend.rest
+    cell = (
+        "import sys\n"
+        "from terrarium.core import Environment, Workspace\n"
+        f"ws = Workspace.connect({rest.url!r}, token=sys.stdin.read())\n"
+        "got = Environment.get(ws, 'both-ways', version='1')\n"
+        "assert got.python.conda_dependencies.pip_packages == ['numpy==1.26.4', 'pandas>=2']\n"
+        "print('urllib.request' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", cell], input=rest._token, capture_output=True, text=True,
+        cwd=str(tmp_path), env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

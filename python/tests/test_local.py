@@ -404,7 +404,8 @@ def test_the_first_cell_imports_no_more_than_it_needs(tmp_path: Path) -> None:
         "env.register(ws)\n"
         "assert Environment.get(ws, 'cell').version == '1'\n"
         "heavy = ['subprocess', 'threading', 'pathlib', 'typing', 'tempfile', 'shutil',\n"
-        "         'urllib.request', 'importlib.metadata', 'selectors']\n"
+        "         'urllib.request', 'importlib.metadata', 'selectors', 'json', 're', 'enum',\n"
+        "         'copy', 'csv', 'signal', 'tomllib']\n"
         "print(sorted(m for m in heavy if m in sys.modules and m not in before))\n"
     )
     # The workspace from the config file, as a notebook's first cell usually has it.
@@ -423,12 +424,10 @@ def test_the_first_cell_imports_no_more_than_it_needs(tmp_path: Path) -> None:
 def test_the_config_file_is_read_as_toml_reads_it() -> None:
     """The config file's fast reader (no `tomllib`) gives what `tomllib` gives, and leaves to
     `tomllib` everything it is not sure of."""
+    import random
     import tomllib
 
-    from terrarium.workspace import _PLAIN_LINE, _string_lines
-
-    def _plain_config(text: str) -> Any:
-        return _string_lines(text, _PLAIN_LINE, distinct=True)[0]
+    from terrarium.workspace import _plain_lines as _plain_config
 
     same = [
         'workspace = "/data/ws"\ntoken = "t0k3n"\n',
@@ -442,6 +441,11 @@ def test_the_config_file_is_read_as_toml_reads_it() -> None:
     declined = [
         'workspace = "\\u00e9"\n',  # \u escapes: TOML refuses surrogates, JSON does not
         'workspace = "\\/x"\n',  # JSON's escape, not TOML's
+        'workspace = "a"\x0c\n',  # a form feed: not TOML's whitespace
+        "# a\x01comment\n",  # control characters in a comment
+        'workspace = "a"\rtoken = "b"\n',  # a lone CR: not a TOML line end
+        "workspace = 'a",
+        'workspace = "a" b\n',
         'workspace = "a"\nworkspace = "b"\n',  # a duplicate: TOML's error
         '[server]\nworkspace = "a"\n',
         'workspace = """a"""\n',
@@ -450,3 +454,18 @@ def test_the_config_file_is_read_as_toml_reads_it() -> None:
     ]
     for text in declined:
         assert _plain_config(text) is None, text
+    # Whatever it reads from random text, TOML reads alike.
+    pieces = list("wk-_ \t=\"'\\ntu#\n\r\x0c\x7f\x00é\u2028x1[.b") + ["\r\n"]
+    rng = random.Random(7)
+    read = 0
+    for _ in range(100_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        got = _plain_config(text)
+        if got is None:
+            continue
+        try:
+            assert got == tomllib.loads(text), text
+        except tomllib.TOMLDecodeError:
+            raise AssertionError(f"read what TOML refuses: {text!r}") from None
+        read += 1
+    assert read > 1000
