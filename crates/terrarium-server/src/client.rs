@@ -65,8 +65,23 @@ impl RemoteStore {
             .user_agent(concat!("terrarium/", env!("CARGO_PKG_VERSION")));
         if parsed.scheme() == "http" && !tls_proxy() {
             // Plain HTTP needs no certificate roots: loading the system's (every file in
-            // /etc/ssl/certs) was most of a CLI call's time against a server on loopback.
-            builder = builder.tls_certs_only(Vec::new());
+            // /etc/ssl/certs) was most of a CLI call's time against a server on loopback. A
+            // redirect to https:// (a proxy in front that forces TLS) is refused with the URL
+            // to use instead, rather than failing on a certificate nothing could verify.
+            builder = builder
+                .tls_certs_only(Vec::new())
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    if attempt.url().scheme() == "https" {
+                        let to = attempt.url().clone();
+                        attempt.error(format!(
+                            "the server redirects to {to}: use the https:// address as the workspace"
+                        ))
+                    } else if attempt.previous().len() >= 10 {
+                        attempt.error("too many redirects")
+                    } else {
+                        attempt.follow()
+                    }
+                }));
         }
         let http = builder
             .build()
@@ -732,6 +747,40 @@ mod tests {
     use std::ffi::OsStr;
 
     use super::names_tls_proxy;
+
+    /// A server on loopback that answers every request with `response`, `count` times.
+    fn answering(response: &'static str, count: usize) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(count) {
+                let mut stream = stream.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_plain_http_server_that_redirects_to_https_gets_the_address_to_use() {
+        if super::tls_proxy() {
+            return; // this machine's proxy keeps the roots, and the redirect is followed
+        }
+        let url = answering(
+            "HTTP/1.1 301 Moved Permanently\r\nLocation: https://terrarium.example/api/v1/whoami\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            1,
+        );
+        let store = super::RemoteStore::new(&url, None).unwrap();
+        let err = store.whoami().unwrap_err().to_string();
+        assert!(
+            err.contains("redirects to https://terrarium.example/")
+                && err.contains("use the https:// address as the workspace"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn only_a_proxy_that_may_need_tls_keeps_the_certificate_roots() {

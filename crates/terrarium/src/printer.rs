@@ -149,6 +149,9 @@ pub enum ErrorCode {
     Invalid,
     /// Something failed (exit code 1).
     Failure,
+    /// A workspace server could not be reached, or answered something that is not the API (the
+    /// Python SDK's REST client says `transport` too).
+    Transport,
     /// A team server's own code for a refusal the others do not name (`unauthorized`,
     /// `forbidden`, `payload_too_large`, ...).
     Server(String),
@@ -180,6 +183,7 @@ impl ErrorCode {
             StoreError::Archived(_) => Self::Archived,
             StoreError::Invalid(_) => Self::Invalid,
             StoreError::Remote { code, status, .. } => Self::from_server(code, *status < 500),
+            StoreError::Transport(_) => Self::Transport,
             _ => return None,
         })
     }
@@ -194,6 +198,7 @@ impl ErrorCode {
             Self::InvalidDefinition => "invalid_definition",
             Self::Invalid => "invalid",
             Self::Failure => "failure",
+            Self::Transport => "transport",
             Self::Server(code) => code,
         }
     }
