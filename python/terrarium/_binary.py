@@ -72,7 +72,7 @@ def _recorded_beside(module_root: str) -> tuple[bool, Optional[str]]:
         try:
             with open(os.path.join(site, name, "RECORD"), encoding="utf-8", newline="") as file:
                 entries = _record_paths(file.read())
-        except (OSError, ValueError):  # csv.Error and UnicodeDecodeError are ValueErrors
+        except (OSError, ValueError):  # UnicodeDecodeError is one, and csv.Error becomes one
             continue
         if "terrarium/__init__.py" not in entries:
             continue
@@ -95,7 +95,10 @@ def _record_paths(text: str) -> list[str]:
     import csv
     import io
 
-    return [row[0] for row in csv.reader(io.StringIO(text, newline="")) if row]
+    try:
+        return [row[0] for row in csv.reader(io.StringIO(text, newline="")) if row]
+    except csv.Error as err:
+        raise ValueError(f"RECORD: {err}") from None
 
 
 def _recorded_by_metadata(module_root: str) -> Optional[str]:

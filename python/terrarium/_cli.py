@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 from . import _fastjson
 from ._binary import find_binary
-from .errors import CONFLICT_CODES, ConflictError, DefinitionError, NotFoundError, TerrariumError
+from .errors import (
+    CONFLICT_CODES,
+    UNAUTHORIZED_HINT,
+    ConflictError,
+    DefinitionError,
+    NotFoundError,
+    TerrariumError,
+)
 
 #: Exit code of the CLI when the request was at fault.
 EXIT_USER_ERROR = 2
@@ -73,6 +80,8 @@ def _structured(
         if hint is not None and "`terrarium " in str(hint):
             # Advice in CLI commands does not help an SDK caller; the exception's type says it.
             hint = None
+        if kind == "unauthorized" and hint is None:
+            hint = UNAUTHORIZED_HINT  # as the SDK's own requests to the server say
         causes = [fix(str(c)) for c in body.get("causes", []) or []]
         location = body.get("location")
         if kind == "invalid_definition" or isinstance(location, dict):

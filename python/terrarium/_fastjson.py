@@ -5,8 +5,9 @@ a fifth of a notebook's first cell (import, ``from_conda_specification``, ``regi
 ``get``). What that cell needs of JSON is small, so:
 
 - :func:`loads` runs CPython's own C scanner (``_json.make_scanner``, the one ``json.loads``
-  runs) with ``json``'s default settings, so it reads what ``json.loads`` reads and refuses what
-  it refuses (with a :class:`ValueError`, as ``json`` raises);
+  runs) with ``json``'s default settings, so it reads what ``json.loads`` reads; what it cannot
+  read goes to ``json.loads``, which raises its own error (a :class:`ValueError` with the line
+  and column);
 - :func:`dumps` writes plain data (dicts with string keys, lists, tuples, strings, ints, floats,
   booleans and None) exactly as ``json.dumps`` does, byte for byte, with the C string encoders
   ``json`` uses. Anything else goes to ``json.dumps``.
@@ -31,6 +32,8 @@ _WHITESPACE = " \t\n\r"  # what json's decoder skips around a document
 class _Settings:
     """What the C scanner reads from a ``json.JSONDecoder()``: its defaults."""
 
+    __slots__ = ("strict", "object_hook", "object_pairs_hook", "parse_float", "parse_int", "parse_constant")
+
     def __init__(self) -> None:
         self.strict = True
         self.object_hook = None
@@ -42,7 +45,6 @@ class _Settings:
             "Infinity": float("inf"),
             "NaN": float("nan"),
         }.__getitem__
-        self.memo: dict[Any, Any] = {}
 
 
 _scan: Optional[Callable[[str, int], tuple[Any, int]]] = None
@@ -53,27 +55,31 @@ if _c is not None:
         _scan = None
 
 
-def loads(text: str | bytes) -> Any:
-    """``json.loads(text)``: a string, or bytes (UTF-8 here; other encodings go to ``json``)."""
-    if isinstance(text, bytes):
-        head = text[:4]
+def loads(text: str | bytes | bytearray) -> Any:
+    """``json.loads(text)``: a string, or bytes (in UTF-8 here; other encodings go to ``json``)."""
+    if isinstance(text, (bytes, bytearray)):
+        head = bytes(text[:4])
         if _scan is None or b"\x00" in head or head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-            import json  # UTF-16, UTF-32 or a byte order mark: json's detection
-
-            return json.loads(text)
-        text = text.decode("utf-8", "surrogatepass")
+            return _json_loads(text)  # UTF-16, UTF-32 or a byte order mark: json's detection
+        text = bytes(text).decode("utf-8", "surrogatepass")
     if _scan is None:
-        import json
-
-        return json.loads(text)
+        return _json_loads(text)
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan(text, start)
-    except StopIteration as err:
-        raise ValueError(f"Expecting value: char {err.value}") from None
+    except Exception:
+        # Not JSON. `json` says why: the scanner's own errors need `json.decoder` loaded (on
+        # Python 3.10 and 3.11 it raises SystemError without it).
+        return _json_loads(text)
     if text[end:].lstrip(_WHITESPACE):
-        raise ValueError(f"Extra data: char {end}")
+        return _json_loads(text)  # extra data after the document
     return value
+
+
+def _json_loads(text: str | bytes | bytearray) -> Any:
+    import json
+
+    return json.loads(text)
 
 
 class _NotPlain(Exception):
@@ -163,15 +169,26 @@ def _write(
 
 
 def copy(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists and scalars), as ``copy.deepcopy`` makes it, without
-    importing :mod:`copy` (with ``weakref``); anything else goes to ``copy.deepcopy``."""
+    """A deep copy of a JSON tree (dicts, lists and scalars, no object twice in it), as
+    ``copy.deepcopy`` makes it, without importing :mod:`copy` (with ``weakref``); anything
+    else (other types, shared or cyclic parts) is copied by ``copy.deepcopy``."""
+    try:
+        return _copy(value, set())
+    except _NotPlain:
+        import copy as module
+
+        return module.deepcopy(value)
+
+
+def _copy(value: Any, seen: set[int]) -> Any:
     kind = type(value)
-    if kind is dict:
-        return {key: copy(item) for key, item in value.items()}
-    if kind is list:
-        return [copy(item) for item in value]
+    if kind is dict or kind is list:
+        if id(value) in seen:
+            raise _NotPlain  # shared or cyclic: deepcopy keeps it so
+        seen.add(id(value))
+        if kind is dict:
+            return {key: _copy(item, seen) for key, item in value.items()}
+        return [_copy(item, seen) for item in value]
     if value is None or kind in (str, int, float, bool):
         return value
-    import copy as module
-
-    return module.deepcopy(value)
+    raise _NotPlain

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 from . import _fastjson
-from .errors import CONFLICT_CODES, ConflictError, NotFoundError, TerrariumError
+from .errors import CONFLICT_CODES, UNAUTHORIZED_HINT, ConflictError, NotFoundError, TerrariumError
 
 API_PREFIX = "/api/v1"
 
@@ -36,14 +36,6 @@ class RestClient:
     def __repr__(self) -> str:
         # Never the token.
         return f"RestClient(url={self.url!r})"
-
-    @staticmethod
-    def loaded() -> bool:
-        """Whether this process has loaded what a request needs (``urllib.request``): until
-        then, the first request costs about 25 ms more than its answer."""
-        import sys
-
-        return "urllib.request" in sys.modules
 
     def request(
         self,
@@ -124,7 +116,7 @@ def error_from_answer(status: int, body: bytes, url: str) -> TerrariumError:
     user = status < 500
     hint = None
     if status == 401:
-        hint = "pass token= to Workspace.connect, or set TERRARIUM_TOKEN"
+        hint = UNAUTHORIZED_HINT
     if code == "not_found":
         return NotFoundError(message, code=code, hint=hint)
     if code in CONFLICT_CODES:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 #: Codes (the team server's, and the CLI's with ``TERRARIUM_ERRORS=json``) that mean the
 #: request conflicts with the workspace's state: :class:`ConflictError`.
 CONFLICT_CODES = frozenset({"conflict", "curated", "referenced", "archived"})
+#: What helps with a team server's ``unauthorized``, whether the SDK or the CLI asked.
+UNAUTHORIZED_HINT = "pass token= to Workspace.connect, or set TERRARIUM_TOKEN"
 
 
 class TerrariumError(Exception):

@@ -3,9 +3,10 @@ backends:
 
 - a workspace directory (SQLite) and a PostgreSQL URL, through the CLI's ``--json`` interface;
 - a team server (``http(s)://``), through its REST API with a bearer token, and through the CLI
-  pointed at the server where the API has no such operation (registering a definition file,
-  building, running, deploying: work done on this machine, or reading a definition, which is
-  Terrarium's job).
+  pointed at the server (the same API, the same token) where the API has no such operation
+  (registering a definition file, building, running, deploying: work done on this machine, or
+  reading a definition, which is Terrarium's job) or where one CLI run is cheaper (reading a
+  version with its Azure ML form). Errors are the same either way.
 
 Hashing, versioning, locking and workspace storage are never done here: the CLI and the server
 do them, so all three faces of Terrarium agree.
@@ -457,26 +458,13 @@ class _CliBackend(_Backend):
 class _ServerBackend(_Backend):
     """A team server: reads and labels through the REST API; registering, building, running
     and deploying through the CLI pointed at the server (which speaks the same API with the
-    same token). A version read before this process has loaded ``urllib`` goes through the CLI
-    too: a script's or notebook's first cell then does not pay 25 ms to load it."""
+    same token). Reading a version goes through the CLI too, which gives it with its Azure ML
+    form in one run: through ``urllib`` it is two requests, and a process's first request
+    loads ``urllib.request`` (25 ms, most of a script's or notebook's first cell)."""
 
     def __init__(self, cli: Cli, rest: RestClient) -> None:
         super().__init__(cli)
         self.rest = rest
-
-    def resolve(self, name: str, version: Optional[str], label: Optional[str]) -> dict[str, Any]:
-        if not self.rest.loaded():
-            # The CLI reads the same API with the same token, and gives the same record (with
-            # its export: one run). A process's first request through `urllib` costs 25 ms
-            # more, most of a notebook's first cell; later ones are cheaper than a CLI run.
-            return super().resolve(name, version, label)
-        path = f"/environments/{segment(name)}"
-        if version is not None:
-            path += f"/versions/{segment(version)}"
-        elif label is not None:
-            path += f"/labels/{segment(label)}"
-        record: dict[str, Any] = self.rest.json("GET", path)
-        return record
 
     def list_latest(self) -> list[dict[str, Any]]:
         return [

@@ -160,18 +160,17 @@ def test_clone_is_local(workspace: Workspace) -> None:
 
 
 @pytest.mark.parametrize("workspace", ["server-sqlite", "server-postgres"], indirect=True)
-def test_a_server_read_through_the_cli_is_the_read_through_rest(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+def test_a_server_version_read_through_the_cli_is_the_apis(
+    workspace: Workspace, tmp_path: Any
 ) -> None:
-    """Against a team server, `Environment.get` reads through the CLI until the process has
-    loaded `urllib` (a notebook's first cell), and through the REST API after: both give the
-    same version, the same errors, and a first cell loads no `urllib`."""
+    """Against a team server, `Environment.get` reads through the CLI (one run, with the Azure
+    ML form): the record is the REST API's, its errors are those of the SDK's own requests, and
+    a first cell loads no `urllib`."""
     import os
     import subprocess
     import sys
 
-    from terrarium import _fastjson
-    from terrarium._rest import RestClient
+    from terrarium._rest import RestClient, segment
     from terrarium.workspace import _ServerBackend
 
     assert isinstance(workspace._backend, _ServerBackend)
@@ -180,21 +179,30 @@ def test_a_server_read_through_the_cli_is_the_read_through_rest(
     env.python.conda_dependencies.add_pip_package("scipy")
     env.register(workspace)
     Environment.label(workspace, "both-ways", "1", ["production"])
-
-    def read(loaded: bool, **reference: Any) -> tuple[str, dict[str, str]]:
-        monkeypatch.setattr(RestClient, "loaded", staticmethod(lambda: loaded))
-        got = Environment.get(workspace, "both-ways", **reference)
-        return _fastjson.dumps(got._record, indent=1), got._files()
-
-    for reference in ({}, {"version": "1"}, {"label": "production"}):
-        assert read(False, **reference) == read(True, **reference), reference
-    for loaded in (False, True):
-        monkeypatch.setattr(RestClient, "loaded", staticmethod(lambda: loaded))
-        for name, reference in (("nothing-here", {}), ("both-ways", {"version": "9"}), ("both-ways", {"label": "nope"})):
-            with pytest.raises(NotFoundError):
-                Environment.get(workspace, name, **reference)
-
     rest = workspace._backend.rest
+
+    for reference, path in (
+        ({}, ""),
+        ({"version": "1"}, "/versions/1"),
+        ({"label": "production"}, "/labels/production"),
+    ):
+        got = Environment.get(workspace, "both-ways", **reference)
+        assert got._record == rest.json("GET", f"/environments/{segment('both-ways')}{path}"), reference
+    for name, reference in (("nothing-here", {}), ("both-ways", {"version": "9"}), ("both-ways", {"label": "nope"})):
+        with pytest.raises(NotFoundError):
+            Environment.get(workspace, name, **reference)
+
+    # A refusal and an unreachable server: the same code and hint as a REST request's.
+    for other in (Workspace.connect(rest.url, token="not-a-token"), Workspace.connect("http://127.0.0.1:9")):
+        other_rest = other._backend.rest  # type: ignore[attr-defined]
+        assert isinstance(other_rest, RestClient)
+        with pytest.raises(TerrariumError) as through_cli:
+            Environment.get(other, "both-ways")
+        with pytest.raises(TerrariumError) as through_rest:
+            other_rest.json("GET", "/environments/both-ways")
+        assert (through_cli.value.code, through_cli.value.hint) == (through_rest.value.code, through_rest.value.hint)
+        assert through_cli.value.code in ("unauthorized", "transport"), through_cli.value
+
     cell = (
         "import sys\n"
         "from terrarium.core import Environment, Workspace\n"

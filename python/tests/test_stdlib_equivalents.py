@@ -93,6 +93,34 @@ def test_loads_refuses_what_json_refuses(text: str) -> None:
         assert _fastjson.loads(data) == expected
 
 
+def test_loads_refuses_bad_json_in_a_process_without_json() -> None:
+    """What `loads` is for: a process that has not imported `json`. There the C scanner cannot
+    raise its own errors (on Python 3.10 and 3.11 it raised SystemError): each bad document must
+    still be a ValueError, json's own, and a good one read without importing `json`."""
+    import subprocess
+    import sys
+
+    bad = ['{"a": 1', '"unterminated', '"\\x"', "[1/3] Resolving", "[2024-01-01 INFO] x", "[1,]", "1 2", ""]
+    program = (
+        "import sys\n"
+        "from terrarium import _fastjson\n"
+        "assert _fastjson.loads('{\"a\": [1, 2.5, null]}') == {'a': [1, 2.5, None]}\n"
+        "assert 'json' not in sys.modules\n"
+        f"for text in {bad!r}:\n"
+        "    for given in (text, text.encode()):\n"
+        "        try:\n"
+        "            _fastjson.loads(given)\n"
+        "        except ValueError as err:\n"
+        "            assert type(err).__name__ == 'JSONDecodeError', repr(err)\n"
+        "        else:\n"
+        "            raise AssertionError(f'read {given!r}')\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
 def test_copy_copies_as_deepcopy_does() -> None:
     rng = random.Random(3)
     for _ in range(2000):
@@ -103,6 +131,14 @@ def test_copy_copies_as_deepcopy_does() -> None:
     copied = _fastjson.copy(nested)
     copied["a"][0]["b"].append(2)
     assert nested == {"a": [{"b": [1]}]}, "a deep copy shares nothing"
+    # Shared and cyclic parts are copied as deepcopy copies them.
+    part = [1]
+    shared = _fastjson.copy({"x": part, "y": part})
+    assert shared["x"] is shared["y"] and shared["x"] is not part
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    copied_loop = _fastjson.copy(loop)
+    assert copied_loop["self"] is copied_loop and copied_loop is not loop
 
 
 # The pattern the YAML writer compiled before (it now compiles it only for strings made of
@@ -161,3 +197,16 @@ def test_a_pip_lines_package_is_what_azure_mls_pattern_splits() -> None:
         else:
             expected = re.split(r"[\[=|<|>|~|!]", line)[0].strip()
         assert _package_name(line) == expected, line
+
+
+def test_a_record_csv_cannot_read_is_a_value_error() -> None:
+    """A malformed RECORD is skipped by the binary's lookup (which catches ValueError), as it
+    was when `csv` read every one."""
+    for text in ['"terrarium/__init__.py' + "x" * 200_000 + '",sha256=a,1\n', '"a"b"\x00,c\n']:
+        try:
+            expected: Any = [row[0] for row in csv.reader(io.StringIO(text, newline="")) if row]
+        except csv.Error:
+            with pytest.raises(ValueError):
+                _record_paths(text)
+        else:
+            assert _record_paths(text) == expected
