@@ -17,6 +17,13 @@ script starts with scripts/slurm.sh (needs root). Then, interleaved:
 
 Both sides use a warm uv cache for the wheels: "cold" means the environment is not on the node.
 
+Slurm 22.05 starts a batch job only from slurmctld's background scheduler, which runs once a
+second: a job waits 0-1 s for it, depending on when in that second it was submitted, then
+launches in about 25 ms. Measurements one after the other would all fall at the same point of
+that second (each starts right after the last job ended, just after a tick), and hide any
+difference under a second. So each round starts its measurements at one phase of the wall-clock
+second, the same for every side, and the rounds spread the phases evenly over the second.
+
 Ray (with TERRARIUM_TEST_RAY_ADDRESS and TERRARIUM_TEST_RAY_TOKEN_FILE, from
 `eval "$(scripts/ray.sh start DIR)"`): job submit to first output line, `terrarium run --target
 ray` against Ray's own `runtime_env` with `pip` and with `uv` for the same pins from the same
@@ -96,6 +103,18 @@ def first_line_from_sbatch(script, out, env):
     return elapsed
 
 
+def at_phase(fraction):
+    """Wait until the wall clock is `fraction` of the way through a second (0 <= fraction < 1)."""
+    now = time.time()
+    wait = (fraction - now % 1.0) % 1.0
+    time.sleep(wait if wait > 0.02 else wait + 1.0)
+
+
+def phases(rounds):
+    """Evenly spread phases of a second, one per round."""
+    return [(i + 0.5) / rounds for i in range(rounds)]
+
+
 def main():
     if "--nodes" in sys.argv[1:]:
         return nodes_main()
@@ -173,17 +192,25 @@ def main():
         first_line_from_terrarium(packed, env)
         first_line_from_sbatch(warm_script, out, env)
         t_warm, s_warm, p_warm = [], [], []
-        for _ in range(WARM_RUNS):
+        for phase in phases(WARM_RUNS):
+            at_phase(phase)
             t_warm.append(first_line_from_terrarium(run, env))
+            at_phase(phase)
             s_warm.append(first_line_from_sbatch(warm_script, out, env))
+            at_phase(phase)
             p_warm.append(first_line_from_terrarium(packed, env))
         t_cold, s_cold, p_cold, floor = [], [], [], []
-        for i in range(COLD_RUNS):
+        for i, phase in enumerate(phases(COLD_RUNS)):
+            at_phase(phase)
             floor.append(first_line_from_sbatch(floor_script, out, env))
             cold_env = dict(env, TERRARIUM_CACHE_DIR=os.path.join(work, f"cold-cache-{i}"))
+            at_phase(phase)
             t_cold.append(first_line_from_terrarium(run, cold_env))
+            at_phase(phase)
             s_cold.append(first_line_from_sbatch(cold_script, out, env))
-            p_cold.append(first_line_from_terrarium(add_packed(f"packed{i}", f"node-{i}"), env))
+            packed_cold = add_packed(f"packed{i}", f"node-{i}")
+            at_phase(phase)
+            p_cold.append(first_line_from_terrarium(packed_cold, env))
 
         tw, sw = statistics.median(t_warm), statistics.median(s_warm)
         tc, sc = statistics.median(t_cold), statistics.median(s_cold)
@@ -192,10 +219,14 @@ def main():
         print(f"  terrarium run --target slurm        {tw * 1000:8.0f} ms")
         print(f"  sbatch, prebuilt venv activated     {sw * 1000:8.0f} ms")
         print(f"  terrarium - sbatch = {(tw - sw) * 1000:+.0f} ms   (target <= +100 ms)")
+        pairs = sorted(t - s for t, s in zip(t_warm, s_warm))
+        print(f"  per round (same phase): median {statistics.median(pairs) * 1000:+.0f} ms, "
+              f"mean {statistics.mean(pairs) * 1000:+.0f} ms, range {pairs[0] * 1000:+.0f} to {pairs[-1] * 1000:+.0f} ms")
         print(f"\nsubmit to first output line, environment not on the node, median of {COLD_RUNS}:")
         print(f"  terrarium run --target slurm        {tc:8.2f} s")
         print(f"  sbatch, uv venv + uv pip install    {sc:8.2f} s")
-        print(f"  terrarium / sbatch+uv = {tc / sc:.2f}x   (target <= 0.5x)")
+        print(f"  terrarium / sbatch+uv = {tc / sc:.2f}x   (target <= 0.5x); means "
+              f"{statistics.mean(t_cold):.2f} / {statistics.mean(s_cold):.2f} s = {statistics.mean(t_cold) / statistics.mean(s_cold):.2f}x")
         fl = statistics.median(floor)
         print(f"  sbatch of `echo` (Slurm's own floor) {fl:8.2f} s")
         print(f"  above the floor: terrarium {tc - fl:.2f} s, uv {sc - fl:.2f} s = {(tc - fl) / max(sc - fl, 1e-9):.2f}x"
