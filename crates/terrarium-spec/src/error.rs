@@ -31,11 +31,12 @@ impl Location {
         }
     }
 
+    /// A field's place; the empty field is the document itself, which names no field.
     pub fn field(file: &Path, line: usize, field: &str) -> Self {
         Self {
             file: file.to_path_buf(),
             line: Some(line),
-            field: Some(field.to_string()),
+            field: (!field.is_empty()).then(|| field.to_string()),
         }
     }
 }

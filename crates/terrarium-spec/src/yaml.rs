@@ -283,6 +283,14 @@ impl<'a> Reader<'a> {
                 used: vec![false; entries.len()],
                 prefix: field.to_string(),
             }),
+            _ if field.is_empty() => Err(self.error(
+                node.line,
+                field,
+                format!(
+                    "expected a mapping of fields (such as `name:`) at the top of the file, found {}",
+                    node.kind()
+                ),
+            )),
             _ => Err(self.error(
                 node.line,
                 field,

@@ -58,6 +58,27 @@ fn truncated_yaml() {
 }
 
 #[test]
+fn a_file_that_is_not_a_mapping_says_what_the_top_must_be() {
+    let cx = context();
+    for (name, text, found) in [
+        ("scalar.yml", "just a sentence\n", "found a scalar"),
+        ("list.yml", "- numpy\n- pandas\n", "found a list"),
+    ] {
+        let file = cx.write(name, text);
+        let stderr = rejects(
+            &cx,
+            &file,
+            &["--format", "conda"],
+            &[
+                &format!("{name}:1: expected a mapping of fields (such as `name:`)"),
+                found,
+            ],
+        );
+        assert!(!stderr.contains("field ``"), "{stderr}");
+    }
+}
+
+#[test]
 fn unknown_key_warns_and_still_registers() {
     let cx = context();
     let file = cx.write(
