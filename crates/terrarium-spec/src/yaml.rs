@@ -283,6 +283,9 @@ impl<'a> Reader<'a> {
                 used: vec![false; entries.len()],
                 prefix: field.to_string(),
             }),
+            Value::Null if field.is_empty() => {
+                Err(self.error(node.line, field, "the file is empty"))
+            }
             _ if field.is_empty() => Err(self.error(
                 node.line,
                 field,

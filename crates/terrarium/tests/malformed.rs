@@ -65,17 +65,42 @@ fn a_file_that_is_not_a_mapping_says_what_the_top_must_be() {
         ("list.yml", "- numpy\n- pandas\n", "found a list"),
     ] {
         let file = cx.write(name, text);
-        let stderr = rejects(
-            &cx,
-            &file,
-            &["--format", "conda"],
-            &[
-                &format!("{name}:1: expected a mapping of fields (such as `name:`)"),
-                found,
-            ],
-        );
-        assert!(!stderr.contains("field ``"), "{stderr}");
+        // As a conda file, and as whatever the file is taken for without --format.
+        for extra in [&["--format", "conda"][..], &[]] {
+            let stderr = rejects(
+                &cx,
+                &file,
+                extra,
+                &[
+                    &format!("{name}:1: expected a mapping of fields (such as `name:`)"),
+                    found,
+                ],
+            );
+            assert!(!stderr.contains("field ``"), "{stderr}");
+        }
+        // For programs, the location names the file and line, and no field.
+        let run: common::Run = cx
+            .command()
+            .env("TERRARIUM_ERRORS", "json")
+            .args(["env", "validate", "--format", "conda"])
+            .arg(&file)
+            .output()
+            .unwrap()
+            .into();
+        let last = run.stderr.lines().last().unwrap_or_default();
+        let error: serde_json::Value = serde_json::from_str(last).expect(last);
+        let location = &error["error"]["location"];
+        assert_eq!(location["line"], 1, "{error}");
+        assert!(location.get("field").is_none(), "{error}");
     }
+    // An empty conda file says so.
+    let empty = cx.write("empty.yml", "# nothing yet\n");
+    rejects(
+        &cx,
+        &empty,
+        &["--format", "conda"],
+        &["empty.yml:1: the file is empty"],
+    );
 }
 
 #[test]
