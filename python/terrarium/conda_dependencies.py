@@ -40,6 +40,14 @@ DEFAULT_NAME = "project_environment"
 _VERSION = r"(\d+)\.(\d+)(\.(\d+))?([ab](\d+))?$"
 
 
+def _version_at_end(spec: str) -> Optional[str]:
+    """The Python version a ``python`` spec ends with (``python=3.11`` gives ``3.11``)."""
+    import re
+
+    found = re.search(_VERSION, spec)
+    return found.group() if found else None
+
+
 
 def _pip_lines(definition: dict[str, Any]) -> list[str]:
     """A definition's pip section as requirements lines: index options first, then packages
@@ -204,10 +212,7 @@ class CondaDependencies:
         """The version of the ``python`` conda package, if there is one."""
         for item in self._document.get(PACKAGES) or []:
             if isinstance(item, str) and _is_python(item):
-                import re
-
-                found = re.search(_VERSION, item)
-                return found.group() if found else None
+                return _version_at_end(item)
         return None
 
     # -- editing ---------------------------------------------------------------------------
@@ -244,11 +249,9 @@ class CondaDependencies:
     def add_conda_package(self, conda_package: str) -> None:
         """Add a conda package (``python=X`` sets the Python version instead)."""
         if _is_python(conda_package):
-            import re
-
-            found = re.search(_VERSION, conda_package)
-            if found:
-                self.set_python_version(found.group())
+            version = _version_at_end(conda_package)
+            if version:
+                self.set_python_version(version)
                 return
         dependencies = self._dependencies()
         if conda_package not in dependencies:
